@@ -1,0 +1,3 @@
+module github.com/bodycam/bodycam
+
+go 1.26.8

@@ -1,0 +1,470 @@
+// Package storagetest is the conformance suite every storage.Store backend
+// runs: the directory backend and a real MinIO server alike.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bodycam/bodycam/storage"
+)
+
+// Opener returns a fresh, empty store that applies retention r to what it
+// writes. Each call must be independent of the others.
+type Opener func(t *testing.T, r storage.Retention) storage.Store
+
+// Run runs every behaviour of the storage contract against the backend.
+func Run(t *testing.T, open Opener) {
+	none := storage.Retention{Mode: storage.Off}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s storage.Store)
+		ret  storage.Retention
+	}{
+		{"RoundTrip", testRoundTrip, none},
+		{"EmptyObject", testEmptyObject, none},
+		{"NotFound", testNotFound, none},
+		{"InvalidKey", testInvalidKey, none},
+		{"WriteOnce", testWriteOnce, none},
+		{"WriteOnceRace", testWriteOnceRace, none},
+		{"HashMismatch", testHashMismatch, none},
+		{"SizeMismatch", testSizeMismatch, none},
+		{"CanceledPut", testCanceledPut, none},
+		{"ListPrefix", testListPrefix, none},
+		{"LegalHoldForbidsDelete", testLegalHold, none},
+		{"ConcurrentWriters", testConcurrentWriters, none},
+		{"LargeObjectBoundedMemory", testLargeObject, none},
+		{"RetentionForbidsDelete", testRetention, storage.Retention{Mode: storage.Compliance, Period: 3 * time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open(t, tc.ret))
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func put(t *testing.T, s storage.Store, key string, data []byte) storage.Info {
+	t.Helper()
+	info, err := s.Put(ctx(t), key, bytes.NewReader(data), int64(len(data)), storage.PutOptions{})
+	if err != nil {
+		t.Fatalf("Put %s: %v", key, err)
+	}
+	return info
+}
+
+func get(t *testing.T, s storage.Store, key string) []byte {
+	t.Helper()
+	rc, err := s.Get(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Get %s: %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return b
+}
+
+func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+
+func testRoundTrip(t *testing.T, s storage.Store) {
+	data := []byte("segment bytes \x00\x01\x02 exactly as received")
+	info := put(t, s, "dev-1/rec-1/000001.m4s", data)
+	if info.Size != int64(len(data)) || info.SHA256 != sum(data) || info.Key != "dev-1/rec-1/000001.m4s" {
+		t.Fatalf("Put info = %+v, want size %d sha %s", info, len(data), sum(data))
+	}
+	if got := get(t, s, "dev-1/rec-1/000001.m4s"); !bytes.Equal(got, data) {
+		t.Fatalf("Get = %q, want %q", got, data)
+	}
+	st, err := s.Stat(ctx(t), "dev-1/rec-1/000001.m4s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != info.Size || st.SHA256 != info.SHA256 {
+		t.Fatalf("Stat = %+v, want size %d sha %s", st, info.Size, info.SHA256)
+	}
+	if err := s.Ping(ctx(t)); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testEmptyObject(t *testing.T, s storage.Store) {
+	info := put(t, s, "empty", nil)
+	if info.Size != 0 || info.SHA256 != sum(nil) {
+		t.Fatalf("info = %+v", info)
+	}
+	if got := get(t, s, "empty"); len(got) != 0 {
+		t.Fatalf("Get = %q", got)
+	}
+}
+
+func testNotFound(t *testing.T, s storage.Store) {
+	if _, err := s.Get(ctx(t), "no/such/key"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Get: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Stat(ctx(t), "no/such/key"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Stat: %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx(t), "no/such/key"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Delete: %v, want ErrNotFound", err)
+	}
+	if err := s.SetLegalHold(ctx(t), "no/such/key", true); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("SetLegalHold: %v, want ErrNotFound", err)
+	}
+}
+
+func testInvalidKey(t *testing.T, s storage.Store) {
+	for _, key := range []string{"", "/abs", "a//b", "../escape", "a/../b", ".hidden", "a/.b", "sp ace", "a/"} {
+		_, err := s.Put(ctx(t), key, bytes.NewReader([]byte("x")), 1, storage.PutOptions{})
+		if !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Put(%q): %v, want ErrInvalidKey", key, err)
+		}
+		if _, err := s.Get(ctx(t), key); !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Get(%q): %v, want ErrInvalidKey", key, err)
+		}
+	}
+}
+
+func testWriteOnce(t *testing.T, s storage.Store) {
+	first := []byte("the original evidence")
+	put(t, s, "k/once", first)
+	_, err := s.Put(ctx(t), "k/once", bytes.NewReader([]byte("a forgery")), 9, storage.PutOptions{})
+	if !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("second Put: %v, want ErrExists", err)
+	}
+	if got := get(t, s, "k/once"); !bytes.Equal(got, first) {
+		t.Fatalf("after second Put, Get = %q, want the first %q", got, first)
+	}
+	if st, err := s.Stat(ctx(t), "k/once"); err != nil || st.SHA256 != sum(first) {
+		t.Fatalf("Stat after second Put = %+v, %v", st, err)
+	}
+}
+
+// testWriteOnceRace: many writers of one key at once; exactly one wins.
+func testWriteOnceRace(t *testing.T, s storage.Store) {
+	const n = 8
+	var wins, exists atomic.Int32
+	var wg sync.WaitGroup
+	var winner atomic.Value
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := bytes.Repeat([]byte{byte('a' + i)}, 4096)
+			_, err := s.Put(ctx(t), "race/key", bytes.NewReader(data), int64(len(data)), storage.PutOptions{})
+			switch {
+			case err == nil:
+				wins.Add(1)
+				winner.Store(data)
+			case errors.Is(err, storage.ErrExists):
+				exists.Add(1)
+			default:
+				t.Errorf("writer %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 || exists.Load() != n-1 {
+		t.Fatalf("wins=%d exists=%d, want 1 and %d", wins.Load(), exists.Load(), n-1)
+	}
+	if got := get(t, s, "race/key"); !bytes.Equal(got, winner.Load().([]byte)) {
+		t.Fatalf("stored content is not the winner's")
+	}
+}
+
+func testHashMismatch(t *testing.T, s storage.Store) {
+	data := []byte("what the recorder sent")
+	wrong := sha256.Sum256([]byte("something else"))
+	_, err := s.Put(ctx(t), "h/bad", bytes.NewReader(data), int64(len(data)), storage.PutOptions{SHA256: wrong[:]})
+	if !errors.Is(err, storage.ErrHashMismatch) {
+		t.Fatalf("Put with wrong hash: %v, want ErrHashMismatch", err)
+	}
+	if _, err := s.Stat(ctx(t), "h/bad"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after a rejected Put, Stat: %v, want ErrNotFound", err)
+	}
+	right := sha256.Sum256(data)
+	info, err := s.Put(ctx(t), "h/bad", bytes.NewReader(data), int64(len(data)), storage.PutOptions{SHA256: right[:]})
+	if err != nil || info.SHA256 != sum(data) {
+		t.Fatalf("Put with right hash: %+v, %v", info, err)
+	}
+}
+
+func testSizeMismatch(t *testing.T, s storage.Store) {
+	data := []byte("twelve bytes")
+	for _, size := range []int64{int64(len(data)) + 5, int64(len(data)) - 5} {
+		key := fmt.Sprintf("size/%d", size)
+		_, err := s.Put(ctx(t), key, bytes.NewReader(data), size, storage.PutOptions{})
+		if err == nil {
+			t.Fatalf("Put with size %d of %d bytes succeeded", size, len(data))
+		}
+		if _, err := s.Stat(ctx(t), key); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("after a rejected Put, Stat: %v, want ErrNotFound", err)
+		}
+	}
+	if _, err := s.Put(ctx(t), "size/neg", bytes.NewReader(data), -1, storage.PutOptions{}); err == nil {
+		t.Fatal("Put with size -1 succeeded; the real size is required")
+	}
+}
+
+// testCanceledPut: a writer whose context ends mid-stream stores nothing.
+func testCanceledPut(t *testing.T, s storage.Store) {
+	c, cancel := context.WithCancel(ctx(t))
+	r := &cancelAfter{r: newStream(1, 8<<20), n: 1 << 20, cancel: cancel}
+	_, err := s.Put(c, "cancel/me", r, 8<<20, storage.PutOptions{})
+	if err == nil {
+		t.Fatal("Put with a canceled context succeeded")
+	}
+	if _, err := s.Stat(ctx(t), "cancel/me"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after a canceled Put, Stat: %v, want ErrNotFound", err)
+	}
+}
+
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		c.cancel()
+		time.Sleep(10 * time.Millisecond)
+	}
+	n, err := c.r.Read(p)
+	c.n -= n
+	return n, err
+}
+
+func testListPrefix(t *testing.T, s storage.Store) {
+	objs := map[string]int{"a/1": 1, "a/2": 22, "ab/3": 333, "b/1": 4, "a/sub/x": 5}
+	for k, n := range objs {
+		put(t, s, k, bytes.Repeat([]byte("x"), n))
+	}
+	list := func(prefix string) []string {
+		var keys []string
+		err := s.List(ctx(t), prefix, func(i storage.Info) error {
+			if i.Size != int64(objs[i.Key]) {
+				t.Errorf("List size of %s = %d, want %d", i.Key, i.Size, objs[i.Key])
+			}
+			keys = append(keys, i.Key)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("List(%q): %v", prefix, err)
+		}
+		return keys
+	}
+	cases := map[string][]string{
+		"a/":  {"a/1", "a/2", "a/sub/x"},
+		"a":   {"a/1", "a/2", "a/sub/x", "ab/3"},
+		"":    {"a/1", "a/2", "a/sub/x", "ab/3", "b/1"},
+		"zzz": nil,
+	}
+	for prefix, want := range cases {
+		got := list(prefix)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("List(%q) = %v, want %v", prefix, got, want)
+		}
+		if !sort.StringsAreSorted(got) {
+			t.Errorf("List(%q) not in key order: %v", prefix, got)
+		}
+	}
+	stop := errors.New("stop")
+	var n int
+	if err := s.List(ctx(t), "", func(storage.Info) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("List did not stop at the callback's error: n=%d err=%v", n, err)
+	}
+}
+
+func testLegalHold(t *testing.T, s storage.Store) {
+	put(t, s, "hold/me", []byte("held evidence"))
+	if err := s.SetLegalHold(ctx(t), "hold/me", true); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stat(ctx(t), "hold/me"); err != nil || !st.LegalHold {
+		t.Fatalf("Stat after hold = %+v, %v; want LegalHold", st, err)
+	}
+	if err := s.Delete(ctx(t), "hold/me"); !errors.Is(err, storage.ErrRetained) {
+		t.Fatalf("Delete under hold: %v, want ErrRetained", err)
+	}
+	if got := get(t, s, "hold/me"); string(got) != "held evidence" {
+		t.Fatalf("after refused Delete, Get = %q", got)
+	}
+	if err := s.SetLegalHold(ctx(t), "hold/me", false); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stat(ctx(t), "hold/me"); err != nil || st.LegalHold {
+		t.Fatalf("Stat after release = %+v, %v", st, err)
+	}
+	if err := s.Delete(ctx(t), "hold/me"); err != nil {
+		t.Fatalf("Delete after release: %v", err)
+	}
+	if _, err := s.Stat(ctx(t), "hold/me"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after Delete, Stat: %v, want ErrNotFound", err)
+	}
+}
+
+func testRetention(t *testing.T, s storage.Store) {
+	data := []byte("compliance-retained evidence")
+	info := put(t, s, "ret/obj", data)
+	st, err := s.Stat(ctx(t), "ret/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != storage.Compliance || st.RetainUntil.IsZero() || !st.RetainUntil.After(time.Now()) {
+		t.Fatalf("Stat = %+v, want compliance retention into the future", st)
+	}
+	if err := s.Delete(ctx(t), "ret/obj"); !errors.Is(err, storage.ErrRetained) {
+		t.Fatalf("Delete under retention: %v, want ErrRetained", err)
+	}
+	if _, err := s.Put(ctx(t), "ret/obj", bytes.NewReader([]byte("overwrite")), 9, storage.PutOptions{}); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("overwrite under retention: %v, want ErrExists", err)
+	}
+	if got := get(t, s, "ret/obj"); !bytes.Equal(got, data) {
+		t.Fatalf("after refused Delete and overwrite, Get = %q", got)
+	}
+	if st, _ := s.Stat(ctx(t), "ret/obj"); st.SHA256 != info.SHA256 {
+		t.Fatalf("hash changed: %s != %s", st.SHA256, info.SHA256)
+	}
+	// Once the period is over the object may go.
+	time.Sleep(time.Until(st.RetainUntil) + 1500*time.Millisecond)
+	if err := s.Delete(ctx(t), "ret/obj"); err != nil {
+		t.Fatalf("Delete after retention ended: %v", err)
+	}
+	if _, err := s.Get(ctx(t), "ret/obj"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after Delete, Get: %v, want ErrNotFound", err)
+	}
+}
+
+func testConcurrentWriters(t *testing.T, s storage.Store) {
+	const n = 16
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := bytes.Repeat([]byte(fmt.Sprintf("writer %02d;", i)), 1000+i*100)
+			info, err := s.Put(ctx(t), fmt.Sprintf("conc/%02d", i), bytes.NewReader(data), int64(len(data)), storage.PutOptions{})
+			if err != nil {
+				t.Errorf("writer %d: %v", i, err)
+				return
+			}
+			if info.SHA256 != sum(data) {
+				t.Errorf("writer %d: sha %s, want %s", i, info.SHA256, sum(data))
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		want := bytes.Repeat([]byte(fmt.Sprintf("writer %02d;", i)), 1000+i*100)
+		if got := get(t, s, fmt.Sprintf("conc/%02d", i)); !bytes.Equal(got, want) {
+			t.Errorf("conc/%02d: %d bytes, want %d", i, len(got), len(want))
+		}
+	}
+}
+
+// testLargeObject writes 64 MiB from a generator (never held in memory) and
+// checks that the heap did not grow anywhere near the object's size.
+func testLargeObject(t *testing.T, s storage.Store) {
+	const size = 64 << 20
+	const budget = 24 << 20
+	want := sha256.New()
+	if _, err := io.Copy(want, newStream(7, size)); err != nil {
+		t.Fatal(err)
+	}
+	wantSum := want.Sum(nil)
+
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if h := heapBytes(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	info, err := s.Put(ctx(t), "big/object", newStream(7, size), size, storage.PutOptions{SHA256: wantSum})
+	close(done)
+	if err != nil {
+		t.Fatalf("Put 64 MiB: %v", err)
+	}
+	if info.SHA256 != hex.EncodeToString(wantSum) || info.Size != size {
+		t.Fatalf("info = %+v", info)
+	}
+	grew := int64(peak.Load()) - int64(base)
+	t.Logf("64 MiB Put: heap grew by at most %.1f MiB", float64(grew)/(1<<20))
+	if grew > budget {
+		t.Fatalf("heap grew by %d MiB during a 64 MiB Put; the upload is buffered, not streamed", grew>>20)
+	}
+	rc, err := s.Get(ctx(t), "big/object")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if n, err := io.Copy(h, rc); err != nil || n != size {
+		t.Fatalf("read back %d bytes: %v", n, err)
+	}
+	if !bytes.Equal(h.Sum(nil), wantSum) {
+		t.Fatal("read-back hash differs")
+	}
+}
+
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// stream is a deterministic pseudo-random byte source of a given length.
+type stream struct {
+	rng  *rand.ChaCha8
+	left int64
+}
+
+func newStream(seed byte, n int64) io.Reader {
+	var s [32]byte
+	s[0] = seed
+	return &stream{rng: rand.NewChaCha8(s), left: n}
+}
+
+func (s *stream) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, _ := s.rng.Read(p)
+	s.left -= int64(n)
+	return n, nil
+}
