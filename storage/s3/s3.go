@@ -1,0 +1,286 @@
+// Package s3 is the scale-out object store: an S3 bucket with Object Lock,
+// MinIO being the server we test against.
+//
+// Write-once comes from `If-None-Match: *` on every PUT. Each PUT is a single
+// streamed request (never multipart, so the SHA-256 checksum is of the whole
+// object) that carries a trailing x-amz-checksum-sha256 the server verifies
+// and keeps; Stat reads it back. Retention and legal holds are S3 Object Lock,
+// which the server enforces even against bodycam itself.
+package s3
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/bodycam/bodycam/storage"
+)
+
+// Options configure a Store.
+type Options struct {
+	Endpoint  string // host:port
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	Region    string // empty: us-east-1
+	TLS       bool
+	Retention storage.Retention
+	// Transport, when set, replaces the HTTP transport (tests, custom CAs).
+	Transport http.RoundTripper
+}
+
+// ErrNoObjectLock: the bucket exists but was created without Object Lock, so
+// nothing would stop its objects from being deleted or overwritten.
+var ErrNoObjectLock = errors.New("bucket exists without Object Lock")
+
+// Store is an S3-backed storage.Store.
+type Store struct {
+	c         *minio.Client
+	bucket    string
+	retention storage.Retention
+}
+
+// Open connects, creates the bucket with Object Lock when it is missing, and
+// refuses a bucket that exists without it.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	region := o.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	c, err := minio.New(o.Endpoint, &minio.Options{
+		Creds:           credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
+		Secure:          o.TLS,
+		Region:          region,
+		Transport:       o.Transport,
+		TrailingHeaders: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3-endpoint %q: %w", o.Endpoint, err)
+	}
+	s := &Store{c: c, bucket: o.Bucket, retention: o.Retention}
+	ok, err := c.BucketExists(ctx, o.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("s3-endpoint %s: %w", o.Endpoint, oneLine(err))
+	}
+	if !ok {
+		err := c.MakeBucket(ctx, o.Bucket, minio.MakeBucketOptions{Region: region, ObjectLocking: true})
+		if err != nil && minio.ToErrorResponse(err).Code != "BucketAlreadyOwnedByYou" {
+			return nil, fmt.Errorf("s3-bucket %q: create with Object Lock: %w", o.Bucket, oneLine(err))
+		}
+	}
+	enabled, _, _, _, err := c.GetObjectLockConfig(ctx, o.Bucket)
+	if err != nil || enabled != "Enabled" {
+		return nil, fmt.Errorf("s3-bucket %q: %w; use a bucket created with Object Lock (bodycam creates one when the bucket does not exist)", o.Bucket, ErrNoObjectLock)
+	}
+	return s, nil
+}
+
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o storage.PutOptions) (storage.Info, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return storage.Info{}, err
+	}
+	vr, err := storage.NewVerifyingReader(r, size, o.SHA256)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	opts := minio.PutObjectOptions{
+		ContentType:      o.ContentType,
+		DisableMultipart: true,
+		Checksum:         minio.ChecksumSHA256,
+	}
+	opts.SetMatchETagExcept("*")
+	now := time.Now().UTC()
+	if until := s.retention.Until(now); !until.IsZero() {
+		opts.Mode = lockMode(s.retention.Mode)
+		opts.RetainUntilDate = until
+	}
+	up, err := s.c.PutObject(ctx, s.bucket, key, vr, size, opts)
+	if err != nil {
+		// The reader's own verdict (size, hash) is the more precise one.
+		if !vr.Complete() {
+			if _, rerr := vr.Read(nil); rerr != nil && rerr != io.EOF {
+				return storage.Info{}, rerr
+			}
+		}
+		return storage.Info{}, translate(key, err)
+	}
+	sum := vr.SumHex()
+	if got := b64hex(up.ChecksumSHA256); got != "" && got != sum {
+		return storage.Info{}, fmt.Errorf("%w: server stored %s, sent %s", storage.ErrHashMismatch, got, sum)
+	}
+	info := storage.Info{Key: key, Size: size, SHA256: sum, Modified: now}
+	if !opts.RetainUntilDate.IsZero() {
+		info.Mode, info.RetainUntil = s.retention.Mode, opts.RetainUntilDate
+	}
+	return info, nil
+}
+
+func lockMode(m storage.Mode) minio.RetentionMode {
+	if m == storage.Governance {
+		return minio.Governance
+	}
+	return minio.Compliance
+}
+
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	obj, err := s.c.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, translate(key, err)
+	}
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		return nil, translate(key, err)
+	}
+	return obj, nil
+}
+
+// Stat implements storage.Store.
+func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return storage.Info{}, err
+	}
+	oi, err := s.stat(ctx, key)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	info := storage.Info{Key: key, Size: oi.Size, SHA256: b64hex(oi.ChecksumSHA256), Modified: oi.LastModified.UTC()}
+	h := oi.Metadata
+	if t, err := time.Parse(time.RFC3339, h.Get("X-Amz-Object-Lock-Retain-Until-Date")); err == nil {
+		info.RetainUntil = t.UTC()
+		info.Mode = storage.Mode(strings.ToLower(h.Get("X-Amz-Object-Lock-Mode")))
+	}
+	info.LegalHold = strings.EqualFold(h.Get("X-Amz-Object-Lock-Legal-Hold"), "ON")
+	return info, nil
+}
+
+func (s *Store) stat(ctx context.Context, key string) (minio.ObjectInfo, error) {
+	oi, err := s.c.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{Checksum: true})
+	if err != nil {
+		return oi, translate(key, err)
+	}
+	if oi.IsDeleteMarker {
+		return oi, fmt.Errorf("%w: %s", storage.ErrNotFound, key)
+	}
+	return oi, nil
+}
+
+// List implements storage.Store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing goroutine when fn ends it early
+	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if oi.Err != nil {
+			return fmt.Errorf("storage: list %q: %w", prefix, oneLine(oi.Err))
+		}
+		if err := fn(storage.Info{Key: oi.Key, Size: oi.Size, Modified: oi.LastModified.UTC()}); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Delete implements storage.Store. It removes the object's only version, so
+// the bytes are really gone (a plain DELETE on a versioned bucket would only
+// hide them behind a delete marker); Object Lock makes the server refuse
+// while retention or a legal hold lasts.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return err
+	}
+	if info.LegalHold {
+		return fmt.Errorf("%w: %s has a legal hold", storage.ErrRetained, key)
+	}
+	if !info.RetainUntil.IsZero() && time.Now().Before(info.RetainUntil) {
+		return fmt.Errorf("%w: %s is retained until %s", storage.ErrRetained, key, info.RetainUntil.Format(time.RFC3339))
+	}
+	oi, err := s.stat(ctx, key)
+	if err != nil {
+		return err
+	}
+	err = s.c.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{VersionID: oi.VersionID})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "AccessDenied" {
+			return fmt.Errorf("%w: %s: %v", storage.ErrRetained, key, oneLine(err))
+		}
+		return translate(key, err)
+	}
+	return nil
+}
+
+// SetLegalHold implements storage.Store.
+func (s *Store) SetLegalHold(ctx context.Context, key string, on bool) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	if _, err := s.stat(ctx, key); err != nil {
+		return err
+	}
+	status := minio.LegalHoldDisabled
+	if on {
+		status = minio.LegalHoldEnabled
+	}
+	if err := s.c.PutObjectLegalHold(ctx, s.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status}); err != nil {
+		return translate(key, err)
+	}
+	return nil
+}
+
+// Ping implements storage.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.c.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("storage: %w", oneLine(err))
+	}
+	if !ok {
+		return fmt.Errorf("storage: bucket %q is gone", s.bucket)
+	}
+	return nil
+}
+
+func translate(key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch minio.ToErrorResponse(err).Code {
+	case "NoSuchKey", "NoSuchVersion", "NotFound":
+		return fmt.Errorf("%w: %s", storage.ErrNotFound, key)
+	case "PreconditionFailed":
+		return fmt.Errorf("%w: %s", storage.ErrExists, key)
+	case "XAmzContentChecksumMismatch", "BadDigest", "InvalidChecksum":
+		return fmt.Errorf("%w: %s: %v", storage.ErrHashMismatch, key, oneLine(err))
+	}
+	return fmt.Errorf("storage: %s: %w", key, oneLine(err))
+}
+
+// b64hex turns an S3 base64 checksum into hex; "" stays "".
+func b64hex(s string) string {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	return hex.EncodeToString(b)
+}
+
+// oneLine keeps an error to one line for logs and start-up failures.
+func oneLine(err error) error {
+	msg := err.Error()
+	if !strings.ContainsAny(msg, "\r\n") {
+		return err
+	}
+	return errors.New(strings.Join(strings.Fields(msg), " "))
+}

@@ -1,0 +1,128 @@
+package s3_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/bodycam/bodycam/internal/testsvc"
+	"github.com/bodycam/bodycam/storage"
+	"github.com/bodycam/bodycam/storage/s3"
+	"github.com/bodycam/bodycam/storage/storagetest"
+)
+
+var server *testsvc.MinIO
+
+func TestMain(m *testing.M) {
+	var err error
+	server, err = testsvc.StartMinIO()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "storage/s3 tests need a real MinIO server:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	server.Close()
+	os.Exit(code)
+}
+
+var buckets atomic.Int32
+
+func newBucket() string { return fmt.Sprintf("test-%d-%d", time.Now().UnixNano()%1e6, buckets.Add(1)) }
+
+func open(t *testing.T, bucket string, r storage.Retention) *s3.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := s3.Open(ctx, s3.Options{
+		Endpoint: server.Endpoint, AccessKey: server.AccessKey, SecretKey: server.SecretKey,
+		Bucket: bucket, Retention: r,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, r storage.Retention) storage.Store {
+		return open(t, newBucket(), r)
+	})
+}
+
+// A bucket made without Object Lock is refused with an error naming the setting.
+func TestRefusesBucketWithoutObjectLock(t *testing.T) {
+	c, err := minio.New(server.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(server.AccessKey, server.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := newBucket()
+	if err := c.MakeBucket(context.Background(), bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s3.Open(context.Background(), s3.Options{
+		Endpoint: server.Endpoint, AccessKey: server.AccessKey, SecretKey: server.SecretKey, Bucket: bucket,
+	})
+	if !errors.Is(err, s3.ErrNoObjectLock) || !strings.Contains(err.Error(), "s3-bucket") {
+		t.Fatalf("Open on a bucket without Object Lock: %v", err)
+	}
+}
+
+// Open creates a missing bucket with Object Lock on.
+func TestCreatesBucketWithObjectLock(t *testing.T) {
+	bucket := newBucket()
+	open(t, bucket, storage.Retention{})
+	c, _ := minio.New(server.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(server.AccessKey, server.SecretKey, "")})
+	enabled, _, _, _, err := c.GetObjectLockConfig(context.Background(), bucket)
+	if err != nil || enabled != "Enabled" {
+		t.Fatalf("object lock = %q, %v", enabled, err)
+	}
+}
+
+// The server itself, not only bodycam, refuses to delete or overwrite an
+// object under compliance retention: go around the Store with a raw client.
+func TestComplianceEnforcedByServer(t *testing.T) {
+	bucket := newBucket()
+	s := open(t, bucket, storage.Retention{Mode: storage.Compliance, Period: time.Hour})
+	ctx := context.Background()
+	data := "evidence under compliance retention"
+	if _, err := s.Put(ctx, "dev/rec/1.m4s", strings.NewReader(data), int64(len(data)), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := minio.New(server.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(server.AccessKey, server.SecretKey, "")})
+	oi, err := c.StatObject(ctx, bucket, "dev/rec/1.m4s", minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.RemoveObject(ctx, bucket, "dev/rec/1.m4s", minio.RemoveObjectOptions{VersionID: oi.VersionID, GovernanceBypass: true})
+	if err == nil {
+		t.Fatal("root credentials deleted a compliance-retained object version")
+	}
+	if err := c.PutObjectRetention(ctx, bucket, "dev/rec/1.m4s", minio.PutObjectRetentionOptions{
+		VersionID: oi.VersionID, Mode: ptr(minio.Compliance), RetainUntilDate: ptr(time.Now().Add(time.Minute)), GovernanceBypass: true,
+	}); err == nil {
+		t.Fatal("compliance retention was shortened")
+	}
+	if err := s.Delete(ctx, "dev/rec/1.m4s"); !errors.Is(err, storage.ErrRetained) {
+		t.Fatalf("Store.Delete: %v, want ErrRetained", err)
+	}
+	rc, err := s.Get(ctx, "dev/rec/1.m4s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	buf := make([]byte, 100)
+	n, _ := rc.Read(buf)
+	if string(buf[:n]) != data[:n] {
+		t.Fatalf("content changed: %q", buf[:n])
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
