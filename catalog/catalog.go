@@ -1,0 +1,311 @@
+// Package catalog is bodycam's system of record in SQL: devices, recordings
+// and segments (more with later parts). The same code runs on SQLite (the
+// embedded default, a file in the data directory) and PostgreSQL; queries are
+// written once with $N placeholders. Migrations are embedded and applied on
+// Open. The conformance suite, catalogtest.Run, passes on both.
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Errors callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("catalog: not found")
+	ErrExists   = errors.New("catalog: already exists")
+	ErrConflict = errors.New("catalog: conflicting state")
+)
+
+// Dialect names the SQL engine behind a Catalog.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Catalog is the SQL system of record.
+type Catalog struct {
+	db      *sql.DB
+	dialect Dialect
+}
+
+// Open opens the catalog: PostgreSQL when databaseURL is set (postgres:// or
+// postgresql://), otherwise SQLite at <dataDir>/catalog.db. It applies any
+// pending migrations before returning.
+func Open(ctx context.Context, databaseURL, dataDir string) (*Catalog, error) {
+	if databaseURL == "" {
+		return OpenSQLite(ctx, filepath.Join(dataDir, "catalog.db"))
+	}
+	return OpenPostgres(ctx, databaseURL)
+}
+
+// OpenSQLite opens (creating) a SQLite catalog file.
+func OpenSQLite(ctx context.Context, path string) (*Catalog, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	// WAL for concurrent readers, FULL sync because this is evidence, foreign
+	// keys on, and immediate transactions so two writers queue rather than
+	// deadlock on a lock upgrade.
+	dsn := "file:" + path + "?_txlock=immediate" +
+		"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return open(ctx, db, SQLite)
+}
+
+// OpenPostgres opens a PostgreSQL catalog.
+func OpenPostgres(ctx context.Context, databaseURL string) (*Catalog, error) {
+	if err := ValidateURL(databaseURL); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("pgx", databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database-url: %w", err)
+	}
+	db.SetMaxOpenConns(16)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return open(ctx, db, Postgres)
+}
+
+// ValidateURL checks the shape of a --database-url.
+func ValidateURL(databaseURL string) error {
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return fmt.Errorf("database-url: %w", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("database-url: scheme %q not supported (want postgres://)", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("database-url: no host")
+	}
+	return nil
+}
+
+func open(ctx context.Context, db *sql.DB, d Dialect) (*Catalog, error) {
+	c := &Catalog{db: db, dialect: d}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("catalog (%s): %w", d, oneLine(err))
+	}
+	if err := c.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Dialect reports the engine.
+func (c *Catalog) Dialect() Dialect { return c.dialect }
+
+// Close closes the database.
+func (c *Catalog) Close() error { return c.db.Close() }
+
+// Ping checks that the database answers.
+func (c *Catalog) Ping(ctx context.Context) error {
+	var one int
+	if err := c.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("catalog: %w", oneLine(err))
+	}
+	return nil
+}
+
+var placeholder = regexp.MustCompile(`\$(\d+)`)
+
+// q adapts a query written with $N placeholders to the dialect.
+func (c *Catalog) q(query string) string {
+	if c.dialect == SQLite {
+		return placeholder.ReplaceAllString(query, "?$1")
+	}
+	return query
+}
+
+func (c *Catalog) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return c.db.ExecContext(ctx, c.q(query), args...)
+}
+
+func (c *Catalog) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return c.db.QueryContext(ctx, c.q(query), args...)
+}
+
+func (c *Catalog) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return c.db.QueryRowContext(ctx, c.q(query), args...)
+}
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists the embedded migrations in order. A file NNNN_name.sql
+// serves both engines unless NNNN_name.<dialect>.sql exists beside it.
+func migrations(d Dialect) ([]migration, error) {
+	files, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	byVersion := map[int]migration{}
+	for _, f := range files {
+		base := strings.TrimSuffix(filepath.Base(f), ".sql")
+		name, only, dialectSpecific := strings.Cut(base, ".")
+		if dialectSpecific && Dialect(only) != d {
+			continue
+		}
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: migration %s: bad version", f)
+		}
+		if _, seen := byVersion[v]; seen && !dialectSpecific {
+			continue
+		}
+		b, _ := migrationFS.ReadFile(f)
+		byVersion[v] = migration{version: v, name: name, sql: string(b)}
+	}
+	var out []migration
+	for _, m := range byVersion {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// migrate applies pending migrations, each in its own transaction. On
+// PostgreSQL an advisory lock keeps several nodes starting at once from
+// applying the same migration twice.
+func (c *Catalog) migrate(ctx context.Context) error {
+	ms, err := migrations(c.dialect)
+	if err != nil {
+		return err
+	}
+	if _, err := c.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_us BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("catalog: migrations table: %w", oneLine(err))
+	}
+	var newest sql.NullInt64
+	if err := c.queryRow(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("catalog: %w", oneLine(err))
+	}
+	if known := ms[len(ms)-1].version; newest.Valid && int(newest.Int64) > known {
+		return fmt.Errorf("catalog: schema version %d is newer than this binary knows (%d); run a newer bodycam", newest.Int64, known)
+	}
+	for _, m := range ms {
+		if err := c.apply(ctx, m); err != nil {
+			return fmt.Errorf("catalog: migration %04d %s: %w", m.version, m.name, oneLine(err))
+		}
+	}
+	return nil
+}
+
+func (c *Catalog) apply(ctx context.Context, m migration) error {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if c.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(74610231)`); err != nil {
+			return err
+		}
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, c.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`), m.version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO schema_migrations (version, name, applied_us) VALUES ($1, $2, $3)`),
+		m.version, m.name, micros(time.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// translate maps engine errors to the package's sentinels.
+func translate(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "23505":
+			return fmt.Errorf("%w: %s", ErrExists, what)
+		case "23503":
+			return fmt.Errorf("%w: %s refers to a missing row", ErrNotFound, what)
+		}
+	}
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		switch lite.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			return fmt.Errorf("%w: %s", ErrExists, what)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return fmt.Errorf("%w: %s refers to a missing row", ErrNotFound, what)
+		}
+	}
+	return fmt.Errorf("catalog: %s: %w", what, oneLine(err))
+}
+
+func oneLine(err error) error {
+	msg := err.Error()
+	if !strings.ContainsAny(msg, "\r\n") {
+		return err
+	}
+	return errors.New(strings.Join(strings.Fields(msg), " "))
+}
+
+// micros and fromMicros convert times to the stored integer form.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: micros(t), Valid: true}
+}
+
+func fromNullMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromMicros(n.Int64)
+}

@@ -1,0 +1,301 @@
+// Package catalogtest is the conformance suite the catalog passes on every
+// engine it supports: SQLite and a real PostgreSQL.
+package catalogtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+)
+
+// Opener returns a fresh, empty, migrated catalog.
+type Opener func(t *testing.T) *catalog.Catalog
+
+// Run runs every behaviour against catalogs made by open.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, *catalog.Catalog)
+	}{
+		{"Devices", testDevices},
+		{"DeviceIDRules", testDeviceIDRules},
+		{"RecordingLifecycle", testRecordingLifecycle},
+		{"Segments", testSegments},
+		{"RecordingFilters", testRecordingFilters},
+		{"ConcurrentWriters", testConcurrentWriters},
+		{"TimesRoundTrip", testTimes},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := open(t)
+			t.Cleanup(func() { c.Close() })
+			if err := c.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			tc.fn(t, c)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func device(id string) evidence.Device {
+	return evidence.Device{ID: id, Name: "Recorder " + id, OfficerID: "officer-7", SecretHash: "$argon2id$fake", CreatedAt: t0}
+}
+
+func mustDevice(t *testing.T, c *catalog.Catalog, id string) {
+	t.Helper()
+	if err := c.CreateDevice(context.Background(), device(id)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testDevices(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	if ds, err := c.Devices(ctx); err != nil || len(ds) != 0 {
+		t.Fatalf("empty catalog: %v, %v", ds, err)
+	}
+	mustDevice(t, c, "cam-2")
+	mustDevice(t, c, "cam-1")
+	if err := c.CreateDevice(ctx, device("cam-1")); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate device: %v, want ErrExists", err)
+	}
+	d, err := c.Device(ctx, "cam-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := device("cam-1"); d != want {
+		t.Fatalf("Device = %+v, want %+v", d, want)
+	}
+	if _, err := c.Device(ctx, "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("missing device: %v, want ErrNotFound", err)
+	}
+	ds, err := c.Devices(ctx)
+	if err != nil || len(ds) != 2 || ds[0].ID != "cam-1" || ds[1].ID != "cam-2" {
+		t.Fatalf("Devices = %+v, %v", ds, err)
+	}
+	if err := c.DisableDevice(ctx, "cam-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DisableDevice(ctx, "cam-1"); err != nil {
+		t.Fatalf("disable twice: %v", err)
+	}
+	if d, _ := c.Device(ctx, "cam-1"); !d.Disabled {
+		t.Fatal("device not disabled")
+	}
+	if err := c.DisableDevice(ctx, "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("disable missing: %v, want ErrNotFound", err)
+	}
+	// A disabled id stays taken.
+	if err := c.CreateDevice(ctx, device("cam-1")); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("reuse of a disabled id: %v, want ErrExists", err)
+	}
+}
+
+func testDeviceIDRules(t *testing.T, c *catalog.Catalog) {
+	for _, id := range []string{"", "-lead", ".dot", "a/b", "a b", "é", string(make([]byte, 65))} {
+		if err := c.CreateDevice(context.Background(), device(id)); !errors.Is(err, evidence.ErrInvalidID) {
+			t.Errorf("CreateDevice(%q): %v, want ErrInvalidID", id, err)
+		}
+	}
+	long := "a"
+	for len(long) < 64 {
+		long += "b"
+	}
+	mustDevice(t, c, long)
+}
+
+func recording(id, dev string, start time.Time) evidence.Recording {
+	return evidence.Recording{ID: id, DeviceID: dev, OfficerID: "officer-7", CaseID: "case-1", State: evidence.StateLive, StartedAt: start}
+}
+
+func testRecordingLifecycle(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	if err := c.CreateRecording(ctx, recording("r1", "ghost", t0)); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("recording of an unknown device: %v, want ErrNotFound", err)
+	}
+	mustDevice(t, c, "cam-1")
+	if err := c.CreateRecording(ctx, recording("r1", "cam-1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateRecording(ctx, recording("r1", "cam-1", t0)); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate recording: %v", err)
+	}
+	r, err := c.Recording(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := recording("r1", "cam-1", t0); r != want {
+		t.Fatalf("Recording = %+v, want %+v", r, want)
+	}
+	end := t0.Add(90 * time.Second)
+	if err := c.FinishRecording(ctx, "r1", evidence.StateComplete, end); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = c.Recording(ctx, "r1")
+	if r.State != evidence.StateComplete || !r.EndedAt.Equal(end) {
+		t.Fatalf("after finish: %+v", r)
+	}
+	if err := c.FinishRecording(ctx, "r1", evidence.StateInterrupted, end); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("finishing twice: %v, want ErrConflict", err)
+	}
+	if err := c.FinishRecording(ctx, "nope", evidence.StateComplete, end); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("finishing a missing recording: %v", err)
+	}
+	if err := c.FinishRecording(ctx, "r1", evidence.StateLive, end); err == nil {
+		t.Fatal("finish as live accepted")
+	}
+}
+
+func segment(rec string, seq int64) evidence.Segment {
+	kind := evidence.KindMedia
+	if seq == 0 {
+		kind = evidence.KindInit
+	}
+	return evidence.Segment{
+		RecordingID: rec, Seq: seq, Kind: kind,
+		Key:  fmt.Sprintf("cam-1/%s/%06d.m4s", rec, seq),
+		Size: 1000 + seq, SHA256: fmt.Sprintf("%064x", seq), ChainHash: fmt.Sprintf("%064x", seq+100),
+		StartedAt: t0.Add(time.Duration(seq) * 4 * time.Second), Duration: 4*time.Second + 17*time.Microsecond,
+	}
+}
+
+func testSegments(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	mustDevice(t, c, "cam-1")
+	if err := c.CreateRecording(ctx, recording("r1", "cam-1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddSegment(ctx, segment("nope", 0)); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("segment of a missing recording: %v", err)
+	}
+	for seq := int64(3); seq >= 0; seq-- { // out of order on purpose
+		if err := c.AddSegment(ctx, segment("r1", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.AddSegment(ctx, segment("r1", 2)); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate seq: %v", err)
+	}
+	dupKey := segment("r1", 9)
+	dupKey.Key = segment("r1", 1).Key
+	if err := c.AddSegment(ctx, dupKey); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	segs, err := c.Segments(ctx, "r1")
+	if err != nil || len(segs) != 4 {
+		t.Fatalf("Segments = %v, %v", segs, err)
+	}
+	for i, s := range segs {
+		if want := segment("r1", int64(i)); s != want {
+			t.Errorf("segment %d = %+v, want %+v", i, s, want)
+		}
+	}
+	if r, _ := c.Recording(ctx, "r1"); r.SegmentCount != 4 {
+		t.Fatalf("SegmentCount = %d", r.SegmentCount)
+	}
+	if segs, err := c.Segments(ctx, "none"); err != nil || len(segs) != 0 {
+		t.Fatalf("segments of a missing recording: %v, %v", segs, err)
+	}
+}
+
+func testRecordingFilters(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	mustDevice(t, c, "cam-1")
+	mustDevice(t, c, "cam-2")
+	// cam-1: r1 [0,10m) complete, r2 [20m, live); cam-2: r3 [5m, 6m) interrupted
+	for _, r := range []evidence.Recording{recording("r1", "cam-1", t0), recording("r2", "cam-1", t0.Add(20*time.Minute)), recording("r3", "cam-2", t0.Add(5*time.Minute))} {
+		if err := c.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.FinishRecording(ctx, "r1", evidence.StateComplete, t0.Add(10*time.Minute))
+	c.FinishRecording(ctx, "r3", evidence.StateInterrupted, t0.Add(6*time.Minute))
+	ids := func(f catalog.RecordingFilter) string {
+		rs, err := c.Recordings(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, r := range rs {
+			s = append(s, r.ID)
+		}
+		return fmt.Sprint(s)
+	}
+	cases := []struct {
+		f    catalog.RecordingFilter
+		want string
+	}{
+		{catalog.RecordingFilter{}, "[r2 r3 r1]"},
+		{catalog.RecordingFilter{DeviceID: "cam-1"}, "[r2 r1]"},
+		{catalog.RecordingFilter{DeviceID: "cam-3"}, "[]"},
+		{catalog.RecordingFilter{From: t0.Add(7 * time.Minute)}, "[r2 r1]"},
+		{catalog.RecordingFilter{From: t0.Add(11 * time.Minute)}, "[r2]"},
+		{catalog.RecordingFilter{To: t0.Add(5 * time.Minute)}, "[r1]"},
+		{catalog.RecordingFilter{From: t0.Add(5 * time.Minute), To: t0.Add(21 * time.Minute)}, "[r2 r3 r1]"},
+		{catalog.RecordingFilter{State: evidence.StateLive}, "[r2]"},
+		{catalog.RecordingFilter{Limit: 1}, "[r2]"},
+	}
+	for _, tc := range cases {
+		if got := ids(tc.f); got != tc.want {
+			t.Errorf("Recordings(%+v) = %s, want %s", tc.f, got, tc.want)
+		}
+	}
+}
+
+func testConcurrentWriters(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	mustDevice(t, c, "cam-1")
+	const recs, segs = 8, 20
+	var wg sync.WaitGroup
+	for i := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("r%d", i)
+			if err := c.CreateRecording(ctx, recording(id, "cam-1", t0.Add(time.Duration(i)*time.Second))); err != nil {
+				t.Error(err)
+				return
+			}
+			for seq := range int64(segs) {
+				if err := c.AddSegment(ctx, segment(id, seq)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rs, err := c.Recordings(ctx, catalog.RecordingFilter{DeviceID: "cam-1"})
+	if err != nil || len(rs) != recs {
+		t.Fatalf("Recordings: %d, %v", len(rs), err)
+	}
+	for _, r := range rs {
+		if r.SegmentCount != segs {
+			t.Errorf("%s has %d segments, want %d", r.ID, r.SegmentCount, segs)
+		}
+	}
+}
+
+// Times keep microsecond precision and come back in UTC whatever zone they
+// went in with.
+func testTimes(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	zone := time.FixedZone("UTC+8", 8*3600)
+	start := time.Date(2026, 1, 2, 3, 4, 5, 123456789, zone)
+	d := device("cam-t")
+	d.CreatedAt = start
+	if err := c.CreateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c.Device(ctx, "cam-t")
+	if want := start.Truncate(time.Microsecond).UTC(); !got.CreatedAt.Equal(want) || got.CreatedAt.Location() != time.UTC {
+		t.Fatalf("CreatedAt = %v, want %v", got.CreatedAt, want)
+	}
+}
