@@ -1,0 +1,189 @@
+// Package api is bodycam's HTTP face: the JSON API under /api/v1, health,
+// metrics and the OpenAPI description. It declares the small interfaces it
+// needs from the catalog, the object store and the keyring; cmd/bodycam
+// hands it the real ones.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/keyring"
+)
+
+// Catalog is what the API needs from the system of record.
+type Catalog interface {
+	CreateDevice(ctx context.Context, d evidence.Device) error
+	Device(ctx context.Context, id string) (evidence.Device, error)
+	Devices(ctx context.Context) ([]evidence.Device, error)
+	DisableDevice(ctx context.Context, id string) error
+	Ping(ctx context.Context) error
+}
+
+// Pinger is a backing service whose reachability /healthz reports.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Keys lists the server's public keys.
+type Keys interface {
+	Public() []keyring.PublicKey
+}
+
+// Options wire a Server.
+type Options struct {
+	Catalog    Catalog
+	Store      Pinger
+	Keys       Keys
+	AdminToken string
+	// RTSPPort goes into the publish URLs handed to new devices.
+	RTSPPort string
+	Log      *slog.Logger
+	// Registry receives the API's metrics and is served at /metrics.
+	Registry *prometheus.Registry
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	o       Options
+	handler http.Handler
+	metrics *httpMetrics
+}
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns the embedded OpenAPI description.
+func OpenAPI() []byte { return openAPI }
+
+// New builds a Server.
+func New(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{o: o, metrics: newHTTPMetrics(o.Registry)}
+	mux := http.NewServeMux()
+	route := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.metrics.wrap(pattern, h))
+	}
+	route("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	route("GET /api/v1/openapi.yaml", s.openapi)
+	route("GET /api/v1/keys", s.listKeys)
+	route("POST /api/v1/devices", s.admin(s.createDevice))
+	route("GET /api/v1/devices", s.admin(s.listDevices))
+	route("GET /api/v1/devices/{id}", s.admin(s.getDevice))
+	route("DELETE /api/v1/devices/{id}", s.admin(s.deleteDevice))
+	route("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" not allowed on "+r.URL.Path)
+			return
+		}
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	s.handler = s.logRequests(mux)
+	return s
+}
+
+// Handler returns the root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves on ln until ctx ends, then stops accepting and gives running
+// requests up to drain to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:          slog.NewLogLogger(s.o.Log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.o.Log.Warn("http: requests still running after the drain period; closing them", "drain", drain)
+		err = srv.Close()
+	}
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// allowed lists the methods other routes accept for r's path, so a wrong
+// method gets 405 rather than the JSON 404 of the /api/ catch-all.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(openAPI)
+}
+
+// healthz reports whether the storage and the catalog answer.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	status, code := "ok", http.StatusOK
+	for name, p := range map[string]Pinger{"storage": s.o.Store, "catalog": s.o.Catalog} {
+		if err := p.Ping(ctx); err != nil {
+			checks[name] = err.Error()
+			status, code = "unavailable", http.StatusServiceUnavailable
+			s.o.Log.Warn("health check failed", "check", name, "err", err)
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+type keyJSON struct {
+	ID           string    `json:"id"`
+	Algorithm    string    `json:"algorithm"`
+	PublicKey    []byte    `json:"public_key"`
+	PublicKeyPEM string    `json:"public_key_pem"`
+	CreatedAt    time.Time `json:"created_at,omitzero"`
+	Current      bool      `json:"current"`
+}
+
+// listKeys is public: anyone checking a signature needs the keys.
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
+	items := []keyJSON{}
+	for _, k := range s.o.Keys.Public() {
+		items = append(items, keyJSON{ID: k.ID, Algorithm: "Ed25519", PublicKey: k.Key,
+			PublicKeyPEM: string(keyring.PublicPEM(k.Key)), CreatedAt: k.Created, Current: k.Current})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
