@@ -1,0 +1,332 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/storage"
+)
+
+// Config is everything `bodycam serve` can be told. Each setting is a flag
+// (--data-dir), an environment variable (BODYCAM_DATA_DIR) and a key in the
+// optional YAML file (data-dir: ...). Precedence, lowest first: default,
+// file, environment, flag.
+type Config struct {
+	DataDir         string
+	RTSPAddr        string
+	HTTPAddr        string
+	S3Endpoint      string
+	S3AccessKey     string
+	S3SecretKey     string
+	S3Bucket        string
+	S3TLS           bool
+	S3Region        string
+	DatabaseURL     string
+	RedisURL        string
+	SegmentDuration time.Duration
+	AdminToken      string
+	RetentionMode   string
+	RetentionPeriod days
+	SigningKey      string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+func defaults() Config {
+	return Config{
+		DataDir:         "./data",
+		RTSPAddr:        ":8554",
+		HTTPAddr:        ":8080",
+		S3Bucket:        "bodycam",
+		SegmentDuration: 4 * time.Second,
+		RetentionMode:   "compliance",
+		RetentionPeriod: days(180 * 24 * time.Hour),
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// flags binds every setting to fs.
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the catalog (SQLite), objects (directory backend), keys, spool and admin token")
+	fs.StringVar(&c.RTSPAddr, "rtsp-addr", c.RTSPAddr, "RTSP listen address for recorders")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3/MinIO endpoint host:port; empty keeps objects in <data-dir>/objects")
+	fs.StringVar(&c.S3AccessKey, "s3-access-key", c.S3AccessKey, "S3 access key")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", c.S3SecretKey, "S3 secret key")
+	fs.StringVar(&c.S3Bucket, "s3-bucket", c.S3Bucket, "S3 bucket; created with Object Lock when missing")
+	fs.BoolVar(&c.S3TLS, "s3-tls", c.S3TLS, "use HTTPS to reach S3")
+	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region (default us-east-1)")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (postgres://...); empty uses SQLite in <data-dir>/catalog.db")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://...) for multi-node coordination; empty keeps it in-process")
+	fs.DurationVar(&c.SegmentDuration, "segment-duration", c.SegmentDuration, "target segment length; segments are cut at the next keyframe after it")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role; generated into <data-dir>/admin-token when empty")
+	fs.StringVar(&c.RetentionMode, "retention-mode", c.RetentionMode, "object retention: compliance, governance or off")
+	fs.Var(&c.RetentionPeriod, "retention-period", "how long every stored object is locked against deletion (e.g. 180d, 72h)")
+	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "Ed25519 private key file (PKCS#8 PEM); empty creates <data-dir>/keys/signing.key")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to drain on SIGINT/SIGTERM before closing")
+}
+
+// envName maps a flag name to its environment variable.
+func envName(flagName string) string {
+	return "BODYCAM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loadConfig builds the configuration from defaults, the YAML file named by
+// --config or BODYCAM_CONFIG, the environment and args, then validates it.
+// Every error names the setting it is about.
+func loadConfig(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg := defaults()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.flags(fs)
+	configFile := fs.String("config", getenv("BODYCAM_CONFIG"), "YAML file with settings (keys are the flag names)")
+	printUsage := func() {
+		fmt.Fprintf(usage, "Usage: bodycam %s [flags]\n\nEach flag can also be set as BODYCAM_<NAME> (e.g. BODYCAM_DATA_DIR) or in the --config file.\n\n", name)
+		fs.SetOutput(usage)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	fs.Usage = func() {} // errors are reported in one line by the caller
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage()
+			return cfg, err
+		}
+		return cfg, flagError(err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (settings are flags: --name value)", fs.Arg(0))
+	}
+	explicit := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
+
+	if *configFile != "" {
+		if err := applyFile(fs, *configFile); err != nil {
+			return cfg, err
+		}
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" || envErr != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s (from %s): %v", f.Name, envName(f.Name), cause(err))
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	for name, v := range explicit {
+		fs.Set(name, v)
+	}
+	return cfg, cfg.Validate()
+}
+
+// flagError rewrites the flag package's messages into one line that names
+// the setting.
+func flagError(err error) error {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("unknown flag --%s (see --help)", rest)
+	}
+	if m := regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-([a-z0-9-]+): (.*)$`).FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s: invalid value %q: %s", m[2], m[1], explain(m[3]))
+	}
+	if rest, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Errorf("%s: needs a value", rest)
+	}
+	return err
+}
+
+func cause(err error) string {
+	if m := regexp.MustCompile(`: (.*)$`).FindStringSubmatch(err.Error()); m != nil {
+		return explain(m[1])
+	}
+	return err.Error()
+}
+
+// explain turns the flag package's terse "parse error" into what is wanted.
+func explain(msg string) string {
+	if msg == "parse error" {
+		return "want a duration such as 4s, 500ms or 1m, or true/false for a switch"
+	}
+	return msg
+}
+
+func applyFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %v", err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(b, &settings); err != nil {
+		return fmt.Errorf("config: %s: %v", path, oneLine(err.Error()))
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "config" || fs.Lookup(k) == nil {
+			return fmt.Errorf("config: %s: unknown setting %q", path, k)
+		}
+		var v string
+		switch x := settings[k].(type) {
+		case string:
+			v = x
+		case bool, int, float64:
+			v = fmt.Sprint(x)
+		default:
+			return fmt.Errorf("%s (in %s): want a single value", k, path)
+		}
+		if err := fs.Set(k, v); err != nil {
+			return fmt.Errorf("%s (in %s): %v", k, path, cause(err))
+		}
+	}
+	return nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// Validate checks every setting; the error names the first bad one.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("data-dir: must not be empty")
+	}
+	for name, addr := range map[string]string{"rtsp-addr": c.RTSPAddr, "http-addr": c.HTTPAddr} {
+		if err := validAddr(addr); err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	if c.S3Endpoint != "" {
+		if strings.Contains(c.S3Endpoint, "://") {
+			return fmt.Errorf("s3-endpoint: want host:port without a scheme (use --s3-tls for HTTPS), got %q", c.S3Endpoint)
+		}
+		if err := validAddr(c.S3Endpoint); err != nil || strings.HasPrefix(c.S3Endpoint, ":") {
+			return fmt.Errorf("s3-endpoint: want host:port, got %q", c.S3Endpoint)
+		}
+		if c.S3AccessKey == "" {
+			return errors.New("s3-access-key: required with --s3-endpoint")
+		}
+		if c.S3SecretKey == "" {
+			return errors.New("s3-secret-key: required with --s3-endpoint")
+		}
+		if !bucketName.MatchString(c.S3Bucket) || strings.Contains(c.S3Bucket, "..") {
+			return fmt.Errorf("s3-bucket: %q is not a valid bucket name (3-63 of a-z 0-9 . -)", c.S3Bucket)
+		}
+	}
+	if c.DatabaseURL != "" {
+		if err := catalog.ValidateURL(c.DatabaseURL); err != nil {
+			return err
+		}
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil {
+			return fmt.Errorf("redis-url: %v", err)
+		}
+		if u.Scheme != "redis" && u.Scheme != "rediss" {
+			return fmt.Errorf("redis-url: scheme %q not supported (want redis:// or rediss://)", u.Scheme)
+		}
+		if u.Host == "" {
+			return errors.New("redis-url: no host")
+		}
+	}
+	if c.SegmentDuration < 500*time.Millisecond || c.SegmentDuration > 10*time.Minute {
+		return fmt.Errorf("segment-duration: %v is outside 500ms..10m", c.SegmentDuration)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return errors.New("admin-token: must be at least 16 characters")
+	}
+	mode, err := storage.ParseMode(c.RetentionMode)
+	if err != nil {
+		return fmt.Errorf("retention-mode: %v", err)
+	}
+	if mode != storage.Off && c.RetentionPeriod <= 0 {
+		return errors.New("retention-period: must be positive unless --retention-mode off")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log-format: %q (want text or json)", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown-timeout: must be positive")
+	}
+	return nil
+}
+
+func validAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want [host]:port, got %q", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port in %q", addr)
+	}
+	return nil
+}
+
+// retention is the storage policy the settings describe.
+func (c Config) retention() storage.Retention {
+	mode, _ := storage.ParseMode(c.RetentionMode)
+	return storage.Retention{Mode: mode, Period: time.Duration(c.RetentionPeriod)}
+}
+
+// days is a duration that also accepts a day count: "180d".
+type days time.Duration
+
+func (d *days) String() string {
+	if d == nil {
+		return "0"
+	}
+	td := time.Duration(*d)
+	if td > 0 && td%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", td/(24*time.Hour))
+	}
+	return td.String()
+}
+
+func (d *days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 || v > 36500 {
+			return fmt.Errorf("want a number of days (e.g. 180d) or a duration (e.g. 72h)")
+		}
+		*d = days(time.Duration(v) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a number of days (e.g. 180d) or a duration (e.g. 72h)")
+	}
+	*d = days(v)
+	return nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// Precedence, lowest first: default, file, environment, flag.
+func TestConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bodycam.yaml")
+	os.WriteFile(file, []byte("data-dir: /from/file\nhttp-addr: 127.0.0.1:1111\nrtsp-addr: 127.0.0.1:2222\nsegment-duration: 6s\ns3-tls: true\nretention-period: 30d\n"), 0o600)
+	cfg, err := loadConfig("serve", []string{"--config", file, "--rtsp-addr", "127.0.0.1:3333"},
+		env(map[string]string{"BODYCAM_HTTP_ADDR": "127.0.0.1:4444", "BODYCAM_RTSP_ADDR": "127.0.0.1:5555"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{
+		"data-dir (file)":         {cfg.DataDir, "/from/file"},
+		"http-addr (env > file)":  {cfg.HTTPAddr, "127.0.0.1:4444"},
+		"rtsp-addr (flag > env)":  {cfg.RTSPAddr, "127.0.0.1:3333"},
+		"s3-bucket (default)":     {cfg.S3Bucket, "bodycam"},
+		"retention-period (file)": {cfg.RetentionPeriod.String(), "30d"},
+	}
+	for name, v := range want {
+		if v[0] != v[1] {
+			t.Errorf("%s = %q, want %q", name, v[0], v[1])
+		}
+	}
+	if cfg.SegmentDuration != 6*time.Second || !cfg.S3TLS {
+		t.Errorf("file values not applied: %+v", cfg)
+	}
+	// BODYCAM_CONFIG names the file too.
+	cfg, err = loadConfig("serve", nil, env(map[string]string{"BODYCAM_CONFIG": file}), io.Discard)
+	if err != nil || cfg.DataDir != "/from/file" {
+		t.Fatalf("BODYCAM_CONFIG: %v %v", cfg.DataDir, err)
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("segment-duration: soon\n"), 0o600)
+	unknown := filepath.Join(t.TempDir(), "unknown.yaml")
+	os.WriteFile(unknown, []byte("colour: red\n"), 0o600)
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--colour", "red"}, nil, "unknown flag --colour"},
+		{[]string{"--segment-duration", "soon"}, nil, "segment-duration"},
+		{[]string{"--segment-duration", "1h"}, nil, "segment-duration"},
+		{[]string{"--s3-tls=maybe"}, nil, "s3-tls"},
+		{[]string{"--database-url", "mysql://db/x"}, nil, "database-url"},
+		{[]string{"--database-url", "postgres://"}, nil, "database-url"},
+		{[]string{"--redis-url", "http://r"}, nil, "redis-url"},
+		{[]string{"--s3-endpoint", "https://minio:9000"}, nil, "s3-endpoint"},
+		{[]string{"--s3-endpoint", "minio"}, nil, "s3-endpoint"},
+		{[]string{"--s3-endpoint", "minio:9000"}, nil, "s3-access-key"},
+		{[]string{"--s3-endpoint", "minio:9000", "--s3-access-key", "a", "--s3-secret-key", "b", "--s3-bucket", "Bad_Bucket"}, nil, "s3-bucket"},
+		{[]string{"--http-addr", "8080"}, nil, "http-addr"},
+		{[]string{"--rtsp-addr", ":99999"}, nil, "rtsp-addr"},
+		{[]string{"--admin-token", "short"}, nil, "admin-token"},
+		{[]string{"--retention-mode", "forever"}, nil, "retention-mode"},
+		{[]string{"--retention-period", "ten"}, nil, "retention-period"},
+		{[]string{"--log-level", "loud"}, nil, "log-level"},
+		{[]string{"stray"}, nil, "unexpected argument"},
+		{nil, map[string]string{"BODYCAM_SEGMENT_DURATION": "x"}, "BODYCAM_SEGMENT_DURATION"},
+		{[]string{"--config", bad}, nil, "segment-duration"},
+		{[]string{"--config", unknown}, nil, `unknown setting "colour"`},
+		{[]string{"--config", "/no/such/file.yaml"}, nil, "config"},
+	}
+	for _, c := range cases {
+		_, err := loadConfig("serve", c.args, env(c.env), io.Discard)
+		if err == nil {
+			t.Errorf("%v %v: accepted", c.args, c.env)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
+			t.Errorf("%v %v: error %q, want one line containing %q", c.args, c.env, msg, c.want)
+		}
+	}
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := loadConfig("serve", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "./data" || cfg.RTSPAddr != ":8554" || cfg.HTTPAddr != ":8080" || cfg.S3Bucket != "bodycam" {
+		t.Fatalf("defaults differ from PRODUCT.md: %+v", cfg)
+	}
+}

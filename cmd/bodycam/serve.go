@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/keyring"
+	"github.com/bodycam/bodycam/password"
+	"github.com/bodycam/bodycam/storage"
+	"github.com/bodycam/bodycam/storage/dir"
+	"github.com/bodycam/bodycam/storage/s3"
+)
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs every role until ctx ends, then shuts down in order: stop
+// accepting, drain, flush, close.
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data-dir: %v", err)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+
+	store, storeDesc, err := openStore(startCtx, cfg)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.Open(startCtx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		if cfg.DatabaseURL != "" {
+			return fmt.Errorf("database-url: %v", err)
+		}
+		return fmt.Errorf("data-dir: %v", err)
+	}
+	defer cat.Close()
+	keys, err := keyring.Open(filepath.Join(cfg.DataDir, "keys"), cfg.SigningKey)
+	if err != nil {
+		return err
+	}
+	token, err := adminToken(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
+	httpAPI := api.New(api.Options{
+		Catalog: cat, Store: store, Keys: keys, AdminToken: token, RTSPPort: rtspPort,
+		Log: log.With("component", "api"), Registry: reg,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http-addr: %v", err)
+	}
+	log.Info("bodycam serving", "http", ln.Addr().String(), "storage", storeDesc,
+		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
+	err = g.Wait()
+	log.Info("bodycam stopped")
+	return err
+}
+
+// openStore opens the object store the settings choose, with a description
+// for the log.
+func openStore(ctx context.Context, cfg Config) (storage.Store, string, error) {
+	if cfg.S3Endpoint == "" {
+		root := filepath.Join(cfg.DataDir, "objects")
+		s, err := dir.Open(root, dir.Options{Retention: cfg.retention()})
+		if err != nil {
+			return nil, "", fmt.Errorf("data-dir: %v", err)
+		}
+		return s, "dir " + root, nil
+	}
+	s, err := s3.Open(ctx, s3.Options{
+		Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+		Bucket: cfg.S3Bucket, Region: cfg.S3Region, TLS: cfg.S3TLS, Retention: cfg.retention(),
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "s3-") {
+			err = fmt.Errorf("s3-endpoint %s: no answer within 20s", cfg.S3Endpoint)
+		}
+		return nil, "", err
+	}
+	return s, "s3 " + cfg.S3Endpoint + "/" + cfg.S3Bucket, nil
+}
+
+// adminToken returns the configured admin token, or the one kept in
+// <data-dir>/admin-token, generating it (mode 0600) on first start.
+func adminToken(cfg Config, log *slog.Logger) (string, error) {
+	if cfg.AdminToken != "" {
+		return cfg.AdminToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if st, _ := os.Stat(path); st != nil && st.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("admin-token: %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
+		}
+		token := strings.TrimSpace(string(b))
+		if len(token) < 16 {
+			return "", fmt.Errorf("admin-token: %s holds fewer than 16 characters", path)
+		}
+		log.Info("admin token loaded", "path", path)
+		return token, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("admin-token: %v", err)
+	}
+	token := password.NewSecret()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("admin-token: %v", err)
+	}
+	_, err = fmt.Fprintln(f, token)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin-token: %v", err)
+	}
+	log.Info("admin token generated; read it from the file", "path", path)
+	return token, nil
+}

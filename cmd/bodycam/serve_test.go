@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/bodycam/bodycam/internal/testsvc"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bodycam-bin-*")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "bodycam")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build bodycam: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if minioServer != nil {
+		minioServer.Close()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	minioOnce   sync.Once
+	minioServer *testsvc.MinIO
+	minioErr    error
+)
+
+func sharedMinIO(t *testing.T) *testsvc.MinIO {
+	minioOnce.Do(func() { minioServer, minioErr = testsvc.StartMinIO() })
+	if minioErr != nil {
+		t.Fatalf("this test needs a real MinIO server: %v", minioErr)
+	}
+	return minioServer
+}
+
+// runOnce runs the binary to completion and returns its exit code and stderr.
+func runOnce(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+// Bad configuration exits non-zero with one line that names the setting.
+func TestBadConfigurationExits(t *testing.T) {
+	m := sharedMinIO(t)
+	c, _ := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	if err := c.MakeBucket(context.Background(), "no-lock", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := testsvc.FreePort()
+	dead := "127.0.0.1:" + strconv.Itoa(port)
+	s3 := []string{"--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"--frobnicate"}, 2, "--frobnicate"},
+		{"bad url", []string{"--database-url", "mysql://db/x"}, 2, "database-url"},
+		{"bad duration", []string{"--segment-duration", "fast"}, 2, "segment-duration"},
+		{"unreachable minio", append([]string{"--s3-endpoint", dead}, s3...), 1, "s3-endpoint"},
+		{"bucket without object lock", append([]string{"--s3-endpoint", m.Endpoint, "--s3-bucket", "no-lock"}, s3...), 1, "s3-bucket"},
+		{"unreachable postgres", []string{"--database-url", "postgres://postgres@" + dead + "/x?sslmode=disable"}, 1, "database-url"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0"}, tc.args...)
+			code, stderr := runOnce(t, args...)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if code != tc.code || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and one line naming %q", code, stderr, tc.code, tc.want)
+			}
+		})
+	}
+	if code, stderr := runOnce(t, "nonsense"); code != 2 || !strings.Contains(stderr, "unknown command") {
+		t.Fatalf("unknown command: %d %s", code, stderr)
+	}
+}
+
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	url     string
+	dataDir string
+	log     *bytes.Buffer
+	done    chan error
+}
+
+// start runs `bodycam serve` and waits for /healthz.
+func start(t *testing.T, dataDir string, extra ...string) *server {
+	t.Helper()
+	port, _ := testsvc.FreePort()
+	rtsp, _ := testsvc.FreePort()
+	args := append([]string{"serve", "--data-dir", dataDir,
+		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp)}, extra...)
+	s := &server{t: t, cmd: exec.Command(binary, args...), url: "http://127.0.0.1:" + strconv.Itoa(port),
+		dataDir: dataDir, log: &bytes.Buffer{}, done: make(chan error, 1)}
+	s.cmd.Stderr = s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() { s.cmd.Process.Kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-s.done:
+			t.Fatalf("bodycam exited during start-up: %v\n%s", err, s.log)
+		default:
+		}
+		if resp, err := http.Get(s.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("bodycam not healthy within 30s:\n%s", s.log)
+	return nil
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Fatalf("exit after SIGTERM: %v\n%s", err, s.log)
+		}
+	case <-time.After(20 * time.Second):
+		s.t.Fatalf("no exit within 20s of SIGTERM\n%s", s.log)
+	}
+	if !strings.Contains(s.log.String(), "bodycam stopped") {
+		s.t.Fatalf("no orderly stop in the log:\n%s", s.log)
+	}
+}
+
+func (s *server) call(method, path, token, body string) (int, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (s *server) token() string {
+	s.t.Helper()
+	path := filepath.Join(s.dataDir, "admin-token")
+	st, err := os.Stat(path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		s.t.Fatalf("admin-token mode %v, want 0600", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+// The embedded default: directory objects, SQLite, generated token and keys.
+func TestServeEmbeddedDefault(t *testing.T) {
+	dataDir := t.TempDir()
+	s := start(t, dataDir)
+	token := s.token()
+	if !strings.Contains(s.log.String(), filepath.Join(dataDir, "admin-token")) {
+		t.Fatalf("admin token path not logged:\n%s", s.log)
+	}
+	if strings.Contains(s.log.String(), token) {
+		t.Fatal("the admin token itself is in the log")
+	}
+	if code, _ := s.call("POST", "/api/v1/devices", "", `{"id":"cam-1"}`); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	code, body := s.call("POST", "/api/v1/devices", token, `{"id":"cam-1","name":"Chest 1","officer_id":"o-9"}`)
+	if code != 201 || !strings.Contains(body, "rtsp_password") {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if code, _ := s.call("POST", "/api/v1/devices", token, `{"id":"cam-1"}`); code != 409 {
+		t.Fatalf("duplicate: %d", code)
+	}
+	code, body = s.call("GET", "/metrics", "", "")
+	for _, want := range []string{"go_goroutines", "process_resident_memory_bytes", "bodycam_http_requests_total", "go_build_info"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+	if code, body := s.call("GET", "/api/v1/openapi.yaml", "", ""); code != 200 || !strings.Contains(body, "/api/v1/devices") {
+		t.Fatalf("openapi: %d", code)
+	}
+	if st, err := os.Stat(filepath.Join(dataDir, "keys", "signing.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key: %v %v", st, err)
+	}
+	s.stop()
+
+	// A restart keeps the device, the token and the key.
+	keysBefore := publicKeyFiles(dataDir)
+	s2 := start(t, dataDir)
+	if s2.token() != token {
+		t.Fatal("token changed across restarts")
+	}
+	if code, body := s2.call("GET", "/api/v1/devices/cam-1", token, ""); code != 200 || !strings.Contains(body, "Chest 1") {
+		t.Fatalf("device after restart: %d %s", code, body)
+	}
+	if keysAfter := publicKeyFiles(dataDir); keysAfter != keysBefore {
+		t.Fatalf("keys changed across restarts: %s vs %s", keysBefore, keysAfter)
+	}
+	s2.stop()
+
+	// Rotation: the new key signs, the old one is still listed.
+	out, err := exec.Command(binary, "keys", "rotate", "--data-dir", dataDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("keys rotate: %v %s", err, out)
+	}
+	s3 := start(t, dataDir)
+	var keys struct {
+		Items []struct {
+			ID      string `json:"id"`
+			Current bool   `json:"current"`
+		} `json:"items"`
+	}
+	_, body = s3.call("GET", "/api/v1/keys", "", "")
+	json.Unmarshal([]byte(body), &keys)
+	if len(keys.Items) != 2 || !strings.Contains(keysBefore, keys.Items[0].ID) || keys.Items[0].Current || !keys.Items[1].Current {
+		t.Fatalf("after rotation: %s (before: %s)", body, keysBefore)
+	}
+	s3.stop()
+}
+
+// publicKeyFiles lists the public keys on file, which /api/v1/keys serves.
+func publicKeyFiles(dataDir string) string {
+	files, _ := filepath.Glob(filepath.Join(dataDir, "keys", "public", "*.pem"))
+	return strings.Join(files, ",")
+}
+
+// The scale-out backends: a real MinIO and a real PostgreSQL.
+func TestServeMinIOPostgres(t *testing.T) {
+	m := sharedMinIO(t)
+	db := testsvc.Postgres(t)
+	args := []string{"--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey,
+		"--s3-bucket", "serve-test", "--database-url", db, "--admin-token", "an-admin-token-for-tests"}
+	s := start(t, t.TempDir(), args...)
+	if code, body := s.call("GET", "/healthz", "", ""); code != 200 || !strings.Contains(body, `"storage": "ok"`) {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	if code, body := s.call("POST", "/api/v1/devices", "an-admin-token-for-tests", `{"id":"cam-pg"}`); code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if !strings.Contains(s.log.String(), "catalog=postgres") || !strings.Contains(s.log.String(), "storage=\"s3 ") {
+		t.Fatalf("log does not show the backends:\n%s", s.log)
+	}
+	s.stop()
+	// Another node (new data dir) on the same database sees the device.
+	s2 := start(t, t.TempDir(), args...)
+	if code, _ := s2.call("GET", "/api/v1/devices/cam-pg", "an-admin-token-for-tests", ""); code != 200 {
+		t.Fatalf("device on a second node: %d", code)
+	}
+	s2.stop()
+}
