@@ -152,7 +152,7 @@ func addPublic(dir string, pub ed25519.PublicKey) error {
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
-	blk := &pem.Block{Type: "PUBLIC KEY", Headers: map[string]string{"Created": time.Now().UTC().Format(time.RFC3339)}, Bytes: der}
+	blk := &pem.Block{Type: "PUBLIC KEY", Headers: map[string]string{"Created": time.Now().UTC().Format(time.RFC3339Nano)}, Bytes: der}
 	err = writeNew(path, pem.EncodeToMemory(blk), 0o644)
 	if errors.Is(err, fs.ErrExist) {
 		return nil
@@ -177,7 +177,13 @@ func readPublics(dir, current string) ([]PublicKey, error) {
 		pk.Current = pk.ID == current
 		out = append(out, pk)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	// Oldest first; the current key is the newest, whatever the clock said.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Current != out[j].Current {
+			return out[j].Current
+		}
+		return out[i].Created.Before(out[j].Created)
+	})
 	return out, nil
 }
 
@@ -196,7 +202,7 @@ func ParsePublicPEM(b []byte) (PublicKey, error) {
 	if !ok {
 		return PublicKey{}, errors.New("not an Ed25519 key")
 	}
-	created, _ := time.Parse(time.RFC3339, blk.Headers["Created"])
+	created, _ := time.Parse(time.RFC3339Nano, blk.Headers["Created"])
 	return PublicKey{ID: KeyID(pub), Key: pub, Created: created}, nil
 }
 
