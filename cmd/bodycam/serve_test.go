@@ -118,8 +118,26 @@ type server struct {
 	cmd     *exec.Cmd
 	url     string
 	dataDir string
-	log     *bytes.Buffer
+	log     *syncBuffer
 	done    chan error
+}
+
+// syncBuffer collects a child's stderr while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // start runs `bodycam serve` and waits for /healthz.
@@ -130,7 +148,7 @@ func start(t *testing.T, dataDir string, extra ...string) *server {
 	args := append([]string{"serve", "--data-dir", dataDir,
 		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp)}, extra...)
 	s := &server{t: t, cmd: exec.Command(binary, args...), url: "http://127.0.0.1:" + strconv.Itoa(port),
-		dataDir: dataDir, log: &bytes.Buffer{}, done: make(chan error, 1)}
+		dataDir: dataDir, log: &syncBuffer{}, done: make(chan error, 1)}
 	s.cmd.Stderr = s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,17 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO ?= go
+
+.PHONY: build run test
+
+build:
+	$(GO) build -o bin/bodycam ./cmd/bodycam
+
+# The main job on the embedded default: objects in ./data/objects, SQLite
+# catalog, generated admin token and signing key.
+run: build
+	./bin/bodycam serve --data-dir ./data
+
+# Every test, against the real MinIO and PostgreSQL (see README).
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
