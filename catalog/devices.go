@@ -7,14 +7,14 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 )
 
-const deviceCols = `id, name, officer_id, secret_hash, disabled, created_us`
+const deviceCols = `id, name, officer_id, secret_hash, secret_salt, disabled, created_us`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanDevice(s scanner) (evidence.Device, error) {
 	var d evidence.Device
 	var created int64
-	err := s.Scan(&d.ID, &d.Name, &d.OfficerID, &d.SecretHash, &d.Disabled, &created)
+	err := s.Scan(&d.ID, &d.Name, &d.OfficerID, &d.SecretHash, &d.SecretSalt, &d.Disabled, &created)
 	d.CreatedAt = fromMicros(created)
 	return d, err
 }
@@ -28,8 +28,8 @@ func (c *Catalog) CreateDevice(ctx context.Context, d evidence.Device) error {
 	if d.CreatedAt.IsZero() {
 		d.CreatedAt = time.Now()
 	}
-	_, err := c.exec(ctx, `INSERT INTO devices (`+deviceCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		d.ID, d.Name, d.OfficerID, d.SecretHash, d.Disabled, micros(d.CreatedAt))
+	_, err := c.exec(ctx, `INSERT INTO devices (`+deviceCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		d.ID, d.Name, d.OfficerID, d.SecretHash, d.SecretSalt, d.Disabled, micros(d.CreatedAt))
 	return translate(err, "device "+d.ID)
 }
 

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,14 +14,20 @@ import (
 var errNoRows = sql.ErrNoRows
 
 const recordingCols = `r.id, r.device_id, r.officer_id, r.case_id, r.state, r.started_us, r.ended_us,
+	r.end_reason, r.codecs, r.remote_addr, r.manifest_key,
 	(SELECT COUNT(*) FROM segments s WHERE s.recording_id = r.id)`
 
 func scanRecording(s scanner) (evidence.Recording, error) {
 	var r evidence.Recording
 	var started int64
 	var ended sql.NullInt64
-	err := s.Scan(&r.ID, &r.DeviceID, &r.OfficerID, &r.CaseID, &r.State, &started, &ended, &r.SegmentCount)
+	var codecs string
+	err := s.Scan(&r.ID, &r.DeviceID, &r.OfficerID, &r.CaseID, &r.State, &started, &ended,
+		&r.EndReason, &codecs, &r.RemoteAddr, &r.ManifestKey, &r.SegmentCount)
 	r.StartedAt, r.EndedAt = fromMicros(started), fromNullMicros(ended)
+	if codecs != "" {
+		r.Codecs = strings.Split(codecs, "\n")
+	}
 	return r, err
 }
 
@@ -35,9 +42,11 @@ func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) err
 	if !r.State.Valid() {
 		return fmt.Errorf("catalog: recording state %q", r.State)
 	}
-	_, err := c.exec(ctx, `INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		r.ID, r.DeviceID, r.OfficerID, r.CaseID, string(r.State), micros(r.StartedAt), nullMicros(r.EndedAt))
+	_, err := c.exec(ctx, `INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us,
+		end_reason, codecs, remote_addr, manifest_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		r.ID, r.DeviceID, r.OfficerID, r.CaseID, string(r.State), micros(r.StartedAt), nullMicros(r.EndedAt),
+		r.EndReason, strings.Join(r.Codecs, "\n"), r.RemoteAddr, r.ManifestKey)
 	return translate(err, "recording "+r.ID)
 }
 
@@ -101,12 +110,12 @@ func (c *Catalog) Recordings(ctx context.Context, f RecordingFilter) ([]evidence
 
 // FinishRecording moves a live recording to complete or interrupted. A
 // recording that is not live is ErrConflict: its end is already on record.
-func (c *Catalog) FinishRecording(ctx context.Context, id string, state evidence.RecordingState, endedAt time.Time) error {
+func (c *Catalog) FinishRecording(ctx context.Context, id string, state evidence.RecordingState, endedAt time.Time, reason string) error {
 	if state != evidence.StateComplete && state != evidence.StateInterrupted {
 		return fmt.Errorf("catalog: a recording cannot finish as %q", state)
 	}
-	res, err := c.exec(ctx, `UPDATE recordings SET state = $1, ended_us = $2 WHERE id = $3 AND state = 'live'`,
-		string(state), micros(endedAt), id)
+	res, err := c.exec(ctx, `UPDATE recordings SET state = $1, ended_us = $2, end_reason = $3 WHERE id = $4 AND state = 'live'`,
+		string(state), micros(endedAt), reason, id)
 	if err != nil {
 		return translate(err, "recording "+id)
 	}
@@ -119,36 +128,174 @@ func (c *Catalog) FinishRecording(ctx context.Context, id string, state evidence
 	return nil
 }
 
-const segmentCols = `recording_id, seq, kind, object_key, size, sha256, chain_hash, started_us, duration_us`
-
-// AddSegment records a stored segment. Its (recording, seq) and its key are
-// unique: a second record of either is ErrExists.
-func (c *Catalog) AddSegment(ctx context.Context, s evidence.Segment) error {
-	if s.Kind != evidence.KindInit && s.Kind != evidence.KindMedia {
-		return fmt.Errorf("catalog: segment kind %q", s.Kind)
+// SetManifest records where a finished recording's signed manifest is.
+func (c *Catalog) SetManifest(ctx context.Context, id, key string) error {
+	res, err := c.exec(ctx, `UPDATE recordings SET manifest_key = $1 WHERE id = $2 AND manifest_key = ''`, key, id)
+	if err != nil {
+		return translate(err, "recording "+id)
 	}
-	_, err := c.exec(ctx, `INSERT INTO segments (`+segmentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		s.RecordingID, s.Seq, string(s.Kind), s.Key, s.Size, s.SHA256, s.ChainHash,
-		micros(s.StartedAt), s.Duration.Microseconds())
-	return translate(err, fmt.Sprintf("segment %s/%d", s.RecordingID, s.Seq))
+	if n, _ := res.RowsAffected(); n == 0 {
+		r, err := c.Recording(ctx, id)
+		if err != nil {
+			return err
+		}
+		if r.ManifestKey != key {
+			return fmt.Errorf("%w: recording %s already has manifest %s", ErrConflict, id, r.ManifestKey)
+		}
+	}
+	return nil
+}
+
+const segmentCols = `recording_id, device_id, seq, kind, object_key, size, sha256, chain_seq, prev_chain_hash, chain_hash,
+	started_us, device_time_us, duration_us, keyframe`
+
+func scanSegment(s scanner) (evidence.Segment, error) {
+	var seg evidence.Segment
+	var started, dur int64
+	var devTime sql.NullInt64
+	err := s.Scan(&seg.RecordingID, &seg.DeviceID, &seg.Seq, &seg.Kind, &seg.Key, &seg.Size, &seg.SHA256,
+		&seg.ChainSeq, &seg.PrevChainHash, &seg.ChainHash, &started, &devTime, &dur, &seg.Keyframe)
+	seg.StartedAt, seg.DeviceTime = fromMicros(started), fromNullMicros(devTime)
+	seg.Duration = time.Duration(dur) * time.Microsecond
+	return seg, err
+}
+
+// AppendSegment records a stored object of a recording as the next link of
+// its device's chain: it fills in ChainSeq, PrevChainHash and ChainHash from
+// the device's chain head, in one transaction with moving the head, and
+// returns the segment as recorded. Times are kept to the microsecond, and
+// the hash is computed over the stored values.
+//
+// If the recording already has a segment with that seq, nothing changes and
+// the recorded segment is returned with ErrExists, so an upload retried
+// after a crash can check that it is the same object.
+func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error) {
+	if s.Kind != evidence.KindInit && s.Kind != evidence.KindMedia {
+		return s, fmt.Errorf("catalog: segment kind %q", s.Kind)
+	}
+	s.StartedAt = s.StartedAt.Truncate(time.Microsecond).UTC()
+	if !s.DeviceTime.IsZero() {
+		s.DeviceTime = s.DeviceTime.Truncate(time.Microsecond).UTC()
+	}
+	s.Duration = s.Duration.Truncate(time.Microsecond)
+	what := fmt.Sprintf("segment %s/%d", s.RecordingID, s.Seq)
+
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s, translate(err, what)
+	}
+	defer tx.Rollback()
+	lock := ""
+	if c.dialect == Postgres {
+		lock = " FOR UPDATE"
+	}
+	var seq int64
+	var head, recDevice string
+	err = tx.QueryRowContext(ctx, c.q(`SELECT d.chain_seq, d.chain_head, r.device_id FROM recordings r
+		JOIN devices d ON d.id = r.device_id WHERE r.id = $1`+lock), s.RecordingID).Scan(&seq, &head, &recDevice)
+	if err != nil {
+		return s, translate(err, "recording "+s.RecordingID)
+	}
+	if s.DeviceID == "" {
+		s.DeviceID = recDevice
+	}
+	if s.DeviceID != recDevice {
+		return s, fmt.Errorf("catalog: %s belongs to device %s, not %s", what, recDevice, s.DeviceID)
+	}
+	existing, err := scanSegment(tx.QueryRowContext(ctx, c.q(`SELECT `+segmentCols+` FROM segments WHERE recording_id = $1 AND seq = $2`), s.RecordingID, s.Seq))
+	if err == nil {
+		return existing, fmt.Errorf("%w: %s", ErrExists, what)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return s, translate(err, what)
+	}
+	if head == "" {
+		head = evidence.GenesisHash
+	}
+	s.ChainSeq, s.PrevChainHash = seq+1, head
+	s.ChainHash = evidence.ChainHash(s.Link())
+	_, err = tx.ExecContext(ctx, c.q(`INSERT INTO segments (`+segmentCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`),
+		s.RecordingID, s.DeviceID, s.Seq, string(s.Kind), s.Key, s.Size, s.SHA256, s.ChainSeq, s.PrevChainHash, s.ChainHash,
+		micros(s.StartedAt), nullMicros(s.DeviceTime), s.Duration.Microseconds(), s.Keyframe)
+	if err != nil {
+		return s, translate(err, what)
+	}
+	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3`),
+		s.ChainSeq, s.ChainHash, s.DeviceID); err != nil {
+		return s, translate(err, what)
+	}
+	return s, translate(tx.Commit(), what)
 }
 
 // Segments lists a recording's segments by sequence number.
 func (c *Catalog) Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error) {
-	rows, err := c.query(ctx, `SELECT `+segmentCols+` FROM segments WHERE recording_id = $1 ORDER BY seq`, recordingID)
+	return c.segments(ctx, `WHERE recording_id = $1 ORDER BY seq`, recordingID)
+}
+
+// ChainLinks lists a device's chain links with chain_seq in [from, to], in
+// order; to <= 0 means to the head.
+func (c *Catalog) ChainLinks(ctx context.Context, deviceID string, from, to int64) ([]evidence.Segment, error) {
+	if to <= 0 {
+		to = 1 << 62
+	}
+	return c.segments(ctx, `WHERE device_id = $1 AND chain_seq >= $2 AND chain_seq <= $3 ORDER BY chain_seq`, deviceID, from, to)
+}
+
+// ChainHead returns a device's chain head: the number and hash of its last
+// link (0 and GenesisHash for a device with none).
+func (c *Catalog) ChainHead(ctx context.Context, deviceID string) (int64, string, error) {
+	var seq int64
+	var head string
+	err := c.queryRow(ctx, `SELECT chain_seq, chain_head FROM devices WHERE id = $1`, deviceID).Scan(&seq, &head)
+	if head == "" {
+		head = evidence.GenesisHash
+	}
+	return seq, head, translate(err, "device "+deviceID)
+}
+
+func (c *Catalog) segments(ctx context.Context, where string, args ...any) ([]evidence.Segment, error) {
+	rows, err := c.query(ctx, `SELECT `+segmentCols+` FROM segments `+where, args...)
 	if err != nil {
-		return nil, translate(err, "segments of "+recordingID)
+		return nil, translate(err, "segments")
 	}
 	defer rows.Close()
 	out := []evidence.Segment{}
 	for rows.Next() {
-		var s evidence.Segment
-		var started, dur int64
-		if err := rows.Scan(&s.RecordingID, &s.Seq, &s.Kind, &s.Key, &s.Size, &s.SHA256, &s.ChainHash, &started, &dur); err != nil {
-			return nil, translate(err, "segments of "+recordingID)
+		s, err := scanSegment(rows)
+		if err != nil {
+			return nil, translate(err, "segments")
 		}
-		s.StartedAt, s.Duration = fromMicros(started), time.Duration(dur)*time.Microsecond
 		out = append(out, s)
 	}
-	return out, translate(rows.Err(), "segments of "+recordingID)
+	return out, translate(rows.Err(), "segments")
+}
+
+// AddGap records an explicit hole in a recording.
+func (c *Catalog) AddGap(ctx context.Context, g evidence.Gap) error {
+	_, err := c.exec(ctx, `INSERT INTO gaps (recording_id, kind, start_us, end_us, track, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
+		g.RecordingID, string(g.Kind), micros(g.Start), nullMicros(g.End), g.Track, g.Detail)
+	return translate(err, "gap of "+g.RecordingID)
+}
+
+// Gaps lists a recording's gaps by start time.
+func (c *Catalog) Gaps(ctx context.Context, recordingID string) ([]evidence.Gap, error) {
+	rows, err := c.query(ctx, `SELECT recording_id, kind, start_us, end_us, track, detail FROM gaps
+		WHERE recording_id = $1 ORDER BY start_us, kind`, recordingID)
+	if err != nil {
+		return nil, translate(err, "gaps")
+	}
+	defer rows.Close()
+	out := []evidence.Gap{}
+	for rows.Next() {
+		var g evidence.Gap
+		var start int64
+		var end sql.NullInt64
+		if err := rows.Scan(&g.RecordingID, &g.Kind, &start, &end, &g.Track, &g.Detail); err != nil {
+			return nil, translate(err, "gaps")
+		}
+		g.Start, g.End = fromMicros(start), fromNullMicros(end)
+		out = append(out, g)
+	}
+	return out, translate(rows.Err(), "gaps")
 }

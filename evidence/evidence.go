@@ -34,6 +34,9 @@ type Device struct {
 	// SecretHash is the slow (argon2id) hash of the RTSP secret; the secret
 	// itself is shown once at registration and never stored.
 	SecretHash string
+	// SecretSalt (not secret) picks the device's secret among those the
+	// server's credential key can derive; see keyring.DeviceSecret.
+	SecretSalt string
 	Disabled   bool
 	CreatedAt  time.Time
 }
@@ -69,6 +72,14 @@ type Recording struct {
 	State     RecordingState
 	StartedAt time.Time
 	EndedAt   time.Time // zero while live
+	// EndReason says why the recording ended ("publisher stopped", "read
+	// timeout", "server restarted", ...).
+	EndReason string
+	// Codecs lists the recorded tracks, e.g. ["H264 1280x720", "MPEG-4 Audio 48000Hz 2ch"].
+	Codecs     []string
+	RemoteAddr string
+	// ManifestKey is the object key of the signed manifest, once written.
+	ManifestKey string
 	// SegmentCount counts stored segments, the init segment included.
 	SegmentCount int
 }
@@ -85,12 +96,58 @@ const (
 // or a media segment (Seq 1, 2, ...).
 type Segment struct {
 	RecordingID string
+	DeviceID    string
 	Seq         int64
 	Kind        SegmentKind
 	Key         string // object key in the store
 	Size        int64
 	SHA256      string // hex of the exact stored bytes
-	ChainHash   string // hex; see the chain rules
-	StartedAt   time.Time
-	Duration    time.Duration
+	// The segment's link in its device's chain (see ChainHash).
+	ChainSeq      int64
+	PrevChainHash string
+	ChainHash     string
+	// StartedAt is the server's receive time of the segment's first sample:
+	// authoritative for order. DeviceTime is the recorder's own clock for the
+	// same sample, from RTCP sender reports; zero when it sent none.
+	StartedAt  time.Time
+	DeviceTime time.Time
+	// Duration comes from media timestamps, checked against the receive clock.
+	Duration time.Duration
+	// Keyframe is false only for a segment cut by the hard cap while the
+	// recorder sent no keyframe: it needs the segments before it to decode.
+	Keyframe bool
+}
+
+// Link returns the segment's chain link.
+func (s Segment) Link() Link {
+	return Link{Prev: s.PrevChainHash, DeviceID: s.DeviceID, ChainSeq: s.ChainSeq, RecordingID: s.RecordingID,
+		Seq: s.Seq, SHA256: s.SHA256, StartedAt: s.StartedAt, Duration: s.Duration}
+}
+
+// GapKind says why part of a recording is missing.
+type GapKind string
+
+const (
+	// GapLoss: the recorder's media stopped arriving (network loss) while
+	// the session stayed up.
+	GapLoss GapKind = "loss"
+	// GapDiscontinuity: the recorder's timestamps jumped (reset, wrap, clock
+	// change); the timeline follows the receive clock across the jump.
+	GapDiscontinuity GapKind = "discontinuity"
+	// GapInterrupted: the server stopped abnormally (crash, kill -9, power);
+	// media after the last durable point is missing.
+	GapInterrupted GapKind = "interrupted"
+	// GapUndecodable: media that arrived before the first keyframe and could
+	// not be decoded, so was not stored.
+	GapUndecodable GapKind = "undecodable"
+)
+
+// Gap is an explicit hole in a recording.
+type Gap struct {
+	RecordingID string
+	Kind        GapKind
+	Start       time.Time // server clock
+	End         time.Time // zero when unknown
+	Track       string    // "video", "audio", or "" for all
+	Detail      string
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ func Run(t *testing.T, open Opener) {
 		{"Segments", testSegments},
 		{"RecordingFilters", testRecordingFilters},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"ChainAcrossRecordings", testChain},
+		{"GapsAndManifest", testGapsAndManifest},
 		{"TimesRoundTrip", testTimes},
 	}
 	for _, tc := range tests {
@@ -46,7 +49,7 @@ func Run(t *testing.T, open Opener) {
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 func device(id string) evidence.Device {
-	return evidence.Device{ID: id, Name: "Recorder " + id, OfficerID: "officer-7", SecretHash: "$argon2id$fake", CreatedAt: t0}
+	return evidence.Device{ID: id, Name: "Recorder " + id, OfficerID: "officer-7", SecretHash: "$argon2id$fake", SecretSalt: "salt-" + id, CreatedAt: t0}
 }
 
 func mustDevice(t *testing.T, c *catalog.Catalog, id string) {
@@ -112,7 +115,8 @@ func testDeviceIDRules(t *testing.T, c *catalog.Catalog) {
 }
 
 func recording(id, dev string, start time.Time) evidence.Recording {
-	return evidence.Recording{ID: id, DeviceID: dev, OfficerID: "officer-7", CaseID: "case-1", State: evidence.StateLive, StartedAt: start}
+	return evidence.Recording{ID: id, DeviceID: dev, OfficerID: "officer-7", CaseID: "case-1", State: evidence.StateLive, StartedAt: start,
+		Codecs: []string{"H264 1280x720", "MPEG-4 Audio 48000Hz 2ch"}, RemoteAddr: "127.0.0.1:5000"}
 }
 
 func testRecordingLifecycle(t *testing.T, c *catalog.Catalog) {
@@ -131,24 +135,24 @@ func testRecordingLifecycle(t *testing.T, c *catalog.Catalog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := recording("r1", "cam-1", t0); r != want {
+	if want := recording("r1", "cam-1", t0); !reflect.DeepEqual(r, want) {
 		t.Fatalf("Recording = %+v, want %+v", r, want)
 	}
 	end := t0.Add(90 * time.Second)
-	if err := c.FinishRecording(ctx, "r1", evidence.StateComplete, end); err != nil {
+	if err := c.FinishRecording(ctx, "r1", evidence.StateComplete, end, "publisher stopped"); err != nil {
 		t.Fatal(err)
 	}
 	r, _ = c.Recording(ctx, "r1")
-	if r.State != evidence.StateComplete || !r.EndedAt.Equal(end) {
+	if r.State != evidence.StateComplete || !r.EndedAt.Equal(end) || r.EndReason != "publisher stopped" {
 		t.Fatalf("after finish: %+v", r)
 	}
-	if err := c.FinishRecording(ctx, "r1", evidence.StateInterrupted, end); !errors.Is(err, catalog.ErrConflict) {
+	if err := c.FinishRecording(ctx, "r1", evidence.StateInterrupted, end, "x"); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("finishing twice: %v, want ErrConflict", err)
 	}
-	if err := c.FinishRecording(ctx, "nope", evidence.StateComplete, end); !errors.Is(err, catalog.ErrNotFound) {
+	if err := c.FinishRecording(ctx, "nope", evidence.StateComplete, end, "x"); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("finishing a missing recording: %v", err)
 	}
-	if err := c.FinishRecording(ctx, "r1", evidence.StateLive, end); err == nil {
+	if err := c.FinishRecording(ctx, "r1", evidence.StateLive, end, "x"); err == nil {
 		t.Fatal("finish as live accepted")
 	}
 }
@@ -159,10 +163,11 @@ func segment(rec string, seq int64) evidence.Segment {
 		kind = evidence.KindInit
 	}
 	return evidence.Segment{
-		RecordingID: rec, Seq: seq, Kind: kind,
+		RecordingID: rec, DeviceID: "cam-1", Seq: seq, Kind: kind,
 		Key:  fmt.Sprintf("cam-1/%s/%06d.m4s", rec, seq),
-		Size: 1000 + seq, SHA256: fmt.Sprintf("%064x", seq), ChainHash: fmt.Sprintf("%064x", seq+100),
+		Size: 1000 + seq, SHA256: fmt.Sprintf("%064x", seq),
 		StartedAt: t0.Add(time.Duration(seq) * 4 * time.Second), Duration: 4*time.Second + 17*time.Microsecond,
+		DeviceTime: t0.Add(time.Duration(seq)*4*time.Second - 1500*time.Millisecond), Keyframe: seq != 2,
 	}
 }
 
@@ -172,20 +177,24 @@ func testSegments(t *testing.T, c *catalog.Catalog) {
 	if err := c.CreateRecording(ctx, recording("r1", "cam-1", t0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddSegment(ctx, segment("nope", 0)); !errors.Is(err, catalog.ErrNotFound) {
+	if _, err := c.AppendSegment(ctx, segment("nope", 0)); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("segment of a missing recording: %v", err)
 	}
-	for seq := int64(3); seq >= 0; seq-- { // out of order on purpose
-		if err := c.AddSegment(ctx, segment("r1", seq)); err != nil {
+	var appended []evidence.Segment
+	for seq := int64(0); seq < 4; seq++ {
+		got, err := c.AppendSegment(ctx, segment("r1", seq))
+		if err != nil {
 			t.Fatal(err)
 		}
+		appended = append(appended, got)
 	}
-	if err := c.AddSegment(ctx, segment("r1", 2)); !errors.Is(err, catalog.ErrExists) {
-		t.Fatalf("duplicate seq: %v", err)
+	again, err := c.AppendSegment(ctx, segment("r1", 2))
+	if !errors.Is(err, catalog.ErrExists) || again != appended[2] {
+		t.Fatalf("duplicate seq: %v, %+v; want ErrExists and the recorded segment", err, again)
 	}
 	dupKey := segment("r1", 9)
 	dupKey.Key = segment("r1", 1).Key
-	if err := c.AddSegment(ctx, dupKey); !errors.Is(err, catalog.ErrExists) {
+	if _, err := c.AppendSegment(ctx, dupKey); !errors.Is(err, catalog.ErrExists) {
 		t.Fatalf("duplicate key: %v", err)
 	}
 	segs, err := c.Segments(ctx, "r1")
@@ -193,7 +202,9 @@ func testSegments(t *testing.T, c *catalog.Catalog) {
 		t.Fatalf("Segments = %v, %v", segs, err)
 	}
 	for i, s := range segs {
-		if want := segment("r1", int64(i)); s != want {
+		want := segment("r1", int64(i))
+		want.ChainSeq, want.PrevChainHash, want.ChainHash = appended[i].ChainSeq, appended[i].PrevChainHash, appended[i].ChainHash
+		if s != want || s != appended[i] {
 			t.Errorf("segment %d = %+v, want %+v", i, s, want)
 		}
 	}
@@ -215,8 +226,8 @@ func testRecordingFilters(t *testing.T, c *catalog.Catalog) {
 			t.Fatal(err)
 		}
 	}
-	c.FinishRecording(ctx, "r1", evidence.StateComplete, t0.Add(10*time.Minute))
-	c.FinishRecording(ctx, "r3", evidence.StateInterrupted, t0.Add(6*time.Minute))
+	c.FinishRecording(ctx, "r1", evidence.StateComplete, t0.Add(10*time.Minute), "")
+	c.FinishRecording(ctx, "r3", evidence.StateInterrupted, t0.Add(6*time.Minute), "")
 	ids := func(f catalog.RecordingFilter) string {
 		rs, err := c.Recordings(ctx, f)
 		if err != nil {
@@ -264,7 +275,7 @@ func testConcurrentWriters(t *testing.T, c *catalog.Catalog) {
 				return
 			}
 			for seq := range int64(segs) {
-				if err := c.AddSegment(ctx, segment(id, seq)); err != nil {
+				if _, err := c.AppendSegment(ctx, segment(id, seq)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -297,5 +308,95 @@ func testTimes(t *testing.T, c *catalog.Catalog) {
 	got, _ := c.Device(ctx, "cam-t")
 	if want := start.Truncate(time.Microsecond).UTC(); !got.CreatedAt.Equal(want) || got.CreatedAt.Location() != time.UTC {
 		t.Fatalf("CreatedAt = %v, want %v", got.CreatedAt, want)
+	}
+}
+
+// testChain: links run per device across recordings, each covering the one
+// before; the head moves with every append.
+func testChain(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	mustDevice(t, c, "cam-1")
+	mustDevice(t, c, "cam-2")
+	if n, head, err := c.ChainHead(ctx, "cam-1"); err != nil || n != 0 || head != evidence.GenesisHash {
+		t.Fatalf("empty chain head = %d %s %v", n, head, err)
+	}
+	for _, r := range []evidence.Recording{recording("r1", "cam-1", t0), recording("r2", "cam-1", t0.Add(time.Hour)), recording("x", "cam-2", t0)} {
+		if err := c.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var all []evidence.Segment
+	for _, rec := range []string{"r1", "r2"} {
+		for seq := range int64(3) {
+			s, err := c.AppendSegment(ctx, segment(rec, seq))
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, s)
+		}
+	}
+	other := segment("x", 0)
+	other.DeviceID = "cam-2"
+	other.Key = "cam-2/x/init"
+	if s, err := c.AppendSegment(ctx, other); err != nil || s.ChainSeq != 1 || s.PrevChainHash != evidence.GenesisHash {
+		t.Fatalf("cam-2's first link = %+v, %v; devices must not share a chain", s, err)
+	}
+	wrong := segment("x", 1)
+	wrong.Key = "cam-2/x/1"
+	if _, err := c.AppendSegment(ctx, wrong); err == nil {
+		t.Fatal("a segment claiming the wrong device was accepted")
+	}
+	prev := evidence.GenesisHash
+	for i, s := range all {
+		if s.ChainSeq != int64(i+1) || s.PrevChainHash != prev || s.ChainHash != evidence.ChainHash(s.Link()) {
+			t.Fatalf("link %d = %+v (prev want %s)", i, s, prev)
+		}
+		prev = s.ChainHash
+	}
+	if n, head, _ := c.ChainHead(ctx, "cam-1"); n != 6 || head != prev {
+		t.Fatalf("head = %d %s, want 6 %s", n, head, prev)
+	}
+	links, err := c.ChainLinks(ctx, "cam-1", 2, 4)
+	if err != nil || len(links) != 3 || links[0] != all[1] || links[2] != all[3] {
+		t.Fatalf("ChainLinks(2,4) = %+v, %v", links, err)
+	}
+	if links, _ := c.ChainLinks(ctx, "cam-1", 1, 0); len(links) != 6 {
+		t.Fatalf("ChainLinks to head: %d", len(links))
+	}
+}
+
+func testGapsAndManifest(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	mustDevice(t, c, "cam-1")
+	if err := c.CreateRecording(ctx, recording("r1", "cam-1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	gaps := []evidence.Gap{
+		{RecordingID: "r1", Kind: evidence.GapInterrupted, Start: t0.Add(time.Minute), Detail: "server restarted"},
+		{RecordingID: "r1", Kind: evidence.GapLoss, Start: t0.Add(10 * time.Second), End: t0.Add(13 * time.Second), Track: "video", Detail: "no media for 3s"},
+	}
+	for _, g := range gaps {
+		if err := c.AddGap(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.Gaps(ctx, "r1")
+	if err != nil || len(got) != 2 || got[0] != gaps[1] || got[1] != gaps[0] {
+		t.Fatalf("Gaps = %+v, %v", got, err)
+	}
+	if err := c.AddGap(ctx, evidence.Gap{RecordingID: "r1", Kind: "made-up", Start: t0}); err == nil {
+		t.Fatal("unknown gap kind accepted")
+	}
+	if err := c.SetManifest(ctx, "r1", "cam-1/r1/manifest.json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetManifest(ctx, "r1", "cam-1/r1/manifest.json"); err != nil {
+		t.Fatalf("same manifest twice: %v", err)
+	}
+	if err := c.SetManifest(ctx, "r1", "other"); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("second manifest: %v, want ErrConflict", err)
+	}
+	if r, _ := c.Recording(ctx, "r1"); r.ManifestKey != "cam-1/r1/manifest.json" {
+		t.Fatalf("ManifestKey = %q", r.ManifestKey)
 	}
 }
