@@ -25,8 +25,9 @@ const token = "test-admin-token-0123456789"
 var quiet = slog.New(slog.DiscardHandler)
 
 type fixture struct {
-	srv *httptest.Server
-	cat *catalog.Catalog
+	srv  *httptest.Server
+	cat  *catalog.Catalog
+	keys *keyring.Keyring
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -41,14 +42,14 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := keyring.Open(dataDir+"/keys", "")
+	keys, err := keyring.Open(dataDir+"/keys", keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := api.New(api.Options{Catalog: cat, Store: store, Keys: keys, AdminToken: token, RTSPPort: "8554", Registry: prometheus.NewRegistry(), Log: quiet})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, cat: cat}
+	return &fixture{srv: srv, cat: cat, keys: keys}
 }
 
 func (f *fixture) do(t *testing.T, method, path, auth, body string) (int, http.Header, string) {
@@ -148,6 +149,9 @@ func TestCreateReturnsSecretOnceStoresHash(t *testing.T) {
 	if ok, _ := password.Verify(d.SecretHash, got.RTSPPassword); !ok {
 		t.Fatal("stored hash does not verify the returned secret")
 	}
+	if strings.Contains(d.SecretSalt, got.RTSPPassword) || f.keys.DeviceSecret("cam-7", d.SecretSalt) != got.RTSPPassword {
+		t.Fatal("the server cannot re-derive the secret it handed out")
+	}
 	// The secret is never shown again.
 	_, _, body = f.do(t, "GET", "/api/v1/devices/cam-7", "Bearer "+token, "")
 	if strings.Contains(body, got.RTSPPassword) || strings.Contains(body, "argon2") {
@@ -194,7 +198,7 @@ func TestHealthReportsStorageDown(t *testing.T) {
 	dataDir := t.TempDir()
 	cat, _ := catalog.Open(context.Background(), "", dataDir)
 	defer cat.Close()
-	keys, _ := keyring.Open(dataDir+"/keys", "")
+	keys, _ := keyring.Open(dataDir+"/keys", keyring.Options{})
 	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, Store: failing{}, Keys: keys, AdminToken: token, Log: quiet}).Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/healthz")

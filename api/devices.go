@@ -70,8 +70,10 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	secret := password.NewSecret()
-	d := evidence.Device{ID: req.ID, Name: req.Name, OfficerID: req.OfficerID, SecretHash: password.Hash(secret), CreatedAt: time.Now().UTC()}
+	salt := password.NewSecret()
+	secret := s.o.Keys.DeviceSecret(req.ID, salt)
+	d := evidence.Device{ID: req.ID, Name: req.Name, OfficerID: req.OfficerID,
+		SecretHash: password.Hash(secret), SecretSalt: salt, CreatedAt: time.Now().UTC()}
 	if err := s.o.Catalog.CreateDevice(r.Context(), d); err != nil {
 		if errors.Is(err, catalog.ErrExists) {
 			writeError(w, http.StatusConflict, "device "+req.ID+" already exists (ids of removed devices stay reserved)")

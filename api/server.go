@@ -35,9 +35,10 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Keys lists the server's public keys.
+// Keys lists the server's public keys and derives device secrets.
 type Keys interface {
 	Public() []keyring.PublicKey
+	DeviceSecret(deviceID, salt string) string
 }
 
 // Options wire a Server.

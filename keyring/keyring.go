@@ -6,15 +6,19 @@
 //
 //	signing.key        the current private key, PKCS#8 PEM, mode 0600
 //	public/<id>.pem    every public key, PKIX PEM with a "Created" header
+//	credential.key     32 random bytes, mode 0600, from which device secrets
+//	                   are derived (see DeviceSecret)
 //
 // A key id is the first 16 hex digits of the SHA-256 of the raw public key.
 package keyring
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -35,11 +39,21 @@ type PublicKey struct {
 	Current bool
 }
 
-// Keyring holds the current signing key and all known public keys.
+// Keyring holds the current signing key, all known public keys and the
+// device credential key.
 type Keyring struct {
 	priv   ed25519.PrivateKey
 	id     string
 	public []PublicKey
+	cred   []byte
+}
+
+// Options name key files kept outside the data directory, so that several
+// nodes can share them. Empty means the file in the keys directory, created
+// on first use.
+type Options struct {
+	SigningKey    string
+	CredentialKey string
 }
 
 // KeyID derives a key's id.
@@ -48,14 +62,18 @@ func KeyID(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// Open loads the keyring from dir, creating a key pair on first use. When
-// keyFile is set the private key comes from that file instead (it must not be
-// readable by group or others), and its public key is added to dir.
-func Open(dir, keyFile string) (*Keyring, error) {
+// Open loads the keyring from dir, creating keys on first use. Key files
+// named in o are used instead of those in dir; they must not be readable by
+// group or others. The signing key's public key is always added to dir.
+func Open(dir string, o Options) (*Keyring, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "public"), 0o700); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	path := keyFile
+	cred, err := openCredentialKey(dir, o.CredentialKey)
+	if err != nil {
+		return nil, err
+	}
+	path := o.SigningKey
 	if path == "" {
 		path = filepath.Join(dir, "signing.key")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -68,7 +86,7 @@ func Open(dir, keyFile string) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Keyring{priv: priv, id: KeyID(priv.Public().(ed25519.PublicKey))}
+	k := &Keyring{priv: priv, id: KeyID(priv.Public().(ed25519.PublicKey)), cred: cred}
 	if err := addPublic(dir, priv.Public().(ed25519.PublicKey)); err != nil {
 		return nil, err
 	}
@@ -82,7 +100,7 @@ func Open(dir, keyFile string) (*Keyring, error) {
 // private key is gone; its public key stays so its signatures still verify.
 // It returns the new key's id.
 func Rotate(dir string) (string, error) {
-	if _, err := Open(dir, ""); err != nil { // make sure the old public key is on file
+	if _, err := Open(dir, Options{}); err != nil { // make sure the old public key is on file
 		return "", err
 	}
 	tmp := filepath.Join(dir, "signing.key.new")
@@ -102,6 +120,49 @@ func Rotate(dir string) (string, error) {
 		return "", fmt.Errorf("keys: %w", err)
 	}
 	return KeyID(pub), syncDir(dir)
+}
+
+func openCredentialKey(dir, file string) ([]byte, error) {
+	path := file
+	if path == "" {
+		path = filepath.Join(dir, "credential.key")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			key := make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return nil, fmt.Errorf("keys: %w", err)
+			}
+			if err := writeNew(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("credential-key: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("credential-key: %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("credential-key: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) < 32 {
+		return nil, fmt.Errorf("credential-key: %s must hold at least 32 bytes as hex", path)
+	}
+	return key, nil
+}
+
+// DeviceSecret derives the RTSP secret of a device from the credential key,
+// its id and its salt. Digest authentication, which ffmpeg and GStreamer use,
+// needs the secret itself to check a response; deriving it means the secret
+// is stored nowhere (the catalog keeps only a salt and an argon2id hash), and
+// a database dump alone gives nothing away. A new salt gives a new secret.
+func (k *Keyring) DeviceSecret(deviceID, salt string) string {
+	m := hmac.New(sha256.New, k.cred)
+	m.Write([]byte("bodycam-device-secret-v1\x00" + deviceID + "\x00" + salt))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:24])
 }
 
 func generate(path string) error {

@@ -15,7 +15,7 @@ import (
 
 func TestCreateOnFirstUseMode0600(t *testing.T) {
 	dir := t.TempDir()
-	k, err := keyring.Open(dir, "")
+	k, err := keyring.Open(dir, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestCreateOnFirstUseMode0600(t *testing.T) {
 		t.Fatalf("signing.key mode %v, want 0600", st.Mode().Perm())
 	}
 	// Reopening loads the same key, not a new one.
-	k2, err := keyring.Open(dir, "")
+	k2, err := keyring.Open(dir, keyring.Options{})
 	if err != nil || k2.ID() != k.ID() {
 		t.Fatalf("reopen: id %s vs %s, %v", k2.ID(), k.ID(), err)
 	}
@@ -42,7 +42,7 @@ func TestCreateOnFirstUseMode0600(t *testing.T) {
 
 func TestRotationKeepsOldPublicKeys(t *testing.T) {
 	dir := t.TempDir()
-	k1, err := keyring.Open(dir, "")
+	k1, err := keyring.Open(dir, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestRotationKeepsOldPublicKeys(t *testing.T) {
 	if newID == oldID {
 		t.Fatal("rotation kept the key")
 	}
-	k2, err := keyring.Open(dir, "")
+	k2, err := keyring.Open(dir, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +81,11 @@ func TestKeyFile(t *testing.T) {
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	file := filepath.Join(t.TempDir(), "k.pem")
 	os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o644)
-	if _, err := keyring.Open(dir, file); err == nil || !strings.Contains(err.Error(), "signing-key") {
+	if _, err := keyring.Open(dir, keyring.Options{SigningKey: file}); err == nil || !strings.Contains(err.Error(), "signing-key") {
 		t.Fatalf("world-readable key file: %v, want an error naming signing-key", err)
 	}
 	os.Chmod(file, 0o600)
-	k, err := keyring.Open(dir, file)
+	k, err := keyring.Open(dir, keyring.Options{SigningKey: file})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,51 @@ func TestKeyFile(t *testing.T) {
 		t.Fatal("key file not used")
 	}
 	os.WriteFile(file, []byte("junk"), 0o600)
-	if _, err := keyring.Open(dir, file); err == nil {
+	if _, err := keyring.Open(dir, keyring.Options{SigningKey: file}); err == nil {
 		t.Fatal("junk key file accepted")
+	}
+}
+
+func TestDeviceSecrets(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keyring.Open(dir, keyring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "credential.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("credential.key: %v %v", st, err)
+	}
+	a := k.DeviceSecret("cam-1", "s1")
+	if len(a) != 32 || strings.ContainsAny(a, "+/=") {
+		t.Fatalf("secret %q", a)
+	}
+	if k.DeviceSecret("cam-1", "s1") != a {
+		t.Fatal("not deterministic")
+	}
+	if k.DeviceSecret("cam-1", "s2") == a || k.DeviceSecret("cam-2", "s1") == a {
+		t.Fatal("salt or id does not change the secret")
+	}
+	k2, _ := keyring.Open(dir, keyring.Options{})
+	if k2.DeviceSecret("cam-1", "s1") != a {
+		t.Fatal("secret changed across reopen")
+	}
+	k3, _ := keyring.Open(t.TempDir(), keyring.Options{})
+	if k3.DeviceSecret("cam-1", "s1") == a {
+		t.Fatal("another server derives the same secret")
+	}
+	shared := filepath.Join(t.TempDir(), "cred")
+	os.WriteFile(shared, []byte(strings.Repeat("ab", 32)), 0o600)
+	n1, err := keyring.Open(t.TempDir(), keyring.Options{CredentialKey: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, _ := keyring.Open(t.TempDir(), keyring.Options{CredentialKey: shared})
+	if n1.DeviceSecret("cam-1", "s") != n2.DeviceSecret("cam-1", "s") {
+		t.Fatal("nodes sharing a credential key derive different secrets")
+	}
+	os.Chmod(shared, 0o644)
+	if _, err := keyring.Open(t.TempDir(), keyring.Options{CredentialKey: shared}); err == nil || !strings.Contains(err.Error(), "credential-key") {
+		t.Fatalf("readable credential key: %v", err)
 	}
 }

@@ -41,6 +41,7 @@ type Config struct {
 	RetentionMode   string
 	RetentionPeriod days
 	SigningKey      string
+	CredentialKey   string
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
@@ -79,6 +80,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RetentionMode, "retention-mode", c.RetentionMode, "object retention: compliance, governance or off")
 	fs.Var(&c.RetentionPeriod, "retention-period", "how long every stored object is locked against deletion (e.g. 180d, 72h)")
 	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "Ed25519 private key file (PKCS#8 PEM); empty creates <data-dir>/keys/signing.key")
+	fs.StringVar(&c.CredentialKey, "credential-key", c.CredentialKey, "file with the key device secrets are derived from (hex); empty creates <data-dir>/keys/credential.key; share it between nodes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to drain on SIGINT/SIGTERM before closing")

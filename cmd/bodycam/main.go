@@ -112,7 +112,7 @@ func keys(args []string, getenv func(string) string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "new signing key %s; restart bodycam serve to use it\n", id)
 	}
-	k, err := keyring.Open(dir, "")
+	k, err := keyring.Open(dir, keyring.Options{})
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("data-dir: %v", err)
 	}
 	defer cat.Close()
-	keys, err := keyring.Open(filepath.Join(cfg.DataDir, "keys"), cfg.SigningKey)
+	keys, err := keyring.Open(filepath.Join(cfg.DataDir, "keys"), keyring.Options{SigningKey: cfg.SigningKey, CredentialKey: cfg.CredentialKey})
 	if err != nil {
 		return err
 	}
