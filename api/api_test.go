@@ -193,6 +193,9 @@ func TestHealthMetricsKeysOpenAPI(t *testing.T) {
 type failing struct{}
 
 func (failing) Ping(context.Context) error { return errors.New("connection refused") }
+func (failing) Get(context.Context, string) (io.ReadCloser, error) {
+	return nil, errors.New("connection refused")
+}
 
 func TestHealthReportsStorageDown(t *testing.T) {
 	dataDir := t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,8 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/keyring"
+	"github.com/bodycam/bodycam/verify"
 )
 
 // Catalog is what the API needs from the system of record.
@@ -27,12 +31,25 @@ type Catalog interface {
 	Device(ctx context.Context, id string) (evidence.Device, error)
 	Devices(ctx context.Context) ([]evidence.Device, error)
 	DisableDevice(ctx context.Context, id string) error
+	Recordings(ctx context.Context, f catalog.RecordingFilter) ([]evidence.Recording, error)
+	verify.Catalog
 	Ping(ctx context.Context) error
 }
 
 // Pinger is a backing service whose reachability /healthz reports.
 type Pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// Objects is the object store as the API reads it.
+type Objects interface {
+	Pinger
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// LiveLister reports who is publishing now.
+type LiveLister interface {
+	Live() []ingest.Live
 }
 
 // Keys lists the server's public keys and derives device secrets.
@@ -44,8 +61,9 @@ type Keys interface {
 // Options wire a Server.
 type Options struct {
 	Catalog    Catalog
-	Store      Pinger
+	Store      Objects
 	Keys       Keys
+	Live       LiveLister
 	AdminToken string
 	// RTSPPort goes into the publish URLs handed to new devices.
 	RTSPPort string
@@ -88,6 +106,11 @@ func New(o Options) *Server {
 	route("GET /api/v1/devices", s.admin(s.listDevices))
 	route("GET /api/v1/devices/{id}", s.admin(s.getDevice))
 	route("DELETE /api/v1/devices/{id}", s.admin(s.deleteDevice))
+	route("GET /api/v1/recordings", s.admin(s.listRecordings))
+	route("GET /api/v1/recordings/{id}", s.admin(s.getRecording))
+	route("GET /api/v1/recordings/{id}/media", s.admin(s.media))
+	route("POST /api/v1/recordings/{id}/verify", s.admin(s.verifyRecording))
+	route("GET /api/v1/live", s.admin(s.listLive))
 	route("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

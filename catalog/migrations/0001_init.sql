@@ -57,4 +57,4 @@ CREATE TABLE gaps (
     track        TEXT NOT NULL DEFAULT '',
     detail       TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX gaps_recording ON gaps (recording_id, start_us);
+CREATE UNIQUE INDEX gaps_recording ON gaps (recording_id, start_us, kind, track);

@@ -27,6 +27,11 @@ import (
 type Config struct {
 	DataDir         string
 	RTSPAddr        string
+	RTSPUDPAddr     string
+	RTSPTLSCert     string
+	RTSPTLSKey      string
+	RTSPReadTimeout time.Duration
+	SpoolMinFree    size
 	HTTPAddr        string
 	S3Endpoint      string
 	S3AccessKey     string
@@ -51,6 +56,9 @@ func defaults() Config {
 	return Config{
 		DataDir:         "./data",
 		RTSPAddr:        ":8554",
+		RTSPUDPAddr:     ":8000",
+		RTSPReadTimeout: 10 * time.Second,
+		SpoolMinFree:    size(1 << 30),
 		HTTPAddr:        ":8080",
 		S3Bucket:        "bodycam",
 		SegmentDuration: 4 * time.Second,
@@ -66,6 +74,11 @@ func defaults() Config {
 func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the catalog (SQLite), objects (directory backend), keys, spool and admin token")
 	fs.StringVar(&c.RTSPAddr, "rtsp-addr", c.RTSPAddr, "RTSP listen address for recorders")
+	fs.StringVar(&c.RTSPUDPAddr, "rtsp-udp-addr", c.RTSPUDPAddr, "RTP port for recorders using UDP (RTCP takes the next port; must be even); empty disables UDP")
+	fs.StringVar(&c.RTSPTLSCert, "rtsp-tls-cert", c.RTSPTLSCert, "PEM certificate: with --rtsp-tls-key, the RTSP port speaks RTSPS (TLS)")
+	fs.StringVar(&c.RTSPTLSKey, "rtsp-tls-key", c.RTSPTLSKey, "PEM private key for --rtsp-tls-cert")
+	fs.DurationVar(&c.RTSPReadTimeout, "rtsp-read-timeout", c.RTSPReadTimeout, "a publisher silent this long is disconnected and its recording closed")
+	fs.Var(&c.SpoolMinFree, "spool-min-free", "new publishers are refused when the spool disk has less free space than this (e.g. 1GiB, 500MiB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3/MinIO endpoint host:port; empty keeps objects in <data-dir>/objects")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", c.S3AccessKey, "S3 access key")
@@ -219,6 +232,21 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir: must not be empty")
 	}
+	if c.RTSPUDPAddr != "" {
+		if err := validAddr(c.RTSPUDPAddr); err != nil {
+			return fmt.Errorf("rtsp-udp-addr: %v", err)
+		}
+		_, p, _ := net.SplitHostPort(c.RTSPUDPAddr)
+		if n, _ := strconv.Atoi(p); n == 0 || n%2 != 0 {
+			return fmt.Errorf("rtsp-udp-addr: the RTP port must be even and not 0 (RTCP takes the next), got %q", c.RTSPUDPAddr)
+		}
+	}
+	if (c.RTSPTLSCert == "") != (c.RTSPTLSKey == "") {
+		return errors.New("rtsp-tls-cert: --rtsp-tls-cert and --rtsp-tls-key go together")
+	}
+	if c.RTSPReadTimeout < time.Second {
+		return errors.New("rtsp-read-timeout: must be at least 1s")
+	}
 	for name, addr := range map[string]string{"rtsp-addr": c.RTSPAddr, "http-addr": c.HTTPAddr} {
 		if err := validAddr(addr); err != nil {
 			return fmt.Errorf("%s: %v", name, err)
@@ -330,5 +358,38 @@ func (d *days) Set(s string) error {
 		return fmt.Errorf("want a number of days (e.g. 180d) or a duration (e.g. 72h)")
 	}
 	*d = days(v)
+	return nil
+}
+
+// size is a byte count that accepts KiB, MiB and GiB suffixes.
+type size uint64
+
+func (s *size) String() string {
+	if s == nil {
+		return "0"
+	}
+	switch v := uint64(*s); {
+	case v > 0 && v%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", v>>30)
+	case v > 0 && v%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", v>>20)
+	default:
+		return strconv.FormatUint(v, 10)
+	}
+}
+
+func (s *size) Set(v string) error {
+	mult := uint64(1)
+	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(v, suffix); ok {
+			v, mult = n, m
+			break
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return errors.New("want a size such as 1GiB, 500MiB or 1048576")
+	}
+	*s = size(n * mult)
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/events"
+	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/password"
 	"github.com/bodycam/bodycam/storage"
@@ -72,9 +75,27 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
+	spool, err := ingest.OpenSpool(filepath.Join(cfg.DataDir, "spool"), uint64(cfg.SpoolMinFree))
+	if err != nil {
+		return fmt.Errorf("data-dir: %v", err)
+	}
+	var rtspTLS *tls.Config
+	if cfg.RTSPTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.RTSPTLSCert, cfg.RTSPTLSKey)
+		if err != nil {
+			return fmt.Errorf("rtsp-tls-cert: %v", err)
+		}
+		rtspTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	bus := events.NewBus()
+	rtsp := ingest.New(ingest.Options{
+		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
+		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
+		Events: bus, Registry: reg, Log: log.With("component", "ingest"),
+	})
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
 	httpAPI := api.New(api.Options{
-		Catalog: cat, Store: store, Keys: keys, AdminToken: token, RTSPPort: rtspPort,
+		Catalog: cat, Store: store, Keys: keys, Live: rtsp, AdminToken: token, RTSPPort: rtspPort,
 		Log: log.With("component", "api"), Registry: reg,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -86,6 +107,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
+	g.Go(func() error { return rtsp.Run(gctx) })
 	err = g.Wait()
 	log.Info("bodycam stopped")
 	return err

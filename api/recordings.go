@@ -1,0 +1,353 @@
+package api
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/verify"
+)
+
+type recordingJSON struct {
+	ID           string     `json:"id"`
+	DeviceID     string     `json:"device_id"`
+	OfficerID    string     `json:"officer_id"`
+	CaseID       string     `json:"case_id"`
+	State        string     `json:"state"`
+	StartedAt    time.Time  `json:"started_at"`
+	EndedAt      *time.Time `json:"ended_at"`
+	EndReason    string     `json:"end_reason"`
+	Codecs       []string   `json:"codecs"`
+	SegmentCount int        `json:"segment_count"`
+	ManifestKey  string     `json:"manifest_key,omitempty"`
+}
+
+func toRecordingJSON(r evidence.Recording) recordingJSON {
+	j := recordingJSON{ID: r.ID, DeviceID: r.DeviceID, OfficerID: r.OfficerID, CaseID: r.CaseID, State: string(r.State),
+		StartedAt: r.StartedAt, EndReason: r.EndReason, Codecs: r.Codecs, SegmentCount: r.SegmentCount, ManifestKey: r.ManifestKey}
+	if j.Codecs == nil {
+		j.Codecs = []string{}
+	}
+	if !r.EndedAt.IsZero() {
+		t := r.EndedAt
+		j.EndedAt = &t
+	}
+	return j
+}
+
+type segmentJSON struct {
+	Seq           int64      `json:"seq"`
+	Kind          string     `json:"kind"`
+	Key           string     `json:"key"`
+	Size          int64      `json:"size"`
+	SHA256        string     `json:"sha256"`
+	ChainSeq      int64      `json:"chain_seq"`
+	PrevChainHash string     `json:"prev_chain_hash"`
+	ChainHash     string     `json:"chain_hash"`
+	StartedAt     time.Time  `json:"started_at"`
+	DeviceTime    *time.Time `json:"device_time,omitempty"`
+	DurationMS    float64    `json:"duration_ms"`
+	Keyframe      bool       `json:"keyframe"`
+}
+
+type gapJSON struct {
+	Kind   string     `json:"kind"`
+	Start  time.Time  `json:"start"`
+	End    *time.Time `json:"end,omitempty"`
+	Track  string     `json:"track,omitempty"`
+	Detail string     `json:"detail"`
+}
+
+func toGapJSON(g evidence.Gap) gapJSON {
+	j := gapJSON{Kind: string(g.Kind), Start: g.Start, Track: g.Track, Detail: g.Detail}
+	if !g.End.IsZero() {
+		t := g.End
+		j.End = &t
+	}
+	return j
+}
+
+func parseTime(field, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, errors.New(field + ": want an RFC 3339 time such as 2026-11-25T10:00:00Z")
+	}
+	return t, nil
+}
+
+func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := catalog.RecordingFilter{DeviceID: q.Get("device")}
+	var err error
+	if f.From, err = parseTime("from", q.Get("from")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if f.To, err = parseTime("to", q.Get("to")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if st := evidence.RecordingState(q.Get("state")); st != "" {
+		if !st.Valid() {
+			writeError(w, http.StatusBadRequest, "state: want live, complete or interrupted")
+			return
+		}
+		f.State = st
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit: want 1 to 1000")
+			return
+		}
+		f.Limit = n
+	}
+	if f.DeviceID != "" && evidence.ValidateDeviceID(f.DeviceID) != nil {
+		writeError(w, http.StatusBadRequest, "device: not a valid device id")
+		return
+	}
+	recs, err := s.o.Catalog.Recordings(r.Context(), f)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	items := make([]recordingJSON, 0, len(recs))
+	for _, rec := range recs {
+		items = append(items, toRecordingJSON(rec))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// recording loads the recording named in the path, answering 404 itself.
+func (s *Server) recording(w http.ResponseWriter, r *http.Request) (evidence.Recording, bool) {
+	id := r.PathValue("id")
+	rec, err := s.o.Catalog.Recording(r.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no recording "+id)
+		return rec, false
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return rec, false
+	}
+	return rec, true
+}
+
+func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	segs, err := s.o.Catalog.Segments(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	gaps, err := s.o.Catalog.Gaps(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out := struct {
+		recordingJSON
+		Segments []segmentJSON `json:"segments"`
+		Gaps     []gapJSON     `json:"gaps"`
+	}{recordingJSON: toRecordingJSON(rec), Segments: []segmentJSON{}, Gaps: []gapJSON{}}
+	for _, sg := range segs {
+		j := segmentJSON{Seq: sg.Seq, Kind: string(sg.Kind), Key: sg.Key, Size: sg.Size, SHA256: sg.SHA256,
+			ChainSeq: sg.ChainSeq, PrevChainHash: sg.PrevChainHash, ChainHash: sg.ChainHash, StartedAt: sg.StartedAt,
+			DurationMS: float64(sg.Duration.Microseconds()) / 1000, Keyframe: sg.Keyframe}
+		if !sg.DeviceTime.IsZero() {
+			t := sg.DeviceTime
+			j.DeviceTime = &t
+		}
+		out.Segments = append(out.Segments, j)
+	}
+	for _, g := range gaps {
+		out.Gaps = append(out.Gaps, toGapJSON(g))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// media streams the recording as one fragmented MP4: the init segment, then
+// the media segments, exactly as stored. ?from= and ?to= keep the segments
+// that overlap the window; HTTP Range requests are served.
+func (s *Server) media(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	from, err := parseTime("from", r.URL.Query().Get("from"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	to, err := parseTime("to", r.URL.Query().Get("to"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	segs, err := s.o.Catalog.Segments(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	var parts []evidence.Segment
+	for _, sg := range segs {
+		if sg.Kind == evidence.KindMedia {
+			end := sg.StartedAt.Add(sg.Duration)
+			if (!from.IsZero() && end.Before(from)) || (!to.IsZero() && !sg.StartedAt.Before(to)) {
+				continue
+			}
+		}
+		parts = append(parts, sg)
+	}
+	if len(parts) == 0 || parts[0].Kind != evidence.KindInit {
+		writeError(w, http.StatusNotFound, "no stored media for this recording yet")
+		return
+	}
+	if len(parts) == 1 && len(segs) > 1 {
+		writeError(w, http.StatusNotFound, "no media in that time window")
+		return
+	}
+	rd := &objectsReader{ctx: r.Context(), store: s.o.Store, segs: parts}
+	for _, p := range parts {
+		rd.total += p.Size
+	}
+	w.Header().Set("Content-Type", "video/mp4")
+	w.Header().Set("Content-Disposition", `inline; filename="`+rec.ID+`.mp4"`)
+	modified := rec.EndedAt
+	if rec.State == evidence.StateLive {
+		modified = time.Time{}
+	}
+	http.ServeContent(w, r, rec.ID+".mp4", modified, rd)
+	rd.Close()
+}
+
+func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	lookup := func(id string) ed25519.PublicKey {
+		for _, k := range s.o.Keys.Public() {
+			if k.ID == id {
+				return k.Key
+			}
+		}
+		return nil
+	}
+	res, err := verify.Recording(r.Context(), s.o.Catalog, s.o.Store, lookup, rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if !res.OK {
+		s.o.Log.Warn("verification failed", "recording", rec.ID, "first_bad_seq", res.FirstBadSeq, "reason", res.Reason)
+	}
+	gaps := make([]gapJSON, 0, len(res.Gaps))
+	for _, g := range res.Gaps {
+		gaps = append(gaps, toGapJSON(g))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "first_bad_seq": res.FirstBadSeq, "reason": res.Reason,
+		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps})
+}
+
+func (s *Server) listLive(w http.ResponseWriter, r *http.Request) {
+	var items any = []struct{}{}
+	if s.o.Live != nil {
+		items = s.o.Live.Live()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// objectsReader reads a list of objects as one seekable stream.
+type objectsReader struct {
+	ctx    context.Context
+	store  Objects
+	segs   []evidence.Segment
+	total  int64
+	off    int64
+	cur    io.ReadCloser
+	curEnd int64 // stream offset where cur's object ends
+	curPos int64 // stream offset cur is at
+}
+
+func (o *objectsReader) Read(p []byte) (int, error) {
+	for {
+		if o.off >= o.total {
+			return 0, io.EOF
+		}
+		if o.cur == nil || o.curPos != o.off || o.off >= o.curEnd {
+			if err := o.open(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := o.cur.Read(p[:min(int64(len(p)), o.curEnd-o.off)])
+		o.off += int64(n)
+		o.curPos = o.off
+		if err == io.EOF {
+			if o.off < o.curEnd {
+				return n, io.ErrUnexpectedEOF // the object is shorter than recorded
+			}
+			err = nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// open opens the object that holds o.off and skips to it.
+func (o *objectsReader) open() error {
+	o.Close()
+	var start int64
+	for _, sg := range o.segs {
+		if o.off < start+sg.Size {
+			rc, err := o.store.Get(o.ctx, sg.Key)
+			if err != nil {
+				return err
+			}
+			if _, err := io.CopyN(io.Discard, rc, o.off-start); err != nil {
+				rc.Close()
+				return err
+			}
+			o.cur, o.curEnd, o.curPos = rc, start+sg.Size, o.off
+			return nil
+		}
+		start += sg.Size
+	}
+	return io.EOF
+}
+
+func (o *objectsReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += o.off
+	case io.SeekEnd:
+		offset += o.total
+	}
+	if offset < 0 {
+		return 0, errors.New("negative position")
+	}
+	o.off = offset
+	return offset, nil
+}
+
+func (o *objectsReader) Close() error {
+	if o.cur != nil {
+		o.cur.Close()
+		o.cur = nil
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	publishers   prometheus.Gauge
+	bytes        prometheus.Counter
+	packets      prometheus.Counter
+	packetsLost  prometheus.Counter
+	segments     prometheus.Counter
+	durable      prometheus.Histogram
+	backlogSegs  prometheus.Gauge
+	backlogBytes prometheus.Gauge
+	errors       *prometheus.CounterVec
+	gaps         *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	backpressure prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		publishers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_ingest_publishers", Help: "Recorders publishing now."}),
+		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_received_bytes_total", Help: "RTP payload bytes received from recorders."}),
+		packets:    prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_received_packets_total", Help: "RTP packets received from recorders."}),
+		packetsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_lost_packets_total",
+			Help: "RTP packets lost between recorders and the server (sequence gaps)."}),
+		segments: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_segments_stored_total", Help: "Segments stored in the object store and the catalog."}),
+		durable: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bodycam_segment_durable_seconds",
+			Help:    "Time from a segment's close in the spool to its being in the object store and the catalog.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
+		backlogSegs:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_spool_backlog_segments", Help: "Closed segments in the spool waiting for upload."}),
+		backlogBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_spool_backlog_bytes", Help: "Bytes of closed segments in the spool waiting for upload."}),
+		errors:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_errors_total", Help: "Ingest errors by kind."}, []string{"kind"}),
+		gaps:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_recording_gaps_total", Help: "Explicit gaps recorded, by kind."}, []string{"kind"}),
+		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_refused_total", Help: "Publishers refused, by reason."}, []string{"reason"}),
+		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_backpressure_total",
+			Help: "Times a publisher's reader waited because the recording writer was behind (media is never dropped)."}),
+	}
+	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.backlogSegs,
+		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure)
+	return m
+}

@@ -1,0 +1,315 @@
+// Package ingest records what recorders publish: an RTSP server (gortsplib)
+// that authenticates devices, turns each publish session into a recording of
+// hashed fMP4 segments in a local spool (durable within about a second), and
+// an uploader that moves them to the object store and the catalog, chained
+// per device, ending each recording with a signed manifest.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+)
+
+// Keys derives device secrets.
+type Keys interface {
+	DeviceSecret(deviceID, salt string) string
+}
+
+// Options configure a Server.
+type Options struct {
+	RTSPAddr string // TCP (and RTSPS when TLS is set)
+	// UDPAddr is the RTP port of the UDP transport (RTCP is the next port);
+	// empty disables UDP.
+	UDPAddr         string
+	TLS             *tls.Config
+	ReadTimeout     time.Duration
+	SegmentDuration time.Duration
+	Spool           *Spool
+	Store           Store
+	Catalog         Catalog
+	Keys            Keys
+	Signer          Signer
+	Events          Publisher
+	Registry        prometheus.Registerer
+	Log             *slog.Logger
+	UploadWorkers   int
+}
+
+// Server is the ingest role.
+type Server struct {
+	o    Options
+	rtsp *gortsplib.Server
+	up   *uploader
+	m    *metrics
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	live     map[string]*session // by device id
+	sessions sync.WaitGroup
+	ready    chan struct{}
+}
+
+// New builds a Server; Run starts it.
+func New(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 10 * time.Second
+	}
+	if o.UploadWorkers == 0 {
+		o.UploadWorkers = 8
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry), live: map[string]*session{}, ready: make(chan struct{})}
+	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events,
+		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
+		notify: make(chan struct{}, 1), busy: map[string]bool{}, retry: map[string]retryState{}}
+	return s
+}
+
+// Ready is closed once the RTSP listener accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the RTSP listener's address, once Ready.
+func (s *Server) Addr() string { return s.rtsp.NetListener().Addr().String() }
+
+// Run recovers the spool, then records until ctx ends. Shutdown order: stop
+// accepting, end every recording (its last media flushed to the spool), then
+// one last upload pass.
+func (s *Server) Run(ctx context.Context) error {
+	ended, err := s.o.Spool.recover(time.Now())
+	if err != nil {
+		return err
+	}
+	for _, rec := range ended {
+		s.log.Warn("recording interrupted by an abnormal stop; recovered from the spool", "recording", rec)
+		s.m.gaps.WithLabelValues(string(evidence.GapInterrupted)).Inc()
+	}
+	upCtx, stopUploads := context.WithCancel(context.WithoutCancel(ctx))
+	upDone := make(chan error, 1)
+	go func() { upDone <- s.up.Run(upCtx) }()
+
+	s.rtsp = &gortsplib.Server{
+		Handler:      s,
+		RTSPAddress:  s.o.RTSPAddr,
+		ReadTimeout:  s.o.ReadTimeout,
+		WriteTimeout: 10 * time.Second,
+		TLSConfig:    s.o.TLS,
+	}
+	if s.o.UDPAddr != "" {
+		rtcp, err := nextPort(s.o.UDPAddr)
+		if err != nil {
+			stopUploads()
+			return fmt.Errorf("rtsp-udp-addr: %v", err)
+		}
+		s.rtsp.UDPRTPAddress, s.rtsp.UDPRTCPAddress = s.o.UDPAddr, rtcp
+	}
+	if err := s.rtsp.Start(); err != nil {
+		stopUploads()
+		<-upDone
+		return fmt.Errorf("rtsp-addr: %v", err)
+	}
+	close(s.ready)
+	s.log.Info("rtsp listening", "addr", s.Addr(), "udp", s.o.UDPAddr, "tls", s.o.TLS != nil)
+	errc := make(chan error, 1)
+	go func() { errc <- s.rtsp.Wait() }()
+	select {
+	case <-ctx.Done():
+		s.rtsp.Close()
+		<-errc
+		err = nil
+	case err = <-errc:
+	}
+	s.sessions.Wait()
+	stopUploads()
+	<-upDone
+	return err
+}
+
+func nextPort(addr string) (string, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", fmt.Errorf("want host:port, got %q", addr)
+	}
+	var p int
+	if _, err := fmt.Sscanf(addr[i+1:], "%d", &p); err != nil || p <= 0 || p%2 != 0 || p >= 65535 {
+		return "", fmt.Errorf("want an even port (RTCP takes the next one), got %q", addr)
+	}
+	return fmt.Sprintf("%s:%d", addr[:i], p+1), nil
+}
+
+// Live describes a recorder publishing now.
+type Live struct {
+	DeviceID    string    `json:"device_id"`
+	RecordingID string    `json:"recording_id"`
+	Since       time.Time `json:"since"`
+	RemoteAddr  string    `json:"remote_addr"`
+	Codecs      []string  `json:"codecs"`
+}
+
+// Live lists who is publishing now, by device id.
+func (s *Server) Live() []Live {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Live, 0, len(s.live))
+	for _, ss := range s.live {
+		if ss.recordingID == "" {
+			continue
+		}
+		out = append(out, Live{DeviceID: ss.device.ID, RecordingID: ss.recordingID, Since: ss.started, RemoteAddr: ss.remote, Codecs: ss.codecNames()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
+	return out
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// unknownSecret makes credential checks for unknown devices fail the same
+// way as wrong secrets do, so ids cannot be probed.
+var unknownSecret = randHex(24)
+
+func (s *Server) refuse(reason string, code base.StatusCode, log func(string, ...any), msg string, args ...any) (*base.Response, error) {
+	s.m.refused.WithLabelValues(reason).Inc()
+	if log != nil {
+		log(msg, args...)
+	}
+	return &base.Response{StatusCode: code}, errors.New(msg)
+}
+
+// OnAnnounce authenticates a publisher and checks what it wants to send.
+func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	remote := ctx.Conn.NetConn().RemoteAddr().String()
+	id := strings.Trim(ctx.Path, "/")
+	log := s.log.With("device", id, "remote", remote)
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	dev, err := s.o.Catalog.Device(rctx, id)
+	secret := unknownSecret
+	switch {
+	case err == nil:
+		secret = s.o.Keys.DeviceSecret(dev.ID, dev.SecretSalt)
+	case errors.Is(err, catalog.ErrNotFound) || evidence.ValidateDeviceID(id) != nil:
+	default:
+		s.m.errors.WithLabelValues("catalog").Inc()
+		return s.refuse("catalog", base.StatusServiceUnavailable, log.Error, "catalog unavailable; publisher refused", "err", err)
+	}
+	if !ctx.Conn.VerifyCredentials(ctx.Request, id, secret) {
+		if _, given := ctx.Request.Header["Authorization"]; !given {
+			// The first request of every client: answer with the challenge.
+			return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+		}
+		s.m.refused.WithLabelValues("auth").Inc()
+		log.Warn("publisher refused: unknown device, wrong secret, or a path that is not the device's id")
+		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	if dev.Disabled {
+		return s.refuse("disabled", base.StatusForbidden, log.Warn, "publisher refused: device is disabled")
+	}
+	q, _ := url.ParseQuery(ctx.Query)
+	caseID := q.Get("case")
+	if caseID != "" && (len(caseID) > 64 || evidence.ValidateDeviceID(caseID) != nil) {
+		return s.refuse("bad_request", base.StatusBadRequest, log.Warn, "publisher refused: bad case id", "case", caseID)
+	}
+	var tracks []*track
+	for _, medi := range ctx.Description.Medias {
+		for _, forma := range medi.Formats {
+			t, err := newTrack(len(tracks)+1, medi, forma)
+			if err != nil {
+				return s.refuse("codec", base.StatusUnsupportedMediaType, log.Warn, "publisher refused: "+err.Error())
+			}
+			tracks = append(tracks, t)
+		}
+	}
+	if len(tracks) == 0 {
+		return s.refuse("codec", base.StatusBadRequest, log.Warn, "publisher refused: no media announced")
+	}
+	if err := s.o.Spool.CheckSpace(); err != nil {
+		return s.refuse("spool_full", base.StatusServiceUnavailable, log.Error, "publisher refused: "+err.Error())
+	}
+	ss := &session{srv: s, device: dev, caseID: caseID, remote: remote, tracks: tracks, rtsp: ctx.Session,
+		log: log, in: make(chan input, 4096), done: make(chan struct{})}
+	s.mu.Lock()
+	if other := s.live[id]; other != nil {
+		s.mu.Unlock()
+		return s.refuse("duplicate", base.StatusCode(409), log.Warn, "publisher refused: the device is already publishing", "other", other.remote)
+	}
+	s.live[id] = ss
+	s.mu.Unlock()
+	ctx.Session.SetUserData(ss)
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnSetup accepts the publisher's transports; bodycam serves no RTSP readers
+// (live viewing is WebRTC).
+func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if ctx.Session.State() == gortsplib.ServerSessionStateInitial {
+		return &base.Response{StatusCode: base.StatusMethodNotAllowed}, nil, errors.New("reading over RTSP is not offered; watch live over WebRTC")
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil, nil
+}
+
+// OnRecord starts the recording.
+func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	ss, _ := ctx.Session.UserData().(*session)
+	if ss == nil {
+		return &base.Response{StatusCode: base.StatusBadRequest}, errors.New("RECORD without ANNOUNCE")
+	}
+	if err := ss.start(); err != nil {
+		return &base.Response{StatusCode: base.StatusInternalServerError}, err
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnPacketsLost counts RTP sequence gaps.
+func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
+	s.m.packetsLost.Add(float64(ctx.Lost))
+	if ss, _ := ctx.Session.UserData().(*session); ss != nil {
+		ss.lost.Add(ctx.Lost)
+	}
+}
+
+// OnDecodeError counts packets gortsplib could not parse.
+func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+	s.m.errors.WithLabelValues("rtp_decode").Inc()
+	s.log.Debug("rtp decode error", "err", ctx.Error)
+}
+
+// OnSessionClose ends the session's recording.
+func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	ss, _ := ctx.Session.UserData().(*session)
+	if ss == nil {
+		return
+	}
+	ss.stop(ctx.Error)
+	s.mu.Lock()
+	if s.live[ss.device.ID] == ss {
+		delete(s.live, ss.device.ID)
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,280 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"github.com/bodycam/bodycam/events"
+	"github.com/bodycam/bodycam/evidence"
+)
+
+type input struct {
+	track int
+	smp   sample
+}
+
+// session is one publisher: its packets are depacketized on gortsplib's
+// reader goroutine and handed to the session's writer goroutine, which
+// segments them into the spool. When the writer falls behind, the reader
+// waits (TCP pushes back on the recorder); media is never dropped here.
+type session struct {
+	srv    *Server
+	device evidence.Device
+	caseID string
+	remote string
+	tracks []*track
+	rtsp   *gortsplib.ServerSession
+	log    *slog.Logger
+
+	in          chan input
+	quit        chan struct{}
+	done        chan struct{}
+	recordingID string
+	started     time.Time
+	lost        atomic.Uint64
+	stopOnce    sync.Once
+	endErr      error
+	dropped     atomic.Uint64 // samples before the tracks were ready
+}
+
+func newRecordingID(t time.Time) string {
+	return t.UTC().Format("20060102T150405Z") + "-" + randHex(4)
+}
+
+func (ss *session) codecNames() []string {
+	out := make([]string, len(ss.tracks))
+	for i, t := range ss.tracks {
+		out[i] = t.info.name
+	}
+	return out
+}
+
+func (ss *session) start() error {
+	ss.started = time.Now().UTC()
+	ss.recordingID = newRecordingID(ss.started)
+	ss.quit = make(chan struct{})
+	ss.log = ss.log.With("recording", ss.recordingID)
+	for i, t := range ss.tracks {
+		ss.rtsp.OnPacketRTP(t.media, t.format, func(pkt *rtp.Packet) { ss.packet(i, t, pkt) })
+	}
+	rec := ss.recording()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ss.srv.o.Catalog.CreateRecording(ctx, rec); err != nil {
+		// The uploader creates it from the spool later; recording goes on.
+		ss.log.Warn("catalog: recording not created yet; it will be from the spool", "err", err)
+	}
+	ss.srv.o.Events.Publish(events.Event{Kind: events.RecordingStarted, At: ss.started, Recording: rec})
+	ss.srv.m.publishers.Inc()
+	ss.srv.sessions.Add(1)
+	go ss.run()
+	ss.log.Info("recording started", "codecs", strings.Join(ss.codecNames(), ", "), "case", ss.caseID)
+	return nil
+}
+
+func (ss *session) recording() evidence.Recording {
+	return evidence.Recording{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID, CaseID: ss.caseID,
+		State: evidence.StateLive, StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote}
+}
+
+// packet runs on gortsplib's reader goroutine.
+func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
+	recv := time.Now()
+	ss.srv.m.packets.Inc()
+	ss.srv.m.bytes.Add(float64(len(pkt.Payload)))
+	pts, ok := ss.rtsp.PacketPTS(t.media, pkt)
+	if !ok {
+		return // before the first packet that sets the timeline
+	}
+	if cr := int64(t.clockRate()); cr != int64(t.info.timescale) && cr > 0 {
+		pts = pts * int64(t.info.timescale) / cr
+	}
+	ntp, _ := ss.rtsp.PacketNTP(t.media, pkt)
+	samples, err := t.decode(pkt, pts)
+	if err != nil {
+		ss.srv.m.errors.WithLabelValues("depacketize").Inc()
+		ss.log.Debug("depacketize", "track", t.info.name, "err", err)
+		return
+	}
+	for _, smp := range samples {
+		smp.recv, smp.ntp = recv, ntp
+		in := input{track: i, smp: smp}
+		select {
+		case ss.in <- in:
+			continue
+		default:
+		}
+		ss.srv.m.backpressure.Inc()
+		select {
+		case ss.in <- in:
+		case <-ss.done:
+			return
+		}
+	}
+}
+
+// stop ends the recording and waits until its last media is in the spool.
+func (ss *session) stop(err error) {
+	ss.stopOnce.Do(func() {
+		if ss.quit == nil { // announced but never recorded
+			close(ss.done)
+			return
+		}
+		ss.endErr = err
+		close(ss.quit)
+		<-ss.done
+		ss.srv.m.publishers.Dec()
+	})
+}
+
+func (ss *session) endReason() string {
+	err := ss.endErr
+	var term liberrors.ErrServerTerminated
+	switch {
+	case err == nil:
+		return "publisher stopped"
+	case errors.As(err, &term):
+		return "server shutting down"
+	case strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "timed out"):
+		return fmt.Sprintf("no data for %v (read timeout)", ss.srv.o.ReadTimeout)
+	case errors.Is(err, liberrors.ErrServerSessionTornDown{}) || strings.Contains(err.Error(), "torn down"):
+		return "publisher stopped"
+	}
+	return "publisher disconnected: " + err.Error()
+}
+
+// run is the session's writer goroutine.
+func (ss *session) run() {
+	defer ss.srv.sessions.Done()
+	defer close(ss.done)
+	w := &writer{ss: ss}
+	for {
+		select {
+		case in := <-ss.in:
+			w.push(in)
+		case <-ss.quit:
+			for {
+				select {
+				case in := <-ss.in:
+					w.push(in)
+					continue
+				default:
+				}
+				break
+			}
+			w.end(evidence.StateComplete, ss.endReason())
+			return
+		}
+	}
+}
+
+// writer owns the spool recording of a session.
+type writer struct {
+	ss     *session
+	rec    *recWriter
+	seg    *segmenter
+	failed bool
+}
+
+func (w *writer) push(in input) {
+	if w.failed {
+		return
+	}
+	ss := w.ss
+	if w.seg == nil {
+		for _, t := range ss.tracks {
+			if !t.ready() {
+				ss.dropped.Add(1)
+				return
+			}
+		}
+		infos := make([]trackInfo, len(ss.tracks))
+		for i, t := range ss.tracks {
+			infos[i] = t.info
+		}
+		w.seg = newSegmenter(ss.recordingID, infos, ss.srv.o.SegmentDuration, nil)
+		init, err := w.seg.init()
+		if err == nil {
+			meta := recordingMeta{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID, CaseID: ss.caseID,
+				StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote}
+			w.rec, err = ss.srv.o.Spool.create(meta, init)
+		}
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		w.rec.closed = func(segmentMeta) { ss.srv.up.kick() }
+		w.seg.out = &countingSink{recWriter: w.rec, srv: ss.srv, log: ss.log}
+	}
+	if err := w.seg.push(in.track, in.smp); err != nil {
+		w.fail(err)
+	}
+}
+
+// fail ends a recording the server could no longer write: explicitly, as
+// interrupted with a gap, and closes the publisher's session.
+func (w *writer) fail(err error) {
+	ss := w.ss
+	ss.srv.m.errors.WithLabelValues("spool_write").Inc()
+	ss.log.Error("recording cannot be written to the spool; ending it as interrupted and closing the publisher", "err", err)
+	w.failed = true
+	if w.rec != nil {
+		w.rec.gap(evidence.Gap{RecordingID: ss.recordingID, Kind: evidence.GapInterrupted, Start: w.rec.lastEnd, End: time.Now().UTC(),
+			Detail: "the spool could not be written (" + err.Error() + "); media after this point was refused"})
+		w.rec.end(evidence.StateInterrupted, w.rec.lastEnd, "spool write failed: "+err.Error())
+		ss.srv.up.kick()
+	}
+	go ss.rtsp.Close()
+}
+
+func (w *writer) end(state evidence.RecordingState, reason string) {
+	ss := w.ss
+	if w.failed {
+		return
+	}
+	if w.rec == nil {
+		// Nothing recordable ever arrived: end the catalog's recording, with
+		// the reason, so it does not stay "live".
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		why := reason + "; no decodable media was received"
+		if err := ss.srv.o.Catalog.FinishRecording(ctx, ss.recordingID, evidence.StateComplete, time.Now(), why); err != nil {
+			ss.log.Warn("catalog: could not end an empty recording", "err", err)
+		}
+		ss.log.Info("recording ended without media", "reason", why, "dropped_samples", ss.dropped.Load())
+		return
+	}
+	if err := w.seg.close(); err != nil {
+		w.fail(err)
+		return
+	}
+	if err := w.rec.end(state, w.rec.lastEnd, reason); err != nil {
+		w.fail(err)
+		return
+	}
+	ss.srv.up.kick()
+	ss.log.Info("recording ended", "reason", reason, "segments", w.seg.segSeq, "packets_lost", ss.lost.Load())
+}
+
+// countingSink counts and logs gaps as they are written.
+type countingSink struct {
+	*recWriter
+	srv *Server
+	log *slog.Logger
+}
+
+func (c *countingSink) gap(g evidence.Gap) error {
+	c.srv.m.gaps.WithLabelValues(string(g.Kind)).Inc()
+	c.log.Warn("gap in recording", "kind", g.Kind, "track", g.Track, "detail", g.Detail)
+	return c.recWriter.gap(g)
+}

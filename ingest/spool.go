@@ -1,0 +1,458 @@
+package ingest
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bodycam/bodycam/evidence"
+)
+
+// The spool is where received media becomes durable before it reaches the
+// object store. One directory per recording, <spool>/<device>/<recording>/:
+//
+//	recording.json      who, when, codecs (written first)
+//	init.mp4            the fMP4 init segment
+//	000001.open.json    a segment being written: its start
+//	000001.m4s.open     its fragments so far, fsync'd after each
+//	000001.idx          "<end offset> <media end µs>" per fsync'd fragment
+//	000001.json         a closed segment: size, hash, times (then .open is renamed)
+//	000001.m4s          a closed segment, waiting for upload
+//	gaps.jsonl          explicit holes, one JSON object a line
+//	end.json            how and when the recording ended
+//
+// The uploader removes each file once the store and the catalog have it, and
+// the directory once the recording is finished everywhere.
+
+type recordingMeta struct {
+	ID         string    `json:"id"`
+	DeviceID   string    `json:"device_id"`
+	OfficerID  string    `json:"officer_id"`
+	CaseID     string    `json:"case_id"`
+	StartedAt  time.Time `json:"started_at"`
+	Codecs     []string  `json:"codecs"`
+	RemoteAddr string    `json:"remote_addr"`
+	InitSHA256 string    `json:"init_sha256"`
+	InitSize   int64     `json:"init_size"`
+}
+
+type segmentMeta struct {
+	Seq        int64     `json:"seq"`
+	Size       int64     `json:"size"`
+	SHA256     string    `json:"sha256"`
+	StartedAt  time.Time `json:"started_at"`
+	DeviceTime time.Time `json:"device_time,omitzero"`
+	DurationUS int64     `json:"duration_us"`
+	Keyframe   bool      `json:"keyframe"`
+	ClosedAt   time.Time `json:"closed_at"`
+	Recovered  bool      `json:"recovered,omitempty"`
+}
+
+type endMeta struct {
+	State   evidence.RecordingState `json:"state"`
+	EndedAt time.Time               `json:"ended_at"`
+	Reason  string                  `json:"reason"`
+}
+
+// Spool is the local durable buffer.
+type Spool struct {
+	root    string
+	minFree uint64
+}
+
+// OpenSpool opens (creating) the spool directory.
+func OpenSpool(root string, minFree uint64) (*Spool, error) {
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return &Spool{root: root, minFree: minFree}, nil
+}
+
+// Free reports the bytes available to the spool.
+func (sp *Spool) Free() (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(sp.root, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// CheckSpace refuses new recordings when the disk is nearly full, so that
+// media already accepted keeps the room it needs.
+func (sp *Spool) CheckSpace() error {
+	free, err := sp.Free()
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if free < sp.minFree {
+		return fmt.Errorf("spool disk nearly full: %d MiB free, %d MiB required for new recordings", free>>20, sp.minFree>>20)
+	}
+	return nil
+}
+
+func (sp *Spool) recDir(device, rec string) string { return filepath.Join(sp.root, device, rec) }
+
+// recWriter writes one recording into the spool; it implements sink.
+type recWriter struct {
+	dir     string
+	meta    recordingMeta
+	seg     *os.File
+	idx     *os.File
+	hash    hash.Hash
+	size    int64
+	open    segmentMeta
+	closed  func(segmentMeta) // told of each closed segment
+	lastEnd time.Time         // receive time up to which media is durable
+}
+
+func segName(seq int64) string { return fmt.Sprintf("%06d", seq) }
+
+// create starts a recording in the spool with its init segment.
+func (sp *Spool) create(meta recordingMeta, init []byte) (*recWriter, error) {
+	dir := sp.recDir(meta.DeviceID, meta.ID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	sum := sha256.Sum256(init)
+	meta.InitSHA256, meta.InitSize = hex.EncodeToString(sum[:]), int64(len(init))
+	if err := writeFileSync(filepath.Join(dir, "init.mp4"), init); err != nil {
+		return nil, err
+	}
+	if err := writeJSONSync(filepath.Join(dir, "recording.json"), meta); err != nil {
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
+	return &recWriter{dir: dir, meta: meta, lastEnd: meta.StartedAt}, nil
+}
+
+func (w *recWriter) path(name string) string { return filepath.Join(w.dir, name) }
+
+func (w *recWriter) openSegment(seq int64, start, deviceTime time.Time, keyframe bool) error {
+	w.open = segmentMeta{Seq: seq, StartedAt: start.UTC(), DeviceTime: deviceTime.UTC(), Keyframe: keyframe}
+	if deviceTime.IsZero() {
+		w.open.DeviceTime = time.Time{}
+	}
+	if err := writeJSONSync(w.path(segName(seq)+".open.json"), w.open); err != nil {
+		return err
+	}
+	var err error
+	if w.seg, err = os.OpenFile(w.path(segName(seq)+".m4s.open"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if w.idx, err = os.OpenFile(w.path(segName(seq)+".idx"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	w.hash, w.size = sha256.New(), 0
+	return syncDir(w.dir)
+}
+
+// writeFragment appends a fragment and makes it durable before returning.
+func (w *recWriter) writeFragment(b []byte, mediaEnd time.Duration) error {
+	if _, err := w.seg.Write(b); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := w.seg.Sync(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	w.hash.Write(b)
+	w.size += int64(len(b))
+	if _, err := fmt.Fprintf(w.idx, "%d %d\n", w.size, mediaEnd.Microseconds()); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := w.idx.Sync(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	w.lastEnd = w.open.StartedAt.Add(mediaEnd)
+	return nil
+}
+
+func (w *recWriter) closeSegment(duration time.Duration) error {
+	m := w.open
+	m.Size, m.SHA256 = w.size, hex.EncodeToString(w.hash.Sum(nil))
+	m.DurationUS, m.ClosedAt = duration.Microseconds(), time.Now().UTC()
+	w.seg.Close()
+	w.idx.Close()
+	w.seg, w.idx = nil, nil
+	if err := finishSegment(w.dir, m); err != nil {
+		return err
+	}
+	if w.closed != nil {
+		w.closed(m)
+	}
+	return nil
+}
+
+// finishSegment turns an open segment into a closed one: metadata first,
+// then the rename, so a crash in between is finished by recovery.
+func finishSegment(dir string, m segmentMeta) error {
+	name := segName(m.Seq)
+	if err := writeJSONSync(filepath.Join(dir, name+".json"), m); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, name+".m4s.open"), filepath.Join(dir, name+".m4s")); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	os.Remove(filepath.Join(dir, name+".open.json"))
+	os.Remove(filepath.Join(dir, name+".idx"))
+	return syncDir(dir)
+}
+
+func (w *recWriter) gap(g evidence.Gap) error {
+	return appendJSONLine(w.path("gaps.jsonl"), g)
+}
+
+// end marks the recording finished; the uploader takes it from there.
+func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason string) error {
+	if w.seg != nil { // a segment still open: an error stopped the segmenter
+		w.seg.Close()
+		w.idx.Close()
+		w.seg, w.idx = nil, nil
+	}
+	return writeJSONSync(w.path("end.json"), endMeta{State: state, EndedAt: at.UTC(), Reason: reason})
+}
+
+// recover finishes what a crash left in the spool: open segments are cut
+// back to their last fsync'd fragment and closed, and every recording that
+// had not ended is ended as interrupted with an explicit gap. It returns the
+// recordings it ended.
+func (sp *Spool) recover(now time.Time) ([]string, error) {
+	var ended []string
+	devices, err := os.ReadDir(sp.root)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	for _, d := range devices {
+		if !d.IsDir() {
+			continue
+		}
+		recs, err := os.ReadDir(filepath.Join(sp.root, d.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		for _, r := range recs {
+			dir := filepath.Join(sp.root, d.Name(), r.Name())
+			if _, err := os.Stat(filepath.Join(dir, "end.json")); err == nil {
+				continue
+			}
+			if err := recoverRecording(dir, now); err != nil {
+				return ended, fmt.Errorf("spool: recover %s: %w", dir, err)
+			}
+			ended = append(ended, r.Name())
+		}
+	}
+	return ended, nil
+}
+
+func recoverRecording(dir string, now time.Time) error {
+	var meta recordingMeta
+	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); err != nil {
+		// Nothing durable was started: no init, no segments.
+		return os.RemoveAll(dir)
+	}
+	lastEnd := meta.StartedAt
+	opens, _ := filepath.Glob(filepath.Join(dir, "*.m4s.open"))
+	for _, open := range opens {
+		name := strings.TrimSuffix(filepath.Base(open), ".m4s.open")
+		seq, _ := strconv.ParseInt(name, 10, 64)
+		var m segmentMeta
+		if err := readJSON(filepath.Join(dir, name+".json"), &m); err == nil {
+			if err := finishSegment(dir, m); err != nil { // closed, rename pending
+				return err
+			}
+			continue
+		}
+		if err := readJSON(filepath.Join(dir, name+".open.json"), &m); err != nil {
+			return err
+		}
+		size, mediaEnd := lastDurable(filepath.Join(dir, name+".idx"), open)
+		if size == 0 {
+			for _, f := range []string{open, filepath.Join(dir, name+".idx"), filepath.Join(dir, name+".open.json")} {
+				os.Remove(f)
+			}
+			continue
+		}
+		if err := os.Truncate(open, size); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(open)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		m.Seq, m.Size, m.SHA256 = seq, size, hex.EncodeToString(sum[:])
+		m.DurationUS, m.ClosedAt, m.Recovered = mediaEnd.Microseconds(), now.UTC(), true
+		if err := finishSegment(dir, m); err != nil {
+			return err
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range segs {
+		var m segmentMeta
+		if strings.HasSuffix(f, ".open.json") || readJSON(f, &m) != nil || m.Seq == 0 {
+			continue
+		}
+		if end := m.StartedAt.Add(time.Duration(m.DurationUS) * time.Microsecond); end.After(lastEnd) {
+			lastEnd = end
+		}
+	}
+	w := &recWriter{dir: dir}
+	if err := w.gap(evidence.Gap{RecordingID: meta.ID, Kind: evidence.GapInterrupted, Start: lastEnd, End: now.UTC(),
+		Detail: "bodycam stopped abnormally; media after the last fsync'd fragment was lost; a publisher that reconnected started a new recording"}); err != nil {
+		return err
+	}
+	return w.end(evidence.StateInterrupted, lastEnd, "server stopped abnormally; recovered at restart")
+}
+
+// lastDurable reads a segment's index and returns the end offset and media
+// end of its last fragment that is wholly in the file.
+func lastDurable(idxPath, segPath string) (int64, time.Duration) {
+	st, err := os.Stat(segPath)
+	if err != nil {
+		return 0, 0
+	}
+	f, err := os.Open(idxPath)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	var size int64
+	var end time.Duration
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var off, us int64
+		if _, err := fmt.Sscanf(sc.Text(), "%d %d", &off, &us); err != nil || off > st.Size() {
+			break
+		}
+		size, end = off, time.Duration(us)*time.Microsecond
+	}
+	return size, end
+}
+
+// pending lists the recordings in the spool, per device, oldest first.
+func (sp *Spool) pending() (map[string][]string, error) {
+	out := map[string][]string{}
+	devices, err := os.ReadDir(sp.root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devices {
+		if !d.IsDir() {
+			continue
+		}
+		recs, err := os.ReadDir(filepath.Join(sp.root, d.Name()))
+		if err != nil {
+			continue
+		}
+		for _, r := range recs {
+			if r.IsDir() {
+				out[d.Name()] = append(out[d.Name()], r.Name())
+			}
+		}
+		sort.Strings(out[d.Name()])
+	}
+	return out, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+func writeJSONSync(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFileSync(path, b)
+}
+
+func appendJSONLine(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return f.Sync()
+}
+
+func readGaps(path string) ([]evidence.Gap, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []evidence.Gap
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var g evidence.Gap
+		if json.Unmarshal(sc.Bytes(), &g) == nil { // a torn last line from a crash is skipped
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}

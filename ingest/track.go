@@ -1,0 +1,263 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/g711"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+	"github.com/pion/rtp"
+)
+
+// errUnsupported: the announced codec cannot be recorded.
+var errUnsupported = errors.New("unsupported codec")
+
+// track turns one announced format's RTP packets into samples.
+type track struct {
+	info   trackInfo
+	media  *description.Media
+	format format.Format
+	// decode returns the samples completed by pkt, whose timestamp is pts in
+	// the track's timescale.
+	decode func(pkt *rtp.Packet, pts int64) ([]sample, error)
+	// ready reports whether the track knows enough to write the init segment
+	// (video needs its parameter sets, from the SDP or in-band).
+	ready func() bool
+}
+
+// supportedCodecs is what the error for anything else lists.
+const supportedCodecs = "H264, H265, AAC (mpeg4-generic), G711 (PCMA/PCMU), Opus"
+
+// newTrack prepares the recording of one format; it fails with
+// errUnsupported naming the codec for anything bodycam cannot record.
+func newTrack(id int, medi *description.Media, forma format.Format) (*track, error) {
+	t := &track{media: medi, format: forma, ready: func() bool { return true }}
+	t.info.id = id
+	switch f := forma.(type) {
+	case *format.H264:
+		return t, t.h264(f)
+	case *format.H265:
+		return t, t.h265(f)
+	case *format.MPEG4Audio:
+		return t, t.aac(f)
+	case *format.G711:
+		return t, t.g711(f)
+	case *format.Opus:
+		return t, t.opus(f)
+	}
+	return nil, fmt.Errorf("%w %q (%s media); bodycam records %s", errUnsupported, forma.Codec(), medi.Type, supportedCodecs)
+}
+
+func (t *track) h264(f *format.H264) error {
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return err
+	}
+	c := &codecs.H264{SPS: f.SPS, PPS: f.PPS}
+	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H264", nominal: 3000}
+	t.ready = func() bool { return c.SPS != nil && c.PPS != nil }
+	var dts *h264.DTSExtractor
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		au, err := dec.Decode(pkt)
+		if err != nil {
+			if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		for _, nalu := range au {
+			if len(nalu) == 0 {
+				continue
+			}
+			switch h264.NALUType(nalu[0] & 0x1f) {
+			case h264.NALUTypeSPS:
+				if c.SPS == nil || !bytes.Equal(c.SPS, nalu) {
+					c.SPS = append([]byte(nil), nalu...)
+				}
+			case h264.NALUTypePPS:
+				if c.PPS == nil || !bytes.Equal(c.PPS, nalu) {
+					c.PPS = append([]byte(nil), nalu...)
+				}
+			}
+		}
+		sync := h264.IsRandomAccess(au)
+		if dts == nil {
+			if !sync {
+				return []sample{{pts: pts, dts: pts, sync: false}}, nil // before the first keyframe: counted, not stored
+			}
+			dts = h264.NewDTSExtractor()
+		}
+		d, err := dts.Extract(withParams(au, sync, c.SPS, c.PPS), pts)
+		if err != nil {
+			return nil, err
+		}
+		payload, err := h264.AVCC(au).Marshal()
+		if err != nil {
+			return nil, err
+		}
+		return []sample{{pts: pts, dts: d, sync: sync, payload: payload}}, nil
+	}
+	if sps := (h264.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
+		t.info.name = fmt.Sprintf("H264 %dx%d", sps.Width(), sps.Height())
+	}
+	return nil
+}
+
+func (t *track) h265(f *format.H265) error {
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return err
+	}
+	c := &codecs.H265{VPS: f.VPS, SPS: f.SPS, PPS: f.PPS}
+	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H265", nominal: 3000}
+	t.ready = func() bool { return c.VPS != nil && c.SPS != nil && c.PPS != nil }
+	var dts *h265.DTSExtractor
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		au, err := dec.Decode(pkt)
+		if err != nil {
+			if errors.Is(err, rtph265.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		for _, nalu := range au {
+			if len(nalu) == 0 {
+				continue
+			}
+			switch h265.NALUType((nalu[0] >> 1) & 0x3f) {
+			case h265.NALUType_VPS_NUT:
+				c.VPS = append([]byte(nil), nalu...)
+			case h265.NALUType_SPS_NUT:
+				c.SPS = append([]byte(nil), nalu...)
+			case h265.NALUType_PPS_NUT:
+				c.PPS = append([]byte(nil), nalu...)
+			}
+		}
+		sync := h265.IsRandomAccess(au)
+		if dts == nil {
+			if !sync {
+				return []sample{{pts: pts, dts: pts, sync: false}}, nil
+			}
+			dts = h265.NewDTSExtractor()
+		}
+		d, err := dts.Extract(withParams(au, sync, c.VPS, c.SPS, c.PPS), pts)
+		if err != nil {
+			return nil, err
+		}
+		payload, err := h264.AVCC(au).Marshal()
+		if err != nil {
+			return nil, err
+		}
+		return []sample{{pts: pts, dts: d, sync: sync, payload: payload}}, nil
+	}
+	if sps := (h265.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
+		t.info.name = fmt.Sprintf("H265 %dx%d", sps.Width(), sps.Height())
+	}
+	return nil
+}
+
+func (t *track) aac(f *format.MPEG4Audio) error {
+	if f.Config == nil {
+		return fmt.Errorf("%w: AAC without an AudioSpecificConfig", errUnsupported)
+	}
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return err
+	}
+	rate := f.Config.SampleRate
+	t.info = trackInfo{id: t.info.id, timescale: uint32(rate), codec: &codecs.MPEG4Audio{Config: *f.Config},
+		name: fmt.Sprintf("AAC %dHz %dch", rate, f.Config.ChannelCount), nominal: mpeg4audio.SamplesPerAccessUnit}
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		aus, err := dec.Decode(pkt)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]sample, 0, len(aus))
+		for i, au := range aus {
+			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
+			out = append(out, sample{pts: p, dts: p, sync: true, payload: au})
+		}
+		return out, nil
+	}
+	return nil
+}
+
+// g711 records G.711 as 16-bit linear PCM: ISO BMFF has no G.711 sample
+// entry, and the expansion is exact (every G.711 byte maps to one 16-bit
+// value and back), so nothing the recorder sent is lost.
+func (t *track) g711(f *format.G711) error {
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return err
+	}
+	law := "PCMA"
+	if f.MULaw {
+		law = "PCMU"
+	}
+	ch := max(f.ChannelCount, 1)
+	t.info = trackInfo{id: t.info.id, timescale: uint32(f.SampleRate),
+		codec: &codecs.LPCM{BitDepth: 16, SampleRate: f.SampleRate, ChannelCount: ch},
+		name:  fmt.Sprintf("G711 %s %dHz (stored as 16-bit PCM)", law, f.SampleRate), nominal: int64(f.SampleRate / 50)}
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		enc, err := dec.Decode(pkt)
+		if err != nil {
+			return nil, err
+		}
+		var pcm []byte
+		if f.MULaw {
+			var m g711.Mulaw
+			m.Unmarshal(enc)
+			pcm = m
+		} else {
+			var a g711.Alaw
+			a.Unmarshal(enc)
+			pcm = a
+		}
+		return []sample{{pts: pts, dts: pts, sync: true, payload: pcm}}, nil
+	}
+	return nil
+}
+
+func (t *track) opus(f *format.Opus) error {
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return err
+	}
+	t.info = trackInfo{id: t.info.id, timescale: 48000, codec: &codecs.Opus{ChannelCount: max(f.ChannelCount, 1)},
+		name: fmt.Sprintf("Opus %dch", max(f.ChannelCount, 1)), nominal: 960}
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		p, err := dec.Decode(pkt)
+		if err != nil {
+			return nil, err
+		}
+		return []sample{{pts: pts, dts: pts, sync: true, payload: p}}, nil
+	}
+	return nil
+}
+
+// clockRate is the RTP clock of a track; PacketPTS is in these units.
+func (t *track) clockRate() int { return t.format.ClockRate() }
+
+// withParams puts the parameter sets in front of a keyframe for the DTS
+// extractor, which reads them in-band; recorders that send them only in the
+// SDP (ffmpeg) would otherwise have no DTS. The stored sample stays as sent.
+func withParams(au [][]byte, sync bool, params ...[]byte) [][]byte {
+	if !sync {
+		return au
+	}
+	out := make([][]byte, 0, len(params)+len(au))
+	for _, p := range params {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return append(out, au...)
+}

@@ -1,0 +1,406 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/events"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/storage"
+)
+
+// Store is what ingest needs from the object store.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, size int64, o storage.PutOptions) (storage.Info, error)
+	Stat(ctx context.Context, key string) (storage.Info, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// Catalog is what ingest needs from the system of record.
+type Catalog interface {
+	Device(ctx context.Context, id string) (evidence.Device, error)
+	CreateRecording(ctx context.Context, r evidence.Recording) error
+	Recording(ctx context.Context, id string) (evidence.Recording, error)
+	AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error)
+	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
+	AddGap(ctx context.Context, g evidence.Gap) error
+	Gaps(ctx context.Context, recordingID string) ([]evidence.Gap, error)
+	FinishRecording(ctx context.Context, id string, state evidence.RecordingState, endedAt time.Time, reason string) error
+	SetManifest(ctx context.Context, id, key string) error
+}
+
+// Signer signs manifests.
+type Signer interface {
+	ID() string
+	Sign(msg []byte) (keyID string, sig []byte)
+}
+
+// Publisher receives ingest's events.
+type Publisher interface {
+	Publish(events.Event)
+}
+
+// ObjectKey names a recording's objects: <device>/<recording>/<name>.
+func ObjectKey(device, recording, name string) string { return device + "/" + recording + "/" + name }
+
+// uploader moves closed segments from the spool to the object store and the
+// catalog, per device in order (the chain is per device), with retries and
+// back-off, and finishes recordings with their signed manifests.
+type uploader struct {
+	spool   *Spool
+	store   Store
+	cat     Catalog
+	signer  Signer
+	events  Publisher
+	log     *slog.Logger
+	m       *metrics
+	workers int
+
+	notify chan struct{}
+	mu     sync.Mutex
+	busy   map[string]bool
+	retry  map[string]retryState
+}
+
+type retryState struct {
+	next     time.Time
+	failures int
+}
+
+func (u *uploader) kick() {
+	select {
+	case u.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run uploads until ctx ends. On the way out it makes one last pass so that
+// what was closed during shutdown reaches the store if it can.
+func (u *uploader) Run(ctx context.Context) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	sem := make(chan struct{}, u.workers)
+	var wg sync.WaitGroup
+	pass := func(ctx context.Context) {
+		work, err := u.spool.pending()
+		if err != nil {
+			u.log.Error("spool unreadable", "err", err)
+			u.m.errors.WithLabelValues("spool").Inc()
+			return
+		}
+		u.measureBacklog(work)
+		devices := make([]string, 0, len(work))
+		for d := range work {
+			devices = append(devices, d)
+		}
+		sort.Strings(devices)
+		for _, device := range devices {
+			u.mu.Lock()
+			r := u.retry[device]
+			if u.busy[device] || time.Now().Before(r.next) {
+				u.mu.Unlock()
+				continue
+			}
+			u.busy[device] = true
+			u.mu.Unlock()
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(device string, recs []string) {
+				defer func() { <-sem; wg.Done() }()
+				err := u.device(ctx, device, recs)
+				u.mu.Lock()
+				defer u.mu.Unlock()
+				delete(u.busy, device)
+				if err == nil {
+					delete(u.retry, device)
+					return
+				}
+				r := u.retry[device]
+				r.failures++
+				backoff := min(time.Duration(1<<min(r.failures, 7))*100*time.Millisecond, 30*time.Second)
+				r.next = time.Now().Add(backoff)
+				u.retry[device] = r
+				if ctx.Err() == nil && (r.failures == 1 || r.failures%10 == 0) {
+					u.log.Warn("upload failed; media stays in the spool and will be retried",
+						"device", device, "attempt", r.failures, "retry_in", backoff, "err", err)
+				}
+			}(device, work[device])
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			final, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			u.mu.Lock()
+			u.retry = map[string]retryState{}
+			u.mu.Unlock()
+			pass(final)
+			wg.Wait()
+			cancel()
+			return nil
+		case <-tick.C:
+		case <-u.notify:
+		}
+		pass(ctx)
+	}
+}
+
+func (u *uploader) measureBacklog(work map[string][]string) {
+	var n, size int64
+	for device, recs := range work {
+		for _, rec := range recs {
+			files, _ := filepath.Glob(filepath.Join(u.spool.recDir(device, rec), "*.m4s"))
+			for _, f := range files {
+				if st, err := os.Stat(f); err == nil {
+					n++
+					size += st.Size()
+				}
+			}
+		}
+	}
+	u.m.backlogSegs.Set(float64(n))
+	u.m.backlogBytes.Set(float64(size))
+}
+
+// device works through one device's recordings, oldest first, stopping at
+// one that is still being recorded.
+func (u *uploader) device(ctx context.Context, device string, recs []string) error {
+	for _, rec := range recs {
+		done, err := u.recording(ctx, device, rec)
+		if err != nil {
+			kind := "upload"
+			if errors.Is(err, errCatalog) {
+				kind = "catalog"
+			}
+			u.m.errors.WithLabelValues(kind).Inc()
+			return fmt.Errorf("recording %s: %w", rec, err)
+		}
+		if !done {
+			return nil
+		}
+	}
+	return nil
+}
+
+var errCatalog = errors.New("catalog")
+
+func (u *uploader) recording(ctx context.Context, device, rec string) (bool, error) {
+	dir := u.spool.recDir(device, rec)
+	var meta recordingMeta
+	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); err != nil {
+		return false, nil // being created
+	}
+	r := evidence.Recording{ID: meta.ID, DeviceID: meta.DeviceID, OfficerID: meta.OfficerID, CaseID: meta.CaseID,
+		State: evidence.StateLive, StartedAt: meta.StartedAt, Codecs: meta.Codecs, RemoteAddr: meta.RemoteAddr}
+	if _, err := u.cat.Recording(ctx, rec); errors.Is(err, catalog.ErrNotFound) {
+		if err := u.cat.CreateRecording(ctx, r); err != nil && !errors.Is(err, catalog.ErrExists) {
+			return false, fmt.Errorf("%w: %v", errCatalog, err)
+		}
+	} else if err != nil {
+		return false, fmt.Errorf("%w: %v", errCatalog, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "init.mp4")); err == nil {
+		init := segmentMeta{Seq: 0, Size: meta.InitSize, SHA256: meta.InitSHA256, StartedAt: meta.StartedAt, Keyframe: true}
+		if err := u.put(ctx, r, evidence.KindInit, "init.mp4", filepath.Join(dir, "init.mp4"), init); err != nil {
+			return false, err
+		}
+		os.Remove(filepath.Join(dir, "init.mp4"))
+	}
+	closed, err := closedSegments(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range closed {
+		name := segName(m.Seq)
+		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m); err != nil {
+			return false, err
+		}
+		u.m.durable.Observe(time.Since(m.ClosedAt).Seconds())
+		os.Remove(filepath.Join(dir, name+".m4s"))
+		os.Remove(filepath.Join(dir, name+".json"))
+	}
+	var end endMeta
+	if err := readJSON(filepath.Join(dir, "end.json"), &end); err != nil {
+		return false, nil // still recording
+	}
+	if open, _ := filepath.Glob(filepath.Join(dir, "*.m4s.open")); len(open) > 0 {
+		return false, nil
+	}
+	if left, _ := closedSegments(dir); len(left) > 0 {
+		return false, nil
+	}
+	if err := u.finish(ctx, r, end, dir); err != nil {
+		return false, err
+	}
+	return true, os.RemoveAll(dir)
+}
+
+// closedSegments lists the closed, not yet uploaded segments of a recording
+// directory by sequence number.
+func closedSegments(dir string) ([]segmentMeta, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "[0-9]*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []segmentMeta
+	for _, f := range files {
+		if strings.HasSuffix(f, ".open.json") {
+			continue
+		}
+		var m segmentMeta
+		if err := readJSON(f, &m); err != nil {
+			return nil, fmt.Errorf("spool: %s: %w", f, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, segName(m.Seq)+".m4s")); err != nil {
+			continue // closing in progress
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out, nil
+}
+
+// put stores one spooled object and appends it to the catalog and the chain.
+// Both steps are idempotent, so a retry after a crash completes the work.
+func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.SegmentKind, name, path string, m segmentMeta) error {
+	key := ObjectKey(r.DeviceID, r.ID, name)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	want, _ := hex.DecodeString(m.SHA256)
+	_, err = u.store.Put(ctx, key, f, m.Size, storage.PutOptions{SHA256: want, ContentType: "video/mp4"})
+	switch {
+	case errors.Is(err, storage.ErrExists):
+		// An earlier attempt stored it; it must be the same bytes.
+		st, serr := u.store.Stat(ctx, key)
+		if serr != nil {
+			return serr
+		}
+		if st.SHA256 != m.SHA256 {
+			u.log.Error("object key already holds other content; the spooled segment is kept", "key", key, "stored", st.SHA256, "spooled", m.SHA256)
+			u.m.errors.WithLabelValues("conflict").Inc()
+			return fmt.Errorf("%s exists with other content", key)
+		}
+	case errors.Is(err, storage.ErrHashMismatch):
+		u.log.Error("spooled segment no longer matches the hash taken when it was closed; it is kept for inspection", "key", key, "err", err)
+		u.m.errors.WithLabelValues("spool_corrupt").Inc()
+		return err
+	case err != nil:
+		return err
+	}
+	seg := evidence.Segment{RecordingID: r.ID, DeviceID: r.DeviceID, Seq: m.Seq, Kind: kind, Key: key, Size: m.Size,
+		SHA256: m.SHA256, StartedAt: m.StartedAt, DeviceTime: m.DeviceTime,
+		Duration: time.Duration(m.DurationUS) * time.Microsecond, Keyframe: m.Keyframe}
+	stored, err := u.cat.AppendSegment(ctx, seg)
+	if errors.Is(err, catalog.ErrExists) {
+		if stored.SHA256 != m.SHA256 {
+			u.m.errors.WithLabelValues("conflict").Inc()
+			return fmt.Errorf("%w: segment %s/%d recorded with another hash", errCatalog, r.ID, m.Seq)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errCatalog, err)
+	}
+	u.m.segments.Inc()
+	u.events.Publish(events.Event{Kind: events.SegmentStored, At: time.Now(), Recording: r, Segment: stored})
+	return nil
+}
+
+// finish records gaps and the end, then writes the signed manifest.
+func (u *uploader) finish(ctx context.Context, r evidence.Recording, end endMeta, dir string) error {
+	gaps, err := readGaps(filepath.Join(dir, "gaps.jsonl"))
+	if err != nil {
+		return err
+	}
+	for _, g := range gaps {
+		g.RecordingID = r.ID
+		if err := u.cat.AddGap(ctx, g); err != nil && !errors.Is(err, catalog.ErrExists) {
+			return fmt.Errorf("%w: %v", errCatalog, err)
+		}
+	}
+	err = u.cat.FinishRecording(ctx, r.ID, end.State, end.EndedAt, end.Reason)
+	if err != nil && !errors.Is(err, catalog.ErrConflict) {
+		return fmt.Errorf("%w: %v", errCatalog, err)
+	}
+	rec, err := u.cat.Recording(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errCatalog, err)
+	}
+	if rec.ManifestKey == "" {
+		if err := u.writeManifest(ctx, rec); err != nil {
+			return err
+		}
+		rec, _ = u.cat.Recording(ctx, r.ID)
+	}
+	u.events.Publish(events.Event{Kind: events.RecordingClosed, At: time.Now(), Recording: rec})
+	u.log.Info("recording stored", "device", rec.DeviceID, "recording", rec.ID, "state", rec.State,
+		"segments", rec.SegmentCount, "reason", rec.EndReason)
+	return nil
+}
+
+func (u *uploader) writeManifest(ctx context.Context, rec evidence.Recording) error {
+	key := ObjectKey(rec.DeviceID, rec.ID, "manifest.json")
+	// A retry after a crash keeps the manifest an earlier attempt stored.
+	body, err := u.read(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		segs, err := u.cat.Segments(ctx, rec.ID)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCatalog, err)
+		}
+		gaps, err := u.cat.Gaps(ctx, rec.ID)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCatalog, err)
+		}
+		m := evidence.NewManifest(rec, segs, gaps)
+		m.SignedAt = time.Now().UTC()
+		m.SigningKeyID = u.signer.ID()
+		body = m.Marshal()
+		if err := u.putSmall(ctx, key, body); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if _, err := u.store.Stat(ctx, key+".sig"); errors.Is(err, storage.ErrNotFound) {
+		_, sig := u.signer.Sign(body)
+		if err := u.putSmall(ctx, key+".sig", sig); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if err := u.cat.SetManifest(ctx, rec.ID, key); err != nil {
+		return fmt.Errorf("%w: %v", errCatalog, err)
+	}
+	return nil
+}
+
+func (u *uploader) read(ctx context.Context, key string) ([]byte, error) {
+	rc, err := u.store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 64<<20))
+}
+
+func (u *uploader) putSmall(ctx context.Context, key string, b []byte) error {
+	_, err := u.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{})
+	return err
+}
