@@ -71,7 +71,8 @@ type segmenter struct {
 	primary     *trackState // the video track, or the first track
 
 	started   bool
-	zero      time.Duration // media time of the first recorded sample
+	zeroDTS   int64  // the first recorded sample's dts ...
+	zeroScale uint32 // ... in its track's timescale
 	fragSeq   uint32
 	segSeq    int64
 	segOpen   bool
@@ -123,6 +124,14 @@ func (s *segmenter) init() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
 func ticks(d time.Duration, scale uint32) int64 {
 	return int64(d) * int64(scale) / int64(time.Second)
 }
@@ -147,7 +156,7 @@ func (s *segmenter) push(i int, smp sample) error {
 			return nil
 		}
 		s.started = true
-		s.zero = dur(smp.dts, t.info.timescale)
+		s.zeroDTS, s.zeroScale = smp.dts, t.info.timescale
 		for _, tr := range s.tracks {
 			if d := s.dropped[tr]; d > 0 {
 				err := s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapUndecodable,
@@ -160,7 +169,8 @@ func (s *segmenter) push(i int, smp sample) error {
 		}
 	}
 	if !t.zeroed {
-		t.off = -ticks(s.zero, t.info.timescale)
+		// Exact for the track that started the recording; others round down.
+		t.off = -floorDiv(s.zeroDTS*int64(t.info.timescale), int64(s.zeroScale))
 		t.zeroed = true
 	}
 	if !s.segOpen && s.segSeq == 0 {
