@@ -69,4 +69,3 @@ func TestUnsupportedCodecRefused(t *testing.T) {
 		t.Fatalf("something was recorded: %s", body)
 	}
 }
-
