@@ -124,6 +124,9 @@ func (u *uploader) Run(ctx context.Context) error {
 				defer u.mu.Unlock()
 				delete(u.busy, device)
 				if err == nil {
+					if r := u.retry[device]; r.failures > 0 {
+						u.log.Info("uploads resumed; the spooled backlog is draining", "device", device, "failed_attempts", r.failures)
+					}
 					delete(u.retry, device)
 					return
 				}

@@ -98,5 +98,14 @@ func (v *VerifyingReader) Sum() []byte { return v.h.Sum(nil) }
 // SumHex returns Sum as hex.
 func (v *VerifyingReader) SumHex() string { return hex.EncodeToString(v.h.Sum(nil)) }
 
+// Err returns why reading stopped early (a size or hash mismatch, or the
+// source's error), or nil.
+func (v *VerifyingReader) Err() error {
+	if v.err == io.EOF {
+		return nil
+	}
+	return v.err
+}
+
 // Complete reports whether every byte was read and checked.
 func (v *VerifyingReader) Complete() bool { return v.n == v.size && v.err == io.EOF }

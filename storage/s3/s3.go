@@ -107,10 +107,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 	up, err := s.c.PutObject(ctx, s.bucket, key, vr, size, opts)
 	if err != nil {
 		// The reader's own verdict (size, hash) is the more precise one.
-		if !vr.Complete() {
-			if _, rerr := vr.Read(nil); rerr != nil && rerr != io.EOF {
-				return storage.Info{}, rerr
-			}
+		if rerr := vr.Err(); rerr != nil {
+			return storage.Info{}, rerr
 		}
 		return storage.Info{}, translate(key, err)
 	}
