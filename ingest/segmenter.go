@@ -187,8 +187,12 @@ func (s *segmenter) push(i int, smp sample) error {
 	}
 	smp.dts += t.off
 	smp.pts += t.off
-	if smp.dts < 0 {
-		return nil // before the recording's first sample: it belongs to no segment
+	if t.pending == nil && smp.dts < 0 {
+		// A secondary track's sample from before the recording's first
+		// sample: it belongs to no segment. (Once a track has begun, a
+		// timestamp that goes back is a discontinuity, handled below.)
+		s.dropped[t] += dur(t.typical, t.info.timescale)
+		return nil
 	}
 	if t.pending == nil {
 		t.pending = &smp
