@@ -244,4 +244,3 @@ func TestSpoolFullRefusesPublishers(t *testing.T) {
 		t.Fatalf("not counted: %s", m)
 	}
 }
-
