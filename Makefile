@@ -6,10 +6,10 @@ GO ?= go
 build:
 	$(GO) build -o bin/bodycam ./cmd/bodycam
 
-# The main job on the embedded default: objects in ./data/objects, SQLite
-# catalog, generated admin token and signing key.
+# The main job on the embedded default (objects in ./data/objects, SQLite
+# catalog, generated admin token and keys) with one simulated recorder.
 run: build
-	./bin/bodycam serve --data-dir ./data
+	./scripts/run.sh
 
 # Every test, against the real MinIO and PostgreSQL (see README).
 test:

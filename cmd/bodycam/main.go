@@ -22,6 +22,7 @@ const usageText = `bodycam: body-camera evidence pipeline
 
 Usage:
   bodycam serve [flags]        run every role (ingest, API, storage) in one process
+  bodycam simulate [flags]     publish simulated recorders (test pattern, or a clip for load)
   bodycam keys list [flags]    list the signing keys in the data directory
   bodycam keys rotate [flags]  make a new signing key; old public keys are kept
   bodycam version              print the version
@@ -58,6 +59,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		defer stop()
 		go func() { <-ctx.Done(); stop() }() // a second signal kills at once
 		if err := serve(ctx, cfg, newLogger(cfg, stderr)); err != nil {
+			return fail(1, err)
+		}
+		return 0
+	case "simulate":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		if err := simulateCmd(ctx, args[1:], getenv, stdout); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
 			return fail(1, err)
 		}
 		return 0

@@ -439,3 +439,50 @@ func (s *server) arg(name string) string {
 	}
 	return ""
 }
+
+// The simulator registers its recorders once, publishes a looping clip, and
+// what it publishes is recorded without gaps.
+func TestSimulateClip(t *testing.T) {
+	dataDir := t.TempDir()
+	s := start(t, dataDir, "--segment-duration", "2s")
+	cmd := exec.Command(binary, "simulate", "--api", s.url, "--data-dir", dataDir, "--devices", "2", "--mode", "clip",
+		"--size", "320x240", "--bitrate", "500k", "--duration", "12s", "--prefix", "sim-")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, out)
+	}
+	token := s.token()
+	for _, dev := range []string{"sim-1", "sim-2"} {
+		deadline := time.Now().Add(20 * time.Second)
+		var body string
+		for {
+			_, body = s.call("GET", "/api/v1/recordings?device="+dev, token, "")
+			if strings.Contains(body, "manifest_key") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no finished recording: %s\n%s\n%s", dev, body, out, s.log)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		var list struct {
+			Items []struct {
+				ID           string `json:"id"`
+				SegmentCount int    `json:"segment_count"`
+			} `json:"items"`
+		}
+		json.Unmarshal([]byte(body), &list)
+		if len(list.Items) != 1 || list.Items[0].SegmentCount < 4 {
+			t.Fatalf("%s: %s", dev, body)
+		}
+		_, v := s.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", token, "")
+		if !strings.Contains(v, `"ok": true`) || !strings.Contains(v, `"gaps": []`) {
+			t.Fatalf("%s verify: %s", dev, v)
+		}
+	}
+	st, err := os.Stat(filepath.Join(dataDir, "simulator.json"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("simulator state: %v %v", st, err)
+	}
+	s.stop()
+}
