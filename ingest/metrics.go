@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		segments: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_segments_stored_total", Help: "Segments stored in the object store and the catalog."}),
 		durable: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bodycam_segment_durable_seconds",
 			Help:    "Time from a segment's close in the spool to its being in the object store and the catalog.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
+			Buckets: []float64{.002, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .4, .5, .75, 1, 2, 5, 10, 30, 60, 300}}),
 		backlogSegs:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_spool_backlog_segments", Help: "Closed segments in the spool waiting for upload."}),
 		backlogBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_spool_backlog_bytes", Help: "Bytes of closed segments in the spool waiting for upload."}),
 		errors:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_errors_total", Help: "Ingest errors by kind."}, []string{"kind"}),

@@ -1,0 +1,216 @@
+// Command bench-ingest measures the ingest role under load: N simulated
+// recorders (a pre-encoded 720p30 ~4 Mbit/s H.264 + AAC clip, looped in real
+// time) publish over TCP loopback to `bodycam serve` with a real MinIO
+// backend. It reports the server's CPU per stream (% of one core), RSS per
+// stream, and the time from segment close to durable (p50/p99, from the
+// server's histogram). See docs/benchmarks.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bodycam/bodycam/internal/testsvc"
+)
+
+func main() {
+	bin := flag.String("bodycam", "./bin/bodycam", "bodycam binary")
+	counts := flag.String("n", "10,50,100", "numbers of recorders, comma-separated")
+	warmup := flag.Duration("warmup", 15*time.Second, "time before measuring")
+	measure := flag.Duration("measure", 60*time.Second, "measurement window")
+	segment := flag.Duration("segment-duration", 4*time.Second, "the server's --segment-duration")
+	flag.Parse()
+	fmt.Printf("| recorders | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			fail(err)
+		}
+		r, err := run(*bin, n, *warmup, *measure, *segment)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Printf("| %d | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %d | %d | %d |\n", n, r.cpu, r.cpu/float64(n),
+			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), ms(r.p50), ms(r.p99), r.segments, r.gaps, r.lost)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench-ingest:", err)
+	os.Exit(1)
+}
+
+func ms(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
+
+type result struct {
+	cpu, rss, baseRSS float64
+	p50, p99          float64
+	segments          int
+	gaps, lost        int
+}
+
+func run(bin string, n int, warmup, measure, segment time.Duration) (result, error) {
+	var r result
+	m, err := testsvc.StartMinIO()
+	if err != nil {
+		return r, err
+	}
+	defer m.Close()
+	dir, _ := os.MkdirTemp("", "bench-ingest-*")
+	defer os.RemoveAll(dir)
+	httpPort, _ := testsvc.FreePort()
+	rtspPort, _ := testsvc.FreePort()
+	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--rtsp-addr", fmt.Sprintf("127.0.0.1:%d", rtspPort),
+		"--rtsp-udp-addr", "", "--segment-duration", segment.String(), "--log-level", "warn",
+		"--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey, "--s3-bucket", "bench")
+	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	serve.Stdout, serve.Stderr = logf, logf
+	if err := serve.Start(); err != nil {
+		return r, err
+	}
+	defer func() { serve.Process.Signal(os.Interrupt); serve.Wait() }()
+	for i := 0; ; i++ {
+		if resp, err := http.Get(api + "/healthz"); err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			return r, fmt.Errorf("server not healthy")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.baseRSS = rss(serve.Process.Pid)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sim := exec.CommandContext(ctx, bin, "simulate", "--api", api, "--data-dir", filepath.Join(dir, "data"),
+		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 5*time.Second).String())
+	sim.Stdout, sim.Stderr = io.Discard, logf
+	if err := sim.Start(); err != nil {
+		return r, err
+	}
+	time.Sleep(warmup)
+	c0, t0 := cpuSeconds(serve.Process.Pid), time.Now()
+	var rssMax float64
+	for time.Since(t0) < measure {
+		time.Sleep(time.Second)
+		rssMax = math.Max(rssMax, rss(serve.Process.Pid))
+	}
+	r.cpu = (cpuSeconds(serve.Process.Pid) - c0) / time.Since(t0).Seconds() * 100
+	r.rss = rssMax
+	sim.Wait()
+	// Let the last segments drain before reading the histogram.
+	time.Sleep(2*segment + 3*time.Second)
+	metrics, err := scrape(api + "/metrics")
+	if err != nil {
+		return r, err
+	}
+	r.p50, r.p99 = quantile(metrics, "bodycam_segment_durable_seconds", 0.5), quantile(metrics, "bodycam_segment_durable_seconds", 0.99)
+	r.segments = int(metrics["bodycam_segments_stored_total"])
+	r.lost = int(metrics["bodycam_ingest_lost_packets_total"])
+	for k, v := range metrics {
+		if strings.HasPrefix(k, "bodycam_recording_gaps_total") {
+			r.gaps += int(v)
+		}
+	}
+	return r, nil
+}
+
+// cpuSeconds reads a process's user+system CPU time.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b)[strings.LastIndex(string(b), ")")+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func rss(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// scrape reads a Prometheus text page into name{labels} -> value.
+func scrape(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndex(line, " ")
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// quantile estimates a quantile from histogram buckets by linear
+// interpolation inside the bucket that holds it.
+func quantile(m map[string]float64, name string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range m {
+		if rest, ok := strings.CutPrefix(k, name+`_bucket{le="`); ok {
+			le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
+			if err != nil {
+				le = math.Inf(1)
+			}
+			bs = append(bs, bucket{le, v})
+		}
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return math.NaN()
+	}
+	target := q * bs[len(bs)-1].n
+	prevLe, prevN := 0.0, 0.0
+	for _, b := range bs {
+		if b.n >= target {
+			if math.IsInf(b.le, 1) {
+				return prevLe
+			}
+			return prevLe + (b.le-prevLe)*(target-prevN)/math.Max(b.n-prevN, 1)
+		}
+		prevLe, prevN = b.le, b.n
+	}
+	return prevLe
+}
