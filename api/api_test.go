@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/catalog"
@@ -212,5 +213,36 @@ func TestHealthReportsStorageDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || !strings.Contains(string(b), "connection refused") || !strings.Contains(string(b), `"catalog": "ok"`) {
 		t.Fatalf("healthz with storage down: %d %s", resp.StatusCode, b)
+	}
+}
+
+// The OpenAPI file describes exactly the routes the server serves.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(api.OpenAPI(), &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method != "parameters" {
+				documented[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	s := api.New(api.Options{AdminToken: token, Log: quiet})
+	served := map[string]bool{}
+	for _, r := range s.Routes() {
+		served[r] = true
+		if !documented[r] {
+			t.Errorf("route %s is not in openapi.yaml", r)
+		}
+	}
+	for r := range documented {
+		if !served[r] {
+			t.Errorf("openapi.yaml documents %s, which the server does not serve", r)
+		}
 	}
 }

@@ -74,10 +74,14 @@ type Options struct {
 
 // Server serves the HTTP API.
 type Server struct {
-	o       Options
-	handler http.Handler
-	metrics *httpMetrics
+	o        Options
+	handler  http.Handler
+	metrics  *httpMetrics
+	patterns []string
 }
+
+// Routes lists the "METHOD /path" patterns the server serves.
+func (s *Server) Routes() []string { return append([]string(nil), s.patterns...) }
 
 //go:embed openapi.yaml
 var openAPI []byte
@@ -97,9 +101,13 @@ func New(o Options) *Server {
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.metrics.wrap(pattern, h))
+		if strings.Contains(pattern, " ") {
+			s.patterns = append(s.patterns, pattern)
+		}
 	}
 	route("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	s.patterns = append(s.patterns, "GET /metrics")
 	route("GET /api/v1/openapi.yaml", s.openapi)
 	route("GET /api/v1/keys", s.listKeys)
 	route("POST /api/v1/devices", s.admin(s.createDevice))
