@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -119,6 +120,10 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings/{id}/media", s.admin(s.media))
 	route("POST /api/v1/recordings/{id}/verify", s.admin(s.verifyRecording))
 	route("GET /api/v1/live", s.admin(s.listLive))
+	// Profiling for operators, admin only.
+	mux.Handle("GET /debug/pprof/", s.admin(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", s.admin(pprof.Profile))
+	mux.Handle("GET /debug/pprof/trace", s.admin(pprof.Trace))
 	route("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

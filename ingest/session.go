@@ -206,7 +206,8 @@ func (w *writer) push(in input) {
 		init, err := w.seg.init()
 		if err == nil {
 			meta := recordingMeta{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID, CaseID: ss.caseID,
-				StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote}
+				StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote,
+				PrimaryTrack: w.seg.primary.info.id, PrimaryTimescale: w.seg.primary.info.timescale}
 			w.rec, err = ss.srv.o.Spool.create(meta, init)
 		}
 		if err != nil {

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+
 	"github.com/bodycam/bodycam/evidence"
 )
 
@@ -27,7 +30,6 @@ import (
 //	init.mp4            the fMP4 init segment
 //	000001.open.json    a segment being written: its start
 //	000001.m4s.open     its fragments so far, fsync'd after each
-//	000001.idx          "<end offset> <media end µs>" per fsync'd fragment
 //	000001.json         a closed segment: size, hash, times (then .open is renamed)
 //	000001.m4s          a closed segment, waiting for upload
 //	gaps.jsonl          explicit holes, one JSON object a line
@@ -46,6 +48,10 @@ type recordingMeta struct {
 	RemoteAddr string    `json:"remote_addr"`
 	InitSHA256 string    `json:"init_sha256"`
 	InitSize   int64     `json:"init_size"`
+	// The track segments are timed by, so recovery can measure a segment
+	// cut short from its fragments alone.
+	PrimaryTrack     int    `json:"primary_track"`
+	PrimaryTimescale uint32 `json:"primary_timescale"`
 }
 
 type segmentMeta struct {
@@ -109,7 +115,6 @@ type recWriter struct {
 	dir     string
 	meta    recordingMeta
 	seg     *os.File
-	idx     *os.File
 	hash    hash.Hash
 	size    int64
 	open    segmentMeta
@@ -153,14 +158,13 @@ func (w *recWriter) openSegment(seq int64, start, deviceTime time.Time, keyframe
 	if w.seg, err = os.OpenFile(w.path(segName(seq)+".m4s.open"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	if w.idx, err = os.OpenFile(w.path(segName(seq)+".idx"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
 	w.hash, w.size = sha256.New(), 0
 	return syncDir(w.dir)
 }
 
 // writeFragment appends a fragment and makes it durable before returning.
+// The fragment itself is the record: recovery finds the last complete one by
+// walking the file's boxes.
 func (w *recWriter) writeFragment(b []byte, mediaEnd time.Duration) error {
 	if _, err := w.seg.Write(b); err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -170,12 +174,6 @@ func (w *recWriter) writeFragment(b []byte, mediaEnd time.Duration) error {
 	}
 	w.hash.Write(b)
 	w.size += int64(len(b))
-	if _, err := fmt.Fprintf(w.idx, "%d %d\n", w.size, mediaEnd.Microseconds()); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := w.idx.Sync(); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
 	w.lastEnd = w.open.StartedAt.Add(mediaEnd)
 	return nil
 }
@@ -185,8 +183,7 @@ func (w *recWriter) closeSegment(duration time.Duration) error {
 	m.Size, m.SHA256 = w.size, hex.EncodeToString(w.hash.Sum(nil))
 	m.DurationUS, m.ClosedAt = duration.Microseconds(), time.Now().UTC()
 	w.seg.Close()
-	w.idx.Close()
-	w.seg, w.idx = nil, nil
+	w.seg = nil
 	if err := finishSegment(w.dir, m); err != nil {
 		return err
 	}
@@ -207,7 +204,6 @@ func finishSegment(dir string, m segmentMeta) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	os.Remove(filepath.Join(dir, name+".open.json"))
-	os.Remove(filepath.Join(dir, name+".idx"))
 	return syncDir(dir)
 }
 
@@ -219,8 +215,7 @@ func (w *recWriter) gap(g evidence.Gap) error {
 func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason string) error {
 	if w.seg != nil { // a segment still open: an error stopped the segmenter
 		w.seg.Close()
-		w.idx.Close()
-		w.seg, w.idx = nil, nil
+		w.seg = nil
 	}
 	return writeJSONSync(w.path("end.json"), endMeta{State: state, EndedAt: at.UTC(), Reason: reason})
 }
@@ -278,20 +273,20 @@ func recoverRecording(dir string, now time.Time) error {
 		if err := readJSON(filepath.Join(dir, name+".open.json"), &m); err != nil {
 			return err
 		}
-		size, mediaEnd := lastDurable(filepath.Join(dir, name+".idx"), open)
+		b, err := os.ReadFile(open)
+		if err != nil {
+			return err
+		}
+		size, mediaEnd := durableFragments(b, meta.PrimaryTrack, meta.PrimaryTimescale)
 		if size == 0 {
-			for _, f := range []string{open, filepath.Join(dir, name+".idx"), filepath.Join(dir, name+".open.json")} {
-				os.Remove(f)
-			}
+			os.Remove(open)
+			os.Remove(filepath.Join(dir, name+".open.json"))
 			continue
 		}
 		if err := os.Truncate(open, size); err != nil {
 			return err
 		}
-		b, err := os.ReadFile(open)
-		if err != nil {
-			return err
-		}
+		b = b[:size]
 		sum := sha256.Sum256(b)
 		m.Seq, m.Size, m.SHA256 = seq, size, hex.EncodeToString(sum[:])
 		m.DurationUS, m.ClosedAt, m.Recovered = mediaEnd.Microseconds(), now.UTC(), true
@@ -317,29 +312,56 @@ func recoverRecording(dir string, now time.Time) error {
 	return w.end(evidence.StateInterrupted, lastEnd, "server stopped abnormally; recovered at restart")
 }
 
-// lastDurable reads a segment's index and returns the end offset and media
-// end of its last fragment that is wholly in the file.
-func lastDurable(idxPath, segPath string) (int64, time.Duration) {
-	st, err := os.Stat(segPath)
-	if err != nil {
-		return 0, 0
-	}
-	f, err := os.Open(idxPath)
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	var size int64
-	var end time.Duration
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var off, us int64
-		if _, err := fmt.Sscanf(sc.Text(), "%d %d", &off, &us); err != nil || off > st.Size() {
-			break
+// durableFragments finds the end of the last complete fragment (a moof
+// followed by its whole mdat) in a segment cut short by a crash, and the
+// media time that fragment ends at on the primary track.
+func durableFragments(b []byte, track int, timescale uint32) (int64, time.Duration) {
+	var end, off int64
+	moof := false
+	for off+8 <= int64(len(b)) {
+		size := int64(binary.BigEndian.Uint32(b[off:]))
+		typ := string(b[off+4 : off+8])
+		if size == 1 && off+16 <= int64(len(b)) {
+			size = int64(binary.BigEndian.Uint64(b[off+8:]))
 		}
-		size, end = off, time.Duration(us)*time.Microsecond
+		if size < 8 || off+size > int64(len(b)) {
+			break // torn box
+		}
+		switch typ {
+		case "moof":
+			moof = true
+		case "mdat":
+			if moof {
+				end = off + size
+			}
+			moof = false
+		}
+		off += size
 	}
-	return size, end
+	if end == 0 || timescale == 0 {
+		return end, 0
+	}
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(b[:end]); err != nil {
+		return end, 0
+	}
+	var first, last uint64
+	seen := false
+	for _, p := range parts {
+		for _, t := range p.Tracks {
+			if t.ID != track {
+				continue
+			}
+			if !seen {
+				first, seen = t.BaseTime, true
+			}
+			last = t.BaseTime
+			for _, smp := range t.Samples {
+				last += uint64(smp.Duration)
+			}
+		}
+	}
+	return end, time.Duration((last - first) * uint64(time.Second) / uint64(timescale))
 }
 
 // pending lists the recordings in the spool, per device, oldest first.

@@ -10,6 +10,7 @@ package s3
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -96,7 +97,17 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 	opts := minio.PutObjectOptions{
 		ContentType:      o.ContentType,
 		DisableMultipart: true,
-		Checksum:         minio.ChecksumSHA256,
+	}
+	if len(o.SHA256) == sha256.Size {
+		// The hash is known: send it up front for the server to check and
+		// keep, with an unsigned payload, so the bytes are hashed once here
+		// (the VerifyingReader) rather than three times.
+		opts.UserMetadata = map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(o.SHA256)}
+		opts.DisableContentSha256 = true
+	} else {
+		// Otherwise minio-go hashes as it streams and sends the checksum as
+		// a trailer for the server to check and keep.
+		opts.Checksum = minio.ChecksumSHA256
 	}
 	opts.SetMatchETagExcept("*")
 	now := time.Now().UTC()

@@ -207,6 +207,9 @@ func testHashMismatch(t *testing.T, s storage.Store) {
 	if err != nil || info.SHA256 != sum(data) {
 		t.Fatalf("Put with right hash: %+v, %v", info, err)
 	}
+	if st, err := s.Stat(ctx(t), "h/bad"); err != nil || st.SHA256 != sum(data) || st.Size != int64(len(data)) {
+		t.Fatalf("Stat after a Put with an expected hash: %+v, %v", st, err)
+	}
 }
 
 func testSizeMismatch(t *testing.T, s storage.Store) {

@@ -1,0 +1,47 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// GStreamer's rtspclientsink is the other common publisher (it authenticates
+// with digest when offered): H.264 + AAC and H.264 + G.711, over TCP and UDP.
+func TestGStreamerPublisher(t *testing.T) {
+	h := newHarness(t, harnessOptions{segmentDuration: 2 * time.Second})
+	const frames = 150 // 5 s at 30 fps
+	video := fmt.Sprintf("videotestsrc num-buffers=%d is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! "+
+		"x264enc tune=zerolatency key-int-max=30 speed-preset=veryfast ! h264parse ! s.", frames)
+	cases := map[string]string{
+		"h264-aac":  video + " audiotestsrc is-live=true num-buffers=235 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 ! avenc_aac ! aacparse ! s.",
+		"h264-pcmu": video + " audiotestsrc is-live=true num-buffers=250 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! s.",
+	}
+	for name, pipeline := range cases {
+		for _, proto := range []string{"tcp", "udp"} {
+			t.Run(name+"-"+proto, func(t *testing.T) {
+				h := h.with(t)
+				dev := "gst-" + name + "-" + proto
+				secret := h.register(dev)
+				sink := fmt.Sprintf("rtspclientsink name=s location=rtsp://%s/%s user-id=%s user-pw=%s protocols=%s ", h.rtsp, dev, dev, secret, proto)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				args := append([]string{"-q", "-e"}, strings.Fields(sink+pipeline)...)
+				if out, err := exec.CommandContext(ctx, "gst-launch-1.0", args...).CombinedOutput(); err != nil {
+					t.Fatalf("gst-launch: %v\n%s", err, out)
+				}
+				rec := h.waitRecordings(dev, 1, 30*time.Second)[0]
+				if d := h.media(rec.ID); d < 4*time.Second || d > 7*time.Second {
+					t.Errorf("/media lasts %v, published 5 s", d)
+				}
+				if v := h.verify(rec.ID); !v.OK {
+					t.Errorf("verify: %+v", v)
+				}
+				t.Logf("%s: %d objects, codecs %v", dev, rec.SegmentCount, rec.Codecs)
+			})
+		}
+	}
+}
