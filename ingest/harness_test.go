@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ type harness struct {
 
 type harnessOptions struct {
 	store           storage.Store
+	tls             *tls.Config
 	segmentDuration time.Duration
 	minFree         uint64
 	readTimeout     time.Duration
@@ -84,7 +86,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h.udp = freeUDPPair(t)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h.srv = ingest.New(ingest.Options{
-		RTSPAddr: "127.0.0.1:0", UDPAddr: h.udp, SegmentDuration: o.segmentDuration, ReadTimeout: o.readTimeout,
+		RTSPAddr: "127.0.0.1:0", UDPAddr: h.udp, TLS: o.tls, SegmentDuration: o.segmentDuration, ReadTimeout: o.readTimeout,
 		Spool: spool, Store: h.store, Catalog: h.cat, Keys: h.keys, Signer: h.keys, Events: h.bus,
 		Registry: h.reg, Log: log,
 	})

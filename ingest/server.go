@@ -300,6 +300,17 @@ func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
 	s.log.Debug("rtp decode error", "err", ctx.Error)
 }
 
+// OnConnClose notes why a publisher's connection ended, so that a session
+// that ends for lack of a connection gets the real reason (a read timeout,
+// a reset) rather than gortsplib's "not in use".
+func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	if sess := ctx.Conn.Session(); sess != nil && ctx.Error != nil {
+		if ss, _ := sess.UserData().(*session); ss != nil {
+			ss.connErr.Store(&ctx.Error)
+		}
+	}
+}
+
 // OnSessionClose ends the session's recording.
 func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	ss, _ := ctx.Session.UserData().(*session)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type session struct {
 	lost        atomic.Uint64
 	stopOnce    sync.Once
 	endErr      error
+	connErr     atomic.Pointer[error] // why the publisher's connection closed
 	dropped     atomic.Uint64 // samples before the tracks were ready
 }
 
@@ -139,8 +141,17 @@ func (ss *session) stop(err error) {
 
 func (ss *session) endReason() string {
 	err := ss.endErr
+	var notInUse liberrors.ErrServerSessionNotInUse
+	if errors.As(err, &notInUse) {
+		if c := ss.connErr.Load(); c != nil {
+			err = *c
+		}
+	}
 	var term liberrors.ErrServerTerminated
+	var netErr net.Error
 	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Sprintf("no data for %v (read timeout)", ss.srv.o.ReadTimeout)
 	case err == nil:
 		return "publisher stopped"
 	case errors.As(err, &term):

@@ -8,6 +8,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpfragmented"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/g711"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -34,7 +35,7 @@ type track struct {
 }
 
 // supportedCodecs is what the error for anything else lists.
-const supportedCodecs = "H264, H265, AAC (mpeg4-generic), G711 (PCMA/PCMU), Opus"
+const supportedCodecs = "H264, H265, AAC (mpeg4-generic or MP4A-LATM), G711 (PCMA/PCMU), Opus"
 
 // newTrack prepares the recording of one format; it fails with
 // errUnsupported naming the codec for anything bodycam cannot record.
@@ -48,6 +49,8 @@ func newTrack(id int, medi *description.Media, forma format.Format) (*track, err
 		return t, t.h265(f)
 	case *format.MPEG4Audio:
 		return t, t.aac(f)
+	case *format.MPEG4AudioLATM:
+		return t, t.latm(f)
 	case *format.G711:
 		return t, t.g711(f)
 	case *format.Opus:
@@ -184,6 +187,49 @@ func (t *track) aac(f *format.MPEG4Audio) error {
 		for i, au := range aus {
 			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
 			out = append(out, sample{pts: p, dts: p, sync: true, payload: au})
+		}
+		return out, nil
+	}
+	return nil
+}
+
+// latm records AAC sent as MP4A-LATM (GStreamer's rtpmp4apay): each
+// AudioMuxElement carries one AAC frame per subframe.
+func (t *track) latm(f *format.MPEG4AudioLATM) error {
+	smc := f.StreamMuxConfig
+	if smc == nil || len(smc.Programs) == 0 || len(smc.Programs[0].Layers) == 0 || smc.Programs[0].Layers[0].AudioSpecificConfig == nil {
+		return fmt.Errorf("%w: MP4A-LATM without a StreamMuxConfig in the SDP", errUnsupported)
+	}
+	if f.CPresent {
+		return fmt.Errorf("%w: MP4A-LATM with in-band configuration (cpresent=1)", errUnsupported)
+	}
+	cfg := smc.Programs[0].Layers[0].AudioSpecificConfig
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return err
+	}
+	rate := cfg.SampleRate
+	t.info = trackInfo{id: t.info.id, timescale: uint32(rate), codec: &codecs.MPEG4Audio{Config: *cfg},
+		name: fmt.Sprintf("AAC %dHz %dch (LATM)", rate, cfg.ChannelCount), nominal: mpeg4audio.SamplesPerAccessUnit}
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		buf, err := dec.Decode(pkt)
+		if err != nil {
+			if errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		ame := mpeg4audio.AudioMuxElement{StreamMuxConfig: smc}
+		if err := ame.Unmarshal(buf); err != nil {
+			return nil, err
+		}
+		var out []sample
+		for i, sub := range ame.Payloads {
+			if len(sub) == 0 || len(sub[0]) == 0 {
+				continue
+			}
+			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
+			out = append(out, sample{pts: p, dts: p, sync: true, payload: sub[0][0]})
 		}
 		return out, nil
 	}

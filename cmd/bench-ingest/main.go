@@ -32,7 +32,7 @@ func main() {
 	measure := flag.Duration("measure", 60*time.Second, "measurement window")
 	segment := flag.Duration("segment-duration", 4*time.Second, "the server's --segment-duration")
 	flag.Parse()
-	fmt.Printf("| recorders | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -42,8 +42,8 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		fmt.Printf("| %d | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %d | %d | %d |\n", n, r.cpu, r.cpu/float64(n),
-			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), ms(r.p50), ms(r.p99), r.segments, r.gaps, r.lost)
+		fmt.Printf("| %d | %.0f Mbit/s | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %.0f%% | %.0f%% | %.0f%% | %d | %d | %d |\n", n, r.mbps, r.cpu, r.cpu/float64(n),
+			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), ms(r.p50), ms(r.p99), r.machine, r.minio, r.sim, r.segments, r.gaps, r.lost)
 	}
 }
 
@@ -56,6 +56,9 @@ func ms(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
 
 type result struct {
 	cpu, rss, baseRSS float64
+	mbps              float64 // RTP payload received during the window
+	machine, minio    float64 // % of one core
+	sim               float64
 	p50, p99          float64
 	segments          int
 	gaps, lost        int
@@ -103,14 +106,29 @@ func run(bin string, n int, warmup, measure, segment time.Duration) (result, err
 		return r, err
 	}
 	time.Sleep(warmup)
+	before, err := scrape(api + "/metrics")
+	if err != nil {
+		return r, err
+	}
+	m0 := minioPid(m)
 	c0, t0 := cpuSeconds(serve.Process.Pid), time.Now()
+	mc0, sc0 := cpuSeconds(m0), cpuSeconds(sim.Process.Pid)
+	busy0, total0 := machineBusy()
 	var rssMax float64
 	for time.Since(t0) < measure {
 		time.Sleep(time.Second)
 		rssMax = math.Max(rssMax, rss(serve.Process.Pid))
 	}
-	r.cpu = (cpuSeconds(serve.Process.Pid) - c0) / time.Since(t0).Seconds() * 100
+	window := time.Since(t0).Seconds()
+	r.cpu = (cpuSeconds(serve.Process.Pid) - c0) / window * 100
+	r.minio = (cpuSeconds(m0) - mc0) / window * 100
+	r.sim = (cpuSeconds(sim.Process.Pid) - sc0) / window * 100
+	busy1, total1 := machineBusy()
+	r.machine = (busy1 - busy0) / (total1 - total0) * 200
 	r.rss = rssMax
+	if after, err := scrape(api + "/metrics"); err == nil {
+		r.mbps = (after["bodycam_ingest_received_bytes_total"] - before["bodycam_ingest_received_bytes_total"]) * 8 / window / 1e6
+	}
 	sim.Wait()
 	// Let the last segments drain before reading the histogram.
 	time.Sleep(2*segment + 3*time.Second)
@@ -214,3 +232,24 @@ func quantile(m map[string]float64, name string, q float64) float64 {
 	}
 	return prevLe
 }
+
+// machineBusy reads the machine's busy and total CPU ticks.
+func machineBusy() (float64, float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 1
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
+	var total, idle float64
+	for i, v := range f {
+		x, _ := strconv.ParseFloat(v, 64)
+		total += x
+		if i == 3 || i == 4 { // idle, iowait
+			idle += x
+		}
+	}
+	return total - idle, total
+}
+
+// minioPid finds the MinIO server's process id.
+func minioPid(m *testsvc.MinIO) int { return m.Pid() }

@@ -144,6 +144,14 @@ func (m *MinIO) Start() error {
 	return errors.New("minio did not become ready within 60s")
 }
 
+// Pid is the running server's process id (0 when stopped).
+func (m *MinIO) Pid() int {
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Stop ends the server; its data stays for a later Start.
 func (m *MinIO) Stop() {
 	if m.cmd == nil {
