@@ -46,7 +46,7 @@ type session struct {
 	stopOnce    sync.Once
 	endErr      error
 	connErr     atomic.Pointer[error] // why the publisher's connection closed
-	dropped     atomic.Uint64 // samples before the tracks were ready
+	dropped     atomic.Uint64         // samples before the tracks were ready
 }
 
 func newRecordingID(t time.Time) string {
