@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,6 +47,19 @@ const (
 type Catalog struct {
 	db      *sql.DB
 	dialect Dialect
+	// wmu serialises SQLite's writers in the process: SQLite has one writer
+	// at a time anyway, and its busy handler waits by sleeping and polling,
+	// which under load costs far more than a hand-off on a mutex.
+	wmu sync.Mutex
+}
+
+// writing takes the in-process write lock where the engine needs it.
+func (c *Catalog) writing() func() {
+	if c.dialect != SQLite {
+		return func() {}
+	}
+	c.wmu.Lock()
+	return c.wmu.Unlock
 }
 
 // Open opens the catalog: PostgreSQL when databaseURL is set (postgres:// or
@@ -144,6 +158,7 @@ func (c *Catalog) q(query string) string {
 }
 
 func (c *Catalog) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer c.writing()()
 	return c.db.ExecContext(ctx, c.q(query), args...)
 }
 
@@ -227,6 +242,7 @@ func (c *Catalog) migrate(ctx context.Context) error {
 }
 
 func (c *Catalog) apply(ctx context.Context, m migration) error {
+	defer c.writing()()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -180,6 +180,7 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	s.Duration = s.Duration.Truncate(time.Microsecond)
 	what := fmt.Sprintf("segment %s/%d", s.RecordingID, s.Seq)
 
+	defer c.writing()()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s, translate(err, what)

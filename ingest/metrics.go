@@ -9,6 +9,7 @@ type metrics struct {
 	packetsLost  prometheus.Counter
 	segments     prometheus.Counter
 	durable      prometheus.Histogram
+	stepTime     *prometheus.HistogramVec
 	backlogSegs  prometheus.Gauge
 	backlogBytes prometheus.Gauge
 	errors       *prometheus.CounterVec
@@ -28,6 +29,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		durable: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bodycam_segment_durable_seconds",
 			Help:    "Time from a segment's close in the spool to its being in the object store and the catalog.",
 			Buckets: []float64{.002, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .4, .5, .75, 1, 2, 5, 10, 30, 60, 300}}),
+		stepTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "bodycam_upload_step_seconds",
+			Help:    "Time of each upload step: the object store put, the catalog append.",
+			Buckets: []float64{.002, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .4, .5, .75, 1, 2, 5, 10}}, []string{"step"}),
 		backlogSegs:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_spool_backlog_segments", Help: "Closed segments in the spool waiting for upload."}),
 		backlogBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_spool_backlog_bytes", Help: "Bytes of closed segments in the spool waiting for upload."}),
 		errors:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_errors_total", Help: "Ingest errors by kind."}, []string{"kind"}),
@@ -36,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_backpressure_total",
 			Help: "Times a publisher's reader waited because the recording writer was behind (media is never dropped)."}),
 	}
-	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.backlogSegs,
+	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.stepTime, m.backlogSegs,
 		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure)
 	return m
 }

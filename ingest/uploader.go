@@ -286,7 +286,9 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	}
 	defer f.Close()
 	want, _ := hex.DecodeString(m.SHA256)
+	t0 := time.Now()
 	_, err = u.store.Put(ctx, key, f, m.Size, storage.PutOptions{SHA256: want, ContentType: "video/mp4"})
+	u.m.stepTime.WithLabelValues("put").Observe(time.Since(t0).Seconds())
 	switch {
 	case errors.Is(err, storage.ErrExists):
 		// An earlier attempt stored it; it must be the same bytes.
@@ -309,7 +311,9 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	seg := evidence.Segment{RecordingID: r.ID, DeviceID: r.DeviceID, Seq: m.Seq, Kind: kind, Key: key, Size: m.Size,
 		SHA256: m.SHA256, StartedAt: m.StartedAt, DeviceTime: m.DeviceTime,
 		Duration: time.Duration(m.DurationUS) * time.Microsecond, Keyframe: m.Keyframe}
+	t0 = time.Now()
 	stored, err := u.cat.AppendSegment(ctx, seg)
+	u.m.stepTime.WithLabelValues("catalog").Observe(time.Since(t0).Seconds())
 	if errors.Is(err, catalog.ErrExists) {
 		if stored.SHA256 != m.SHA256 {
 			u.m.errors.WithLabelValues("conflict").Inc()

@@ -31,6 +31,7 @@ func main() {
 	warmup := flag.Duration("warmup", 15*time.Second, "time before measuring")
 	measure := flag.Duration("measure", 60*time.Second, "measurement window")
 	segment := flag.Duration("segment-duration", 4*time.Second, "the server's --segment-duration")
+	stagger := flag.Duration("stagger", 4*time.Second, "the simulator's --stagger: recorders' starts spread over this long")
 	flag.Parse()
 	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range strings.Split(*counts, ",") {
@@ -38,7 +39,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		r, err := run(*bin, n, *warmup, *measure, *segment)
+		r, err := run(*bin, n, *warmup, *measure, *segment, *stagger)
 		if err != nil {
 			fail(err)
 		}
@@ -64,7 +65,7 @@ type result struct {
 	gaps, lost        int
 }
 
-func run(bin string, n int, warmup, measure, segment time.Duration) (result, error) {
+func run(bin string, n int, warmup, measure, segment, stagger time.Duration) (result, error) {
 	var r result
 	m, err := testsvc.StartMinIO()
 	if err != nil {
@@ -100,7 +101,8 @@ func run(bin string, n int, warmup, measure, segment time.Duration) (result, err
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sim := exec.CommandContext(ctx, bin, "simulate", "--api", api, "--data-dir", filepath.Join(dir, "data"),
-		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 5*time.Second).String())
+		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 5*time.Second).String(),
+		"--stagger", stagger.String())
 	sim.Stdout, sim.Stderr = io.Discard, logf
 	if err := sim.Start(); err != nil {
 		return r, err
@@ -137,6 +139,15 @@ func run(bin string, n int, warmup, measure, segment time.Duration) (result, err
 		return r, err
 	}
 	r.p50, r.p99 = quantile(metrics, "bodycam_segment_durable_seconds", 0.5), quantile(metrics, "bodycam_segment_durable_seconds", 0.99)
+	for _, step := range []string{"put", "catalog"} {
+		sub := map[string]float64{}
+		for k, v := range metrics {
+			if rest, ok := strings.CutPrefix(k, `bodycam_upload_step_seconds_bucket{step="`+step+`",`); ok {
+				sub[`x_bucket{`+rest] = v
+			}
+		}
+		fmt.Fprintf(os.Stderr, "n=%d upload step %s: p50 %s p99 %s\n", n, step, ms(quantile(sub, "x", 0.5)), ms(quantile(sub, "x", 0.99)))
+	}
 	r.segments = int(metrics["bodycam_segments_stored_total"])
 	r.lost = int(metrics["bodycam_ingest_lost_packets_total"])
 	for k, v := range metrics {

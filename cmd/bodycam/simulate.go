@@ -36,6 +36,7 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 	fps := fs.Int("fps", 30, "frames per second")
 	bitrate := fs.String("bitrate", "4M", "video bitrate")
 	caseID := fs.String("case", "", "publish with ?case=<id>")
+	stagger := fs.Duration("stagger", 4*time.Second, "spread the recorders' starts over this long (real recorders do not start on the same frame)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -96,10 +97,9 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Stagger starts over a second, as real recorders do not all
-			// start on the same frame; reconnect like a recorder would.
+			// Stagger the starts; reconnect like a recorder would.
 			select {
-			case <-time.After(time.Duration(i) * time.Second / time.Duration(len(urls))):
+			case <-time.After(time.Duration(i) * *stagger / time.Duration(len(urls))):
 			case <-ctx.Done():
 				return
 			}
