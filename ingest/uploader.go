@@ -93,14 +93,16 @@ func (u *uploader) Run(ctx context.Context) error {
 	defer tick.Stop()
 	sem := make(chan struct{}, u.workers)
 	var wg sync.WaitGroup
-	pass := func(ctx context.Context) {
+	pass := func(ctx context.Context, measure bool) {
 		work, err := u.spool.pending()
 		if err != nil {
 			u.log.Error("spool unreadable", "err", err)
 			u.m.errors.WithLabelValues("spool").Inc()
 			return
 		}
-		u.measureBacklog(work)
+		if measure {
+			u.measureBacklog(work)
+		}
 		devices := make([]string, 0, len(work))
 		for d := range work {
 			devices = append(devices, d)
@@ -115,9 +117,12 @@ func (u *uploader) Run(ctx context.Context) error {
 			}
 			u.busy[device] = true
 			u.mu.Unlock()
-			sem <- struct{}{}
 			wg.Add(1)
+			// Dispatch without waiting for a worker, so a device whose
+			// segment just closed is not held up behind the others in
+			// this pass; the semaphore bounds the uploads in flight.
 			go func(device string, recs []string) {
+				sem <- struct{}{}
 				defer func() { <-sem; wg.Done() }()
 				err := u.device(ctx, device, recs)
 				u.mu.Lock()
@@ -150,14 +155,15 @@ func (u *uploader) Run(ctx context.Context) error {
 			u.mu.Lock()
 			u.retry = map[string]retryState{}
 			u.mu.Unlock()
-			pass(final)
+			pass(final, true)
 			wg.Wait()
 			cancel()
 			return nil
 		case <-tick.C:
+			pass(ctx, true)
 		case <-u.notify:
+			pass(ctx, false)
 		}
-		pass(ctx)
 	}
 }
 
