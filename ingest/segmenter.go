@@ -18,6 +18,9 @@ type sample struct {
 	payload  []byte
 	recv     time.Time // server receive time: authoritative for order
 	ntp      time.Time // the recorder's clock, zero when unknown
+	// params are parameter sets that came in-band with this access unit;
+	// the writer goroutine, which owns the track's codec, applies them.
+	params [][]byte
 }
 
 // trackInfo describes one recorded track.

@@ -62,8 +62,10 @@ func (ss *session) codecNames() []string {
 }
 
 func (ss *session) start() error {
+	ss.srv.mu.Lock() // Live() reads these
 	ss.started = time.Now().UTC()
 	ss.recordingID = newRecordingID(ss.started)
+	ss.srv.mu.Unlock()
 	ss.quit = make(chan struct{})
 	ss.log = ss.log.With("recording", ss.recordingID)
 	for i, t := range ss.tracks {
@@ -202,6 +204,9 @@ func (w *writer) push(in input) {
 		return
 	}
 	ss := w.ss
+	if in.smp.params != nil {
+		ss.tracks[in.track].apply(in.smp.params)
+	}
 	if w.seg == nil {
 		for _, t := range ss.tracks {
 			if !t.ready() {

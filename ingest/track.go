@@ -32,6 +32,10 @@ type track struct {
 	// ready reports whether the track knows enough to write the init segment
 	// (video needs its parameter sets, from the SDP or in-band).
 	ready func() bool
+	// apply takes in-band parameter sets into the codec. decode runs on the
+	// RTP reader goroutine and keeps its own copies; the codec belongs to
+	// the session's writer goroutine, which calls apply and ready.
+	apply func(params [][]byte)
 }
 
 // supportedCodecs is what the error for anything else lists.
@@ -40,7 +44,7 @@ const supportedCodecs = "H264, H265, AAC (mpeg4-generic or MP4A-LATM), G711 (PCM
 // newTrack prepares the recording of one format; it fails with
 // errUnsupported naming the codec for anything bodycam cannot record.
 func newTrack(id int, medi *description.Media, forma format.Format) (*track, error) {
-	t := &track{media: medi, format: forma, ready: func() bool { return true }}
+	t := &track{media: medi, format: forma, ready: func() bool { return true }, apply: func([][]byte) {}}
 	t.info.id = id
 	switch f := forma.(type) {
 	case *format.H264:
@@ -67,6 +71,17 @@ func (t *track) h264(f *format.H264) error {
 	c := &codecs.H264{SPS: f.SPS, PPS: f.PPS}
 	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H264", nominal: 3000}
 	t.ready = func() bool { return c.SPS != nil && c.PPS != nil }
+	t.apply = func(params [][]byte) {
+		for _, p := range params {
+			switch h264.NALUType(p[0] & 0x1f) {
+			case h264.NALUTypeSPS:
+				c.SPS = p
+			case h264.NALUTypePPS:
+				c.PPS = p
+			}
+		}
+	}
+	sps, pps := f.SPS, f.PPS // the reader goroutine's own copies
 	var dts *h264.DTSExtractor
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
 		au, err := dec.Decode(pkt)
@@ -76,29 +91,32 @@ func (t *track) h264(f *format.H264) error {
 			}
 			return nil, err
 		}
+		var params [][]byte
 		for _, nalu := range au {
 			if len(nalu) == 0 {
 				continue
 			}
 			switch h264.NALUType(nalu[0] & 0x1f) {
 			case h264.NALUTypeSPS:
-				if c.SPS == nil || !bytes.Equal(c.SPS, nalu) {
-					c.SPS = append([]byte(nil), nalu...)
+				if !bytes.Equal(sps, nalu) {
+					sps = append([]byte(nil), nalu...)
+					params = append(params, sps)
 				}
 			case h264.NALUTypePPS:
-				if c.PPS == nil || !bytes.Equal(c.PPS, nalu) {
-					c.PPS = append([]byte(nil), nalu...)
+				if !bytes.Equal(pps, nalu) {
+					pps = append([]byte(nil), nalu...)
+					params = append(params, pps)
 				}
 			}
 		}
 		sync := h264.IsRandomAccess(au)
 		if dts == nil {
 			if !sync {
-				return []sample{{pts: pts, dts: pts, sync: false}}, nil // before the first keyframe: counted, not stored
+				return []sample{{pts: pts, dts: pts, sync: false, params: params}}, nil // before the first keyframe: counted, not stored
 			}
 			dts = h264.NewDTSExtractor()
 		}
-		d, err := dts.Extract(withParams(au, sync, c.SPS, c.PPS), pts)
+		d, err := dts.Extract(withParams(au, sync, sps, pps), pts)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +124,7 @@ func (t *track) h264(f *format.H264) error {
 		if err != nil {
 			return nil, err
 		}
-		return []sample{{pts: pts, dts: d, sync: sync, payload: payload}}, nil
+		return []sample{{pts: pts, dts: d, sync: sync, payload: payload, params: params}}, nil
 	}
 	if sps := (h264.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
 		t.info.name = fmt.Sprintf("H264 %dx%d", sps.Width(), sps.Height())
@@ -122,6 +140,19 @@ func (t *track) h265(f *format.H265) error {
 	c := &codecs.H265{VPS: f.VPS, SPS: f.SPS, PPS: f.PPS}
 	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H265", nominal: 3000}
 	t.ready = func() bool { return c.VPS != nil && c.SPS != nil && c.PPS != nil }
+	t.apply = func(params [][]byte) {
+		for _, p := range params {
+			switch h265.NALUType((p[0] >> 1) & 0x3f) {
+			case h265.NALUType_VPS_NUT:
+				c.VPS = p
+			case h265.NALUType_SPS_NUT:
+				c.SPS = p
+			case h265.NALUType_PPS_NUT:
+				c.PPS = p
+			}
+		}
+	}
+	vps, sps, pps := f.VPS, f.SPS, f.PPS // the reader goroutine's own copies
 	var dts *h265.DTSExtractor
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
 		au, err := dec.Decode(pkt)
@@ -131,27 +162,35 @@ func (t *track) h265(f *format.H265) error {
 			}
 			return nil, err
 		}
+		var params [][]byte
 		for _, nalu := range au {
 			if len(nalu) == 0 {
 				continue
 			}
+			var cur *[]byte
 			switch h265.NALUType((nalu[0] >> 1) & 0x3f) {
 			case h265.NALUType_VPS_NUT:
-				c.VPS = append([]byte(nil), nalu...)
+				cur = &vps
 			case h265.NALUType_SPS_NUT:
-				c.SPS = append([]byte(nil), nalu...)
+				cur = &sps
 			case h265.NALUType_PPS_NUT:
-				c.PPS = append([]byte(nil), nalu...)
+				cur = &pps
+			default:
+				continue
+			}
+			if !bytes.Equal(*cur, nalu) {
+				*cur = append([]byte(nil), nalu...)
+				params = append(params, *cur)
 			}
 		}
 		sync := h265.IsRandomAccess(au)
 		if dts == nil {
 			if !sync {
-				return []sample{{pts: pts, dts: pts, sync: false}}, nil
+				return []sample{{pts: pts, dts: pts, sync: false, params: params}}, nil
 			}
 			dts = h265.NewDTSExtractor()
 		}
-		d, err := dts.Extract(withParams(au, sync, c.VPS, c.SPS, c.PPS), pts)
+		d, err := dts.Extract(withParams(au, sync, vps, sps, pps), pts)
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +198,7 @@ func (t *track) h265(f *format.H265) error {
 		if err != nil {
 			return nil, err
 		}
-		return []sample{{pts: pts, dts: d, sync: sync, payload: payload}}, nil
+		return []sample{{pts: pts, dts: d, sync: sync, payload: payload, params: params}}, nil
 	}
 	if sps := (h265.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
 		t.info.name = fmt.Sprintf("H265 %dx%d", sps.Width(), sps.Height())
