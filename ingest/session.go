@@ -230,7 +230,10 @@ func (w *writer) push(in input) {
 			w.fail(err)
 			return
 		}
-		w.rec.closed = func(segmentMeta) { ss.srv.up.kick() }
+		w.rec.closed = func(_ segmentMeta, took time.Duration) {
+			ss.srv.m.stepTime.WithLabelValues("spool_close").Observe(took.Seconds())
+			ss.srv.up.kick()
+		}
 		w.seg.out = &countingSink{recWriter: w.rec, srv: ss.srv, log: ss.log}
 	}
 	if err := w.seg.push(in.track, in.smp); err != nil {

@@ -118,7 +118,7 @@ type recWriter struct {
 	hash    hash.Hash
 	size    int64
 	open    segmentMeta
-	closed  func(segmentMeta) // told of each closed segment
+	closed  func(segmentMeta, time.Duration) // told of each closed segment, with how long closing took
 	lastEnd time.Time         // receive time up to which media is durable
 }
 
@@ -188,7 +188,7 @@ func (w *recWriter) closeSegment(duration time.Duration) error {
 		return err
 	}
 	if w.closed != nil {
-		w.closed(m)
+		w.closed(m, time.Since(m.ClosedAt))
 	}
 	return nil
 }

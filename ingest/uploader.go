@@ -233,6 +233,7 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		return false, err
 	}
 	for _, m := range closed {
+		u.m.stepTime.WithLabelValues("wait").Observe(time.Since(m.ClosedAt).Seconds())
 		name := segName(m.Seq)
 		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m); err != nil {
 			return false, err

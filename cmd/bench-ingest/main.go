@@ -139,7 +139,7 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration) (re
 		return r, err
 	}
 	r.p50, r.p99 = quantile(metrics, "bodycam_segment_durable_seconds", 0.5), quantile(metrics, "bodycam_segment_durable_seconds", 0.99)
-	for _, step := range []string{"put", "catalog"} {
+	for _, step := range []string{"spool_close", "wait", "put", "catalog"} {
 		sub := map[string]float64{}
 		for k, v := range metrics {
 			if rest, ok := strings.CutPrefix(k, `bodycam_upload_step_seconds_bucket{step="`+step+`",`); ok {
