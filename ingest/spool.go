@@ -119,7 +119,7 @@ type recWriter struct {
 	size    int64
 	open    segmentMeta
 	closed  func(segmentMeta, time.Duration) // told of each closed segment, with how long closing took
-	lastEnd time.Time         // receive time up to which media is durable
+	lastEnd time.Time                        // receive time up to which media is durable
 }
 
 func segName(seq int64) string { return fmt.Sprintf("%06d", seq) }
