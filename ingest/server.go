@@ -84,7 +84,7 @@ func New(o Options) *Server {
 	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry), live: map[string]*session{}, ready: make(chan struct{})}
 	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events,
 		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
-		notify: make(chan struct{}, 1), busy: map[string]bool{}, retry: map[string]retryState{}}
+		notify: make(chan struct{}, 1), busy: map[string]bool{}, dirty: map[string]bool{}, retry: map[string]retryState{}}
 	return s
 }
 

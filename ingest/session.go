@@ -232,7 +232,7 @@ func (w *writer) push(in input) {
 		}
 		w.rec.closed = func(_ segmentMeta, took time.Duration) {
 			ss.srv.m.stepTime.WithLabelValues("spool_close").Observe(took.Seconds())
-			ss.srv.up.kick()
+			ss.srv.up.kickDevice(ss.device.ID)
 		}
 		w.seg.out = &countingSink{recWriter: w.rec, srv: ss.srv, log: ss.log}
 	}

@@ -389,6 +389,22 @@ func (sp *Spool) pending() (map[string][]string, error) {
 	return out, nil
 }
 
+// pendingDevice lists one device's recordings in the spool, oldest first.
+func (sp *Spool) pendingDevice(device string) ([]string, error) {
+	recs, err := os.ReadDir(filepath.Join(sp.root, device))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if r.IsDir() {
+			out = append(out, r.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {

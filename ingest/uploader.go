@@ -71,12 +71,28 @@ type uploader struct {
 	notify chan struct{}
 	mu     sync.Mutex
 	busy   map[string]bool
+	dirty  map[string]bool // a segment closed while the device was busy
 	retry  map[string]retryState
 }
 
 type retryState struct {
 	next     time.Time
 	failures int
+}
+
+// kickDevice says a segment of device just closed. If the device's upload
+// goroutine is running, it goes round again when done instead of leaving
+// the segment for a later pass.
+func (u *uploader) kickDevice(device string) {
+	u.mu.Lock()
+	busy := u.busy[device]
+	if busy {
+		u.dirty[device] = true
+	}
+	u.mu.Unlock()
+	if !busy {
+		u.kick()
+	}
 }
 
 func (u *uploader) kick() {
@@ -125,9 +141,24 @@ func (u *uploader) Run(ctx context.Context) error {
 				sem <- struct{}{}
 				defer func() { <-sem; wg.Done() }()
 				err := u.device(ctx, device, recs)
+				for err == nil {
+					u.mu.Lock()
+					again := u.dirty[device]
+					delete(u.dirty, device)
+					u.mu.Unlock()
+					if !again {
+						break
+					}
+					recs, lerr := u.spool.pendingDevice(device)
+					if lerr != nil {
+						break
+					}
+					err = u.device(ctx, device, recs)
+				}
 				u.mu.Lock()
 				defer u.mu.Unlock()
 				delete(u.busy, device)
+				delete(u.dirty, device)
 				if err == nil {
 					if r := u.retry[device]; r.failures > 0 {
 						u.log.Info("uploads resumed; the spooled backlog is draining", "device", device, "failed_attempts", r.failures)

@@ -139,6 +139,11 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration) (re
 		return r, err
 	}
 	r.p50, r.p99 = quantile(metrics, "bodycam_segment_durable_seconds", 0.5), quantile(metrics, "bodycam_segment_durable_seconds", 0.99)
+	for k, v := range metrics {
+		if strings.HasPrefix(k, "bodycam_ingest_errors_total") || strings.HasPrefix(k, "bodycam_ingest_backpressure_total") {
+			fmt.Fprintf(os.Stderr, "n=%d %s %v\n", n, k, v)
+		}
+	}
 	for _, step := range []string{"spool_close", "wait", "put", "catalog"} {
 		sub := map[string]float64{}
 		for k, v := range metrics {
