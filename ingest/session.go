@@ -252,7 +252,7 @@ func (w *writer) fail(err error) {
 		w.rec.gap(evidence.Gap{RecordingID: ss.recordingID, Kind: evidence.GapInterrupted, Start: w.rec.lastEnd, End: time.Now().UTC(),
 			Detail: "the spool could not be written (" + err.Error() + "); media after this point was refused"})
 		w.rec.end(evidence.StateInterrupted, w.rec.lastEnd, "spool write failed: "+err.Error())
-		ss.srv.up.kick()
+		ss.srv.up.kickDevice(ss.device.ID)
 	}
 	go ss.rtsp.Close()
 }
@@ -282,7 +282,7 @@ func (w *writer) end(state evidence.RecordingState, reason string) {
 		w.fail(err)
 		return
 	}
-	ss.srv.up.kick()
+	ss.srv.up.kickDevice(ss.device.ID)
 	ss.log.Info("recording ended", "reason", reason, "segments", w.seg.segSeq, "packets_lost", ss.lost.Load())
 }
 

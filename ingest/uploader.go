@@ -72,6 +72,7 @@ type uploader struct {
 	mu     sync.Mutex
 	busy   map[string]bool
 	dirty  map[string]bool // a segment closed while the device was busy
+	kicked map[string]bool // devices with work since the last pass
 	retry  map[string]retryState
 }
 
@@ -88,6 +89,8 @@ func (u *uploader) kickDevice(device string) {
 	busy := u.busy[device]
 	if busy {
 		u.dirty[device] = true
+	} else {
+		u.kicked[device] = true
 	}
 	u.mu.Unlock()
 	if !busy {
@@ -105,29 +108,53 @@ func (u *uploader) kick() {
 // Run uploads until ctx ends. On the way out it makes one last pass so that
 // what was closed during shutdown reaches the store if it can.
 func (u *uploader) Run(ctx context.Context) error {
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	sem := make(chan struct{}, u.workers)
 	var wg sync.WaitGroup
-	pass := func(ctx context.Context, measure bool) {
+	u.mu.Lock()
+	if u.kicked == nil {
+		u.kicked = map[string]bool{}
+	}
+	u.mu.Unlock()
+	// A full pass (on the ticker, at start and at the end) looks at every
+	// device in the spool: recovered recordings, retries after back-off. A
+	// kicked pass looks only at the devices whose segments just closed, so
+	// a hundred live recorders do not mean a hundred scans per close.
+	pass := func(ctx context.Context, full bool) {
 		work, err := u.spool.pending()
 		if err != nil {
 			u.log.Error("spool unreadable", "err", err)
 			u.m.errors.WithLabelValues("spool").Inc()
 			return
 		}
-		if measure {
+		if full {
 			u.measureBacklog(work)
 		}
+		u.mu.Lock()
+		kicked := u.kicked
+		u.kicked = map[string]bool{}
+		u.mu.Unlock()
 		devices := make([]string, 0, len(work))
 		for d := range work {
-			devices = append(devices, d)
+			if full || kicked[d] {
+				devices = append(devices, d)
+			}
 		}
 		sort.Strings(devices)
 		for _, device := range devices {
 			u.mu.Lock()
 			r := u.retry[device]
-			if u.busy[device] || time.Now().Before(r.next) {
+			if u.busy[device] {
+				// Its goroutine may have looked before this work came: make
+				// it go round again rather than drop the kick.
+				if kicked[device] {
+					u.dirty[device] = true
+				}
+				u.mu.Unlock()
+				continue
+			}
+			if time.Now().Before(r.next) {
 				u.mu.Unlock()
 				continue
 			}
@@ -142,20 +169,23 @@ func (u *uploader) Run(ctx context.Context) error {
 				defer func() { <-sem; wg.Done() }()
 				err := u.device(ctx, device, recs)
 				for err == nil {
+					// Go round again if a segment closed meanwhile; the
+					// check and the release happen under one lock, so no
+					// kick can fall between them.
 					u.mu.Lock()
-					again := u.dirty[device]
+					if !u.dirty[device] {
+						break // still holding the lock
+					}
 					delete(u.dirty, device)
 					u.mu.Unlock()
-					if !again {
-						break
+					recs, err = u.spool.pendingDevice(device)
+					if err == nil {
+						err = u.device(ctx, device, recs)
 					}
-					recs, lerr := u.spool.pendingDevice(device)
-					if lerr != nil {
-						break
-					}
-					err = u.device(ctx, device, recs)
 				}
-				u.mu.Lock()
+				if err != nil {
+					u.mu.Lock()
+				}
 				defer u.mu.Unlock()
 				delete(u.busy, device)
 				delete(u.dirty, device)
@@ -178,6 +208,7 @@ func (u *uploader) Run(ctx context.Context) error {
 			}(device, work[device])
 		}
 	}
+	pass(ctx, true) // what a previous run left, recovered or not yet uploaded
 	for {
 		select {
 		case <-ctx.Done():
