@@ -405,6 +405,24 @@ func (sp *Spool) pendingDevice(device string) ([]string, error) {
 	return out, nil
 }
 
+// hasWork reports whether any of a device's recordings has something for
+// the uploader: an init segment, a closed segment, or an end.
+func (sp *Spool) hasWork(device string, recs []string) bool {
+	for _, rec := range recs {
+		entries, err := os.ReadDir(sp.recDir(device, rec))
+		if err != nil {
+			return true // let the uploader look and report
+		}
+		for _, e := range entries {
+			n := e.Name()
+			if n == "init.mp4" || n == "end.json" || strings.HasSuffix(n, ".m4s") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -136,8 +136,11 @@ func (u *uploader) Run(ctx context.Context) error {
 		u.kicked = map[string]bool{}
 		u.mu.Unlock()
 		devices := make([]string, 0, len(work))
-		for d := range work {
-			if full || kicked[d] {
+		for d, recs := range work {
+			// A full pass skips devices with nothing to upload (a live
+			// recording between segment closes): a hundred idle rounds
+			// would queue ahead of the devices that have work.
+			if kicked[d] || (full && u.spool.hasWork(d, recs)) {
 				devices = append(devices, d)
 			}
 		}
