@@ -70,65 +70,31 @@ func (t *track) h264(f *format.H264) error {
 	}
 	c := &codecs.H264{SPS: f.SPS, PPS: f.PPS}
 	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H264", nominal: 3000}
-	t.ready = func() bool { return c.SPS != nil && c.PPS != nil }
-	t.apply = func(params [][]byte) {
-		for _, p := range params {
-			switch h264.NALUType(p[0] & 0x1f) {
-			case h264.NALUTypeSPS:
-				c.SPS = p
-			case h264.NALUTypePPS:
-				c.PPS = p
-			}
-		}
-	}
-	sps, pps := f.SPS, f.PPS // the reader goroutine's own copies
-	var dts *h264.DTSExtractor
-	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
-		au, err := dec.Decode(pkt)
-		if err != nil {
-			if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-				return nil, nil
-			}
-			return nil, err
-		}
-		var params [][]byte
-		for _, nalu := range au {
-			if len(nalu) == 0 {
-				continue
-			}
-			switch h264.NALUType(nalu[0] & 0x1f) {
-			case h264.NALUTypeSPS:
-				if !bytes.Equal(sps, nalu) {
-					sps = append([]byte(nil), nalu...)
-					params = append(params, sps)
-				}
-			case h264.NALUTypePPS:
-				if !bytes.Equal(pps, nalu) {
-					pps = append([]byte(nil), nalu...)
-					params = append(params, pps)
-				}
-			}
-		}
-		sync := h264.IsRandomAccess(au)
-		if dts == nil {
-			if !sync {
-				return []sample{{pts: pts, dts: pts, sync: false, params: params}}, nil // before the first keyframe: counted, not stored
-			}
-			dts = h264.NewDTSExtractor()
-		}
-		d, err := dts.Extract(withParams(au, sync, sps, pps), pts)
-		if err != nil {
-			return nil, err
-		}
-		payload, err := h264.AVCC(au).Marshal()
-		if err != nil {
-			return nil, err
-		}
-		return []sample{{pts: pts, dts: d, sync: sync, payload: payload, params: params}}, nil
-	}
 	if sps := (h264.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
 		t.info.name = fmt.Sprintf("H264 %dx%d", sps.Width(), sps.Height())
 	}
+	slots := []*[]byte{&c.SPS, &c.PPS}
+	t.video(videoCodec{
+		params: [][]byte{f.SPS, f.PPS},
+		slot: func(nalu []byte) int {
+			switch h264.NALUType(nalu[0] & 0x1f) {
+			case h264.NALUTypeSPS:
+				return 0
+			case h264.NALUTypePPS:
+				return 1
+			}
+			return -1
+		},
+		decode: func(pkt *rtp.Packet) ([][]byte, error) {
+			au, err := dec.Decode(pkt)
+			if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+				return nil, nil
+			}
+			return au, err
+		},
+		randomAccess: h264.IsRandomAccess,
+		extractor:    func() func([][]byte, int64) (int64, error) { return h264.NewDTSExtractor().Extract },
+	}, slots)
 	return nil
 }
 
@@ -139,71 +105,100 @@ func (t *track) h265(f *format.H265) error {
 	}
 	c := &codecs.H265{VPS: f.VPS, SPS: f.SPS, PPS: f.PPS}
 	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H265", nominal: 3000}
-	t.ready = func() bool { return c.VPS != nil && c.SPS != nil && c.PPS != nil }
-	t.apply = func(params [][]byte) {
-		for _, p := range params {
-			switch h265.NALUType((p[0] >> 1) & 0x3f) {
-			case h265.NALUType_VPS_NUT:
-				c.VPS = p
-			case h265.NALUType_SPS_NUT:
-				c.SPS = p
-			case h265.NALUType_PPS_NUT:
-				c.PPS = p
-			}
-		}
+	if sps := (h265.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
+		t.info.name = fmt.Sprintf("H265 %dx%d", sps.Width(), sps.Height())
 	}
-	vps, sps, pps := f.VPS, f.SPS, f.PPS // the reader goroutine's own copies
-	var dts *h265.DTSExtractor
-	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
-		au, err := dec.Decode(pkt)
-		if err != nil {
+	slots := []*[]byte{&c.VPS, &c.SPS, &c.PPS}
+	t.video(videoCodec{
+		params: [][]byte{f.VPS, f.SPS, f.PPS},
+		slot: func(nalu []byte) int {
+			switch h265.NALUType((nalu[0] >> 1) & 0x3f) {
+			case h265.NALUType_VPS_NUT:
+				return 0
+			case h265.NALUType_SPS_NUT:
+				return 1
+			case h265.NALUType_PPS_NUT:
+				return 2
+			}
+			return -1
+		},
+		decode: func(pkt *rtp.Packet) ([][]byte, error) {
+			au, err := dec.Decode(pkt)
 			if errors.Is(err, rtph265.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
 				return nil, nil
 			}
+			return au, err
+		},
+		randomAccess: h265.IsRandomAccess,
+		extractor:    func() func([][]byte, int64) (int64, error) { return h265.NewDTSExtractor().Extract },
+	}, slots)
+	return nil
+}
+
+// videoCodec is what differs between H.264 and H.265 for recording.
+type videoCodec struct {
+	params       [][]byte                            // parameter sets from the SDP (may be nil)
+	slot         func(nalu []byte) int               // which parameter set a NALU is, or -1
+	decode       func(*rtp.Packet) ([][]byte, error) // an access unit, or nil while more packets are needed
+	randomAccess func([][]byte) bool
+	extractor    func() func(au [][]byte, pts int64) (int64, error) // a DTS extractor, made at the first keyframe
+}
+
+// video sets up decode, ready and apply for an H.264 or H.265 track. The
+// reader goroutine keeps its own copies of the parameter sets (for the DTS
+// extractor, which reads them in-band) and passes changes along with the
+// sample; apply, on the writer goroutine, puts them into the codec (slots).
+func (t *track) video(vc videoCodec, slots []*[]byte) {
+	t.ready = func() bool {
+		for _, s := range slots {
+			if *s == nil {
+				return false
+			}
+		}
+		return true
+	}
+	t.apply = func(params [][]byte) {
+		for _, p := range params {
+			if i := vc.slot(p); i >= 0 {
+				*slots[i] = p
+			}
+		}
+	}
+	own := append([][]byte(nil), vc.params...)
+	var extract func([][]byte, int64) (int64, error)
+	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		au, err := vc.decode(pkt)
+		if err != nil || au == nil {
 			return nil, err
 		}
-		var params [][]byte
+		var changed [][]byte
 		for _, nalu := range au {
 			if len(nalu) == 0 {
 				continue
 			}
-			var cur *[]byte
-			switch h265.NALUType((nalu[0] >> 1) & 0x3f) {
-			case h265.NALUType_VPS_NUT:
-				cur = &vps
-			case h265.NALUType_SPS_NUT:
-				cur = &sps
-			case h265.NALUType_PPS_NUT:
-				cur = &pps
-			default:
-				continue
-			}
-			if !bytes.Equal(*cur, nalu) {
-				*cur = append([]byte(nil), nalu...)
-				params = append(params, *cur)
+			if i := vc.slot(nalu); i >= 0 && !bytes.Equal(own[i], nalu) {
+				own[i] = append([]byte(nil), nalu...)
+				changed = append(changed, own[i])
 			}
 		}
-		sync := h265.IsRandomAccess(au)
-		if dts == nil {
+		sync := vc.randomAccess(au)
+		if extract == nil {
 			if !sync {
-				return []sample{{pts: pts, dts: pts, sync: false, params: params}}, nil
+				// Before the first keyframe: counted, not stored.
+				return []sample{{pts: pts, dts: pts, sync: false, params: changed}}, nil
 			}
-			dts = h265.NewDTSExtractor()
+			extract = vc.extractor()
 		}
-		d, err := dts.Extract(withParams(au, sync, vps, sps, pps), pts)
+		d, err := extract(withParams(au, sync, own...), pts)
 		if err != nil {
 			return nil, err
 		}
-		payload, err := h264.AVCC(au).Marshal()
+		payload, err := h264.AVCC(au).Marshal() // length-prefixed NAL units, the same for H.265
 		if err != nil {
 			return nil, err
 		}
-		return []sample{{pts: pts, dts: d, sync: sync, payload: payload, params: params}}, nil
+		return []sample{{pts: pts, dts: d, sync: sync, payload: payload, params: changed}}, nil
 	}
-	if sps := (h265.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
-		t.info.name = fmt.Sprintf("H265 %dx%d", sps.Width(), sps.Height())
-	}
-	return nil
 }
 
 func (t *track) aac(f *format.MPEG4Audio) error {
