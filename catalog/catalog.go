@@ -51,6 +51,9 @@ type Catalog struct {
 	// at a time anyway, and its busy handler waits by sleeping and polling,
 	// which under load costs far more than a hand-off on a mutex.
 	wmu sync.Mutex
+	// stop ends the SQLite checkpointer; stopped says it has.
+	stop, stopped chan struct{}
+	closeOnce     sync.Once
 }
 
 // writing takes the in-process write lock where the engine needs it.
@@ -80,14 +83,44 @@ func OpenSQLite(ctx context.Context, path string) (*Catalog, error) {
 	// WAL for concurrent readers, FULL sync because this is evidence, foreign
 	// keys on, and immediate transactions so two writers queue rather than
 	// deadlock on a lock upgrade.
+	// Checkpoints run in the background (see checkpoints), not in the
+	// writer that happens to cross the WAL's size threshold.
 	dsn := "file:" + path + "?_txlock=immediate" +
 		"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(0)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	return open(ctx, db, SQLite)
+	c, err := open(ctx, db, SQLite)
+	if err != nil {
+		return nil, err
+	}
+	c.stop = make(chan struct{})
+	c.stopped = make(chan struct{})
+	go c.checkpoints()
+	return c, nil
+}
+
+// checkpoints copies the SQLite WAL back into the database every second,
+// in PASSIVE mode, outside the write lock: with SQLite's automatic
+// checkpoint, the commit that crosses the threshold does the copy and the
+// fsync while holding the write lock, and under load every other writer
+// (the uploaders) stalls behind it for most of a second.
+func (c *Catalog) checkpoints() {
+	defer close(c.stopped)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+			cancel()
+		}
+	}
 }
 
 // OpenPostgres opens a PostgreSQL catalog.
@@ -135,8 +168,19 @@ func open(ctx context.Context, db *sql.DB, d Dialect) (*Catalog, error) {
 // Dialect reports the engine.
 func (c *Catalog) Dialect() Dialect { return c.dialect }
 
-// Close closes the database.
-func (c *Catalog) Close() error { return c.db.Close() }
+// Close closes the database (twice is fine).
+func (c *Catalog) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		if c.stop != nil {
+			close(c.stop)
+			<-c.stopped
+			c.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+		err = c.db.Close()
+	})
+	return err
+}
 
 // Ping checks that the database answers.
 func (c *Catalog) Ping(ctx context.Context) error {

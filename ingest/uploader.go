@@ -298,7 +298,11 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		return false, err
 	}
 	for _, m := range closed {
-		u.m.stepTime.WithLabelValues("wait").Observe(time.Since(m.ClosedAt).Seconds())
+		wait := time.Since(m.ClosedAt)
+		u.m.stepTime.WithLabelValues("wait").Observe(wait.Seconds())
+		if wait > 300*time.Millisecond {
+			u.log.Debug("segment waited for upload", "device", device, "recording", rec, "seq", m.Seq, "wait", wait)
+		}
 		name := segName(m.Seq)
 		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m); err != nil {
 			return false, err
