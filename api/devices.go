@@ -117,18 +117,12 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := evidence.ValidateDeviceID(id); err != nil {
-		writeError(w, http.StatusBadRequest, "id: "+err.Error())
+	id, ok := pathDeviceID(w, r)
+	if !ok {
 		return
 	}
 	d, err := s.o.Catalog.Device(r.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no device "+id)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if s.deviceError(w, r, id, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, toDeviceJSON(d))
@@ -138,22 +132,40 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 // reserved, and its recordings are untouched (evidence is never deleted by
 // removing a device).
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := evidence.ValidateDeviceID(id); err != nil {
-		writeError(w, http.StatusBadRequest, "id: "+err.Error())
+	id, ok := pathDeviceID(w, r)
+	if !ok {
 		return
 	}
-	err := s.o.Catalog.DisableDevice(r.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no device "+id)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if s.deviceError(w, r, id, s.o.Catalog.DisableDevice(r.Context(), id)) {
 		return
 	}
 	s.o.Log.Info("device disabled", "device", id, "remote", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// pathDeviceID reads and checks the {id} of a device path, answering 400
+// itself when it is not a valid id.
+func pathDeviceID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if err := evidence.ValidateDeviceID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "id: "+err.Error())
+		return "", false
+	}
+	return id, true
+}
+
+// deviceError answers a catalog error about a device (404 or 500) and
+// reports whether there was one.
+func (s *Server) deviceError(w http.ResponseWriter, r *http.Request, id string, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, catalog.ErrNotFound):
+		writeError(w, http.StatusNotFound, "no device "+id)
+	default:
+		s.internal(w, r, err)
+	}
+	return true
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
