@@ -151,3 +151,21 @@ type Gap struct {
 	Track       string    // "video", "audio", or "" for all
 	Detail      string
 }
+
+// LiveView is one supervisor's live viewing session of a device: who
+// watched, what, from where, and for how long. The custody ledger of a case
+// can show who saw footage as it happened.
+type LiveView struct {
+	ID          string
+	DeviceID    string
+	RecordingID string
+	User        string
+	RemoteAddr  string
+	UserAgent   string
+	// Video and Audio say what the viewer got: "H264", "H264 (transcoded
+	// from H265)", "Opus (transcoded from AAC)", or empty.
+	Video, Audio string
+	StartedAt    time.Time
+	EndedAt      time.Time // zero while watching
+	EndReason    string
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"ChainAcrossRecordings", testChain},
 		{"GapsAndManifest", testGapsAndManifest},
 		{"TimesRoundTrip", testTimes},
+		{"LiveViews", testLiveViews},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -398,5 +400,80 @@ func testGapsAndManifest(t *testing.T, c *catalog.Catalog) {
 	}
 	if r, _ := c.Recording(ctx, "r1"); r.ManifestKey != "cam-1/r1/manifest.json" {
 		t.Fatalf("ManifestKey = %q", r.ManifestKey)
+	}
+}
+
+func testLiveViews(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	view := func(id, dev, user string, start time.Time) evidence.LiveView {
+		return evidence.LiveView{ID: id, DeviceID: dev, RecordingID: "r1", User: user, RemoteAddr: "10.0.0.5:50000",
+			UserAgent: "Chromium", Video: "H264", Audio: "Opus (transcoded from AAC)", StartedAt: start}
+	}
+	if err := c.StartLiveView(ctx, view("v1", "ghost", "admin", t0)); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("live view of an unknown device: %v, want ErrNotFound", err)
+	}
+	mustDevice(t, c, "cam-1")
+	mustDevice(t, c, "cam-2")
+	if err := c.StartLiveView(ctx, view("v1", "cam-1", "", t0)); err == nil {
+		t.Fatal("live view without a user accepted")
+	}
+	for _, v := range []evidence.LiveView{view("v1", "cam-1", "admin", t0), view("v2", "cam-2", "sup-1", t0.Add(time.Minute)),
+		view("v3", "cam-1", "sup-1", t0.Add(2*time.Minute))} {
+		if err := c.StartLiveView(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.StartLiveView(ctx, view("v1", "cam-1", "admin", t0)); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate live view: %v", err)
+	}
+	got, err := c.LiveView(ctx, "v1")
+	if want := view("v1", "cam-1", "admin", t0); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("LiveView = %+v, %v; want %+v", got, err, want)
+	}
+	end := t0.Add(30 * time.Second)
+	if err := c.EndLiveView(ctx, "v1", end, "viewer hung up"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EndLiveView(ctx, "v1", end, "again"); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("ending twice: %v, want ErrConflict", err)
+	}
+	if err := c.EndLiveView(ctx, "nope", end, "x"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("ending a missing view: %v, want ErrNotFound", err)
+	}
+	got, _ = c.LiveView(ctx, "v1")
+	if !got.EndedAt.Equal(end) || got.EndReason != "viewer hung up" {
+		t.Fatalf("after end: %+v", got)
+	}
+	ids := func(vs []evidence.LiveView, err error) string {
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, v := range vs {
+			out = append(out, v.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		f    catalog.LiveViewFilter
+		want string
+	}{
+		{catalog.LiveViewFilter{}, "v3,v2,v1"},
+		{catalog.LiveViewFilter{DeviceID: "cam-1"}, "v3,v1"},
+		{catalog.LiveViewFilter{User: "sup-1"}, "v3,v2"},
+		{catalog.LiveViewFilter{From: t0.Add(45 * time.Second)}, "v3,v2"}, // v1 ended before
+		{catalog.LiveViewFilter{To: t0.Add(90 * time.Second)}, "v2,v1"},
+		{catalog.LiveViewFilter{Limit: 1}, "v3"},
+	} {
+		if got := ids(c.LiveViews(ctx, tc.f)); got != tc.want {
+			t.Errorf("LiveViews(%+v) = %s, want %s", tc.f, got, tc.want)
+		}
+	}
+	n, err := c.EndOpenLiveViews(ctx, t0.Add(time.Hour), "server restarted")
+	if err != nil || n != 2 {
+		t.Fatalf("EndOpenLiveViews = %d, %v; want 2", n, err)
+	}
+	if got, _ := c.LiveView(ctx, "v2"); got.EndReason != "server restarted" || got.EndedAt.IsZero() {
+		t.Fatalf("v2 after EndOpenLiveViews: %+v", got)
 	}
 }
