@@ -33,6 +33,7 @@ type Catalog interface {
 	Devices(ctx context.Context) ([]evidence.Device, error)
 	DisableDevice(ctx context.Context, id string) error
 	Recordings(ctx context.Context, f catalog.RecordingFilter) ([]evidence.Recording, error)
+	LiveViews
 	verify.Catalog
 	Ping(ctx context.Context) error
 }
@@ -65,6 +66,7 @@ type Options struct {
 	Store      Objects
 	Keys       Keys
 	Live       LiveLister
+	Relay      Relay // nil: live viewing disabled
 	AdminToken string
 	// RTSPPort goes into the publish URLs handed to new devices.
 	RTSPPort string
@@ -120,6 +122,16 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings/{id}/media", s.admin(s.media))
 	route("POST /api/v1/recordings/{id}/verify", s.admin(s.verifyRecording))
 	route("GET /api/v1/live", s.admin(s.listLive))
+	route("POST /api/v1/live/{device}/whep", s.admin(s.whepOffer))
+	route("DELETE /api/v1/live/{device}/whep/{session}", s.admin(s.whepDelete))
+	route("GET /api/v1/live/viewers", s.admin(s.listViewers))
+	route("GET /api/v1/live/views", s.admin(s.listLiveViews))
+	route("POST /api/v1/session", s.signIn)
+	route("GET /api/v1/session", s.admin(s.whoAmI))
+	route("DELETE /api/v1/session", s.signOut)
+	// The console's page and files (not part of the API description).
+	mux.HandleFunc("GET /{$}", s.console)
+	mux.HandleFunc("GET /console/", s.console)
 	// Profiling for operators, admin only.
 	mux.Handle("GET /debug/pprof/", s.admin(pprof.Index))
 	mux.Handle("GET /debug/pprof/profile", s.admin(pprof.Profile))

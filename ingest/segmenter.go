@@ -21,6 +21,9 @@ type sample struct {
 	// params are parameter sets that came in-band with this access unit;
 	// the writer goroutine, which owns the track's codec, applies them.
 	params [][]byte
+	// raw is what the recorder sent when payload is a conversion of it
+	// (G.711, stored as linear PCM); the live relay passes it on.
+	raw []byte
 }
 
 // trackInfo describes one recorded track.

@@ -26,11 +26,27 @@ import (
 
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/media"
 )
 
 // Keys derives device secrets.
 type Keys interface {
 	DeviceSecret(deviceID, salt string) string
+}
+
+// LiveSink takes a live copy of what publishers send: the live relay. Its
+// methods are called on the RTSP reader goroutines and must not block.
+type LiveSink interface {
+	// Start announces a publisher's tracks, in the order Write numbers them.
+	Start(device, recording string, tracks []media.Track) LiveFeed
+}
+
+// LiveFeed is one publisher's live media.
+type LiveFeed interface {
+	// Write hands over one access unit; the sink may keep it.
+	Write(track int, u media.Unit)
+	// Close says the publisher has gone.
+	Close()
 }
 
 // Options configure a Server.
@@ -48,6 +64,7 @@ type Options struct {
 	Keys            Keys
 	Signer          Signer
 	Events          Publisher
+	Live            LiveSink // optional
 	Registry        prometheus.Registerer
 	Log             *slog.Logger
 	UploadWorkers   int

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/media"
 )
 
 type input struct {
@@ -47,6 +48,7 @@ type session struct {
 	endErr      error
 	connErr     atomic.Pointer[error] // why the publisher's connection closed
 	dropped     atomic.Uint64         // samples before the tracks were ready
+	feed        LiveFeed              // nil without a live relay
 }
 
 func newRecordingID(t time.Time) string {
@@ -70,6 +72,13 @@ func (ss *session) start() error {
 	ss.log = ss.log.With("recording", ss.recordingID)
 	for i, t := range ss.tracks {
 		ss.rtsp.OnPacketRTP(t.media, t.format, func(pkt *rtp.Packet) { ss.packet(i, t, pkt) })
+	}
+	if ss.srv.o.Live != nil {
+		live := make([]media.Track, len(ss.tracks))
+		for i, t := range ss.tracks {
+			live[i] = t.live
+		}
+		ss.feed = ss.srv.o.Live.Start(ss.device.ID, ss.recordingID, live)
 	}
 	rec := ss.recording()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -112,6 +121,9 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 	}
 	for _, smp := range samples {
 		smp.recv, smp.ntp = recv, ntp
+		if ss.feed != nil && smp.payload != nil {
+			ss.feed.Write(i, t.liveUnit(smp))
+		}
 		in := input{track: i, smp: smp}
 		select {
 		case ss.in <- in:
@@ -135,6 +147,9 @@ func (ss *session) stop(err error) {
 			return
 		}
 		ss.endErr = err
+		if ss.feed != nil {
+			ss.feed.Close()
+		}
 		close(ss.quit)
 		<-ss.done
 		ss.srv.m.publishers.Dec()

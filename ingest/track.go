@@ -16,6 +16,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/pion/rtp"
+
+	"github.com/bodycam/bodycam/media"
 )
 
 // errUnsupported: the announced codec cannot be recorded.
@@ -23,7 +25,9 @@ var errUnsupported = errors.New("unsupported codec")
 
 // track turns one announced format's RTP packets into samples.
 type track struct {
-	info   trackInfo
+	info trackInfo
+	// live describes the track to the live relay.
+	live   media.Track
 	media  *description.Media
 	format format.Format
 	// decode returns the samples completed by pkt, whose timestamp is pts in
@@ -70,8 +74,10 @@ func (t *track) h264(f *format.H264) error {
 	}
 	c := &codecs.H264{SPS: f.SPS, PPS: f.PPS}
 	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H264", nominal: 3000}
+	t.live = media.Track{Codec: media.H264, ClockRate: 90000, Params: nonNil(f.SPS, f.PPS)}
 	if sps := (h264.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
 		t.info.name = fmt.Sprintf("H264 %dx%d", sps.Width(), sps.Height())
+		t.live.Width, t.live.Height = sps.Width(), sps.Height()
 	}
 	slots := []*[]byte{&c.SPS, &c.PPS}
 	t.video(videoCodec{
@@ -105,8 +111,10 @@ func (t *track) h265(f *format.H265) error {
 	}
 	c := &codecs.H265{VPS: f.VPS, SPS: f.SPS, PPS: f.PPS}
 	t.info = trackInfo{id: t.info.id, video: true, timescale: 90000, codec: c, name: "H265", nominal: 3000}
+	t.live = media.Track{Codec: media.H265, ClockRate: 90000, Params: nonNil(f.VPS, f.SPS, f.PPS)}
 	if sps := (h265.SPS{}); f.SPS != nil && sps.Unmarshal(f.SPS) == nil {
 		t.info.name = fmt.Sprintf("H265 %dx%d", sps.Width(), sps.Height())
+		t.live.Width, t.live.Height = sps.Width(), sps.Height()
 	}
 	slots := []*[]byte{&c.VPS, &c.SPS, &c.PPS}
 	t.video(videoCodec{
@@ -212,6 +220,7 @@ func (t *track) aac(f *format.MPEG4Audio) error {
 	rate := f.Config.SampleRate
 	t.info = trackInfo{id: t.info.id, timescale: uint32(rate), codec: &codecs.MPEG4Audio{Config: *f.Config},
 		name: fmt.Sprintf("AAC %dHz %dch", rate, f.Config.ChannelCount), nominal: mpeg4audio.SamplesPerAccessUnit}
+	t.live = aacLive(f.Config)
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
 		aus, err := dec.Decode(pkt)
 		if err != nil {
@@ -245,6 +254,7 @@ func (t *track) latm(f *format.MPEG4AudioLATM) error {
 	rate := cfg.SampleRate
 	t.info = trackInfo{id: t.info.id, timescale: uint32(rate), codec: &codecs.MPEG4Audio{Config: *cfg},
 		name: fmt.Sprintf("AAC %dHz %dch (LATM)", rate, cfg.ChannelCount), nominal: mpeg4audio.SamplesPerAccessUnit}
+	t.live = aacLive(cfg)
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
 		buf, err := dec.Decode(pkt)
 		if err != nil {
@@ -286,6 +296,7 @@ func (t *track) g711(f *format.G711) error {
 	t.info = trackInfo{id: t.info.id, timescale: uint32(f.SampleRate),
 		codec: &codecs.LPCM{BitDepth: 16, SampleRate: f.SampleRate, ChannelCount: ch},
 		name:  fmt.Sprintf("G711 %s %dHz (stored as 16-bit PCM)", law, f.SampleRate), nominal: int64(f.SampleRate / 50)}
+	t.live = media.Track{Codec: media.Codec(law), ClockRate: f.SampleRate, Channels: ch}
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
 		enc, err := dec.Decode(pkt)
 		if err != nil {
@@ -301,7 +312,7 @@ func (t *track) g711(f *format.G711) error {
 			a.Unmarshal(enc)
 			pcm = a
 		}
-		return []sample{{pts: pts, dts: pts, sync: true, payload: pcm}}, nil
+		return []sample{{pts: pts, dts: pts, sync: true, payload: pcm, raw: enc}}, nil
 	}
 	return nil
 }
@@ -313,6 +324,7 @@ func (t *track) opus(f *format.Opus) error {
 	}
 	t.info = trackInfo{id: t.info.id, timescale: 48000, codec: &codecs.Opus{ChannelCount: max(f.ChannelCount, 1)},
 		name: fmt.Sprintf("Opus %dch", max(f.ChannelCount, 1)), nominal: 960}
+	t.live = media.Track{Codec: media.Opus, ClockRate: 48000, Channels: max(f.ChannelCount, 1)}
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
 		p, err := dec.Decode(pkt)
 		if err != nil {
@@ -340,4 +352,43 @@ func withParams(au [][]byte, sync bool, params ...[]byte) [][]byte {
 		}
 	}
 	return append(out, au...)
+}
+
+func aacLive(cfg *mpeg4audio.AudioSpecificConfig) media.Track {
+	asc, _ := cfg.Marshal()
+	return media.Track{Codec: media.AAC, ClockRate: cfg.SampleRate, Channels: cfg.ChannelCount, Config: asc}
+}
+
+func nonNil(params ...[]byte) [][]byte {
+	var out [][]byte
+	for _, p := range params {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// liveUnit is a sample as the live relay takes it. The relay may keep it
+// (the current GOP), so it shares nothing the reader goroutine reuses: a
+// video payload is a fresh AVCC copy whose NAL units it slices; audio is
+// copied.
+func (t *track) liveUnit(s sample) media.Unit {
+	u := media.Unit{PTS: s.pts, DTS: s.dts, Keyframe: s.sync, Recv: s.recv}
+	switch {
+	case t.info.video:
+		for p := s.payload; len(p) >= 4; {
+			n := int(p[0])<<24 | int(p[1])<<16 | int(p[2])<<8 | int(p[3])
+			if n > len(p)-4 {
+				break
+			}
+			u.NALUs = append(u.NALUs, p[4:4+n:4+n])
+			p = p[4+n:]
+		}
+	case s.raw != nil:
+		u.Data = append([]byte(nil), s.raw...)
+	default:
+		u.Data = append([]byte(nil), s.payload...)
+	}
+	return u
 }

@@ -79,7 +79,7 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration) (re
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--rtsp-addr", fmt.Sprintf("127.0.0.1:%d", rtspPort),
-		"--rtsp-udp-addr", "", "--segment-duration", segment.String(), "--log-level", "warn",
+		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", "warn",
 		"--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey, "--s3-bucket", "bench")
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
 	serve.Stdout, serve.Stderr = logf, logf

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/storage"
 )
 
@@ -33,6 +34,12 @@ type Config struct {
 	RTSPReadTimeout time.Duration
 	SpoolMinFree    size
 	HTTPAddr        string
+	WebRTCUDPAddr   string
+	WebRTCTCPAddr   string
+	WebRTCPublicIPs string
+	WebRTCICE       string
+	LiveMaxSessions int
+	LiveMaxPerUser  int
 	S3Endpoint      string
 	S3AccessKey     string
 	S3SecretKey     string
@@ -60,6 +67,10 @@ func defaults() Config {
 		RTSPReadTimeout: 10 * time.Second,
 		SpoolMinFree:    size(1 << 30),
 		HTTPAddr:        ":8080",
+		WebRTCUDPAddr:   ":8189",
+		WebRTCTCPAddr:   ":8189",
+		LiveMaxSessions: 200,
+		LiveMaxPerUser:  32,
 		S3Bucket:        "bodycam",
 		SegmentDuration: 4 * time.Second,
 		RetentionMode:   "compliance",
@@ -80,6 +91,12 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RTSPReadTimeout, "rtsp-read-timeout", c.RTSPReadTimeout, "a publisher silent this long is disconnected and its recording closed")
 	fs.Var(&c.SpoolMinFree, "spool-min-free", "new publishers are refused when the spool disk has less free space than this (e.g. 1GiB, 500MiB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
+	fs.StringVar(&c.WebRTCUDPAddr, "webrtc-udp-addr", c.WebRTCUDPAddr, "the one UDP port of live viewers' WebRTC (ICE UDP mux); empty disables ICE over UDP")
+	fs.StringVar(&c.WebRTCTCPAddr, "webrtc-tcp-addr", c.WebRTCTCPAddr, "ICE-TCP listener, the fallback for viewers whose UDP is blocked; empty disables it")
+	fs.StringVar(&c.WebRTCPublicIPs, "webrtc-public-ips", c.WebRTCPublicIPs, "comma-separated public IPs announced instead of the host's own (1:1 NAT)")
+	fs.StringVar(&c.WebRTCICE, "webrtc-ice-servers", c.WebRTCICE, "comma-separated STUN/TURN servers: stun:host:port, turn:user:password@host:port")
+	fs.IntVar(&c.LiveMaxSessions, "live-max-sessions", c.LiveMaxSessions, "live viewing sessions the server takes in all; more get 429")
+	fs.IntVar(&c.LiveMaxPerUser, "live-max-per-user", c.LiveMaxPerUser, "live viewing sessions one user may hold at once; more get 429")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3/MinIO endpoint host:port; empty keeps objects in <data-dir>/objects")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", c.S3AccessKey, "S3 access key")
 	fs.StringVar(&c.S3SecretKey, "s3-secret-key", c.S3SecretKey, "S3 secret key")
@@ -223,6 +240,17 @@ func applyFile(fs *flag.FlagSet, path string) error {
 	return nil
 }
 
+// publicIPs lists --webrtc-public-ips.
+func (c Config) publicIPs() []string {
+	var out []string
+	for _, ip := range strings.Split(c.WebRTCPublicIPs, ",") {
+		if ip = strings.TrimSpace(ip); ip != "" {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
@@ -246,6 +274,28 @@ func (c Config) Validate() error {
 	}
 	if c.RTSPReadTimeout < time.Second {
 		return errors.New("rtsp-read-timeout: must be at least 1s")
+	}
+	for name, addr := range map[string]string{"webrtc-udp-addr": c.WebRTCUDPAddr, "webrtc-tcp-addr": c.WebRTCTCPAddr} {
+		if addr == "" {
+			continue
+		}
+		if err := validAddr(addr); err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	if c.WebRTCUDPAddr == "" && c.WebRTCTCPAddr == "" {
+		return errors.New("webrtc-udp-addr: live viewing needs --webrtc-udp-addr or --webrtc-tcp-addr")
+	}
+	for _, ip := range c.publicIPs() {
+		if net.ParseIP(ip) == nil {
+			return fmt.Errorf("webrtc-public-ips: %q is not an IP address", ip)
+		}
+	}
+	if _, err := live.ParseICEServers(strings.Split(c.WebRTCICE, ",")); err != nil {
+		return fmt.Errorf("webrtc-ice-servers: %v", err)
+	}
+	if c.LiveMaxSessions < 1 || c.LiveMaxPerUser < 1 {
+		return errors.New("live-max-sessions: --live-max-sessions and --live-max-per-user must be at least 1")
 	}
 	for name, addr := range map[string]string{"rtsp-addr": c.RTSPAddr, "http-addr": c.HTTPAddr} {
 		if err := validAddr(addr); err != nil {

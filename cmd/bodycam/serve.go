@@ -23,6 +23,8 @@ import (
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/keyring"
+	"github.com/bodycam/bodycam/live"
+	"github.com/bodycam/bodycam/media"
 	"github.com/bodycam/bodycam/password"
 	"github.com/bodycam/bodycam/storage"
 	"github.com/bodycam/bodycam/storage/dir"
@@ -88,14 +90,28 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		rtspTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	bus := events.NewBus()
+	iceServers, _ := live.ParseICEServers(strings.Split(cfg.WebRTCICE, ",")) // validated
+	relay, err := live.New(live.Options{
+		UDPAddr: cfg.WebRTCUDPAddr, TCPAddr: cfg.WebRTCTCPAddr, PublicIPs: cfg.publicIPs(), ICEServers: iceServers,
+		Loopback: loopbackOnly(cfg.HTTPAddr), MaxSessions: cfg.LiveMaxSessions, MaxPerUser: cfg.LiveMaxPerUser,
+		Transcoders: transcoders(), Audit: cat, Registry: reg, Log: log.With("component", "live"),
+	})
+	if err != nil {
+		return fmt.Errorf("webrtc-udp-addr: %v", err)
+	}
+	if cat.Dialect() == catalog.SQLite { // one node: nobody can be watching a server that was not running
+		if n, err := cat.EndOpenLiveViews(startCtx, time.Now(), "server stopped abnormally"); err == nil && n > 0 {
+			log.Warn("live viewing sessions left open by an abnormal stop were ended", "sessions", n)
+		}
+	}
 	rtsp := ingest.New(ingest.Options{
 		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
-		Events: bus, Registry: reg, Log: log.With("component", "ingest"),
+		Events: bus, Live: liveSink{relay}, Registry: reg, Log: log.With("component", "ingest"),
 	})
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
 	httpAPI := api.New(api.Options{
-		Catalog: cat, Store: store, Keys: keys, Live: rtsp, AdminToken: token, RTSPPort: rtspPort,
+		Catalog: cat, Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort,
 		Log: log.With("component", "api"), Registry: reg,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -108,9 +124,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
 	g.Go(func() error { return rtsp.Run(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
 	err = g.Wait()
 	log.Info("bodycam stopped")
 	return err
+}
+
+// liveSink hands ingest's live copies to the relay.
+type liveSink struct{ r *live.Relay }
+
+func (l liveSink) Start(device, recording string, tracks []media.Track) ingest.LiveFeed {
+	return l.r.Start(device, recording, tracks)
+}
+
+// loopbackOnly reports whether the HTTP API listens on loopback only (a
+// one-machine set-up or a test): the relay then offers loopback candidates.
+func loopbackOnly(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // openStore opens the object store the settings choose, with a description

@@ -100,7 +100,8 @@ func TestBadConfigurationExits(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--rtsp-addr", "127.0.0.1:0", "--rtsp-udp-addr", ""}, tc.args...)
+			args := append([]string{"serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--rtsp-addr", "127.0.0.1:0", "--rtsp-udp-addr", "",
+				"--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0"}, tc.args...)
 			code, stderr := runOnce(t, args...)
 			lines := strings.Split(strings.TrimSpace(stderr), "\n")
 			if code != tc.code || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
@@ -146,7 +147,8 @@ func start(t *testing.T, dataDir string, extra ...string) *server {
 	port, _ := testsvc.FreePort()
 	rtsp, _ := testsvc.FreePort()
 	args := append([]string{"serve", "--data-dir", dataDir, "--spool-min-free", "1MiB",
-		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp), "--rtsp-udp-addr", ""}, extra...)
+		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp), "--rtsp-udp-addr", "",
+		"--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0"}, extra...)
 	s := &server{t: t, cmd: exec.Command(binary, args...), url: "http://127.0.0.1:" + strconv.Itoa(port),
 		dataDir: dataDir, log: &syncBuffer{}, done: make(chan error, 1)}
 	s.cmd.Stderr = s.log

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/live"
+)
+
+// Relay is the live relay as the API drives it (WHEP).
+type Relay interface {
+	Offer(ctx context.Context, req live.OfferRequest) (live.Session, error)
+	Hangup(device, id, user string, admin bool) error
+	Viewers() []live.ViewerInfo
+}
+
+// LiveViews lists recorded viewing sessions (the catalog).
+type LiveViews interface {
+	LiveViews(ctx context.Context, f catalog.LiveViewFilter) ([]evidence.LiveView, error)
+}
+
+const maxSDP = 64 << 10
+
+// whepOffer takes a viewer's SDP offer and answers it (WHEP, RFC 9725):
+// 201 with the answer and the session's URL to DELETE when done.
+func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
+	if s.o.Relay == nil {
+		writeError(w, http.StatusServiceUnavailable, "live viewing is not enabled on this server")
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/sdp" {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/sdp (a WHEP offer)")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "SDP offer larger than 64 KiB")
+		return
+	}
+	device := r.PathValue("device")
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	sess, err := s.o.Relay.Offer(ctx, live.OfferRequest{Device: device, User: userOf(r), Remote: r.RemoteAddr,
+		UserAgent: r.UserAgent(), SDP: string(body)})
+	switch {
+	case errors.Is(err, live.ErrNotLive):
+		writeError(w, http.StatusNotFound, "device "+device+" is not live (unknown, or not publishing now)")
+		return
+	case errors.Is(err, live.ErrLimit):
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusTooManyRequests, err.Error())
+		return
+	case errors.Is(err, live.ErrBadOffer), errors.Is(err, live.ErrNoMedia):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, live.ErrAudit):
+		writeError(w, http.StatusServiceUnavailable, "live viewing is refused while it cannot be recorded for audit")
+		return
+	case err != nil:
+		s.o.Log.Error("live: offer failed", "device", device, "err", err)
+		writeError(w, http.StatusInternalServerError, "live: "+err.Error())
+		return
+	}
+	w.Header().Set("Location", "/api/v1/live/"+device+"/whep/"+sess.ID)
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("X-Bodycam-Recording", sess.RecordingID)
+	w.Header().Set("X-Bodycam-Video", sess.Video)
+	w.Header().Set("X-Bodycam-Audio", sess.Audio)
+	w.WriteHeader(http.StatusCreated)
+	io.WriteString(w, sess.Answer)
+}
+
+// whepDelete ends a viewing session.
+func (s *Server) whepDelete(w http.ResponseWriter, r *http.Request) {
+	if s.o.Relay == nil {
+		writeError(w, http.StatusNotFound, "no such viewing session")
+		return
+	}
+	if err := s.o.Relay.Hangup(r.PathValue("device"), r.PathValue("session"), userOf(r), isAdmin(r)); err != nil {
+		writeError(w, http.StatusNotFound, "no such viewing session")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+type liveViewJSON struct {
+	ID          string     `json:"id"`
+	DeviceID    string     `json:"device_id"`
+	RecordingID string     `json:"recording_id"`
+	User        string     `json:"user"`
+	RemoteAddr  string     `json:"remote_addr"`
+	UserAgent   string     `json:"user_agent"`
+	Video       string     `json:"video"`
+	Audio       string     `json:"audio"`
+	StartedAt   time.Time  `json:"started_at"`
+	EndedAt     *time.Time `json:"ended_at"`
+	EndReason   string     `json:"end_reason"`
+}
+
+// listLiveViews is the audit of live viewing: who watched what, when, from
+// where.
+func (s *Server) listLiveViews(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := catalog.LiveViewFilter{DeviceID: q.Get("device"), User: q.Get("user")}
+	var err error
+	if f.From, err = parseTime("from", q.Get("from")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if f.To, err = parseTime("to", q.Get("to")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	views, err := s.o.Catalog.LiveViews(r.Context(), f)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	items := make([]liveViewJSON, 0, len(views))
+	for _, v := range views {
+		j := liveViewJSON{ID: v.ID, DeviceID: v.DeviceID, RecordingID: v.RecordingID, User: v.User, RemoteAddr: v.RemoteAddr,
+			UserAgent: v.UserAgent, Video: v.Video, Audio: v.Audio, StartedAt: v.StartedAt, EndReason: v.EndReason}
+		if !v.EndedAt.IsZero() {
+			t := v.EndedAt
+			j.EndedAt = &t
+		}
+		items = append(items, j)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+type viewerJSON struct {
+	ID        string    `json:"id"`
+	DeviceID  string    `json:"device_id"`
+	User      string    `json:"user"`
+	Remote    string    `json:"remote_addr"`
+	Video     string    `json:"video"`
+	Audio     string    `json:"audio"`
+	StartedAt time.Time `json:"started_at"`
+	Connected bool      `json:"connected"`
+	Dropped   uint64    `json:"dropped_units"`
+}
+
+// listViewers lists the live viewing sessions in progress.
+func (s *Server) listViewers(w http.ResponseWriter, r *http.Request) {
+	items := []viewerJSON{}
+	if s.o.Relay != nil {
+		for _, v := range s.o.Relay.Viewers() {
+			items = append(items, viewerJSON{ID: v.ID, DeviceID: v.Device, User: v.User, Remote: v.Remote, Video: v.Video,
+				Audio: v.Audio, StartedAt: v.Started, Connected: v.Connected, Dropped: v.Dropped})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}

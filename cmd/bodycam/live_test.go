@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bodycam/bodycam/internal/whep"
+)
+
+// register adds a device and returns its RTSP password.
+func (s *server) register(token, id string) string {
+	s.t.Helper()
+	code, body := s.call("POST", "/api/v1/devices", token, `{"id":"`+id+`"}`)
+	if code != 201 {
+		s.t.Fatalf("register %s: %d %s", id, code, body)
+	}
+	var dev struct {
+		Password string `json:"rtsp_password"`
+	}
+	json.Unmarshal([]byte(body), &dev)
+	return dev.Password
+}
+
+// publishFFmpeg starts the real ffmpeg publishing a test pattern for the
+// given time with the given encoder arguments.
+func (s *server) publishFFmpeg(id, password string, seconds int, codecArgs ...string) *exec.Cmd {
+	s.t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", fmt.Sprint(seconds), "-pix_fmt", "yuv420p"}
+	args = append(args, codecArgs...)
+	args = append(args, "-f", "rtsp", "-rtsp_transport", "tcp", fmt.Sprintf("rtsp://%s:%s@%s/%s", id, password, s.arg("--rtsp-addr"), id))
+	cmd := exec.Command("ffmpeg", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s.waitLive(id)
+	return cmd
+}
+
+// waitLive waits until the device is listed as live.
+func (s *server) waitLive(id string) {
+	s.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, body := s.call("GET", "/api/v1/live", s.token(), ""); strings.Contains(body, `"device_id": "`+id+`"`) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("%s never went live:\n%s", id, s.log)
+}
+
+func (s *server) whepURL(device string) string { return s.url + "/api/v1/live/" + device + "/whep" }
+
+// waitFrames waits until v has received n frames.
+func waitFrames(t *testing.T, v *whep.Viewer, n int) whep.Stats {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := v.Stats(); st.Frames >= n {
+			return st
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("only %+v within 15s", v.Stats())
+	return whep.Stats{}
+}
+
+// A pion WHEP viewer watching the real ffmpeg publisher gets decodable
+// H.264 from a keyframe that carries its parameter sets, fast (the GOP is
+// kept, and keyframes are 2 s apart here), plus G.711 audio passed through.
+// The API refuses without a token (401), for an unknown or offline device
+// (404) and past the per-user limit (429); each session is audited.
+func TestLiveWHEP(t *testing.T) {
+	s := start(t, t.TempDir(), "--live-max-per-user", "2")
+	token := s.token()
+	pw := s.register(token, "cam-live")
+	s.register(token, "cam-off")
+	ff := s.publishFFmpeg("cam-live", pw, 20, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "60",
+		"-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1")
+	ctx := context.Background()
+
+	var se *whep.StatusError
+	if _, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{}); !errors.As(err, &se) || se.Code != 401 {
+		t.Fatalf("no token: %v, want 401", err)
+	}
+	for _, dev := range []string{"cam-off", "nobody"} {
+		if _, err := whep.Dial(ctx, s.whepURL(dev), whep.Options{Token: token}); !errors.As(err, &se) || se.Code != 404 {
+			t.Fatalf("%s: %v, want 404", dev, err)
+		}
+	}
+
+	time.Sleep(1500 * time.Millisecond) // join mid-GOP: the kept GOP must still start the picture at once
+	annex := filepath.Join(t.TempDir(), "live.h264")
+	f, _ := os.Create(annex)
+	v, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{Token: token, Annex: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitFrames(t, v, 90)
+	f.Close()
+	t.Logf("viewer: %+v", st)
+	if !st.FirstFrameHasParams {
+		t.Fatal("the first frame lacks SPS and PPS: a browser could not decode it")
+	}
+	if st.FirstKeyframe > time.Second {
+		t.Fatalf("first keyframe %v after the answer, want under 1 s", st.FirstKeyframe)
+	}
+	if video, audio := v.Codecs(); !strings.EqualFold(video, "video/H264") || !strings.EqualFold(audio, "audio/PCMU") {
+		t.Fatalf("codecs %s %s, want H264 and PCMU", video, audio)
+	}
+	if st.AudioPackets == 0 {
+		t.Fatal("no audio arrived")
+	}
+	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "h264", "-i", annex, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("received video does not decode cleanly: %v %s", err, out)
+	}
+	probe, _ := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+		"-of", "csv=p=0", annex).Output()
+	if got := strings.TrimSpace(string(probe)); got != "640,360" {
+		t.Fatalf("received size %q, want 640,360", got)
+	}
+
+	// The per-user limit: the second session is allowed, the third is not.
+	v2, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{Token: token}); !errors.As(err, &se) || se.Code != 429 {
+		t.Fatalf("third session: %v, want 429", err)
+	}
+	if err := v2.Close(); err != nil {
+		t.Fatalf("hang-up: %v", err)
+	}
+	if code, _ := s.call("DELETE", v2.Location().Path, token, ""); code != 404 {
+		t.Fatalf("hanging up twice: %d, want 404", code)
+	}
+
+	// The publisher stops: the remaining session ends with it.
+	ff.Process.Kill()
+	ff.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	var views struct {
+		Items []struct {
+			ID, User, Video, Audio, EndReason string
+			EndedAt                           *time.Time `json:"ended_at"`
+		} `json:"items"`
+	}
+	for {
+		_, body := s.call("GET", "/api/v1/live/views?device=cam-live", token, "")
+		views.Items = nil
+		json.Unmarshal([]byte(strings.ReplaceAll(body, "end_reason", "EndReason")), &views)
+		ended := 0
+		for _, it := range views.Items {
+			if it.EndedAt != nil {
+				ended++
+			}
+		}
+		if len(views.Items) == 2 && ended == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit of viewing sessions: %s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	reasons := views.Items[0].EndReason + "|" + views.Items[1].EndReason
+	if !strings.Contains(reasons, "viewer hung up") || !strings.Contains(reasons, "publisher stopped") {
+		t.Fatalf("end reasons %q", reasons)
+	}
+	for _, it := range views.Items {
+		if it.User != "admin" || it.Video != "H264" || it.Audio != "PCMU" {
+			t.Fatalf("audit entry %+v", it)
+		}
+	}
+	v.Close()
+	s.stop()
+}

@@ -1,0 +1,271 @@
+// Package whep is a small WHEP viewer built on pion: it offers to receive
+// video and audio, and reassembles H.264 frames so that tests and the live
+// benchmark can check and time what a browser would get.
+package whep
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+)
+
+// StatusError is a WHEP request the server refused.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("WHEP: HTTP %d: %s", e.Code, strings.TrimSpace(e.Body))
+}
+
+// Options of a viewer.
+type Options struct {
+	Token string
+	// H265 offers H.265 besides H.264.
+	H265 bool
+	// Annex receives every complete H.264 frame in Annex-B form (for a
+	// decoder), if set.
+	Annex io.Writer
+}
+
+// Viewer is one WHEP session.
+type Viewer struct {
+	pc       *webrtc.PeerConnection
+	location string
+	token    string
+	answered time.Time
+	Video    string // negotiated video mime type
+	Audio    string
+
+	mu    sync.Mutex
+	stats Stats
+	annex io.Writer
+}
+
+// Stats is what a viewer received.
+type Stats struct {
+	Frames, Keyframes int // complete video frames
+	VideoBytes        int
+	AudioPackets      int
+	// FirstKeyframe is the time from the answer to the first complete
+	// keyframe; zero until one came.
+	FirstKeyframe time.Duration
+	// FirstFrameHasParams: the first frame carried SPS and PPS.
+	FirstFrameHasParams bool
+	LastFrame           time.Time
+}
+
+// Dial offers to receive endpoint's stream and waits for the answer.
+func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	if o.H265 {
+		me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000}, PayloadType: 49}, webrtc.RTPCodecTypeVideo)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	v := &Viewer{pc: pc, token: o.Token, annex: o.Annex}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			pc.Close()
+			return nil, err
+		}
+	}
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if t.Kind() == webrtc.RTPCodecTypeVideo {
+			v.mu.Lock()
+			v.Video = t.Codec().MimeType
+			v.mu.Unlock()
+			v.readVideo(t)
+			return
+		}
+		v.mu.Lock()
+		v.Audio = t.Codec().MimeType
+		v.mu.Unlock()
+		for {
+			if _, _, err := t.ReadRTP(); err != nil {
+				return
+			}
+			v.mu.Lock()
+			v.stats.AudioPackets++
+			v.mu.Unlock()
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err == nil {
+		gathered := webrtc.GatheringCompletePromise(pc)
+		if err = pc.SetLocalDescription(offer); err == nil {
+			<-gathered
+		}
+	}
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", endpoint, strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	if o.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.Token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		pc.Close()
+		return nil, &StatusError{Code: resp.StatusCode, Body: string(body)}
+	}
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		pc.Close()
+		return nil, errors.New("WHEP: 201 without a Location")
+	}
+	v.location = loc.String()
+	v.answered = time.Now()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+// Location is the session's URL.
+func (v *Viewer) Location() *url.URL { u, _ := url.Parse(v.location); return u }
+
+// readVideo reassembles H.264 frames (marker bit ends one).
+func (v *Viewer) readVideo(t *webrtc.TrackRemote) {
+	var pkt codecs.H264Packet
+	var frame []byte
+	broken := false
+	var lastSeq uint16
+	first := true
+	for {
+		p, _, err := t.ReadRTP()
+		if err != nil {
+			return
+		}
+		if !first && p.SequenceNumber != lastSeq+1 {
+			broken = true // a lost packet: drop the frame
+		}
+		first, lastSeq = false, p.SequenceNumber
+		if !strings.EqualFold(t.Codec().MimeType, webrtc.MimeTypeH264) {
+			v.count(p, nil)
+			continue
+		}
+		nal, err := pkt.Unmarshal(p.Payload)
+		if err != nil {
+			broken = true
+		}
+		frame = append(frame, nal...)
+		if !p.Marker {
+			continue
+		}
+		if !broken {
+			v.count(p, frame)
+		}
+		frame, broken = frame[:0], false
+	}
+}
+
+func (v *Viewer) count(p *rtp.Packet, frame []byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if frame == nil { // not H.264: count packets with the marker as frames
+		if p.Marker {
+			v.stats.Frames++
+		}
+		v.stats.VideoBytes += len(p.Payload)
+		return
+	}
+	types := nalTypes(frame)
+	key := types[5]
+	if v.stats.Frames == 0 && v.stats.Keyframes == 0 && !key {
+		return // a decoder needs a keyframe first: what precedes it is useless
+	}
+	if v.stats.Frames == 0 {
+		v.stats.FirstFrameHasParams = types[7] && types[8]
+		v.stats.FirstKeyframe = time.Since(v.answered)
+	}
+	v.stats.Frames++
+	if key {
+		v.stats.Keyframes++
+	}
+	v.stats.VideoBytes += len(frame)
+	v.stats.LastFrame = time.Now()
+	if v.annex != nil {
+		v.annex.Write(frame)
+	}
+}
+
+// nalTypes lists the NAL unit types of an Annex-B frame.
+func nalTypes(frame []byte) map[int]bool {
+	out := map[int]bool{}
+	for _, n := range bytes.Split(frame, []byte{0, 0, 1}) {
+		n = bytes.TrimRight(n, "\x00")
+		if len(n) > 0 {
+			out[int(n[0]&0x1f)] = true
+		}
+	}
+	return out
+}
+
+// Stats returns what was received so far.
+func (v *Viewer) Stats() Stats {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.stats
+}
+
+// Codecs returns the negotiated video and audio mime types, once tracks came.
+func (v *Viewer) Codecs() (video, audio string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.Video, v.Audio
+}
+
+// Close hangs up (WHEP DELETE) and closes the connection.
+func (v *Viewer) Close() error {
+	req, _ := http.NewRequest("DELETE", v.location, nil)
+	if v.token != "" {
+		req.Header.Set("Authorization", "Bearer "+v.token)
+	}
+	var err error
+	if resp, derr := http.DefaultClient.Do(req); derr != nil {
+		err = derr
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			err = &StatusError{Code: resp.StatusCode}
+		}
+	}
+	v.pc.Close()
+	return err
+}

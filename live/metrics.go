@@ -1,0 +1,61 @@
+package live
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	streams     prometheus.Gauge
+	sessions    prometheus.Gauge
+	transcoders prometheus.Gauge
+	started     prometheus.Counter
+	refused     *prometheus.CounterVec
+	units       prometheus.Counter
+	sent        *prometheus.CounterVec
+	dropped     *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	delay       prometheus.Histogram
+	firstFrame  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bodycam_live_streams", Help: "Publishers whose live stream can be watched.",
+		}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bodycam_live_sessions", Help: "Live viewing sessions in progress.",
+		}),
+		transcoders: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bodycam_live_transcoders", Help: "Live transcoders running (only while someone watches their output).",
+		}),
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bodycam_live_sessions_started_total", Help: "Live viewing sessions accepted.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bodycam_live_sessions_refused_total", Help: "Live viewing sessions refused, by reason.",
+		}, []string{"reason"}),
+		units: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bodycam_live_units_total", Help: "Access units received from publishers for live viewing.",
+		}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bodycam_live_sent_units_total", Help: "Access units sent to viewers, by kind.",
+		}, []string{"kind"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bodycam_live_dropped_units_total", Help: "Access units a slow viewer or transcoder lost (never slowing ingest or others).",
+		}, []string{"who"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bodycam_live_errors_total", Help: "Live relay errors by kind.",
+		}, []string{"kind"}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bodycam_live_send_delay_seconds",
+			Help:    "Time from ingest receiving an access unit to the relay sending it to a viewer.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
+		}),
+		firstFrame: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bodycam_live_first_frame_seconds",
+			Help:    "Time from a viewer's connection to its first keyframe sent.",
+			Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5},
+		}),
+	}
+	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.dropped, m.errors, m.delay, m.firstFrame)
+	return m
+}

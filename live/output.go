@@ -1,0 +1,233 @@
+package live
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/bodycam/bodycam/media"
+)
+
+// Bounds of the GOP kept for fast start. A stream whose keyframes are
+// further apart than this keeps nothing, and new viewers wait for the next
+// keyframe.
+const (
+	maxGOPUnits = 600
+	maxGOPBytes = 16 << 20
+	maxGOPAge   = 10 * time.Second
+)
+
+// item is one unit on its way to a subscriber; burst marks units from the
+// GOP kept for fast start, which are already old.
+type item struct {
+	out   *output
+	unit  media.Unit
+	burst bool
+}
+
+// subscriber is whoever reads an output's units: a viewer or a
+// transcoder. Its channel is shared by the outputs it subscribes to.
+type subscriber struct {
+	ch      chan item
+	dropped func(n int) // counts units lost to a full channel
+}
+
+func newSubscriber(size int, dropped func(int)) *subscriber {
+	return &subscriber{ch: make(chan item, size), dropped: dropped}
+}
+
+// output is one elementary stream as subscribers get it (a publisher's
+// track, or a transcoder's output): it keeps the current GOP of video and
+// fans units out without ever waiting for a subscriber. A subscriber that
+// cannot keep up loses units (counted), and its video resumes at the next
+// keyframe, so what it shows is never corrupt and nobody else slows down.
+type output struct {
+	track media.Track
+
+	mu       sync.Mutex
+	gop      []media.Unit
+	gopBytes int
+	caching  bool
+	params   [][]byte // video: the latest parameter sets
+	reorder  bool     // video: B-frames seen (DTS differs from PTS)
+	// subs maps each subscriber to whether its video is skipped up to the
+	// next keyframe (it joined with no GOP, or lost units).
+	subs   map[*subscriber]bool
+	closed bool
+	// onIdle runs (without the lock) when the last subscriber leaves.
+	onIdle func()
+}
+
+func newOutput(t media.Track) *output {
+	return &output{track: t, params: t.Params, subs: map[*subscriber]bool{}}
+}
+
+// write takes one unit and passes it to every subscriber.
+func (o *output) write(u media.Unit) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	if o.track.Codec.Video() {
+		u = o.withParams(u)
+		if u.PTS != u.DTS {
+			o.reorder = true
+		}
+		o.keep(u)
+	}
+	for s := range o.subs {
+		o.send(s, u, false)
+	}
+}
+
+// send hands u to s unless s is waiting for a keyframe or full; the lock
+// is held.
+func (o *output) send(s *subscriber, u media.Unit, burst bool) {
+	video := o.track.Codec.Video()
+	if video && o.subs[s] {
+		if !u.Keyframe {
+			return
+		}
+		o.subs[s] = false
+	}
+	select {
+	case s.ch <- item{out: o, unit: u, burst: burst}:
+	default:
+		s.dropped(1)
+		if video {
+			o.subs[s] = true
+		}
+	}
+}
+
+// keep maintains the GOP from the last keyframe; the lock is held.
+func (o *output) keep(u media.Unit) {
+	if u.Keyframe {
+		o.gop, o.gopBytes, o.caching = o.gop[:0], 0, true
+	}
+	if !o.caching {
+		return
+	}
+	size := 0
+	for _, n := range u.NALUs {
+		size += len(n)
+	}
+	if len(o.gop) >= maxGOPUnits || o.gopBytes+size > maxGOPBytes ||
+		(len(o.gop) > 0 && time.Duration(u.PTS-o.gop[0].PTS)*time.Second/time.Duration(o.track.ClockRate) > maxGOPAge) {
+		o.gop, o.gopBytes, o.caching = nil, 0, false
+		return
+	}
+	o.gop = append(o.gop, u)
+	o.gopBytes += size
+}
+
+// withParams keeps the parameter sets up to date from in-band ones and puts
+// them in front of keyframes that lack them: browsers ignore the SDP's, so
+// each keyframe must carry its own. The lock is held.
+func (o *output) withParams(u media.Unit) media.Unit {
+	kinds := paramKinds(o.track.Codec)
+	var have uint64 // bit per NAL unit type
+	for _, n := range u.NALUs {
+		if k := nalType(o.track.Codec, n); kinds[k] {
+			have |= 1 << k
+			o.setParam(k, n)
+		}
+	}
+	if !u.Keyframe || len(o.params) == 0 {
+		return u
+	}
+	nalus := make([][]byte, 0, len(o.params)+len(u.NALUs))
+	for _, p := range o.params {
+		if k := nalType(o.track.Codec, p); k >= 0 && have&(1<<k) == 0 {
+			nalus = append(nalus, p)
+		}
+	}
+	u.NALUs = append(nalus, u.NALUs...)
+	return u
+}
+
+func (o *output) setParam(kind int, n []byte) {
+	for i, p := range o.params {
+		if nalType(o.track.Codec, p) == kind {
+			if !bytes.Equal(p, n) {
+				o.params = append([][]byte(nil), o.params...)
+				o.params[i] = n
+			}
+			return
+		}
+	}
+	o.params = append(append([][]byte(nil), o.params...), n)
+}
+
+// subscribe adds s. It gets the current GOP first (burst), so its picture
+// starts at once; without one, its video starts at the next keyframe.
+func (o *output) subscribe(s *subscriber) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.subs[s] = o.track.Codec.Video() && len(o.gop) == 0
+	for _, u := range o.gop {
+		o.send(s, u, true)
+	}
+	return true
+}
+
+func (o *output) unsubscribe(s *subscriber) {
+	o.mu.Lock()
+	_, was := o.subs[s]
+	delete(o.subs, s)
+	idle := was && len(o.subs) == 0 && o.onIdle != nil
+	o.mu.Unlock()
+	if idle {
+		o.onIdle()
+	}
+}
+
+// currentParams returns the latest parameter sets.
+func (o *output) currentParams() [][]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.params
+}
+
+// hasReorder reports whether B-frames have been seen.
+func (o *output) hasReorder() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reorder
+}
+
+func (o *output) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.subs = map[*subscriber]bool{}
+	o.gop = nil
+	o.mu.Unlock()
+}
+
+// nalType is a NAL unit's type.
+func nalType(c media.Codec, n []byte) int {
+	if len(n) == 0 {
+		return -1
+	}
+	if c == media.H265 {
+		return int(n[0]>>1) & 0x3f
+	}
+	return int(n[0] & 0x1f)
+}
+
+// paramKinds are the NAL unit types of a codec's parameter sets.
+func paramKinds(c media.Codec) map[int]bool {
+	if c == media.H265 {
+		return h265Params
+	}
+	return h264Params
+}
+
+var (
+	h264Params = map[int]bool{7: true, 8: true}             // SPS, PPS
+	h265Params = map[int]bool{32: true, 33: true, 34: true} // VPS, SPS, PPS
+)
