@@ -52,14 +52,22 @@ type output struct {
 	reorder  bool     // video: B-frames seen (DTS differs from PTS)
 	// subs maps each subscriber to whether its video is skipped up to the
 	// next keyframe (it joined with no GOP, or lost units).
-	subs   map[*subscriber]bool
+	subs   map[*subscriber]wait
 	closed bool
 	// onIdle runs (without the lock) when the last subscriber leaves.
 	onIdle func()
 }
 
+type wait uint8
+
+const (
+	flowing wait = iota
+	joining      // no GOP when it joined
+	lost         // it lost units
+)
+
 func newOutput(t media.Track) *output {
-	return &output{track: t, params: t.Params, subs: map[*subscriber]bool{}}
+	return &output{track: t, params: t.Params, subs: map[*subscriber]wait{}}
 }
 
 // write takes one unit and passes it to every subscriber.
@@ -85,18 +93,21 @@ func (o *output) write(u media.Unit) {
 // is held.
 func (o *output) send(s *subscriber, u media.Unit, burst bool) {
 	video := o.track.Codec.Video()
-	if video && o.subs[s] {
+	if w := o.subs[s]; video && w != flowing {
 		if !u.Keyframe {
+			if w == lost {
+				s.dropped(1)
+			}
 			return
 		}
-		o.subs[s] = false
+		o.subs[s] = flowing
 	}
 	select {
 	case s.ch <- item{out: o, unit: u, burst: burst}:
 	default:
 		s.dropped(1)
 		if video {
-			o.subs[s] = true
+			o.subs[s] = lost
 		}
 	}
 }
@@ -168,7 +179,10 @@ func (o *output) subscribe(s *subscriber) bool {
 	if o.closed {
 		return false
 	}
-	o.subs[s] = o.track.Codec.Video() && len(o.gop) == 0
+	o.subs[s] = flowing
+	if o.track.Codec.Video() && len(o.gop) == 0 {
+		o.subs[s] = joining
+	}
 	for _, u := range o.gop {
 		o.send(s, u, true)
 	}
@@ -203,7 +217,7 @@ func (o *output) hasReorder() bool {
 func (o *output) close() {
 	o.mu.Lock()
 	o.closed = true
-	o.subs = map[*subscriber]bool{}
+	o.subs = map[*subscriber]wait{}
 	o.gop = nil
 	o.mu.Unlock()
 }

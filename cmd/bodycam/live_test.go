@@ -190,3 +190,70 @@ func TestLiveWHEP(t *testing.T) {
 	v.Close()
 	s.stop()
 }
+
+// What browsers cannot play as sent is converted for live viewing only:
+// H.264 with B-frames to H.264 without, AAC to Opus; H.265 passes through
+// to a viewer that takes it and is converted for one that does not. The
+// recording itself is untouched (its own tests check the originals).
+func TestLiveTranscoded(t *testing.T) {
+	s := start(t, t.TempDir())
+	token := s.token()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		codecArgs []string
+		h265      bool   // the viewer offers H.265
+		video     string // negotiated
+		desc      string // what the server says it sends
+	}{
+		{"h264-bframes", []string{"-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "30", "-c:a", "aac"}, false, "video/H264", "H264 (transcoded: B-frames removed)"},
+		{"h265", []string{"-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=30", "-c:a", "aac"}, false, "video/H264", "H264 (transcoded: from H265)"},
+		{"h265-viewer", []string{"-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=30", "-c:a", "aac"}, true, "video/H265", "H265"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "cam-" + tc.name
+			pw := s.register(token, id)
+			ff := s.publishFFmpeg(id, pw, 15, tc.codecArgs...)
+			time.Sleep(2 * time.Second) // B-frames seen, GOP kept
+			annex := filepath.Join(t.TempDir(), "live.h264")
+			f, _ := os.Create(annex)
+			v, err := whep.Dial(ctx, s.whepURL(id), whep.Options{Token: token, H265: tc.h265, Annex: f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := waitFrames(t, v, 60)
+			f.Close()
+			t.Logf("viewer: %+v", st)
+			video, audio := v.Codecs()
+			if !strings.EqualFold(video, tc.video) || !strings.EqualFold(audio, "audio/opus") {
+				t.Fatalf("codecs %s %s, want %s and Opus", video, audio, tc.video)
+			}
+			if st.AudioPackets == 0 {
+				t.Fatal("no audio arrived")
+			}
+			v.Close()
+			if tc.video == "video/H264" {
+				if !st.FirstFrameHasParams {
+					t.Fatal("the first frame lacks SPS and PPS")
+				}
+				out, err := exec.Command("ffmpeg", "-v", "error", "-f", "h264", "-i", annex, "-f", "null", "-").CombinedOutput()
+				if err != nil || len(bytes.TrimSpace(out)) > 0 {
+					t.Fatalf("received video does not decode cleanly: %v %s", err, out)
+				}
+				// No B-frames reach the browser.
+				out, _ = exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pict_type",
+					"-of", "csv=p=0", annex).Output()
+				if strings.Contains(string(out), "B") || !strings.Contains(string(out), "I") {
+					t.Fatalf("picture types of the received video: %q", strings.Join(strings.Fields(string(out)), ""))
+				}
+			}
+			_, body := s.call("GET", "/api/v1/live/views?device="+id, token, "")
+			if !strings.Contains(body, `"video": "`+tc.desc+`"`) || !strings.Contains(body, `"audio": "Opus (transcoded from AAC)"`) {
+				t.Fatalf("audit entry does not say what was sent (%s): %s", tc.desc, body)
+			}
+			ff.Process.Kill()
+			ff.Wait()
+		})
+	}
+	s.stop()
+}

@@ -1,6 +1,16 @@
 package main
 
-import "github.com/bodycam/bodycam/live"
+import (
+	"github.com/bodycam/bodycam/live"
+	"github.com/bodycam/bodycam/media"
+	"github.com/bodycam/bodycam/transcode"
+)
 
-// transcoders are the live relay's converters; see transcode.go.
-func transcoders() live.Transcoders { return live.Transcoders{} }
+// transcoders are the live relay's converters (FFmpeg, through transcode/):
+// AAC to Opus, and H.265 or B-frame H.264 to H.264 browsers play.
+func transcoders() live.Transcoders {
+	return live.Transcoders{
+		Audio: func(in media.Track) (live.Transcoder, error) { return transcode.NewAudio(in) },
+		Video: func(in media.Track) (live.Transcoder, error) { return transcode.NewVideo(in) },
+	}
+}

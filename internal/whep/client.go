@@ -70,12 +70,29 @@ type Stats struct {
 
 // Dial offers to receive endpoint's stream and waits for the answer.
 func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
+	// What a browser offers: H.264 in several profiles, Opus, G.711; H.265
+	// only when asked (as only some browsers do).
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
+	codecs := []struct {
+		c    webrtc.RTPCodecCapability
+		pt   webrtc.PayloadType
+		kind webrtc.RTPCodecType
+	}{
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, 102, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f"}, 104, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f"}, 106, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, 111, webrtc.RTPCodecTypeAudio},
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, 0, webrtc.RTPCodecTypeAudio},
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, 8, webrtc.RTPCodecTypeAudio},
 	}
 	if o.H265 {
-		me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000}, PayloadType: 49}, webrtc.RTPCodecTypeVideo)
+		codecs = append(codecs, codecs[0])
+		codecs[len(codecs)-1].c, codecs[len(codecs)-1].pt = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000}, 49
+	}
+	for _, c := range codecs {
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c.c, PayloadType: c.pt}, c.kind); err != nil {
+			return nil, err
+		}
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
