@@ -26,14 +26,21 @@ type ClipSpec struct {
 	FPS           int
 	VideoBitrate  string // e.g. "4M"
 	Seconds       int
+	// BFrames is the most consecutive B-frames; -1 leaves it to the
+	// encoder (x264's High profile uses them, as many cameras do).
+	BFrames int
 }
 
 // DefaultClip is 720p30 at about 4 Mbit/s with AAC, 10 s, keyframe every second.
-var DefaultClip = ClipSpec{Width: 1280, Height: 720, FPS: 30, VideoBitrate: "4M", Seconds: 10}
+var DefaultClip = ClipSpec{Width: 1280, Height: 720, FPS: 30, VideoBitrate: "4M", Seconds: 10, BFrames: -1}
 
 // EnsureClip encodes the clip with ffmpeg into dir once and returns its path.
 func EnsureClip(ctx context.Context, dir string, s ClipSpec) (string, error) {
-	path := filepath.Join(dir, fmt.Sprintf("sim-clip-%dx%d-%d-%s-%ds.ts", s.Width, s.Height, s.FPS, s.VideoBitrate, s.Seconds))
+	bf := ""
+	if s.BFrames >= 0 {
+		bf = fmt.Sprintf("-bf%d", s.BFrames)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("sim-clip-%dx%d-%d-%s-%ds%s.ts", s.Width, s.Height, s.FPS, s.VideoBitrate, s.Seconds, bf))
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
@@ -51,6 +58,9 @@ func EnsureClip(ctx context.Context, dir string, s ClipSpec) (string, error) {
 		"-g", fmt.Sprint(s.FPS), "-keyint_min", fmt.Sprint(s.FPS), "-sc_threshold", "0",
 		"-c:a", "aac", "-b:a", "64k", "-ac", "1",
 		"-f", "mpegts", tmp}
+	if s.BFrames >= 0 {
+		args = append(args[:len(args)-3], append([]string{"-bf", fmt.Sprint(s.BFrames)}, args[len(args)-3:]...)...)
+	}
 	if out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("encode clip with ffmpeg: %v: %s", err, out)

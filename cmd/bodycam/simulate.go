@@ -36,6 +36,7 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 	fps := fs.Int("fps", 30, "frames per second")
 	bitrate := fs.String("bitrate", "4M", "video bitrate")
 	caseID := fs.String("case", "", "publish with ?case=<id>")
+	bframes := fs.Int("bframes", -1, "clip mode: at most this many consecutive B-frames (0: none; -1: the encoder's default, which uses them)")
 	stagger := fs.Duration("stagger", 4*time.Second, "spread the recorders' starts over this long (real recorders do not start on the same frame)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -44,7 +45,7 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 		return flagError(err)
 	}
 	spec := simulate.DefaultClip
-	spec.FPS, spec.VideoBitrate = *fps, *bitrate
+	spec.FPS, spec.VideoBitrate, spec.BFrames = *fps, *bitrate, *bframes
 	if _, err := fmt.Sscanf(*size, "%dx%d", &spec.Width, &spec.Height); err != nil {
 		return fmt.Errorf("size: want WIDTHxHEIGHT, got %q", *size)
 	}
