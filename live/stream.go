@@ -3,6 +3,7 @@ package live
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bodycam/bodycam/media"
@@ -131,7 +132,14 @@ type derived struct {
 	mu   sync.Mutex
 	quit chan struct{}
 	done chan struct{}
+	// wantKey: a viewer lost pictures (PLI); the next output should be a
+	// keyframe if the transcoder can do that.
+	wantKey atomic.Bool
 }
+
+// keyframeRequester is a transcoder that can make its next output a
+// keyframe.
+type keyframeRequester interface{ RequestKeyframe() }
 
 // start runs the transcoder unless it is running. It subscribes to the
 // source like a viewer, so it begins with the source's GOP.
@@ -200,6 +208,9 @@ func (d *derived) run(quit, done chan struct{}) {
 			d.out.resetGOP()
 			return
 		case it := <-sub.ch:
+			if kr, ok := tc.(keyframeRequester); ok && d.wantKey.Swap(false) {
+				kr.RequestKeyframe()
+			}
 			units, err := tc.Transcode(it.unit)
 			if err != nil {
 				failures++

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -193,11 +194,30 @@ func (v *viewer) addTrack(kind string, out *output, c webrtc.RTPCodecCapability)
 	if err != nil {
 		return fmt.Errorf("live: add %s track: %w", kind, err)
 	}
+	var d *derived
+	for _, dd := range v.derived {
+		if dd.out == out {
+			d = dd
+		}
+	}
 	go func() { // RTCP: NACKs and receiver reports feed the interceptors
-		buf := make([]byte, 1500)
+		var last time.Time
 		for {
-			if _, _, err := sender.Read(buf); err != nil {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
 				return
+			}
+			if d == nil || time.Since(last) < time.Second {
+				continue
+			}
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					// A camera's keyframes come when they come; a
+					// transcoder's can come now, for everyone watching it.
+					d.wantKey.Store(true)
+					last = time.Now()
+				}
 			}
 		}
 	}()

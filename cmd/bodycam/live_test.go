@@ -257,3 +257,39 @@ func TestLiveTranscoded(t *testing.T) {
 	}
 	s.stop()
 }
+
+// ICE over TCP carries a viewer whose UDP is blocked; configured public IPs
+// replace the host's own in the candidates (1:1 NAT).
+func TestLiveNetworkOptions(t *testing.T) {
+	ctx := context.Background()
+	s := start(t, t.TempDir(), "--webrtc-udp-addr", "")
+	token := s.token()
+	pw := s.register(token, "cam-tcp")
+	s.publishFFmpeg("cam-tcp", pw, 15, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "30", "-an")
+	v, err := whep.Dial(ctx, s.whepURL("cam-tcp"), whep.Options{Token: token, TCPOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(v.Answer, " tcp ") || strings.Contains(strings.ToLower(v.Answer), " udp ") {
+		t.Fatalf("answer of a TCP-only relay:\n%s", v.Answer)
+	}
+	st := waitFrames(t, v, 30)
+	if !st.FirstFrameHasParams {
+		t.Fatal("first frame over ICE-TCP lacks its parameter sets")
+	}
+	v.Close()
+	s.stop()
+
+	s2 := start(t, t.TempDir(), "--webrtc-public-ips", "203.0.113.7")
+	token = s2.token()
+	pw = s2.register(token, "cam-nat")
+	s2.publishFFmpeg("cam-nat", pw, 10, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "30", "-an")
+	v, err = whep.Dial(ctx, s2.whepURL("cam-nat"), whep.Options{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if !strings.Contains(v.Answer, " 203.0.113.7 ") {
+		t.Fatalf("answer does not announce the public IP:\n%s", v.Answer)
+	}
+}

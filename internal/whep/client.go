@@ -39,6 +39,9 @@ type Options struct {
 	// Annex receives every complete H.264 frame in Annex-B form (for a
 	// decoder), if set.
 	Annex io.Writer
+	// TCPOnly gathers and uses ICE-TCP candidates only, as a viewer behind
+	// a firewall that blocks UDP.
+	TCPOnly bool
 }
 
 // Viewer is one WHEP session.
@@ -47,6 +50,7 @@ type Viewer struct {
 	location string
 	token    string
 	answered time.Time
+	Answer   string // the server's SDP answer
 	Video    string // negotiated video mime type
 	Audio    string
 
@@ -101,6 +105,9 @@ func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	if o.TCPOnly {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -167,6 +174,7 @@ func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	}
 	v.location = loc.String()
 	v.answered = time.Now()
+	v.Answer = string(body)
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
 		v.Close()
 		return nil, err
