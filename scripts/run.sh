@@ -21,6 +21,7 @@ sleep 6
 cat <<TXT
 
 bodycam is recording simulated recorder sim-1. Look at:
+  the console:   http://$HTTP/  (sign in with the token in $DATA/admin-token; watch sim-1 live)
   who is live:   curl -s -H 'Authorization: Bearer $TOKEN' http://$HTTP/api/v1/live
   recordings:    curl -s -H 'Authorization: Bearer $TOKEN' 'http://$HTTP/api/v1/recordings?device=sim-1'
   one recording: curl -s -H 'Authorization: Bearer $TOKEN' http://$HTTP/api/v1/recordings/<id>
