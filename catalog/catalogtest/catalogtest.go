@@ -35,6 +35,8 @@ func Run(t *testing.T, open Opener) {
 		{"GapsAndManifest", testGapsAndManifest},
 		{"TimesRoundTrip", testTimes},
 		{"LiveViews", testLiveViews},
+		{"Users", testUsers},
+		{"SessionsAndTokens", testSessionsAndTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -475,5 +477,144 @@ func testLiveViews(t *testing.T, c *catalog.Catalog) {
 	}
 	if got, _ := c.LiveView(ctx, "v2"); got.EndReason != "server restarted" || got.EndedAt.IsZero() {
 		t.Fatalf("v2 after EndOpenLiveViews: %+v", got)
+	}
+}
+
+func user(id string, role evidence.Role) evidence.User {
+	return evidence.User{ID: id, Name: "Name " + id, Role: role, Unit: "unit-3", BadgeNumber: "B-" + id, Agency: "City Enforcement",
+		CertToken: "cert-" + id, CertValidUntil: t0.Add(365 * 24 * time.Hour), PasswordHash: "hash-" + id, CreatedAt: t0}
+}
+
+func testUsers(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	if err := c.CreateUser(ctx, user("Bad Id", evidence.RoleOfficer)); !errors.Is(err, evidence.ErrInvalidID) {
+		t.Fatalf("bad id: %v", err)
+	}
+	if err := c.CreateUser(ctx, user("x", "janitor")); err == nil {
+		t.Fatal("unknown role accepted")
+	}
+	for _, u := range []evidence.User{user("o-1", evidence.RoleOfficer), user("s-1", evidence.RoleSupervisor), user("a-1", evidence.RoleAuditor)} {
+		if err := c.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CreateUser(ctx, user("o-1", evidence.RoleOfficer)); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	dupCert := user("o-2", evidence.RoleOfficer)
+	dupCert.CertToken = "cert-o-1"
+	if err := c.CreateUser(ctx, dupCert); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate certificate token: %v", err)
+	}
+	got, err := c.User(ctx, "o-1")
+	if want := user("o-1", evidence.RoleOfficer); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("User = %+v, %v; want %+v", got, err, want)
+	}
+	if got, err := c.UserByCertToken(ctx, "cert-s-1"); err != nil || got.ID != "s-1" {
+		t.Fatalf("UserByCertToken = %+v, %v", got, err)
+	}
+	if _, err := c.UserByCertToken(ctx, "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("unknown certificate: %v", err)
+	}
+	all, err := c.Users(ctx)
+	if err != nil || len(all) != 3 || all[0].ID != "a-1" {
+		t.Fatalf("Users = %+v, %v", all, err)
+	}
+	// Three failures in a row lock the user out and restart the count.
+	for i := 1; i <= 3; i++ {
+		u, err := c.LoginFailed(ctx, "o-1", t0, 3, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 && (u.FailedLogins != i || !u.LockedUntil.IsZero()) {
+			t.Fatalf("after %d failures: %+v", i, u)
+		}
+		if i == 3 && (u.FailedLogins != 0 || !u.LockedUntil.Equal(t0.Add(15*time.Minute))) {
+			t.Fatalf("after 3 failures: failed %d locked until %v", u.FailedLogins, u.LockedUntil)
+		}
+	}
+	if u, _ := c.User(ctx, "o-1"); !u.LockedUntil.Equal(t0.Add(15 * time.Minute)) {
+		t.Fatalf("lock-out not stored: %v", u.LockedUntil)
+	}
+	if err := c.SetPassword(ctx, "o-1", "new-hash"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := c.User(ctx, "o-1"); u.PasswordHash != "new-hash" || !u.LockedUntil.IsZero() {
+		t.Fatalf("after a new password: %+v", u)
+	}
+	c.LoginFailed(ctx, "o-1", t0, 3, time.Minute)
+	if err := c.LoginSucceeded(ctx, "o-1"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := c.User(ctx, "o-1"); u.FailedLogins != 0 {
+		t.Fatalf("failures after a success: %d", u.FailedLogins)
+	}
+	if err := c.SetCertificate(ctx, "o-1", t0.Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetUserDisabled(ctx, "o-1", true); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := c.User(ctx, "o-1"); !u.CertRevoked || !u.CertValidUntil.Equal(t0.Add(time.Hour)) || !u.Disabled {
+		t.Fatalf("certificate and disable: %+v", u)
+	}
+	if err := c.SetPassword(ctx, "ghost", "x"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("password of a missing user: %v", err)
+	}
+	if _, err := c.LoginFailed(ctx, "ghost", t0, 3, time.Minute); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("failure of a missing user: %v", err)
+	}
+}
+
+func testSessionsAndTokens(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	if err := c.CreateUser(ctx, user("s-1", evidence.RoleSupervisor)); err != nil {
+		t.Fatal(err)
+	}
+	sess := evidence.Session{TokenHash: "h1", UserID: "s-1", RemoteAddr: "10.0.0.9:1234", CreatedAt: t0, ExpiresAt: t0.Add(12 * time.Hour)}
+	if err := c.CreateSession(ctx, evidence.Session{TokenHash: "h0", UserID: "ghost", CreatedAt: t0, ExpiresAt: t0}); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("session of a missing user: %v", err)
+	}
+	if err := c.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	c.CreateSession(ctx, evidence.Session{TokenHash: "h2", UserID: "s-1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+	if got, err := c.Session(ctx, "h1"); err != nil || !reflect.DeepEqual(got, sess) {
+		t.Fatalf("Session = %+v, %v", got, err)
+	}
+	if err := c.DeleteSession(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Session(ctx, "h1"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("deleted session: %v", err)
+	}
+	if err := c.DeleteUserSessions(ctx, "s-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Session(ctx, "h2"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("session after DeleteUserSessions: %v", err)
+	}
+	tok := evidence.APIToken{ID: "t1", TokenHash: "th1", UserID: "s-1", Name: "nightly export", CreatedAt: t0}
+	if err := c.CreateAPIToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateAPIToken(ctx, evidence.APIToken{ID: "t2", TokenHash: "th1", UserID: "s-1", CreatedAt: t0}); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate token hash: %v", err)
+	}
+	if got, err := c.APITokenByHash(ctx, "th1"); err != nil || !reflect.DeepEqual(got, tok) {
+		t.Fatalf("APITokenByHash = %+v, %v", got, err)
+	}
+	if err := c.RevokeAPIToken(ctx, "t1", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RevokeAPIToken(ctx, "t1", t0.Add(time.Hour)); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	if err := c.RevokeAPIToken(ctx, "nope", t0); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("revoking a missing token: %v", err)
+	}
+	list, err := c.APITokens(ctx, "s-1")
+	if err != nil || len(list) != 1 || !list[0].RevokedAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("APITokens = %+v, %v", list, err)
 	}
 }
