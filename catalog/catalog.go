@@ -369,3 +369,7 @@ func fromNullMicros(n sql.NullInt64) time.Time {
 	}
 	return fromMicros(n.Int64)
 }
+
+// DB is the database under the catalog, for tests that must reach beneath
+// it (tamper tests edit rows as an intruder with database access would).
+func (c *Catalog) DB() *sql.DB { return c.db }
