@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"Users", testUsers},
 		{"SessionsAndTokens", testSessionsAndTokens},
 		{"Custody", testCustody},
+		{"CasesAndLinks", testCasesAndLinks},
 		{"CustodyConcurrent", testCustodyConcurrent},
 	}
 	for _, tc := range tests {
@@ -725,5 +726,79 @@ func testCustodyConcurrent(t *testing.T, c *catalog.Catalog) {
 	}
 	if n, err := c.VerifyLedger(ctx, key); err != nil || n != 100 {
 		t.Fatalf("after concurrent appends: %d, %v", n, err)
+	}
+}
+
+func testCasesAndLinks(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	for _, u := range []evidence.User{user("o-1", evidence.RoleOfficer), user("o-2", evidence.RoleOfficer), user("s-1", evidence.RoleSupervisor)} {
+		if err := c.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := evidence.Case{ID: "C-17", Title: "Unlicensed street vending", Officer: "o-1", Unit: "unit-3", Members: []string{"o-2"}, CreatedBy: "o-1", CreatedAt: t0}
+	if err := c.CreateCase(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateCase(ctx, k); !errors.Is(err, catalog.ErrExists) {
+		t.Fatalf("duplicate case: %v", err)
+	}
+	if err := c.CreateCase(ctx, evidence.Case{ID: "bad id", Officer: "o-1"}); !errors.Is(err, evidence.ErrInvalidID) {
+		t.Fatalf("bad case id: %v", err)
+	}
+	if err := c.CreateCase(ctx, evidence.Case{ID: "C-18", Officer: "ghost", CreatedBy: "x"}); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("case of an unknown officer: %v", err)
+	}
+	got, err := c.Case(ctx, "C-17")
+	if err != nil || got.State != evidence.CaseFiled || strings.Join(got.Members, ",") != "o-1,o-2" || got.Title != k.Title {
+		t.Fatalf("Case = %+v, %v", got, err)
+	}
+	if list, _ := c.Cases(ctx, catalog.CaseFilter{Member: "o-2"}); len(list) != 1 {
+		t.Fatalf("cases of o-2: %+v", list)
+	}
+	if list, _ := c.Cases(ctx, catalog.CaseFilter{Member: "s-1"}); len(list) != 0 {
+		t.Fatalf("cases of s-1: %+v", list)
+	}
+	if list, _ := c.Cases(ctx, catalog.CaseFilter{Unit: "unit-3"}); len(list) != 1 {
+		t.Fatalf("cases of unit-3: %+v", list)
+	}
+	step := evidence.CaseTransition{CaseID: "C-17", From: evidence.CaseFiled, To: evidence.CaseInvestigating, By: "o-1", Reason: "started", At: t0.Add(time.Hour)}
+	if err := c.TransitionCase(ctx, step); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TransitionCase(ctx, step); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("the same step twice: %v", err)
+	}
+	steps, _ := c.CaseTransitions(ctx, "C-17")
+	if len(steps) != 1 || steps[0].To != evidence.CaseInvestigating || steps[0].Reason != "started" {
+		t.Fatalf("transitions %+v", steps)
+	}
+	if got, _ := c.Case(ctx, "C-17"); got.State != evidence.CaseInvestigating {
+		t.Fatalf("state after the step: %s", got.State)
+	}
+	mustDevice(t, c, "cam-1")
+	if err := c.CreateRecording(ctx, recording("r1", "cam-1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	l := evidence.EvidenceLink{ID: "l1", CaseID: "C-17", RecordingID: "r1", From: t0.Add(time.Minute), To: t0.Add(2 * time.Minute),
+		LinkedBy: "o-1", LinkedAt: t0.Add(time.Hour), Note: "the vendor's refusal"}
+	if err := c.LinkEvidence(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LinkEvidence(ctx, evidence.EvidenceLink{ID: "l2", CaseID: "C-17", RecordingID: "nope", LinkedBy: "o-1"}); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("link of a missing recording: %v", err)
+	}
+	if got, err := c.EvidenceLink(ctx, "l1"); err != nil || !reflect.DeepEqual(got, l) {
+		t.Fatalf("EvidenceLink = %+v, %v; want %+v", got, err, l)
+	}
+	if err := c.UnlinkEvidence(ctx, "l1", "s-1", "wrong recording", t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UnlinkEvidence(ctx, "l1", "s-1", "again", t0.Add(2*time.Hour)); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("unlinking twice: %v", err)
+	}
+	links, _ := c.EvidenceLinks(ctx, "", "r1")
+	if len(links) != 1 || links[0].Active() || links[0].UnlinkReason != "wrong recording" || links[0].UnlinkedBy != "s-1" {
+		t.Fatalf("links of r1 after unlinking: %+v", links)
 	}
 }

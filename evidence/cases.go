@@ -1,0 +1,125 @@
+package evidence
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// CaseState is where a case is in its workflow.
+type CaseState string
+
+// The workflow of the original system, in order. No step can be skipped.
+const (
+	CaseFiled         CaseState = "filed"
+	CaseInvestigating CaseState = "investigating"
+	CaseUnderReview   CaseState = "under_review"
+	CaseDecided       CaseState = "decided"
+	CaseClosed        CaseState = "closed"
+	CaseArchived      CaseState = "archived"
+)
+
+var caseOrder = []CaseState{CaseFiled, CaseInvestigating, CaseUnderReview, CaseDecided, CaseClosed, CaseArchived}
+
+// Valid reports whether s is a known state.
+func (s CaseState) Valid() bool {
+	for _, c := range caseOrder {
+		if c == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Next is the state after s, or "" for the last.
+func (s CaseState) Next() CaseState {
+	for i, c := range caseOrder {
+		if c == s && i+1 < len(caseOrder) {
+			return caseOrder[i+1]
+		}
+	}
+	return ""
+}
+
+var caseIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidateCaseID reports whether id may name a case (it goes into RTSP
+// query strings and file names of exports).
+func ValidateCaseID(id string) error {
+	if !caseIDPattern.MatchString(id) {
+		return fmt.Errorf("%w %q: a case id must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}", ErrInvalidID, id)
+	}
+	return nil
+}
+
+// Case is an enforcement case that footage serves as evidence for.
+type Case struct {
+	ID        string
+	Title     string
+	State     CaseState
+	Officer   string // the officer in charge
+	Unit      string // the unit it belongs to (the officer's)
+	Members   []string
+	CreatedBy string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// CaseTransition is one recorded step of a case's workflow.
+type CaseTransition struct {
+	CaseID string
+	From   CaseState
+	To     CaseState
+	By     string
+	Reason string
+	At     time.Time
+}
+
+// Errors of the workflow.
+var (
+	ErrSkippedStep = errors.New("a workflow step cannot be skipped")
+	ErrSelfReview  = errors.New("a case cannot be reviewed by its officer in charge")
+)
+
+// CheckTransition applies the workflow's rules to moving c to to by a user
+// with role: one step at a time, forward only; the review decision
+// (under review → decided) by a supervisor other than the officer in charge.
+func CheckTransition(c Case, to CaseState, by string, role Role) error {
+	if !to.Valid() {
+		return fmt.Errorf("unknown case state %q", to)
+	}
+	if next := c.State.Next(); to != next {
+		if next == "" {
+			return fmt.Errorf("%w: case %s is %s, the last step", ErrSkippedStep, c.ID, c.State)
+		}
+		return fmt.Errorf("%w: case %s is %s; the next step is %s, not %s", ErrSkippedStep, c.ID, c.State, next, to)
+	}
+	if c.State == CaseUnderReview {
+		if role != RoleSupervisor {
+			return fmt.Errorf("%w: the review decision is a supervisor's", ErrSelfReview)
+		}
+		if by == c.Officer {
+			return fmt.Errorf("%w: %s is the officer in charge of %s", ErrSelfReview, by, c.ID)
+		}
+	}
+	return nil
+}
+
+// EvidenceLink ties a recording, or a time window of one, to a case. An
+// unlinked link stays on record with who removed it and why.
+type EvidenceLink struct {
+	ID           string
+	CaseID       string
+	RecordingID  string
+	From, To     time.Time // zero: the whole recording
+	LinkedBy     string
+	LinkedAt     time.Time
+	Note         string
+	UnlinkedBy   string
+	UnlinkedAt   time.Time // zero while linked
+	UnlinkReason string
+}
+
+// Active reports whether the link still holds.
+func (l EvidenceLink) Active() bool { return l.UnlinkedAt.IsZero() }
