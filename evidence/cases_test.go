@@ -18,7 +18,7 @@ func TestCaseWorkflow(t *testing.T) {
 		{CaseInvestigating, "o-1", RoleOfficer, nil},
 		{CaseFiled, "o-1", RoleOfficer, ErrSkippedStep},
 		{CaseUnderReview, "o-1", RoleOfficer, nil},
-		{CaseDecided, "o-1", RoleOfficer, ErrSelfReview},   // an officer does not decide
+		{CaseDecided, "o-1", RoleOfficer, ErrSelfReview},    // an officer does not decide
 		{CaseDecided, "o-1", RoleSupervisor, ErrSelfReview}, // nor the officer in charge, whatever the role
 		{CaseClosed, "s-2", RoleSupervisor, ErrSkippedStep},
 		{CaseDecided, "s-2", RoleSupervisor, nil},
