@@ -1,9 +1,6 @@
 package api
 
 import (
-	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,74 +50,6 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return errors.New("invalid JSON body: more than one value")
 	}
 	return nil
-}
-
-// admin lets a request through only with the admin token: as a bearer
-// token, or as the console's session cookie. A request that relies on the
-// cookie and changes something must also carry the console's header, which
-// another site's page cannot add (defence in depth beside SameSite=Strict).
-func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearer(r)
-		viaCookie := false
-		if !ok {
-			if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-				token, ok, viaCookie = c.Value, true, true
-			}
-		}
-		if !ok || !s.adminToken(token) {
-			s.o.Log.Warn("denied: missing or wrong bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			s.metrics.denied.Inc()
-			w.Header().Set("WWW-Authenticate", `Bearer realm="bodycam"`)
-			writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
-			return
-		}
-		if viaCookie && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(consoleHeader) == "" {
-			s.metrics.denied.Inc()
-			writeError(w, http.StatusForbidden, "a request signed in by cookie must carry the "+consoleHeader+" header")
-			return
-		}
-		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, principal{user: "admin", admin: true})))
-	}
-}
-
-// adminToken reports whether token is the admin token, in constant time.
-func (s *Server) adminToken(token string) bool {
-	want := sha256.Sum256([]byte(s.o.AdminToken))
-	got := sha256.Sum256([]byte(token))
-	return s.o.AdminToken != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
-}
-
-const (
-	sessionCookie = "bodycam_session"
-	consoleHeader = "X-Bodycam-Console"
-)
-
-type userKey struct{}
-
-type principal struct {
-	user  string
-	admin bool
-}
-
-// userOf names who made an authenticated request.
-func userOf(r *http.Request) string {
-	p, _ := r.Context().Value(userKey{}).(principal)
-	return p.user
-}
-
-func isAdmin(r *http.Request) bool {
-	p, _ := r.Context().Value(userKey{}).(principal)
-	return p.admin
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", false
-	}
-	return strings.TrimSpace(token), true
 }
 
 type httpMetrics struct {

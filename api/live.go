@@ -30,6 +30,20 @@ const maxSDP = 64 << 10
 // whepOffer takes a viewer's SDP offer and answers it (WHEP, RFC 9725):
 // 201 with the answer and the session's URL to DELETE when done.
 func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
+	device := r.PathValue("device")
+	d, err := s.o.Catalog.Device(r.Context(), device)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "device "+device+" is not live (unknown, or not publishing now)")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if !s.mayRead(r, d.OfficerID) {
+		s.deny(w, r, http.StatusForbidden, userOf(r), "device "+device+" is not footage this user may watch")
+		return
+	}
 	if s.o.Relay == nil {
 		writeError(w, http.StatusServiceUnavailable, "live viewing is not enabled on this server")
 		return
@@ -43,7 +57,6 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "SDP offer larger than 64 KiB")
 		return
 	}
-	device := r.PathValue("device")
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	sess, err := s.o.Relay.Offer(ctx, live.OfferRequest{Device: device, User: userOf(r), Remote: r.RemoteAddr,

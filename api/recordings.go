@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
@@ -122,7 +124,9 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]recordingJSON, 0, len(recs))
 	for _, rec := range recs {
-		items = append(items, toRecordingJSON(rec))
+		if s.mayReadRecording(r, rec) {
+			items = append(items, toRecordingJSON(rec))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
@@ -137,6 +141,10 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) (evidence.Rec
 	}
 	if err != nil {
 		s.internal(w, r, err)
+		return rec, false
+	}
+	if !s.mayReadRecording(r, rec) {
+		s.deny(w, r, http.StatusForbidden, userOf(r), "recording "+id+" is not footage this user may read")
 		return rec, false
 	}
 	return rec, true
@@ -219,12 +227,28 @@ func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no media in that time window")
 		return
 	}
+	// Custody: one playback (or download) event per viewing, not one per
+	// Range request of a seeking player. No record, no footage.
+	if rg := r.Header.Get("Range"); rg == "" || strings.HasPrefix(rg, "bytes=0-") {
+		action := evidence.ActionPlayback
+		if r.URL.Query().Get("download") != "" {
+			action = evidence.ActionDownload
+			w.Header().Set("Content-Disposition", `attachment; filename="`+rec.ID+`.mp4"`)
+		}
+		if err := s.record(r, evidence.CustodyEvent{Action: action, TargetKind: "recording", TargetID: rec.ID,
+			Detail: "media " + r.URL.RawQuery}); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "the access cannot be recorded in the custody ledger now; refused")
+			return
+		}
+	}
 	rd := &objectsReader{ctx: r.Context(), store: s.o.Store, segs: parts}
 	for _, p := range parts {
 		rd.total += p.Size
 	}
 	w.Header().Set("Content-Type", "video/mp4")
-	w.Header().Set("Content-Disposition", `inline; filename="`+rec.ID+`.mp4"`)
+	if w.Header().Get("Content-Disposition") == "" {
+		w.Header().Set("Content-Disposition", `inline; filename="`+rec.ID+`.mp4"`)
+	}
 	modified := rec.EndedAt
 	if rec.State == evidence.StateLive {
 		modified = time.Time{}
@@ -251,9 +275,12 @@ func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	outcome, detail := evidence.OutcomeOK, fmt.Sprintf("ok: %d objects checked", res.Checked)
 	if !res.OK {
 		s.o.Log.Warn("verification failed", "recording", rec.ID, "first_bad_seq", res.FirstBadSeq, "reason", res.Reason)
+		outcome, detail = evidence.OutcomeFailed, fmt.Sprintf("first bad seq %d: %s", res.FirstBadSeq, res.Reason)
 	}
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionVerify, TargetKind: "recording", TargetID: rec.ID, Detail: detail, Outcome: outcome})
 	gaps := make([]gapJSON, 0, len(res.Gaps))
 	for _, g := range res.Gaps {
 		gaps = append(gaps, toGapJSON(g))

@@ -67,6 +67,12 @@ type Options struct {
 	Keys       Keys
 	Live       LiveLister
 	Relay      Relay // nil: live viewing disabled
+	Users      Users
+	Audit      DeniedAudit // nil: refusals are only logged and counted
+	Cases      Cases
+	Custody    Custody // nil: no custody ledger (tests of other parts)
+	Holds      Holds   // nil: no legal holds
+	Signer     catalog.Signer
 	AdminToken string
 	// RTSPPort goes into the publish URLs handed to new devices.
 	RTSPPort string
@@ -113,22 +119,45 @@ func New(o Options) *Server {
 	s.patterns = append(s.patterns, "GET /metrics")
 	route("GET /api/v1/openapi.yaml", s.openapi)
 	route("GET /api/v1/keys", s.listKeys)
+	readers := s.allow(evidenceReaders...)
+	anyone := s.allow(evidence.RoleOfficer, evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)
+	watchers := s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)
 	route("POST /api/v1/devices", s.admin(s.createDevice))
-	route("GET /api/v1/devices", s.admin(s.listDevices))
-	route("GET /api/v1/devices/{id}", s.admin(s.getDevice))
+	route("GET /api/v1/devices", s.allow(evidence.RoleAdmin, evidence.RoleSupervisor, evidence.RoleAuditor)(s.listDevices))
+	route("GET /api/v1/devices/{id}", s.allow(evidence.RoleAdmin, evidence.RoleSupervisor, evidence.RoleAuditor)(s.getDevice))
 	route("DELETE /api/v1/devices/{id}", s.admin(s.deleteDevice))
-	route("GET /api/v1/recordings", s.admin(s.listRecordings))
-	route("GET /api/v1/recordings/{id}", s.admin(s.getRecording))
-	route("GET /api/v1/recordings/{id}/media", s.admin(s.media))
-	route("POST /api/v1/recordings/{id}/verify", s.admin(s.verifyRecording))
-	route("GET /api/v1/live", s.admin(s.listLive))
-	route("POST /api/v1/live/{device}/whep", s.admin(s.whepOffer))
-	route("DELETE /api/v1/live/{device}/whep/{session}", s.admin(s.whepDelete))
-	route("GET /api/v1/live/viewers", s.admin(s.listViewers))
-	route("GET /api/v1/live/views", s.admin(s.listLiveViews))
+	route("POST /api/v1/users", s.admin(s.createUser))
+	route("GET /api/v1/users", s.admin(s.listUsers))
+	route("GET /api/v1/users/{id}", s.admin(s.getUser))
+	route("DELETE /api/v1/users/{id}", s.admin(s.disableUser))
+	route("POST /api/v1/users/{id}/password", anyone(s.setPassword))
+	route("POST /api/v1/users/{id}/certificate", s.admin(s.setCertificate))
+	route("POST /api/v1/tokens", anyone(s.createToken))
+	route("GET /api/v1/tokens", anyone(s.listTokens))
+	route("DELETE /api/v1/tokens/{id}", anyone(s.revokeToken))
+	route("GET /api/v1/recordings", readers(s.listRecordings))
+	route("GET /api/v1/recordings/{id}", readers(s.getRecording))
+	route("GET /api/v1/recordings/{id}/media", readers(s.media))
+	route("POST /api/v1/recordings/{id}/verify", readers(s.verifyRecording))
+	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))
+	route("POST /api/v1/live/{device}/whep", watchers(s.whepOffer))
+	route("DELETE /api/v1/live/{device}/whep/{session}", watchers(s.whepDelete))
+	route("GET /api/v1/live/viewers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listViewers))
+	route("GET /api/v1/live/views", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listLiveViews))
+	caseWriters := s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)
+	route("POST /api/v1/cases", caseWriters(s.createCase))
+	route("GET /api/v1/cases", readers(s.listCases))
+	route("GET /api/v1/cases/{id}", readers(s.getCase))
+	route("POST /api/v1/cases/{id}/transition", caseWriters(s.transitionCase))
+	route("POST /api/v1/cases/{id}/evidence", caseWriters(s.linkEvidence))
+	route("POST /api/v1/cases/{id}/evidence/{link}/unlink", caseWriters(s.unlinkEvidence))
+	route("GET /api/v1/cases/{id}/custody", readers(s.caseCustody))
 	route("POST /api/v1/session", s.signIn)
-	route("GET /api/v1/session", s.admin(s.whoAmI))
+	route("GET /api/v1/session", anyone(s.whoAmI))
 	route("DELETE /api/v1/session", s.signOut)
+	// Officers' certificates: public pages (no sign-in), for the chest card.
+	mux.HandleFunc("GET /verify/officer/{token}", s.officerCertificate)
+	mux.HandleFunc("GET /verify/officer/{token}/qr.png", s.officerQR)
 	// The console's page and files (not part of the API description).
 	mux.HandleFunc("GET /{$}", s.console)
 	mux.HandleFunc("GET /console/", s.console)

@@ -38,15 +38,28 @@ func TestGStreamerPublisher(t *testing.T) {
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(5 * time.Second)
-				cmd.Process.Signal(os.Interrupt)
 				done := make(chan error, 1)
 				go func() { done <- cmd.Wait() }()
+				// GStreamer can take seconds to start on a busy machine:
+				// the 5 s of media count from the recording's start. The
+				// pipeline ends by itself after them (num-buffers, -e).
+				deadline := time.Now().Add(30 * time.Second)
+				for time.Now().Before(deadline) {
+					if _, body := h.call("GET", "/api/v1/live", ""); strings.Contains(string(body), `"`+dev+`"`) {
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 				select {
 				case <-done:
-				case <-time.After(10 * time.Second):
-					cmd.Process.Kill() // GStreamer sometimes hangs on EOS; the recording is what counts
-					<-done
+				case <-time.After(8 * time.Second):
+					cmd.Process.Signal(os.Interrupt)
+					select {
+					case <-done:
+					case <-time.After(10 * time.Second):
+						cmd.Process.Kill() // GStreamer sometimes hangs on EOS; the recording is what counts
+						<-done
+					}
 				}
 				if strings.Contains(out.String(), "ERROR") {
 					// rtspclientsink can report the server closing the

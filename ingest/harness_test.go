@@ -2,7 +2,9 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,7 +33,10 @@ import (
 	"github.com/bodycam/bodycam/storage/dir"
 )
 
-const token = "ingest-test-admin-token"
+const (
+	token        = "ingest-test-admin-token"
+	auditorToken = "ingest-test-auditor-token"
+)
 
 // harness runs the ingest and API roles in-process against real backends,
 // with ffmpeg as the publisher.
@@ -99,7 +104,15 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatalf("ingest did not start: %v", err)
 	}
 	h.rtsp = h.srv.Addr()
-	a := api.New(api.Options{Catalog: h.cat, Store: h.store, Keys: h.keys, Live: h.srv, AdminToken: token,
+	// Admins do not read evidence: an auditor reads the recordings.
+	if err := h.cat.CreateUser(ctx, evidence.User{ID: "auditor-1", Role: evidence.RoleAuditor, CertToken: "cert-auditor-1"}); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(auditorToken))
+	if err := h.cat.CreateAPIToken(ctx, evidence.APIToken{ID: "t1", TokenHash: hex.EncodeToString(sum[:]), UserID: "auditor-1", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(api.Options{Catalog: h.cat, Users: h.cat, Store: h.store, Keys: h.keys, Live: h.srv, AdminToken: token,
 		RTSPPort: "0", Log: log, Registry: prometheus.NewRegistry()})
 	h.api = httptest.NewServer(a.Handler())
 	t.Cleanup(func() { h.api.Close(); h.stop() })
@@ -179,6 +192,9 @@ func (h *harness) call(method, path, body string) (int, []byte) {
 	h.t.Helper()
 	req, _ := http.NewRequest(method, h.api.URL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
+	if strings.HasPrefix(path, "/api/v1/recordings") {
+		req.Header.Set("Authorization", "Bearer "+auditorToken)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)

@@ -65,6 +65,8 @@ type Options struct {
 	Signer          Signer
 	Events          Publisher
 	Live            LiveSink // optional
+	Custody         Custody  // optional
+	Holds           Holds    // optional
 	Registry        prometheus.Registerer
 	Log             *slog.Logger
 	UploadWorkers   int
@@ -99,7 +101,7 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry), live: map[string]*session{}, ready: make(chan struct{})}
-	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events,
+	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events, custody: o.Custody, holds: o.Holds,
 		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
 		notify: make(chan struct{}, 1), busy: map[string]bool{}, dirty: map[string]bool{}, retry: map[string]retryState{}}
 	return s

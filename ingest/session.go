@@ -86,6 +86,10 @@ func (ss *session) start() error {
 	if err := ss.srv.o.Catalog.CreateRecording(ctx, rec); err != nil {
 		// The uploader creates it from the spool later; recording goes on.
 		ss.log.Warn("catalog: recording not created yet; it will be from the spool", "err", err)
+	} else if ss.caseID != "" && ss.srv.o.Holds != nil {
+		if err := ss.srv.o.Holds.LinkFromStart(ctx, rec); err != nil {
+			ss.log.Warn("recording not linked to the case it was published for", "case", ss.caseID, "err", err)
+		}
 	}
 	ss.srv.o.Events.Publish(events.Event{Kind: events.RecordingStarted, At: ss.started, Recording: rec})
 	ss.srv.m.publishers.Inc()

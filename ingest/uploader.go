@@ -47,6 +47,18 @@ type Signer interface {
 	Sign(msg []byte) (keyID string, sig []byte)
 }
 
+// Custody records that a recording was stored (the custody ledger).
+type Custody interface {
+	Record(ctx context.Context, e evidence.CustodyEvent) error
+}
+
+// Holds keeps footage linked to a case on legal hold as it is stored, and
+// links recordings published with ?case= from their first byte.
+type Holds interface {
+	HoldIfLinked(ctx context.Context, recordingID, key string) error
+	LinkFromStart(ctx context.Context, r evidence.Recording) error
+}
+
 // Publisher receives ingest's events.
 type Publisher interface {
 	Publish(events.Event)
@@ -64,6 +76,8 @@ type uploader struct {
 	cat     Catalog
 	signer  Signer
 	events  Publisher
+	custody Custody
+	holds   Holds
 	log     *slog.Logger
 	m       *metrics
 	workers int
@@ -390,18 +404,26 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	t0 = time.Now()
 	stored, err := u.cat.AppendSegment(ctx, seg)
 	u.m.stepTime.WithLabelValues("catalog").Observe(time.Since(t0).Seconds())
-	if errors.Is(err, catalog.ErrExists) {
-		if stored.SHA256 != m.SHA256 {
-			u.m.errors.WithLabelValues("conflict").Inc()
-			return fmt.Errorf("%w: segment %s/%d recorded with another hash", errCatalog, r.ID, m.Seq)
-		}
-		return nil
+	retried := errors.Is(err, catalog.ErrExists)
+	if retried && stored.SHA256 != m.SHA256 {
+		u.m.errors.WithLabelValues("conflict").Inc()
+		return fmt.Errorf("%w: segment %s/%d recorded with another hash", errCatalog, r.ID, m.Seq)
 	}
-	if err != nil {
+	if err != nil && !retried {
 		return fmt.Errorf("%w: %v", errCatalog, err)
 	}
-	u.m.segments.Inc()
-	u.events.Publish(events.Event{Kind: events.SegmentStored, At: time.Now(), Recording: r, Segment: stored})
+	if u.holds != nil {
+		// Footage linked to a case is held as it arrives. A failure is
+		// retried with the segment, which stays in the spool until then.
+		if err := u.holds.HoldIfLinked(ctx, r.ID, key); err != nil {
+			u.m.errors.WithLabelValues("legal_hold").Inc()
+			return fmt.Errorf("legal hold on %s: %w", key, err)
+		}
+	}
+	if !retried {
+		u.m.segments.Inc()
+		u.events.Publish(events.Event{Kind: events.SegmentStored, At: time.Now(), Recording: r, Segment: stored})
+	}
 	return nil
 }
 
@@ -430,6 +452,11 @@ func (u *uploader) finish(ctx context.Context, r evidence.Recording, end endMeta
 			return err
 		}
 		rec, _ = u.cat.Recording(ctx, r.ID)
+		if u.custody != nil { // a failure is logged and counted by the ledger
+			u.custody.Record(ctx, evidence.CustodyEvent{Actor: "device:" + rec.DeviceID, Role: "device", Remote: rec.RemoteAddr,
+				Action: evidence.ActionIngest, TargetKind: "recording", TargetID: rec.ID, CaseID: rec.CaseID,
+				Detail: fmt.Sprintf("%s recording stored: %d segments, manifest %s; %s", rec.State, rec.SegmentCount, rec.ManifestKey, rec.EndReason)})
+		}
 	}
 	u.events.Publish(events.Event{Kind: events.RecordingClosed, At: time.Now(), Recording: rec})
 	u.log.Info("recording stored", "device", rec.DeviceID, "recording", rec.ID, "state", rec.State,
@@ -467,6 +494,13 @@ func (u *uploader) writeManifest(ctx context.Context, rec evidence.Recording) er
 		}
 	} else if err != nil {
 		return err
+	}
+	if u.holds != nil {
+		for _, k := range []string{key, key + ".sig"} {
+			if err := u.holds.HoldIfLinked(ctx, rec.ID, k); err != nil {
+				return fmt.Errorf("legal hold on %s: %w", k, err)
+			}
+		}
 	}
 	if err := u.cat.SetManifest(ctx, rec.ID, key); err != nil {
 		return fmt.Errorf("%w: %v", errCatalog, err)

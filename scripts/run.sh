@@ -15,18 +15,29 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 TOKEN=$(cat "$DATA/admin-token")
+# Admins run the system but read no evidence: a supervisor watches. Made
+# once, its password kept beside the admin token (0600).
+if [[ ! -s "$DATA/supervisor-password" ]]; then
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DATA/supervisor-password")
+  curl -fsS -H "Authorization: Bearer $TOKEN" -d "{\"id\":\"supervisor\",\"name\":\"Duty supervisor\",\"role\":\"supervisor\",\"password\":\"$(cat "$DATA/supervisor-password")\"}" \
+    "http://$HTTP/api/v1/users" >/dev/null
+fi
 ./bin/bodycam simulate --api "http://$HTTP" --data-dir "$DATA" --devices 1 --mode live &
 sim=$!
 sleep 6
 cat <<TXT
 
 bodycam is recording simulated recorder sim-1. Look at:
-  the console:   http://$HTTP/  (sign in with the token in $DATA/admin-token; watch sim-1 live)
+  the console:   http://$HTTP/  (account "supervisor", password in $DATA/supervisor-password: watch sim-1 live,
+                 play and verify its recordings; the admin token in $DATA/admin-token manages devices and users)
   who is live:   curl -s -H 'Authorization: Bearer $TOKEN' http://$HTTP/api/v1/live
-  recordings:    curl -s -H 'Authorization: Bearer $TOKEN' 'http://$HTTP/api/v1/recordings?device=sim-1'
-  one recording: curl -s -H 'Authorization: Bearer $TOKEN' http://$HTTP/api/v1/recordings/<id>
-  media:         curl -s -H 'Authorization: Bearer $TOKEN' http://$HTTP/api/v1/recordings/<id>/media -o rec.mp4
-  verify:        curl -s -X POST -H 'Authorization: Bearer $TOKEN' http://$HTTP/api/v1/recordings/<id>/verify
+  an API token for the supervisor (cookie sign-in, then a token for scripts):
+                 curl -s -c /tmp/bc -d '{"user":"supervisor","password":"'\$(cat $DATA/supervisor-password)'"}' http://$HTTP/api/v1/session
+                 curl -s -b /tmp/bc -H 'X-Bodycam-Console: 1' -d '{"name":"cli"}' http://$HTTP/api/v1/tokens   # -> "token"
+  recordings:    curl -s -H 'Authorization: Bearer <token>' 'http://$HTTP/api/v1/recordings?device=sim-1'
+  one recording: curl -s -H 'Authorization: Bearer <token>' http://$HTTP/api/v1/recordings/<id>
+  media:         curl -s -H 'Authorization: Bearer <token>' http://$HTTP/api/v1/recordings/<id>/media -o rec.mp4
+  verify:        curl -s -X POST -H 'Authorization: Bearer <token>' http://$HTTP/api/v1/recordings/<id>/verify
   metrics:       curl -s http://$HTTP/metrics | grep ^bodycam_
 Segments land in $DATA/objects/sim-1/ as they close. Ctrl-C stops.
 TXT

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,9 +87,11 @@ func waitFrames(t *testing.T, v *whep.Viewer, n int) whep.Stats {
 // (404) and past the per-user limit (429); each session is audited.
 func TestLiveWHEP(t *testing.T) {
 	s := start(t, t.TempDir(), "--live-max-per-user", "2")
-	token := s.token()
-	pw := s.register(token, "cam-live")
-	s.register(token, "cam-off")
+	admin := s.token()
+	pw := s.register(admin, "cam-live")
+	s.register(admin, "cam-off")
+	// Admins run the system and watch nothing; a supervisor watches.
+	token := s.roleToken(admin, "sup-1", "supervisor")
 	ff := s.publishFFmpeg("cam-live", pw, 20, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "60",
 		"-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1")
 	ctx := context.Background()
@@ -96,6 +99,9 @@ func TestLiveWHEP(t *testing.T) {
 	var se *whep.StatusError
 	if _, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{}); !errors.As(err, &se) || se.Code != 401 {
 		t.Fatalf("no token: %v, want 401", err)
+	}
+	if _, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{Token: admin}); !errors.As(err, &se) || se.Code != 403 {
+		t.Fatalf("the admin: %v, want 403", err)
 	}
 	for _, dev := range []string{"cam-off", "nobody"} {
 		if _, err := whep.Dial(ctx, s.whepURL(dev), whep.Options{Token: token}); !errors.As(err, &se) || se.Code != 404 {
@@ -183,7 +189,7 @@ func TestLiveWHEP(t *testing.T) {
 		t.Fatalf("end reasons %q", reasons)
 	}
 	for _, it := range views.Items {
-		if it.User != "admin" || it.Video != "H264" || it.Audio != "PCMU" {
+		if it.User != "sup-1" || it.Video != "H264" || it.Audio != "PCMU" {
 			t.Fatalf("audit entry %+v", it)
 		}
 	}
@@ -197,7 +203,8 @@ func TestLiveWHEP(t *testing.T) {
 // recording itself is untouched (its own tests check the originals).
 func TestLiveTranscoded(t *testing.T) {
 	s := start(t, t.TempDir())
-	token := s.token()
+	admin := s.token()
+	token := s.roleToken(admin, "sup-1", "supervisor")
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name      string
@@ -212,7 +219,7 @@ func TestLiveTranscoded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := "cam-" + tc.name
-			pw := s.register(token, id)
+			pw := s.register(admin, id)
 			ff := s.publishFFmpeg(id, pw, 15, tc.codecArgs...)
 			time.Sleep(2 * time.Second) // B-frames seen, GOP kept
 			annex := filepath.Join(t.TempDir(), "live.h264")
@@ -263,8 +270,8 @@ func TestLiveTranscoded(t *testing.T) {
 func TestLiveNetworkOptions(t *testing.T) {
 	ctx := context.Background()
 	s := start(t, t.TempDir(), "--webrtc-udp-addr", "")
-	token := s.token()
-	pw := s.register(token, "cam-tcp")
+	token := s.roleToken(s.token(), "sup-1", "supervisor")
+	pw := s.register(s.token(), "cam-tcp")
 	s.publishFFmpeg("cam-tcp", pw, 15, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "30", "-an")
 	v, err := whep.Dial(ctx, s.whepURL("cam-tcp"), whep.Options{Token: token, TCPOnly: true})
 	if err != nil {
@@ -281,8 +288,8 @@ func TestLiveNetworkOptions(t *testing.T) {
 	s.stop()
 
 	s2 := start(t, t.TempDir(), "--webrtc-public-ips", "203.0.113.7")
-	token = s2.token()
-	pw = s2.register(token, "cam-nat")
+	token = s2.roleToken(s2.token(), "sup-1", "supervisor")
+	pw = s2.register(s2.token(), "cam-nat")
 	s2.publishFFmpeg("cam-nat", pw, 10, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "30", "-an")
 	v, err = whep.Dial(ctx, s2.whepURL("cam-nat"), whep.Options{Token: token})
 	if err != nil {
@@ -292,4 +299,35 @@ func TestLiveNetworkOptions(t *testing.T) {
 	if !strings.Contains(v.Answer, " 203.0.113.7 ") {
 		t.Fatalf("answer does not announce the public IP:\n%s", v.Answer)
 	}
+}
+
+// roleToken makes a user with role (through the admin) and returns an API
+// token of theirs, obtained as a user would: password sign-in, then a token
+// made in that session.
+func (s *server) roleToken(admin, id, role string) string {
+	s.t.Helper()
+	const pw = "a long enough test password"
+	if code, body := s.call("POST", "/api/v1/users", admin, `{"id":"`+id+`","role":"`+role+`","password":"`+pw+`"}`); code != 201 {
+		s.t.Fatalf("create %s: %d %s", id, code, body)
+	}
+	resp, err := http.Post(s.url+"/api/v1/session", "application/json", strings.NewReader(`{"user":"`+id+`","password":"`+pw+`"}`))
+	if err != nil || resp.StatusCode != 200 {
+		s.t.Fatalf("sign in as %s: %v %v", id, resp, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", s.url+"/api/v1/tokens", strings.NewReader(`{"name":"test"}`))
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	req.Header.Set("X-Bodycam-Console", "1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		s.t.Fatalf("API token for %s: %v %v", id, resp, err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		Token string `json:"token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	return tok.Token
 }

@@ -20,7 +20,9 @@ import (
 
 	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/custody"
 	"github.com/bodycam/bodycam/events"
+	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/live"
@@ -90,11 +92,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		rtspTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	bus := events.NewBus()
+	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
+		return cat.AppendCustody(ctx, e, keys)
+	}, log.With("component", "custody"), reg)
+	holds := caseHolds{cat: cat, store: store, ledger: ledger}
 	iceServers, _ := live.ParseICEServers(strings.Split(cfg.WebRTCICE, ",")) // validated
 	relay, err := live.New(live.Options{
 		UDPAddr: cfg.WebRTCUDPAddr, TCPAddr: cfg.WebRTCTCPAddr, PublicIPs: cfg.publicIPs(), ICEServers: iceServers,
 		Loopback: loopbackOnly(cfg.HTTPAddr), MaxSessions: cfg.LiveMaxSessions, MaxPerUser: cfg.LiveMaxPerUser,
-		Transcoders: transcoders(), Audit: cat, Registry: reg, Log: log.With("component", "live"),
+		Transcoders: transcoders(), Audit: liveAudit{cat, ledger}, Registry: reg, Log: log.With("component", "live"),
 	})
 	if err != nil {
 		return fmt.Errorf("webrtc-udp-addr: %v", err)
@@ -107,11 +113,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rtsp := ingest.New(ingest.Options{
 		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
-		Events: bus, Live: liveSink{relay}, Registry: reg, Log: log.With("component", "ingest"),
+		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: holds, Registry: reg, Log: log.With("component", "ingest"),
 	})
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
 	httpAPI := api.New(api.Options{
-		Catalog: cat, Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort,
+		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Holds: store, Signer: keys,
+		Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort,
 		Log: log.With("component", "api"), Registry: reg,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

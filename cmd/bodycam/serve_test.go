@@ -355,6 +355,7 @@ func TestKill9MidStream(t *testing.T) {
 	ff.Wait()
 
 	s2 := start(t, dataDir, "--segment-duration", "1s")
+	aud := s2.roleToken(token, "aud-1", "auditor") // admins read no evidence
 	var rec struct {
 		ID           string `json:"id"`
 		State        string `json:"state"`
@@ -364,7 +365,7 @@ func TestKill9MidStream(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, body := s2.call("GET", "/api/v1/recordings?device=cam-k", token, "")
+		_, body := s2.call("GET", "/api/v1/recordings?device=cam-k", aud, "")
 		var list struct {
 			Items []json.RawMessage `json:"items"`
 		}
@@ -383,11 +384,11 @@ func TestKill9MidStream(t *testing.T) {
 	if rec.State != "interrupted" || rec.SegmentCount < 4 {
 		t.Fatalf("recovered recording: %+v", rec)
 	}
-	_, body = s2.call("GET", "/api/v1/recordings/"+rec.ID, token, "")
+	_, body = s2.call("GET", "/api/v1/recordings/"+rec.ID, aud, "")
 	if !strings.Contains(body, `"kind": "interrupted"`) {
 		t.Fatalf("no explicit interrupted gap: %s", body)
 	}
-	_, body = s2.call("POST", "/api/v1/recordings/"+rec.ID+"/verify", token, "")
+	_, body = s2.call("POST", "/api/v1/recordings/"+rec.ID+"/verify", aud, "")
 	if !strings.Contains(body, `"ok": true`) {
 		t.Fatalf("verify after recovery: %s", body)
 	}
@@ -399,7 +400,7 @@ func TestKill9MidStream(t *testing.T) {
 			t.Fatalf("media without a token: %d", resp.StatusCode)
 		}
 	}
-	_, mbody := s2.call("GET", "/api/v1/recordings/"+rec.ID+"/media", token, "")
+	_, mbody := s2.call("GET", "/api/v1/recordings/"+rec.ID+"/media", aud, "")
 	os.WriteFile(media, []byte(mbody), 0o644)
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", media, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
 		t.Fatalf("recovered media does not decode cleanly: %v %s", err, out)
@@ -410,7 +411,7 @@ func TestKill9MidStream(t *testing.T) {
 	}
 	deadline = time.Now().Add(30 * time.Second)
 	for {
-		_, body = s2.call("GET", "/api/v1/recordings?device=cam-k&state=complete", token, "")
+		_, body = s2.call("GET", "/api/v1/recordings?device=cam-k&state=complete", aud, "")
 		if strings.Contains(body, "manifest_key") {
 			break
 		}
@@ -425,7 +426,7 @@ func TestKill9MidStream(t *testing.T) {
 		} `json:"items"`
 	}
 	json.Unmarshal([]byte(body), &list)
-	_, body = s2.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", token, "")
+	_, body = s2.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", aud, "")
 	if !strings.Contains(body, `"ok": true`) {
 		t.Fatalf("verify of the next recording (chain continuity): %s", body)
 	}
@@ -453,12 +454,12 @@ func TestSimulateClip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
-	token := s.token()
+	aud := s.roleToken(s.token(), "aud-1", "auditor") // admins read no evidence
 	for _, dev := range []string{"sim-1", "sim-2"} {
 		deadline := time.Now().Add(20 * time.Second)
 		var body string
 		for {
-			_, body = s.call("GET", "/api/v1/recordings?device="+dev, token, "")
+			_, body = s.call("GET", "/api/v1/recordings?device="+dev, aud, "")
 			if strings.Contains(body, "manifest_key") {
 				break
 			}
@@ -477,7 +478,7 @@ func TestSimulateClip(t *testing.T) {
 		if len(list.Items) != 1 || list.Items[0].SegmentCount < 4 {
 			t.Fatalf("%s: %s", dev, body)
 		}
-		_, v := s.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", token, "")
+		_, v := s.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", aud, "")
 		if !strings.Contains(v, `"ok": true`) || !strings.Contains(v, `"gaps": []`) {
 			t.Fatalf("%s verify: %s", dev, v)
 		}

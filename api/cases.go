@@ -1,0 +1,492 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/password"
+)
+
+// Cases is what the case endpoints need from the catalog.
+type Cases interface {
+	CreateCase(ctx context.Context, c evidence.Case) error
+	Case(ctx context.Context, id string) (evidence.Case, error)
+	Cases(ctx context.Context, f catalog.CaseFilter) ([]evidence.Case, error)
+	TransitionCase(ctx context.Context, t evidence.CaseTransition) error
+	CaseTransitions(ctx context.Context, caseID string) ([]evidence.CaseTransition, error)
+	LinkEvidence(ctx context.Context, l evidence.EvidenceLink) error
+	UnlinkEvidence(ctx context.Context, id, by, reason string, at time.Time) error
+	EvidenceLink(ctx context.Context, id string) (evidence.EvidenceLink, error)
+	EvidenceLinks(ctx context.Context, caseID, recordingID string) ([]evidence.EvidenceLink, error)
+	CustodyExcerpt(ctx context.Context, f catalog.CustodyFilter, signer catalog.Signer) (evidence.Excerpt, error)
+	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
+}
+
+// Custody records custody events (the ledger).
+type Custody interface {
+	Record(ctx context.Context, e evidence.CustodyEvent) error
+	DeniedAudit
+}
+
+// Holds places and lifts legal holds on stored objects.
+type Holds interface {
+	SetLegalHold(ctx context.Context, key string, on bool) error
+}
+
+// record appends a custody event about r's principal.
+func (s *Server) record(r *http.Request, e evidence.CustodyEvent) error {
+	if s.o.Custody == nil {
+		return nil
+	}
+	p := principalOf(r)
+	e.Actor, e.Role, e.Remote = p.ID, string(p.Role), r.RemoteAddr
+	return s.o.Custody.Record(r.Context(), e)
+}
+
+// mayReadCase: auditors every case, officers the cases they are on,
+// supervisors their unit's (or every unit's without one).
+func mayReadCase(p principal, c evidence.Case) bool {
+	switch p.Role {
+	case evidence.RoleAuditor:
+		return true
+	case evidence.RoleOfficer:
+		return slices.Contains(c.Members, p.ID)
+	case evidence.RoleSupervisor:
+		return p.Unit == "" || p.Unit == c.Unit || slices.Contains(c.Members, p.ID)
+	}
+	return false
+}
+
+// mayChangeCase: officers on it and its unit's supervisors; never auditors.
+func mayChangeCase(p principal, c evidence.Case) bool {
+	return p.Role != evidence.RoleAuditor && mayReadCase(p, c)
+}
+
+type caseJSON struct {
+	ID          string             `json:"id"`
+	Title       string             `json:"title"`
+	State       string             `json:"state"`
+	Officer     string             `json:"officer"`
+	Unit        string             `json:"unit"`
+	Members     []string           `json:"members"`
+	CreatedBy   string             `json:"created_by"`
+	CreatedAt   time.Time          `json:"created_at"`
+	UpdatedAt   time.Time          `json:"updated_at"`
+	NextState   string             `json:"next_state,omitempty"`
+	Transitions []transitionJSON   `json:"transitions,omitempty"`
+	Evidence    []evidenceLinkJSON `json:"evidence,omitempty"`
+}
+
+type transitionJSON struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+type evidenceLinkJSON struct {
+	ID           string     `json:"id"`
+	RecordingID  string     `json:"recording_id"`
+	From         *time.Time `json:"from,omitempty"`
+	To           *time.Time `json:"to,omitempty"`
+	LinkedBy     string     `json:"linked_by"`
+	LinkedAt     time.Time  `json:"linked_at"`
+	Note         string     `json:"note"`
+	Active       bool       `json:"active"`
+	UnlinkedBy   string     `json:"unlinked_by,omitempty"`
+	UnlinkedAt   *time.Time `json:"unlinked_at,omitempty"`
+	UnlinkReason string     `json:"unlink_reason,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func toCaseJSON(c evidence.Case) caseJSON {
+	j := caseJSON{ID: c.ID, Title: c.Title, State: string(c.State), Officer: c.Officer, Unit: c.Unit, Members: c.Members,
+		CreatedBy: c.CreatedBy, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, NextState: string(c.State.Next())}
+	if j.Members == nil {
+		j.Members = []string{}
+	}
+	return j
+}
+
+func toLinkJSON(l evidence.EvidenceLink) evidenceLinkJSON {
+	return evidenceLinkJSON{ID: l.ID, RecordingID: l.RecordingID, From: timePtr(l.From), To: timePtr(l.To), LinkedBy: l.LinkedBy,
+		LinkedAt: l.LinkedAt, Note: l.Note, Active: l.Active(), UnlinkedBy: l.UnlinkedBy, UnlinkedAt: timePtr(l.UnlinkedAt),
+		UnlinkReason: l.UnlinkReason}
+}
+
+// createCase files a case. An officer files their own (officer in charge:
+// themselves); a supervisor names the officer in charge.
+func (s *Server) createCase(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID      string   `json:"id"`
+		Title   string   `json:"title"`
+		Officer string   `json:"officer"`
+		Members []string `json:"members"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p := principalOf(r)
+	if p.Role == evidence.RoleOfficer {
+		if req.Officer != "" && req.Officer != p.ID {
+			s.deny(w, r, http.StatusForbidden, p.ID, "an officer files cases in their own charge")
+			return
+		}
+		req.Officer = p.ID
+	}
+	if err := evidence.ValidateCaseID(req.ID); err != nil {
+		writeError(w, http.StatusBadRequest, "id: "+err.Error())
+		return
+	}
+	if err := validText("title", req.Title, 300); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	officer, err := s.o.Users.User(r.Context(), req.Officer)
+	if err != nil || officer.Role != evidence.RoleOfficer {
+		writeError(w, http.StatusBadRequest, "officer: "+req.Officer+" is not an officer")
+		return
+	}
+	if p.Role == evidence.RoleSupervisor && p.Unit != "" && officer.Unit != p.Unit {
+		s.deny(w, r, http.StatusForbidden, p.ID, "officer "+officer.ID+" is not in the supervisor's unit")
+		return
+	}
+	for _, m := range req.Members {
+		if _, err := s.o.Users.User(r.Context(), m); err != nil {
+			writeError(w, http.StatusBadRequest, "members: no user "+m)
+			return
+		}
+	}
+	c := evidence.Case{ID: req.ID, Title: req.Title, State: evidence.CaseFiled, Officer: officer.ID, Unit: officer.Unit,
+		Members: req.Members, CreatedBy: p.ID, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.o.Cases.CreateCase(r.Context(), c); err != nil {
+		if errors.Is(err, catalog.ErrExists) {
+			writeError(w, http.StatusConflict, "case "+c.ID+" exists")
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionCaseCreate, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
+		Detail: "filed: " + c.Title + "; officer in charge " + c.Officer})
+	c, _ = s.o.Cases.Case(r.Context(), c.ID)
+	writeJSON(w, http.StatusCreated, toCaseJSON(c))
+}
+
+func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r)
+	f := catalog.CaseFilter{}
+	switch {
+	case p.Role == evidence.RoleOfficer:
+		f.Member = p.ID
+	case p.Role == evidence.RoleSupervisor && p.Unit != "":
+		f.Unit = p.Unit
+	}
+	list, err := s.o.Cases.Cases(r.Context(), f)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	items := make([]caseJSON, 0, len(list))
+	for _, c := range list {
+		items = append(items, toCaseJSON(c))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// loadCase loads the case in the path and checks the principal may read
+// it (or change it), answering itself when not.
+func (s *Server) loadCase(w http.ResponseWriter, r *http.Request, change bool) (evidence.Case, bool) {
+	id := r.PathValue("id")
+	c, err := s.o.Cases.Case(r.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no case "+id)
+		return c, false
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return c, false
+	}
+	p := principalOf(r)
+	if !mayReadCase(p, c) || (change && !mayChangeCase(p, c)) {
+		s.deny(w, r, http.StatusForbidden, p.ID, "case "+id+" is not one this user may "+map[bool]string{true: "change", false: "read"}[change])
+		return c, false
+	}
+	return c, true
+}
+
+func (s *Server) getCase(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.loadCase(w, r, false)
+	if !ok {
+		return
+	}
+	j := toCaseJSON(c)
+	steps, err := s.o.Cases.CaseTransitions(r.Context(), c.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	j.Transitions = []transitionJSON{}
+	for _, t := range steps {
+		j.Transitions = append(j.Transitions, transitionJSON{From: string(t.From), To: string(t.To), By: t.By, Reason: t.Reason, At: t.At})
+	}
+	links, err := s.o.Cases.EvidenceLinks(r.Context(), c.ID, "")
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	j.Evidence = []evidenceLinkJSON{}
+	for _, l := range links {
+		j.Evidence = append(j.Evidence, toLinkJSON(l))
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+// transitionCase moves a case one step on its workflow.
+func (s *Server) transitionCase(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.loadCase(w, r, true)
+	if !ok {
+		return
+	}
+	var req struct {
+		To     string `json:"to"`
+		Reason string `json:"reason"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeError(w, http.StatusBadRequest, "reason: every step of a case says why")
+		return
+	}
+	if err := validText("reason", req.Reason, 1000); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p := principalOf(r)
+	to := evidence.CaseState(req.To)
+	if err := evidence.CheckTransition(c, to, p.ID, p.Role); err != nil {
+		s.record(r, evidence.CustodyEvent{Action: evidence.ActionCaseTransit, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
+			Detail: string(c.State) + " -> " + req.To + " refused: " + err.Error(), Outcome: evidence.OutcomeDenied})
+		code := http.StatusConflict
+		if errors.Is(err, evidence.ErrSelfReview) {
+			code = http.StatusForbidden
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	t := evidence.CaseTransition{CaseID: c.ID, From: c.State, To: to, By: p.ID, Reason: req.Reason, At: time.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.o.Cases.TransitionCase(r.Context(), t); err != nil {
+		if errors.Is(err, catalog.ErrConflict) {
+			writeError(w, http.StatusConflict, "case "+c.ID+" changed meanwhile; reload it")
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionCaseTransit, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
+		Detail: string(t.From) + " -> " + string(t.To) + ": " + t.Reason})
+	c, _ = s.o.Cases.Case(r.Context(), c.ID)
+	writeJSON(w, http.StatusOK, toCaseJSON(c))
+}
+
+// linkEvidence links a recording, or a window of one, to a case and puts a
+// legal hold on its stored objects.
+func (s *Server) linkEvidence(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.loadCase(w, r, true)
+	if !ok {
+		return
+	}
+	if c.State == evidence.CaseClosed || c.State == evidence.CaseArchived {
+		writeError(w, http.StatusConflict, "case "+c.ID+" is "+string(c.State)+": its evidence is settled")
+		return
+	}
+	var req struct {
+		RecordingID string     `json:"recording_id"`
+		From        *time.Time `json:"from"`
+		To          *time.Time `json:"to"`
+		Note        string     `json:"note"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := validText("note", req.Note, 1000); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rec, err := s.o.Catalog.Recording(r.Context(), req.RecordingID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusBadRequest, "recording_id: no recording "+req.RecordingID)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if !s.mayRead(r, rec.OfficerID) {
+		s.deny(w, r, http.StatusForbidden, userOf(r), "recording "+rec.ID+" is not footage this user may read")
+		return
+	}
+	l := evidence.EvidenceLink{ID: password.NewSecret()[:16], CaseID: c.ID, RecordingID: rec.ID, LinkedBy: userOf(r),
+		LinkedAt: time.Now().UTC().Truncate(time.Microsecond), Note: req.Note}
+	if req.From != nil {
+		l.From = req.From.UTC().Truncate(time.Microsecond)
+	}
+	if req.To != nil {
+		l.To = req.To.UTC().Truncate(time.Microsecond)
+	}
+	if !l.From.IsZero() && !l.To.IsZero() && !l.To.After(l.From) {
+		writeError(w, http.StatusBadRequest, "to: must be after from")
+		return
+	}
+	// Link, then hold what is stored: a segment stored meanwhile is either
+	// listed here or sees the link when ingest checks after storing it.
+	if err := s.o.Cases.LinkEvidence(r.Context(), l); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.hold(r, rec.ID, true); err != nil {
+		// A link whose footage could still be deleted would promise what
+		// the store does not keep: take it back, on record.
+		s.o.Log.Error("legal hold failed; the link is withdrawn", "recording", rec.ID, "case", c.ID, "err", err)
+		s.o.Cases.UnlinkEvidence(r.Context(), l.ID, userOf(r), "legal hold could not be placed: "+err.Error(), time.Now().UTC())
+		writeError(w, http.StatusServiceUnavailable, "the footage cannot be put on legal hold now; it was not linked")
+		return
+	}
+	window := "the whole recording"
+	if !l.From.IsZero() || !l.To.IsZero() {
+		window = "window " + fmtTime(l.From) + " to " + fmtTime(l.To)
+	}
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
+		Detail: "link " + l.ID + ": " + window + "; " + l.Note})
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
+		Detail: "legal hold placed on every stored object"})
+	writeJSON(w, http.StatusCreated, toLinkJSON(l))
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "(open)"
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// unlinkEvidence removes a link, with a reason, kept forever. The legal
+// hold is lifted when no other case holds the recording.
+func (s *Server) unlinkEvidence(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.loadCase(w, r, true)
+	if !ok {
+		return
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeError(w, http.StatusBadRequest, "reason: unlinking evidence needs a reason, kept forever")
+		return
+	}
+	l, err := s.o.Cases.EvidenceLink(r.Context(), r.PathValue("link"))
+	if err != nil || l.CaseID != c.ID {
+		writeError(w, http.StatusNotFound, "no link "+r.PathValue("link")+" in case "+c.ID)
+		return
+	}
+	if err := s.o.Cases.UnlinkEvidence(r.Context(), l.ID, userOf(r), req.Reason, time.Now().UTC()); err != nil {
+		if errors.Is(err, catalog.ErrConflict) {
+			writeError(w, http.StatusConflict, "link "+l.ID+" is already removed")
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionUnlink, TargetKind: "recording", TargetID: l.RecordingID, CaseID: c.ID,
+		Detail: "link " + l.ID + " removed: " + req.Reason})
+	links, _ := s.o.Cases.EvidenceLinks(r.Context(), "", l.RecordingID)
+	held := false
+	for _, other := range links {
+		held = held || (other.Active() && other.ID != l.ID)
+	}
+	if !held {
+		if err := s.hold(r, l.RecordingID, false); err != nil {
+			s.o.Log.Error("legal hold not lifted; the footage stays held", "recording", l.RecordingID, "err", err)
+		} else {
+			s.record(r, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: l.RecordingID, CaseID: c.ID,
+				Detail: "legal hold lifted: in no case any more"})
+		}
+	}
+	l, _ = s.o.Cases.EvidenceLink(r.Context(), l.ID)
+	writeJSON(w, http.StatusOK, toLinkJSON(l))
+}
+
+// hold places or lifts the legal hold on every stored object of a recording.
+func (s *Server) hold(r *http.Request, recordingID string, on bool) error {
+	if s.o.Holds == nil {
+		return nil
+	}
+	segs, err := s.o.Cases.Segments(r.Context(), recordingID)
+	if err != nil {
+		return err
+	}
+	for _, sg := range segs {
+		if err := s.o.Holds.SetLegalHold(r.Context(), sg.Key, on); err != nil {
+			return err
+		}
+	}
+	if rec, err := s.o.Catalog.Recording(r.Context(), recordingID); err == nil && rec.ManifestKey != "" {
+		for _, k := range []string{rec.ManifestKey, rec.ManifestKey + ".sig"} {
+			if err := s.o.Holds.SetLegalHold(r.Context(), k, on); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// caseCustody is the case's part of the ledger, with what is needed to
+// check it offline (evidence.VerifyExcerpt).
+func (s *Server) caseCustody(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.loadCase(w, r, false)
+	if !ok {
+		return
+	}
+	x, err := s.caseExcerpt(r, c.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, x)
+}
+
+// caseExcerpt: the events of the case and about its recordings.
+func (s *Server) caseExcerpt(r *http.Request, caseID string) (evidence.Excerpt, error) {
+	links, err := s.o.Cases.EvidenceLinks(r.Context(), caseID, "")
+	if err != nil {
+		return evidence.Excerpt{}, err
+	}
+	f := catalog.CustodyFilter{CaseID: caseID}
+	for _, l := range links {
+		if !slices.Contains(f.TargetIDs, l.RecordingID) {
+			f.TargetIDs = append(f.TargetIDs, l.RecordingID)
+		}
+	}
+	return s.o.Cases.CustodyExcerpt(r.Context(), f, s.o.Signer)
+}

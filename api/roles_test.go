@@ -1,0 +1,322 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	imagepng "image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/custody"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/keyring"
+	"github.com/bodycam/bodycam/storage/dir"
+)
+
+// deniedLog records refusals, as the custody ledger does.
+type deniedLog struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (d *deniedLog) Denied(_ context.Context, user, what, remote, why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.list = append(d.list, user+" "+what)
+}
+
+func (d *deniedLog) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.list)
+}
+
+// rolesFixture: two units (a, b); officer o-a owns device cam-a and its
+// recording rec-a; every role has an API token named after it.
+func rolesFixture(t *testing.T) (*httptest.Server, *deniedLog) {
+	t.Helper()
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	cat, err := catalog.Open(ctx, "", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	store, _ := dir.Open(dataDir+"/objects", dir.Options{})
+	keys, _ := keyring.Open(dataDir+"/keys", keyring.Options{})
+	for _, u := range []evidence.User{
+		{ID: "o-a", Role: evidence.RoleOfficer, Unit: "a"},
+		{ID: "o-b", Role: evidence.RoleOfficer, Unit: "b"},
+		{ID: "s-a", Role: evidence.RoleSupervisor, Unit: "a"},
+		{ID: "s-b", Role: evidence.RoleSupervisor, Unit: "b"},
+		{ID: "aud", Role: evidence.RoleAuditor},
+		{ID: "adm", Role: evidence.RoleAdmin},
+		{ID: "gone", Role: evidence.RoleAuditor, Disabled: true},
+	} {
+		u.CertToken = "cert-" + u.ID
+		if err := cat.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("tok-" + u.ID))
+		if err := cat.CreateAPIToken(ctx, evidence.APIToken{ID: u.ID, TokenHash: hex.EncodeToString(sum[:]), UserID: u.ID, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cat.CreateDevice(ctx, evidence.Device{ID: "cam-a", OfficerID: "o-a", SecretHash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.CreateRecording(ctx, evidence.Recording{ID: "rec-a", DeviceID: "cam-a", OfficerID: "o-a", StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.CreateCase(ctx, evidence.Case{ID: "C-1", Officer: "o-a", Unit: "a", CreatedBy: "o-a"}); err != nil {
+		t.Fatal(err)
+	}
+	denied := &deniedLog{}
+	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
+		return cat.AppendCustody(ctx, e, keys)
+	}, quiet, nil)
+	s := api.New(api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Holds: store, Signer: keys, Store: store, Keys: keys,
+		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	lastFixture = fixtureParts{cat: cat, keys: keys}
+	return srv, denied
+}
+
+type fixtureParts struct {
+	cat  *catalog.Catalog
+	keys *keyring.Keyring
+}
+
+// lastFixture gives tests the catalog and keys under the last rolesFixture.
+var lastFixture fixtureParts
+
+// Every role against every endpoint, with the status each must get. 401:
+// no valid credential; 403: the role (or its scope) may not. Other codes
+// show the request got past authorization (400: the empty body was then
+// refused; 503: live viewing is not enabled in this fixture).
+func TestRolesByEndpoint(t *testing.T) {
+	srv, denied := rolesFixture(t)
+	principals := []string{"none", "o-a", "o-b", "s-a", "s-b", "aud", "adm", "admin-token", "gone"}
+	table := []struct {
+		method, path, body string
+		want               []int // in the order of principals
+	}{
+		//                                                       none o-a  o-b  s-a  s-b  aud  adm  boot gone
+		{"GET", "/api/v1/session", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401}},
+		{"GET", "/api/v1/tokens", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401}},
+		{"GET", "/api/v1/devices", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
+		{"POST", "/api/v1/devices", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
+		{"DELETE", "/api/v1/devices/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401}},
+		{"GET", "/api/v1/users", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
+		{"POST", "/api/v1/users", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
+		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401}},
+		{"POST", "/api/v1/users/o-a/certificate", `{"revoked":false}`, []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
+		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
+		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, 403, 404, 403, 404, 403, 403, 401}},
+		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
+		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, 403, 503, 403, 403, 401}},
+		{"GET", "/api/v1/live/viewers", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
+		{"GET", "/api/v1/live/views", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
+		{"GET", "/debug/pprof/", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
+		{"GET", "/api/v1/cases", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
+		{"POST", "/api/v1/cases", "{}", []int{401, 400, 400, 400, 400, 403, 403, 403, 401}},
+		{"GET", "/api/v1/cases/C-1", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+		{"POST", "/api/v1/cases/C-1/transition", `{"to":"investigating"}`, []int{401, 400, 403, 400, 403, 403, 403, 403, 401}},
+		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, 403, 400, 403, 403, 403, 403, 401}},
+		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+	}
+	wantDenied := 0
+	for _, row := range table {
+		for i, who := range principals {
+			req, _ := http.NewRequest(row.method, srv.URL+row.path, strings.NewReader(row.body))
+			switch who {
+			case "none":
+			case "admin-token":
+				req.Header.Set("Authorization", "Bearer "+token)
+			default:
+				req.Header.Set("Authorization", "Bearer tok-"+who)
+			}
+			if strings.HasSuffix(row.path, "/whep") {
+				req.Header.Set("Content-Type", "application/sdp")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != row.want[i] {
+				t.Errorf("%s %s as %s: %d, want %d", row.method, row.path, who, resp.StatusCode, row.want[i])
+			}
+			if row.want[i] == 401 || row.want[i] == 403 {
+				wantDenied++
+			}
+		}
+	}
+	if got := denied.count(); got != wantDenied {
+		t.Errorf("%d refusals audited, want %d (one per 401/403)", got, wantDenied)
+	}
+}
+
+// Listing is scoped too: an officer sees only their own recordings, a
+// supervisor their unit's.
+func TestRecordingListScope(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	for who, want := range map[string]int{"o-a": 1, "o-b": 0, "s-a": 1, "s-b": 0, "aud": 1} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/recordings", nil)
+		req.Header.Set("Authorization", "Bearer tok-"+who)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if len(list.Items) != want {
+			t.Errorf("%s sees %d recordings, want %d", who, len(list.Items), want)
+		}
+	}
+}
+
+// Password sign-in: a session cookie that works, the console header for
+// changes, lock-out after five failures in a row, sign-out.
+func TestPasswordSignIn(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	post := func(path, body string, cookie *http.Cookie, console bool) *http.Response {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		if console {
+			req.Header.Set("X-Bodycam-Console", "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	// The admin sets a password for s-a.
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/users/s-a/password", strings.NewReader(`{"password":"correct horse battery"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != 204 {
+		t.Fatalf("set password: %d", resp.StatusCode)
+	}
+	resp := post("/api/v1/session", `{"user":"s-a","password":"correct horse battery"}`, nil, false)
+	if resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "bodycam_session" {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || strings.Contains(cookie.Value, "correct") {
+		t.Fatalf("session cookie %+v", cookie)
+	}
+	get, _ := http.NewRequest("GET", srv.URL+"/api/v1/recordings/rec-a", nil)
+	get.AddCookie(cookie)
+	if resp, _ := http.DefaultClient.Do(get); resp.StatusCode != 200 {
+		t.Fatalf("reading with the session: %d", resp.StatusCode)
+	}
+	if resp := post("/api/v1/tokens", `{"name":"x"}`, cookie, false); resp.StatusCode != 403 {
+		t.Fatalf("a change by cookie without the console header: %d, want 403", resp.StatusCode)
+	}
+	if resp := post("/api/v1/tokens", `{"name":"x"}`, cookie, true); resp.StatusCode != 201 {
+		t.Fatalf("a change by cookie with the console header: %d, want 201", resp.StatusCode)
+	}
+	// Five wrong passwords lock the user out, even with the right one.
+	for i := 0; i < 5; i++ {
+		if resp := post("/api/v1/session", `{"user":"s-a","password":"wrong wrong wrong"}`, nil, false); resp.StatusCode != 401 {
+			t.Fatalf("wrong password %d: %d", i, resp.StatusCode)
+		}
+	}
+	if resp := post("/api/v1/session", `{"user":"s-a","password":"correct horse battery"}`, nil, false); resp.StatusCode != 429 {
+		t.Fatalf("sign-in while locked out: %d, want 429", resp.StatusCode)
+	}
+	if resp := post("/api/v1/session", `{"user":"nobody","password":"correct horse battery"}`, nil, false); resp.StatusCode != 401 {
+		t.Fatalf("unknown user: %d", resp.StatusCode)
+	}
+	// Sign-out ends the session on the server, not only in the browser.
+	out, _ := http.NewRequest("DELETE", srv.URL+"/api/v1/session", nil)
+	out.AddCookie(cookie)
+	http.DefaultClient.Do(out)
+	if resp, _ := http.DefaultClient.Do(get); resp.StatusCode != 401 {
+		t.Fatalf("the old cookie after sign-out: %d, want 401", resp.StatusCode)
+	}
+}
+
+// The officer's certificate page is public and says whether the
+// certificate is valid; its QR code is a PNG of the page's URL.
+func TestOfficerCertificatePage(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	admin := func(path, body string) (int, string) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	until := time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	code, body := admin("/api/v1/users", `{"id":"o-17","name":"Ana Ruiz","role":"officer","unit":"a","badge_number":"4711",
+		"agency":"City Enforcement","cert_valid_until":"`+until+`"}`)
+	if code != 201 {
+		t.Fatalf("create officer: %d %s", code, body)
+	}
+	var u struct {
+		CertURL string `json:"cert_url"`
+	}
+	json.Unmarshal([]byte(body), &u)
+	get := func(path string) (int, string, []byte) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	}
+	code, _, page := get(u.CertURL)
+	if code != 200 || !strings.Contains(string(page), "Valid certificate") || !strings.Contains(string(page), "Ana Ruiz") ||
+		!strings.Contains(string(page), "4711") {
+		t.Fatalf("certificate page: %d %s", code, page)
+	}
+	code, ctype, png := get(u.CertURL + "/qr.png")
+	if code != 200 || ctype != "image/png" {
+		t.Fatalf("QR code: %d %s", code, ctype)
+	}
+	if img, err := imagepng.Decode(bytes.NewReader(png)); err != nil || img.Bounds().Dx() < 100 {
+		t.Fatalf("QR code is not a usable PNG: %v", err)
+	}
+	if code, _ := admin("/api/v1/users/o-17/certificate", `{"valid_until":"`+until+`","revoked":true}`); code != 200 {
+		t.Fatalf("revoke: %d", code)
+	}
+	if _, _, page := get(u.CertURL); !strings.Contains(string(page), "REVOKED") {
+		t.Fatalf("revoked certificate page: %s", page)
+	}
+	if code, _, _ := get("/verify/officer/0123456789abcdef0123"); code != 404 {
+		t.Fatalf("unknown certificate: %d", code)
+	}
+}

@@ -1,0 +1,228 @@
+// The bodycam operations console: sign-in, then the live wall, recordings
+// and the viewing audit. Plain ES modules, no build step; everything is
+// served from the binary under the page's strict Content-Security-Policy.
+
+import { api, onUnauthorized } from './api.js';
+import { fmtClock, fmtAgo, toast } from './ui.js';
+import { initLive, startLive, stopLive, closeAll, resetLive, setDevices, setLiveCaps } from './live.js';
+import { initRecordings, setRecordingDevices, refreshIfShown, handleEscape } from './recordings.js';
+import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
+
+const $ = (id) => document.getElementById(id);
+
+// What each role may do, as the server enforces it: the console shows only
+// what works for the one signed in (the server stays the authority; a 403
+// still shows its reason).
+const CAN = {
+  live: ['supervisor', 'auditor', 'admin'], // who is live, sessions in progress
+  watch: ['supervisor', 'auditor'], // WHEP
+  views: ['supervisor', 'auditor'], // the viewing audit's history
+  devices: ['supervisor', 'auditor', 'admin'],
+};
+const capsOf = (role) => Object.fromEntries(Object.entries(CAN).map(([k, roles]) => [k, roles.includes(role)]));
+
+let view = null;
+let caps = capsOf('');
+let signedIn = false;
+let lastStatus = null;
+let devicesTimer = null;
+let mode = 'account';
+
+function showSignIn(message, kind = 'error') {
+  signedIn = false;
+  stopLive();
+  stopAudit();
+  clearInterval(devicesTimer);
+  closeAll('signed out');
+  resetLive();
+  $('boot').hidden = true;
+  $('console-view').hidden = true;
+  $('signin-view').hidden = false;
+  const err = $('signin-error');
+  err.hidden = !message;
+  err.textContent = message || '';
+  err.classList.toggle('info', kind === 'info');
+  $('token').value = '';
+  $('password').value = '';
+  setMode(mode);
+}
+
+function setMode(m) {
+  mode = m;
+  for (const b of document.querySelectorAll('.seg')) b.setAttribute('aria-pressed', String(b.dataset.mode === m));
+  $('account-fields').hidden = m !== 'account';
+  $('token-fields').hidden = m !== 'token';
+  (m === 'token' ? $('token') : ($('user').value ? $('password') : $('user'))).focus();
+}
+
+function allowedViews() {
+  return ['live', 'recordings', 'audit'].filter((v) => v === 'recordings' || (v === 'live' ? caps.watch : caps.live || caps.views));
+}
+
+function showConsole(who) {
+  signedIn = true;
+  caps = capsOf(who.role);
+  $('boot').hidden = true;
+  $('signin-view').hidden = true;
+  $('console-view').hidden = false;
+  const name = who.name && who.name !== who.user ? `${who.name} (${who.user})` : who.user;
+  $('who').textContent = who.role && who.role !== who.user ? `${name} · ${who.role}` : name;
+  $('who').title = `Signed in as ${who.user}, role ${who.role}${who.unit ? `, unit ${who.unit}` : ''}`;
+  $('console-view').classList.toggle('no-sidebar', !caps.live);
+  $('conn').hidden = !caps.live; // the live poll is what it reports on
+  for (const el of document.querySelectorAll('[data-needs]')) el.hidden = !caps[el.dataset.needs];
+  for (const b of document.querySelectorAll('.tab')) b.hidden = !allowedViews().includes(b.dataset.view);
+  const note = $('live-note');
+  note.hidden = caps.watch;
+  note.textContent = caps.watch ? '' : `Your role (${who.role}) sees who is live but does not watch: live viewing takes a supervisor or auditor account.`;
+  setLiveCaps(caps);
+  setAuditCaps(caps);
+  if (caps.live) startLive();
+  loadDevices();
+  clearInterval(devicesTimer);
+  if (caps.devices) devicesTimer = setInterval(loadDevices, 30000);
+  setView(allowedViews().includes(view) ? view : allowedViews()[0]);
+}
+
+async function loadDevices() {
+  if (!caps.devices) {
+    setRecordingDevices(null); // the server lists what this user may read
+    return;
+  }
+  try {
+    const body = await api.devices();
+    const items = body.items || [];
+    setDevices(items);
+    setRecordingDevices(items);
+    setAuditDevices(items);
+  } catch (err) {
+    if (err.status !== 401) toast(`Could not list devices: ${err.message}`, 'warn');
+  }
+}
+
+function setView(name) {
+  if (!allowedViews().includes(name)) return;
+  view = name;
+  for (const b of document.querySelectorAll('.tab')) {
+    const on = b.dataset.view === name;
+    b.classList.toggle('active', on);
+    if (on) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
+  }
+  for (const v of ['live', 'recordings', 'audit']) $(`view-${v}`).hidden = v !== name;
+  if (name === 'audit') startAudit(); else stopAudit();
+  if (name === 'recordings') refreshIfShown();
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const err = $('signin-error');
+  const show = (msg) => { err.hidden = false; err.classList.remove('info'); err.textContent = msg; };
+  let body;
+  if (mode === 'token') {
+    const token = $('token').value.trim();
+    if (!token) { show('Enter the admin token.'); $('token').focus(); return; }
+    body = { token };
+  } else {
+    const user = $('user').value.trim();
+    const password = $('password').value;
+    if (!user || !password) { show('Enter your user name and password.'); (user ? $('password') : $('user')).focus(); return; }
+    body = { user, password };
+  }
+  const btn = $('signin');
+  btn.disabled = true;
+  btn.textContent = 'Signing in…';
+  try {
+    await api.signIn(body);
+    // The session's own view of who signed in (name, unit, role).
+    showConsole(await api.session());
+    $('token').value = '';
+    $('password').value = '';
+  } catch (e) {
+    if (e.status === 401) show(mode === 'token' ? 'Wrong token: the server refused it.' : 'Wrong user or password.');
+    else if (e.status === 429) show(`Locked: ${e.message}.`);
+    else show(`Sign-in failed: ${e.message}`);
+    (mode === 'token' ? $('token') : $('password')).select();
+  } finally {
+    btn.disabled = false;
+    btn.textContent = 'Sign in';
+  }
+}
+
+async function signOut() {
+  closeAll('signed out');
+  try { await api.signOut(); } catch { /* the cookie is dropped either way */ }
+  showSignIn('Signed out.', 'info');
+}
+
+function renderStatus() {
+  const el = $('conn');
+  const text = $('conn-text');
+  if (!lastStatus) return;
+  if (lastStatus.ok) {
+    el.className = 'conn conn-ok';
+    text.textContent = 'online';
+    el.title = `Server reachable; live list updated ${fmtAgo(new Date(lastStatus.at).toISOString())} ago`;
+  } else {
+    el.className = 'conn conn-bad';
+    text.textContent = 'server unreachable';
+    el.title = lastStatus.error || '';
+  }
+}
+
+function tick() {
+  $('clock').textContent = fmtClock();
+  if (signedIn && caps.live && lastStatus && lastStatus.ok && Date.now() - lastStatus.at > 7000) {
+    $('conn').className = 'conn conn-warn';
+    $('conn-text').textContent = `stale ${fmtAgo(new Date(lastStatus.at).toISOString())}`;
+  }
+}
+
+function keys(ev) {
+  if (!signedIn || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const t = ev.target;
+  const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement || t.isContentEditable;
+  if (ev.key === 'Escape') {
+    if (document.fullscreenElement) return;
+    if (view === 'recordings' && handleEscape()) ev.preventDefault();
+    return;
+  }
+  if (typing) return;
+  const views = { 1: 'live', 2: 'recordings', 3: 'audit' };
+  if (views[ev.key]) { setView(views[ev.key]); ev.preventDefault(); return; }
+  if ((ev.key === 'm' || ev.key === 'M') && caps.watch) { $('mute-all').click(); ev.preventDefault(); }
+}
+
+function init() {
+  initLive({
+    liveList: $('live-list'), liveCount: $('live-count'), wall: $('wall'), wallEmpty: $('wall-empty'),
+    wallCount: $('wall-count'), closeAll: $('close-all'), muteAll: $('mute-all'),
+  }, {
+    onStatus: (st) => { lastStatus = st; renderStatus(); },
+    onCount: (n) => { const c = $('tab-live-count'); c.hidden = !n; c.textContent = String(n); c.title = `${n} open view${n === 1 ? '' : 's'}`; },
+    onOpen: () => { if (view !== 'live') setView('live'); },
+  });
+  initRecordings({
+    device: $('rec-device'), stateFilter: $('rec-state'), from: $('rec-from'), to: $('rec-to'), refresh: $('rec-refresh'),
+    list: $('rec-list'), listCount: $('rec-count'), detail: $('rec-detail'), table: $('rec-table'),
+  });
+  $('rec-filters').addEventListener('submit', (ev) => ev.preventDefault());
+  initAudit({
+    device: $('audit-device'), refresh: $('audit-refresh'), viewers: $('viewers'), views: $('views'),
+    viewersCount: $('viewers-count'), viewsCount: $('views-count'), error: $('audit-error'),
+    viewersPanel: $('viewers-panel'), viewsPanel: $('views-panel'), viewsNote: $('views-note'),
+  });
+  for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => setView(b.dataset.view));
+  for (const b of document.querySelectorAll('.seg')) b.addEventListener('click', () => { $('signin-error').hidden = true; setMode(b.dataset.mode); });
+  $('signin-form').addEventListener('submit', signIn);
+  $('signout').addEventListener('click', signOut);
+  for (const id of ['token', 'user', 'password']) $(id).addEventListener('input', () => { $('signin-error').hidden = true; });
+  document.addEventListener('keydown', keys);
+  onUnauthorized(() => { if (signedIn) showSignIn('Your session has expired or was revoked: sign in again.'); });
+  tick();
+  setInterval(tick, 1000);
+  api.session().then(showConsole).catch((err) => {
+    showSignIn(err.status === 401 ? '' : `Cannot reach the server: ${err.message}`);
+  });
+}
+
+init();

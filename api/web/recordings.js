@@ -1,0 +1,309 @@
+// Recordings: pick a device, list its recordings, open one to play it, read
+// its segments (hashes and chain links), its gaps, and verify it.
+
+import { api, ApiError } from './api.js';
+import { h, icon, badge, stateBadge, hashButton, fmtTime, fmtDuration, fmtBytes, fmtClock, clear, toast } from './ui.js';
+
+let els;
+let devices = [];
+let current = null; // the open recording's id
+let listToken = 0;
+
+export function initRecordings(elements) {
+  els = elements;
+  els.device.addEventListener('change', () => loadList());
+  els.stateFilter.addEventListener('change', () => loadList());
+  els.from.addEventListener('change', () => loadList());
+  els.to.addEventListener('change', () => loadList());
+  els.refresh.addEventListener('click', () => loadList());
+  loadList();
+}
+
+// ALL lists every recording the signed-in user may read (no device filter).
+const ALL = '*';
+
+// setRecordingDevices fills the device picker; null when this role may not
+// list devices (an officer): then the list shows what the server lets them
+// read.
+export function setRecordingDevices(list) {
+  const chosen = els.device.value;
+  if (list == null) {
+    devices = [];
+    clear(els.device, h('option', { value: ALL }, 'all I may read'));
+    els.device.value = ALL;
+    if (chosen !== ALL) loadList();
+    return;
+  }
+  devices = list.slice().sort((a, b) => a.id.localeCompare(b.id));
+  clear(els.device, h('option', { value: '' }, devices.length ? '— choose a device —' : 'no devices registered'),
+    devices.length ? h('option', { value: ALL }, 'all devices') : null,
+    devices.map((d) => h('option', { value: d.id }, d.id + (d.name && d.name !== d.id ? ` — ${d.name}` : '') + (d.disabled ? ' (disabled)' : ''))));
+  if (chosen === ALL || devices.some((d) => d.id === chosen)) els.device.value = chosen;
+  else if (chosen) loadList();
+}
+
+export function refreshIfShown() {
+  if (els.device.value && !els.list.dataset.loading) loadList({ quiet: true });
+}
+
+function dayStart(v) { return v ? new Date(v + 'T00:00:00').toISOString() : ''; }
+function dayEnd(v) {
+  if (!v) return '';
+  const d = new Date(v + 'T00:00:00');
+  d.setDate(d.getDate() + 1);
+  return d.toISOString();
+}
+
+async function loadList({ quiet = false } = {}) {
+  const device = els.device.value;
+  const my = ++listToken;
+  if (!device) {
+    clear(els.list, h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'Choose a device to list its recordings.')));
+    els.listCount.textContent = '';
+    return;
+  }
+  const params = { limit: '500' };
+  if (device !== ALL) params.device = device;
+  els.table.classList.toggle('all-devices', device === ALL);
+  if (els.stateFilter.value) params.state = els.stateFilter.value;
+  if (els.from.value) params.from = dayStart(els.from.value);
+  if (els.to.value) params.to = dayEnd(els.to.value);
+  if (!quiet) clear(els.list, h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'Loading…')));
+  els.list.dataset.loading = '1';
+  try {
+    const body = await api.recordings(params);
+    if (my !== listToken) return;
+    const items = (body.items || []).slice().sort((a, b) => new Date(b.started_at) - new Date(a.started_at));
+    renderList(items);
+  } catch (err) {
+    if (my !== listToken) return;
+    clear(els.list, h('tr', { class: 'empty error' }, h('td', { colspan: 9 }, `Could not list recordings: ${err.message}`)));
+  } finally {
+    delete els.list.dataset.loading;
+  }
+}
+
+// endTime shows only the time when the recording ended the day it started.
+function endTime(start, end) {
+  const full = fmtTime(end);
+  return full.slice(0, 10) === fmtTime(start).slice(0, 10) ? full.slice(11) : full;
+}
+
+function renderList(items) {
+  els.listCount.textContent = `${items.length} recording${items.length === 1 ? '' : 's'}`;
+  clear(els.list);
+  if (!items.length) {
+    els.list.append(h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'No recordings match.')));
+    return;
+  }
+  for (const r of items) {
+    const dur = r.ended_at ? new Date(r.ended_at) - new Date(r.started_at) : Date.now() - new Date(r.started_at);
+    const open = h('button', { type: 'button', class: 'link mono', testid: 'open-recording', title: `Open ${r.id}`,
+      onclick: () => openRecording(r.id) }, r.id);
+    const codecs = (r.codecs || []).join(', ');
+    const row = h('tr', { testid: 'rec-item', dataset: { recording: r.id, state: r.state }, class: r.id === current ? 'selected' : '' },
+      h('td', {}, stateBadge(r.state)),
+      h('td', { class: 'col-device device-id' }, r.device_id),
+      h('td', {}, open),
+      h('td', { class: 'mono' }, fmtTime(r.started_at)),
+      h('td', { class: 'mono' }, r.ended_at ? endTime(r.started_at, r.ended_at) : h('span', { class: 'muted' }, r.state === 'live' ? 'recording…' : '—')),
+      h('td', { class: 'num' }, fmtDuration(dur)),
+      h('td', { class: 'num' }, String(r.segment_count)),
+      h('td', { class: 'clip codecs', title: codecs }, codecs.replace(/ \(stored as [^)]*\)/g, '')),
+      h('td', { class: 'clip reason', title: r.end_reason || '' }, r.end_reason || h('span', { class: 'muted' }, '—')));
+    row.addEventListener('click', (ev) => { if (!ev.target.closest('button')) openRecording(r.id); });
+    els.list.append(row);
+  }
+}
+
+// openRecording shows one recording's player, verification and segments.
+export async function openRecording(id) {
+  current = id;
+  for (const tr of els.list.querySelectorAll('tr[data-recording]')) tr.classList.toggle('selected', tr.dataset.recording === id);
+  els.detail.hidden = false;
+  clear(els.detail, h('div', { class: 'panel-pad muted' }, `Loading ${id}…`));
+  let rec;
+  try {
+    rec = await api.recording(id);
+  } catch (err) {
+    if (current !== id) return;
+    clear(els.detail, h('div', { class: 'panel-pad error' }, `Could not open ${id}: ${err.message}`));
+    return;
+  }
+  if (current !== id) return;
+  renderDetail(rec);
+  els.detail.scrollIntoView({ block: 'start' });
+}
+
+function closeDetail() {
+  current = null;
+  const v = els.detail.querySelector('video');
+  if (v) { v.pause(); v.removeAttribute('src'); v.load(); }
+  els.detail.hidden = true;
+  clear(els.detail);
+  for (const tr of els.list.querySelectorAll('tr.selected')) tr.classList.remove('selected');
+}
+
+function renderDetail(rec) {
+  const media = api.mediaURL(rec.id);
+  const hasMedia = rec.segments.some((s) => s.kind === 'media');
+  const video = hasMedia
+    ? h('video', { testid: 'rec-video', controls: true, preload: 'metadata', src: media })
+    : h('div', { class: 'no-media' }, 'No media stored yet.');
+  const result = h('div', { class: 'verify-result', testid: 'verify-result', role: 'status', 'aria-live': 'polite', hidden: true });
+  const verifyBtn = h('button', { type: 'button', class: 'btn btn-primary', testid: 'verify',
+    title: 'Re-read every object, recompute every hash and chain link, check the signed manifest' }, icon('shield'), 'Verify');
+  verifyBtn.addEventListener('click', () => runVerify(rec, verifyBtn, result));
+  const header = h('div', { class: 'detail-head' },
+    h('div', { class: 'detail-title' },
+      stateBadge(rec.state),
+      h('h3', { class: 'mono', testid: 'rec-id' }, rec.id)),
+    h('div', { class: 'detail-actions' },
+      verifyBtn,
+      h('button', { type: 'button', class: 'btn', title: 'Reload the segments (a live recording grows)', onclick: () => openRecording(rec.id) }, icon('refresh'), 'Reload'),
+      hasMedia ? h('a', { class: 'btn', href: media, download: `${rec.id}.mp4`, title: 'Download the recording as one MP4' }, icon('download'), 'MP4') : null,
+      h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Close the recording', title: 'Close (Esc)', onclick: closeDetail }, icon('close'))));
+
+  clear(els.detail,
+    header,
+    h('div', { class: 'detail-body' },
+      h('div', { class: 'player' }, video),
+      h('div', { class: 'detail-side' }, factsList(rec), result)),
+    gapsSection(rec),
+    segmentsSection(rec));
+}
+
+function factsList(rec) {
+  const dur = rec.ended_at ? new Date(rec.ended_at) - new Date(rec.started_at) : null;
+  const size = rec.segments.reduce((n, s) => n + (s.size || 0), 0);
+  return h('dl', { class: 'facts' },
+    fact('Device', rec.device_id), fact('Officer', rec.officer_id || '—'), fact('Case', rec.case_id || '—'),
+    fact('Started', fmtTime(rec.started_at)), fact('Ended', rec.ended_at ? fmtTime(rec.ended_at) : (rec.state === 'live' ? 'still recording' : '—')),
+    fact('Duration', dur != null ? fmtDuration(dur) : '—'), fact('End reason', rec.end_reason || '—'),
+    fact('Segments', `${rec.segments.length} (${fmtBytes(size)})`), fact('Codecs', (rec.codecs || []).join(', ') || '—'),
+    rec.manifest_key ? fact('Manifest', rec.manifest_key) : null);
+}
+
+function gapsSection(rec) {
+  return h('section', { class: 'subsection', testid: 'gaps' },
+    h('h4', {}, 'Gaps ', badge(String(rec.gaps.length), rec.gaps.length ? 'warn' : 'ok')),
+    gapsTable(rec.gaps));
+}
+
+function segmentsSection(rec) {
+  return h('section', { class: 'subsection', testid: 'segments-section' },
+    h('h4', {}, 'Segments ', badge(String(rec.segments.length), 'info'),
+      h('span', { class: 'muted hint' }, 'Hashes are shortened: hover to read in full, click to copy.')),
+    segmentsTable(rec.segments));
+}
+
+function fact(k, v) {
+  return [h('dt', {}, k), h('dd', {}, v)];
+}
+
+function gapsTable(gaps) {
+  if (!gaps.length) return h('p', { class: 'muted', testid: 'no-gaps' }, 'No gaps recorded: the recording is continuous.');
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
+    h('thead', {}, h('tr', {}, ['Kind', 'Start', 'End', 'Length', 'Track', 'Detail'].map((t) => h('th', {}, t)))),
+    h('tbody', {}, gaps.map((g) => h('tr', { testid: 'gap', class: 'row-warn' },
+      h('td', {}, badge(g.kind, 'warn')), h('td', {}, fmtTime(g.start)), h('td', {}, g.end ? fmtTime(g.end) : 'open'),
+      h('td', { class: 'num' }, g.end ? fmtDuration(new Date(g.end) - new Date(g.start)) : '—'),
+      h('td', {}, g.track || 'all'), h('td', {}, g.detail || ''))))));
+}
+
+function segmentsTable(segs) {
+  if (!segs.length) return h('p', { class: 'muted' }, 'No segments stored yet.');
+  let prev = null;
+  const rows = segs.map((s) => {
+    // Within the recording each link must name the previous segment's chain
+    // hash; the first one links to the device's chain before it.
+    let link;
+    if (prev == null) link = h('span', { class: 'muted', title: 'links to the device chain before this recording' }, '↤');
+    else if (s.prev_chain_hash === prev.chain_hash) link = h('span', { class: 'ok', title: 'links to the previous segment' }, '✓');
+    else link = h('span', { class: 'bad', title: 'does not link to the previous segment' }, '✗');
+    prev = s;
+    return h('tr', { testid: 'segment', dataset: { seq: String(s.seq) } },
+      h('td', { class: 'num' }, String(s.seq)),
+      h('td', {}, s.kind),
+      h('td', {}, fmtTime(s.started_at)),
+      h('td', { class: 'num' }, s.kind === 'init' ? '—' : `${(s.duration_ms / 1000).toFixed(2)} s`),
+      h('td', { class: 'num' }, fmtBytes(s.size)),
+      h('td', { class: 'center', title: s.kind === 'media' ? (s.keyframe ? 'starts with a keyframe' : 'does not start with a keyframe') : '' },
+        s.kind === 'media' ? (s.keyframe ? '●' : h('span', { class: 'warn' }, '○')) : ''),
+      h('td', { testid: 'sha256' }, hashButton(s.sha256, `SHA-256 of segment ${s.seq}`)),
+      h('td', { class: 'num' }, String(s.chain_seq)),
+      h('td', {}, hashButton(s.prev_chain_hash, `Previous chain hash of segment ${s.seq}`)),
+      h('td', { testid: 'chain-hash' }, hashButton(s.chain_hash, `Chain hash of segment ${s.seq}`)),
+      h('td', { class: 'center' }, link));
+  });
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'grid segments', testid: 'segments' },
+    h('thead', {}, h('tr', {}, ['#', 'Kind', 'Started', 'Length', 'Size', 'Key', 'SHA-256', 'Chain #', 'Prev chain hash', 'Chain hash', 'Link']
+      .map((t) => h('th', {}, t)))),
+    h('tbody', {}, rows)));
+}
+
+async function runVerify(rec, btn, out) {
+  btn.disabled = true;
+  const label = btn.lastChild;
+  label.textContent = 'Verifying…';
+  out.hidden = false;
+  out.className = 'verify-result verify-running';
+  clear(out, h('strong', {}, 'Verifying…'), h('p', {}, 'Re-reading every object and recomputing its hash and chain link.'));
+  for (const tr of els.detail.querySelectorAll('tr.row-bad')) tr.classList.remove('row-bad');
+  try {
+    const v = await api.verify(rec.id);
+    out.dataset.ok = String(!!v.ok);
+    const when = `checked at ${fmtClock()}`;
+    if (v.ok) {
+      out.className = 'verify-result verify-ok';
+      const pending = /not yet written/.test(v.manifest || '');
+      clear(out,
+        h('strong', { class: 'verdict' }, '✓ Verified: intact'),
+        h('p', {}, `${v.checked} object${v.checked === 1 ? '' : 's'} re-read and re-hashed; the hash chain holds`,
+          v.chain_head ? [' up to ', hashButton(v.chain_head, 'Chain head')] : null),
+        h('p', {}, 'Signed manifest: ', h('strong', {}, v.manifest || '—'), '.'),
+        pending ? h('p', { class: 'muted' }, 'The recording is still live: its manifest is signed when it ends. Verify again then.') : null,
+        v.gaps && v.gaps.length ? h('p', { class: 'warn' }, `${v.gaps.length} gap(s) recorded (listed below); gaps are declared, not failures.`) : null,
+        h('p', { class: 'muted' }, when));
+    } else {
+      out.className = 'verify-result verify-bad';
+      const seq = v.first_bad_seq;
+      clear(out,
+        h('strong', { class: 'verdict' }, seq != null ? `✗ Verification FAILED at segment #${seq}` : '✗ Verification FAILED'),
+        h('p', {}, v.reason || 'no reason given'),
+        v.manifest ? h('p', {}, 'Manifest: ', v.manifest) : null,
+        h('p', { class: 'muted' }, `${v.checked || 0} object(s) checked before the failure; ${when}`));
+      if (seq != null) {
+        const row = els.detail.querySelector(`tr[data-testid="segment"][data-seq="${seq}"]`);
+        if (row) { row.classList.add('row-bad'); row.scrollIntoView({ block: 'center' }); }
+      }
+    }
+  } catch (err) {
+    out.className = 'verify-result verify-bad';
+    out.dataset.ok = 'error';
+    clear(out, h('strong', { class: 'verdict' }, 'Verification could not run'), h('p', {}, err.message));
+    if (!(err instanceof ApiError)) toast(err.message, 'bad');
+  } finally {
+    btn.disabled = false;
+    label.textContent = 'Verify again';
+  }
+  // A live recording grows: show the segments the verdict covered.
+  if (rec.state === 'live') refreshTables(rec.id);
+}
+
+async function refreshTables(id) {
+  let rec;
+  try { rec = await api.recording(id); } catch { return; }
+  if (current !== id) return;
+  const bad = els.detail.querySelector('tr.row-bad')?.dataset.seq;
+  els.detail.querySelector('[data-testid="gaps"]')?.replaceWith(gapsSection(rec));
+  els.detail.querySelector('[data-testid="segments-section"]')?.replaceWith(segmentsSection(rec));
+  if (bad != null) els.detail.querySelector(`tr[data-testid="segment"][data-seq="${bad}"]`)?.classList.add('row-bad');
+  const facts = els.detail.querySelector('.facts');
+  if (facts) facts.replaceWith(factsList(rec));
+}
+
+export function handleEscape() {
+  if (!els.detail.hidden) { closeDetail(); return true; }
+  return false;
+}
