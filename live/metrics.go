@@ -12,7 +12,7 @@ type metrics struct {
 	sent        *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
 	errors      *prometheus.CounterVec
-	delay       prometheus.Histogram
+	delay       *prometheus.HistogramVec
 	firstFrame  prometheus.Histogram
 }
 
@@ -45,11 +45,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bodycam_live_errors_total", Help: "Live relay errors by kind.",
 		}, []string{"kind"}),
-		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "bodycam_live_send_delay_seconds",
-			Help:    "Time from ingest receiving an access unit to the relay sending it to a viewer.",
+			Help:    "Time from ingest receiving an access unit to the relay sending it to a viewer, by kind (video, audio).",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
-		}),
+		}, []string{"kind"}),
 		firstFrame: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "bodycam_live_first_frame_seconds",
 			Help:    "Time from a viewer's connection to its first keyframe sent.",

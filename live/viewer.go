@@ -297,7 +297,7 @@ func (v *viewer) send(connected time.Time) {
 				v.r.m.firstFrame.Observe(time.Since(connected).Seconds())
 			}
 			if !it.burst && !it.unit.Recv.IsZero() {
-				v.r.m.delay.Observe(time.Since(it.unit.Recv).Seconds())
+				v.r.m.delay.WithLabelValues(st.kind).Observe(time.Since(it.unit.Recv).Seconds())
 			}
 		}
 	}

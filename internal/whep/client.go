@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -57,6 +60,7 @@ type Viewer struct {
 	mu    sync.Mutex
 	stats Stats
 	annex io.Writer
+	sock  *net.UDPConn // closed with the connection
 }
 
 // Stats is what a viewer received.
@@ -98,25 +102,50 @@ func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 			return nil, err
 		}
 	}
+	// A receiver's interceptors: NACKs for lost packets and receiver
+	// reports (a browser also sends congestion feedback; the relay does not
+	// use it).
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
 		return nil, err
 	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	ir.Add(gen)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(rr)
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	var sock *net.UDPConn
 	if o.TCPOnly {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	} else {
+		// One loopback socket with a receive buffer the size a browser
+		// uses (the default 208 KiB is 0.4 s of a 4 Mbit/s stream, and a
+		// busy load generator would lose packets in its own kernel).
+		sock, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return nil, err
+		}
+		sock.SetReadBuffer(4 << 20)
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, sock))
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
 		return nil, err
 	}
-	v := &Viewer{pc: pc, token: o.Token, annex: o.Annex}
+	v := &Viewer{pc: pc, token: o.Token, annex: o.Annex, sock: sock}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			pc.Close()
+			v.shutdown()
 			return nil, err
 		}
 	}
@@ -148,7 +177,7 @@ func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 		}
 	}
 	if err != nil {
-		pc.Close()
+		v.shutdown()
 		return nil, err
 	}
 	req, _ := http.NewRequestWithContext(ctx, "POST", endpoint, strings.NewReader(pc.LocalDescription().SDP))
@@ -158,18 +187,18 @@ func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		pc.Close()
+		v.shutdown()
 		return nil, err
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		pc.Close()
+		v.shutdown()
 		return nil, &StatusError{Code: resp.StatusCode, Body: string(body)}
 	}
 	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.Header.Get("Location") == "" {
-		pc.Close()
+		v.shutdown()
 		return nil, errors.New("WHEP: 201 without a Location")
 	}
 	v.location = loc.String()
@@ -291,6 +320,13 @@ func (v *Viewer) Close() error {
 			err = &StatusError{Code: resp.StatusCode}
 		}
 	}
-	v.pc.Close()
+	v.shutdown()
 	return err
+}
+
+func (v *Viewer) shutdown() {
+	v.pc.Close()
+	if v.sock != nil {
+		v.sock.Close()
+	}
 }
