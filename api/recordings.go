@@ -28,6 +28,7 @@ type recordingJSON struct {
 	Codecs       []string   `json:"codecs"`
 	SegmentCount int        `json:"segment_count"`
 	ManifestKey  string     `json:"manifest_key,omitempty"`
+	DeletedAt    *time.Time `json:"deleted_at,omitempty"`
 }
 
 func toRecordingJSON(r evidence.Recording) recordingJSON {
@@ -40,6 +41,7 @@ func toRecordingJSON(r evidence.Recording) recordingJSON {
 		t := r.EndedAt
 		j.EndedAt = &t
 	}
+	j.DeletedAt = timePtr(r.DeletedAt)
 	return j
 }
 
@@ -192,6 +194,11 @@ func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
 func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 	rec, ok := s.recording(w, r)
 	if !ok {
+		return
+	}
+	if !rec.DeletedAt.IsZero() {
+		writeError(w, http.StatusGone, "the media of recording "+rec.ID+" was deleted by retention on "+
+			rec.DeletedAt.Format(time.RFC3339)+"; its signed tombstone is the last link of its chain (verify shows it)")
 		return
 	}
 	from, err := parseTime("from", r.URL.Query().Get("from"))

@@ -15,16 +15,16 @@ var errNoRows = sql.ErrNoRows
 
 const recordingCols = `r.id, r.device_id, r.officer_id, r.case_id, r.state, r.started_us, r.ended_us,
 	r.end_reason, r.codecs, r.remote_addr, r.manifest_key,
-	(SELECT COUNT(*) FROM segments s WHERE s.recording_id = r.id)`
+	(SELECT COUNT(*) FROM segments s WHERE s.recording_id = r.id AND s.kind <> 'tombstone'), r.deleted_us`
 
 func scanRecording(s scanner) (evidence.Recording, error) {
 	var r evidence.Recording
 	var started int64
-	var ended sql.NullInt64
+	var ended, deleted sql.NullInt64
 	var codecs string
 	err := s.Scan(&r.ID, &r.DeviceID, &r.OfficerID, &r.CaseID, &r.State, &started, &ended,
-		&r.EndReason, &codecs, &r.RemoteAddr, &r.ManifestKey, &r.SegmentCount)
-	r.StartedAt, r.EndedAt = fromMicros(started), fromNullMicros(ended)
+		&r.EndReason, &codecs, &r.RemoteAddr, &r.ManifestKey, &r.SegmentCount, &deleted)
+	r.StartedAt, r.EndedAt, r.DeletedAt = fromMicros(started), fromNullMicros(ended), fromNullMicros(deleted)
 	if codecs != "" {
 		r.Codecs = strings.Split(codecs, "\n")
 	}
@@ -170,7 +170,7 @@ func scanSegment(s scanner) (evidence.Segment, error) {
 // the recorded segment is returned with ErrExists, so an upload retried
 // after a crash can check that it is the same object.
 func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error) {
-	if s.Kind != evidence.KindInit && s.Kind != evidence.KindMedia {
+	if s.Kind != evidence.KindInit && s.Kind != evidence.KindMedia && s.Kind != evidence.KindTombstone {
 		return s, fmt.Errorf("catalog: segment kind %q", s.Kind)
 	}
 	s.StartedAt = s.StartedAt.Truncate(time.Microsecond).UTC()
@@ -299,4 +299,37 @@ func (c *Catalog) Gaps(ctx context.Context, recordingID string) ([]evidence.Gap,
 		out = append(out, g)
 	}
 	return out, translate(rows.Err(), "gaps")
+}
+
+// RetentionCandidates lists finished recordings whose footage is in no case
+// and has not been in one since before cutoff, ended before cutoff, and not
+// yet deleted: what retention may delete now. Oldest first.
+func (c *Catalog) RetentionCandidates(ctx context.Context, cutoff time.Time, limit int) ([]evidence.Recording, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := c.query(ctx, `SELECT `+recordingCols+` FROM recordings r
+		WHERE r.state <> 'live' AND r.ended_us < $1 AND r.deleted_us IS NULL AND r.manifest_key <> ''
+		AND NOT EXISTS (SELECT 1 FROM evidence_links l WHERE l.recording_id = r.id
+			AND (l.unlinked_us IS NULL OR l.unlinked_us >= $1))
+		ORDER BY r.ended_us LIMIT $2`, micros(cutoff), limit)
+	if err != nil {
+		return nil, translate(err, "recordings")
+	}
+	defer rows.Close()
+	out := []evidence.Recording{}
+	for rows.Next() {
+		r, err := scanRecording(rows)
+		if err != nil {
+			return nil, translate(err, "recordings")
+		}
+		out = append(out, r)
+	}
+	return out, translate(rows.Err(), "recordings")
+}
+
+// MarkDeleted records that retention deleted a recording's media.
+func (c *Catalog) MarkDeleted(ctx context.Context, id string, at time.Time) error {
+	_, err := c.exec(ctx, `UPDATE recordings SET deleted_us = $1 WHERE id = $2 AND deleted_us IS NULL`, micros(at), id)
+	return translate(err, "recording "+id)
 }

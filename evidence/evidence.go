@@ -82,6 +82,9 @@ type Recording struct {
 	ManifestKey string
 	// SegmentCount counts stored segments, the init segment included.
 	SegmentCount int
+	// DeletedAt is when retention deleted the recording's media (zero while
+	// kept); its tombstone is then the last link of the recording.
+	DeletedAt time.Time
 }
 
 // SegmentKind tells an init segment from a media segment.
@@ -90,6 +93,9 @@ type SegmentKind string
 const (
 	KindInit  SegmentKind = "init"
 	KindMedia SegmentKind = "media"
+	// KindTombstone is the signed record, linked into the device's chain,
+	// that retention deleted a recording's media and which objects they were.
+	KindTombstone SegmentKind = "tombstone"
 )
 
 // Segment is one stored object of a recording: the fMP4 init segment (Seq 0)

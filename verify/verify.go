@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/bodycam/bodycam/evidence"
 )
@@ -41,6 +42,9 @@ type Result struct {
 	Checked   int    `json:"checked"`
 	ChainHead string `json:"chain_head,omitempty"`
 	Manifest  string `json:"manifest"` // "ok", "not yet written (recording live)", or the problem
+	// Deleted says, for a recording whose media retention deleted, what its
+	// tombstone shows; the chain is then checked from the record alone.
+	Deleted string `json:"deleted,omitempty"`
 	// Gaps are the recording's explicit holes: not failures, but part of
 	// what a reader of the evidence must know.
 	Gaps []evidence.Gap `json:"gaps"`
@@ -80,6 +84,10 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 		}
 		return Result{OK: false, Reason: "the recording has no stored objects"}
 	}
+	var tomb *evidence.Segment
+	if last := segs[len(segs)-1]; last.Kind == evidence.KindTombstone {
+		tomb, segs = &last, segs[:len(segs)-1]
+	}
 	// The chain link before this recording's first must be on record
 	// (unless this is the device's first link): a removed recording or
 	// segment before it shows here.
@@ -108,6 +116,10 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 		if got := evidence.ChainHash(s.Link()); got != s.ChainHash {
 			return bad(s.Seq, "segment %d: chain hash does not match its record (recorded %s, computed %s)", s.Seq, short(s.ChainHash), short(got))
 		}
+		prev = s.ChainHash
+		if tomb != nil {
+			continue // deleted by retention: the tombstone vouches for the objects
+		}
 		sum, size, err := hashObject(ctx, store, s.Key)
 		if err != nil {
 			return bad(s.Seq, "segment %d: object %s cannot be read: %v", s.Seq, s.Key, err)
@@ -117,16 +129,65 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 			return bad(s.Seq, "segment %d: object %s does not match its SHA-256 (recorded %s, %d bytes; stored bytes hash to %s, %d bytes)",
 				s.Seq, s.Key, short(s.SHA256), s.Size, short(sum), size)
 		}
-		prev = s.ChainHash
 	}
 	res.ChainHead = prev
 	res.OK = true
+	if tomb != nil {
+		if r := checkTombstone(ctx, cat, store, keys, rec, segs, *tomb); !r.OK {
+			return r
+		} else {
+			res.Deleted, res.ChainHead = r.Deleted, tomb.ChainHash
+			res.Checked++
+		}
+	}
 	res.Manifest = checkManifest(ctx, store, keys, rec, segs)
 	if res.Manifest != "ok" && rec.State != evidence.StateLive {
 		res.OK = false
 		res.Reason = "manifest: " + res.Manifest
 	}
 	return res
+}
+
+// checkTombstone checks a deleted recording's tombstone: its object's hash,
+// its signature, that it lists exactly the recording's objects as on record,
+// and its own link in the device's chain.
+func checkTombstone(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec evidence.Recording, segs []evidence.Segment, tomb evidence.Segment) Result {
+	body, err := read(ctx, store, tomb.Key)
+	if err != nil {
+		return bad(tomb.Seq, "tombstone %s cannot be read: %v", tomb.Key, err)
+	}
+	sum := sha256.Sum256(body)
+	if hex.EncodeToString(sum[:]) != tomb.SHA256 || int64(len(body)) != tomb.Size {
+		return bad(tomb.Seq, "tombstone %s does not match its SHA-256", tomb.Key)
+	}
+	sig, err := read(ctx, store, tomb.Key+".sig")
+	if err != nil {
+		return bad(tomb.Seq, "tombstone signature %s.sig cannot be read: %v", tomb.Key, err)
+	}
+	var t evidence.Tombstone
+	if err := json.Unmarshal(body, &t); err != nil {
+		return bad(tomb.Seq, "tombstone is not valid JSON: %v", err)
+	}
+	if pub := keys(t.SigningKeyID); pub == nil || !ed25519.Verify(pub, body, sig) {
+		return bad(tomb.Seq, "tombstone signature does not verify (key %q)", t.SigningKeyID)
+	}
+	if t.RecordingID != rec.ID || len(t.Objects) != len(segs) {
+		return bad(tomb.Seq, "tombstone lists %d objects of %s; the record has %d of %s", len(t.Objects), t.RecordingID, len(segs), rec.ID)
+	}
+	for i, o := range t.Objects {
+		if s := segs[i]; o.Seq != s.Seq || o.Key != s.Key || o.SHA256 != s.SHA256 || o.ChainHash != s.ChainHash {
+			return bad(s.Seq, "tombstone differs from the record at segment %d", s.Seq)
+		}
+	}
+	links, err := cat.ChainLinks(ctx, rec.DeviceID, tomb.ChainSeq-1, tomb.ChainSeq-1)
+	if err != nil || len(links) != 1 || links[0].ChainHash != tomb.PrevChainHash {
+		return bad(tomb.Seq, "tombstone: chain broken before its link %d", tomb.ChainSeq)
+	}
+	if evidence.ChainHash(tomb.Link()) != tomb.ChainHash {
+		return bad(tomb.Seq, "tombstone: chain hash does not match its record")
+	}
+	return Result{OK: true, Deleted: fmt.Sprintf("%d objects deleted %s (%s); signed tombstone ok", len(t.Objects),
+		t.DeletedAt.Format(time.RFC3339), t.Reason)}
 }
 
 func checkManifest(ctx context.Context, store Store, keys KeyLookup, rec evidence.Recording, segs []evidence.Segment) string {

@@ -52,6 +52,8 @@ type Config struct {
 	AdminToken      string
 	RetentionMode   string
 	RetentionPeriod days
+	CaseRetention   days
+	RetentionEvery  time.Duration
 	SigningKey      string
 	CredentialKey   string
 	LogLevel        string
@@ -75,6 +77,8 @@ func defaults() Config {
 		SegmentDuration: 4 * time.Second,
 		RetentionMode:   "compliance",
 		RetentionPeriod: days(180 * 24 * time.Hour),
+		CaseRetention:   days(180 * 24 * time.Hour),
+		RetentionEvery:  time.Hour,
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
@@ -109,6 +113,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role; generated into <data-dir>/admin-token when empty")
 	fs.StringVar(&c.RetentionMode, "retention-mode", c.RetentionMode, "object retention: compliance, governance or off")
 	fs.Var(&c.RetentionPeriod, "retention-period", "how long every stored object is locked against deletion (e.g. 180d, 72h)")
+	fs.Var(&c.CaseRetention, "unlinked-retention", "footage in no case is deleted this long after it ended or left its last case, leaving a signed tombstone (at least 180d outside tests; e.g. 180d)")
+	fs.DurationVar(&c.RetentionEvery, "retention-interval", c.RetentionEvery, "how often the retention job looks for footage due for deletion")
 	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "Ed25519 private key file (PKCS#8 PEM); empty creates <data-dir>/keys/signing.key")
 	fs.StringVar(&c.CredentialKey, "credential-key", c.CredentialKey, "file with the key device secrets are derived from (hex); empty creates <data-dir>/keys/credential.key; share it between nodes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -345,6 +351,12 @@ func (c Config) Validate() error {
 	mode, err := storage.ParseMode(c.RetentionMode)
 	if err != nil {
 		return fmt.Errorf("retention-mode: %v", err)
+	}
+	if c.CaseRetention <= 0 {
+		return errors.New("unlinked-retention: must be positive")
+	}
+	if c.RetentionEvery < time.Second {
+		return errors.New("retention-interval: at least 1s")
 	}
 	if mode != storage.Off && c.RetentionPeriod <= 0 {
 		return errors.New("retention-period: must be positive unless --retention-mode off")

@@ -28,6 +28,7 @@ import (
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
 	"github.com/bodycam/bodycam/password"
+	"github.com/bodycam/bodycam/retention"
 	"github.com/bodycam/bodycam/storage"
 	"github.com/bodycam/bodycam/storage/dir"
 	"github.com/bodycam/bodycam/storage/s3"
@@ -132,6 +133,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
 	g.Go(func() error { return rtsp.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
+	job := &retention.Job{Period: time.Duration(cfg.CaseRetention), Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
+		Signer: keys, Custody: ledger, Log: log.With("component", "retention")}
+	job.Register(reg)
+	g.Go(func() error { return job.Run(gctx) })
 	err = g.Wait()
 	log.Info("bodycam stopped")
 	return err

@@ -1,0 +1,203 @@
+// Package retention deletes footage that is in no case once its period has
+// passed (default 180 days, the legal minimum being six months), leaving a
+// signed tombstone linked into the device's chain so that the gap is
+// explained, never silent. Footage on legal hold, or still locked by the
+// object store, is left alone until it may go.
+package retention
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/storage"
+)
+
+// Catalog is what retention needs from the system of record.
+type Catalog interface {
+	RetentionCandidates(ctx context.Context, cutoff time.Time, limit int) ([]evidence.Recording, error)
+	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
+	AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error)
+	MarkDeleted(ctx context.Context, id string, at time.Time) error
+}
+
+// Store is the object store as retention uses it.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, size int64, o storage.PutOptions) (storage.Info, error)
+	Stat(ctx context.Context, key string) (storage.Info, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// Signer signs tombstones.
+type Signer interface {
+	ID() string
+	Sign(msg []byte) (keyID string, sig []byte)
+}
+
+// Custody records deletions in the custody ledger.
+type Custody interface {
+	Record(ctx context.Context, e evidence.CustodyEvent) error
+}
+
+// Job is the retention job.
+type Job struct {
+	Period   time.Duration // footage in no case is kept this long after it ended (or left its last case)
+	Interval time.Duration // between passes
+	Catalog  Catalog
+	Store    Store
+	Signer   Signer
+	Custody  Custody
+	Log      *slog.Logger
+
+	deleted, skipped prometheus.Counter
+}
+
+// Register adds the job's metrics to reg.
+func (j *Job) Register(reg prometheus.Registerer) {
+	j.deleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_retention_deleted_total",
+		Help: "Recordings whose media retention deleted, each leaving a signed tombstone."})
+	j.skipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_retention_skipped_total",
+		Help: "Recordings due for deletion left alone for now (legal hold, object lock, errors)."})
+	reg.MustRegister(j.deleted, j.skipped)
+}
+
+// Run makes a pass every Interval until ctx ends.
+func (j *Job) Run(ctx context.Context) error {
+	t := time.NewTicker(j.Interval)
+	defer t.Stop()
+	for {
+		if _, err := j.Pass(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			j.Log.Error("retention pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Pass deletes what is due at now and reports how many recordings it deleted.
+func (j *Job) Pass(ctx context.Context, now time.Time) (int, error) {
+	recs, err := j.Catalog.RetentionCandidates(ctx, now.Add(-j.Period), 100)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range recs {
+		if err := j.delete(ctx, rec, now); err != nil {
+			if j.skipped != nil {
+				j.skipped.Inc()
+			}
+			j.Log.Warn("retention: recording kept for now", "recording", rec.ID, "device", rec.DeviceID, "why", err)
+			continue
+		}
+		n++
+		if j.deleted != nil {
+			j.deleted.Inc()
+		}
+	}
+	return n, nil
+}
+
+var errHeld = errors.New("held")
+
+func (j *Job) delete(ctx context.Context, rec evidence.Recording, now time.Time) error {
+	segs, err := j.Catalog.Segments(ctx, rec.ID)
+	if err != nil {
+		return err
+	}
+	var media []evidence.Segment
+	var tomb *evidence.Segment
+	for i, s := range segs {
+		if s.Kind == evidence.KindTombstone {
+			tomb = &segs[i]
+		} else {
+			media = append(media, s)
+		}
+	}
+	// Nothing is written or deleted unless every object may go now: a
+	// tombstone must never stand for footage that is still there.
+	if tomb == nil {
+		for _, s := range media {
+			st, err := j.Store.Stat(ctx, s.Key)
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("object %s is missing: a gap for verification, not for retention", s.Key)
+			}
+			if err != nil {
+				return err
+			}
+			if st.LegalHold {
+				return fmt.Errorf("%w: %s is on legal hold", errHeld, s.Key)
+			}
+			if now.Before(st.RetainUntil) {
+				return fmt.Errorf("%w: %s is locked until %s", errHeld, s.Key, st.RetainUntil.Format(time.RFC3339))
+			}
+		}
+		reason := fmt.Sprintf("retention: in no case for more than %s after it ended", j.Period)
+		t := evidence.NewTombstone(rec, media, now, reason)
+		t.SigningKeyID = j.Signer.ID()
+		key := rec.DeviceID + "/" + rec.ID + "/tombstone.json"
+		body, err := j.putOnce(ctx, key, t.Marshal())
+		if err != nil {
+			return err
+		}
+		_, sig := j.Signer.Sign(body)
+		if _, err := j.putOnce(ctx, key+".sig", sig); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		last := int64(-1)
+		for _, s := range media {
+			last = max(last, s.Seq)
+		}
+		seg, err := j.Catalog.AppendSegment(ctx, evidence.Segment{RecordingID: rec.ID, DeviceID: rec.DeviceID, Seq: last + 1,
+			Kind: evidence.KindTombstone, Key: key, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), StartedAt: now})
+		if err != nil && !errors.Is(err, catalog.ErrExists) {
+			return err
+		}
+		tomb = &seg
+	}
+	for _, s := range media {
+		if err := j.Store.Delete(ctx, s.Key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	if err := j.Catalog.MarkDeleted(ctx, rec.ID, now); err != nil {
+		return err
+	}
+	j.Log.Info("retention deleted a recording's media; its tombstone is in the device's chain", "recording", rec.ID,
+		"device", rec.DeviceID, "objects", len(media), "tombstone", tomb.Key)
+	if j.Custody != nil {
+		j.Custody.Record(ctx, evidence.CustodyEvent{At: now, Actor: "retention", Role: "system", Action: evidence.ActionRetention,
+			TargetKind: "recording", TargetID: rec.ID, Detail: fmt.Sprintf("%d objects deleted; tombstone %s (chain link %d)", len(media), tomb.Key, tomb.ChainSeq)})
+	}
+	return nil
+}
+
+// putOnce stores a small object, or keeps the one an interrupted pass
+// stored under key (a tombstone is written once), and returns what is stored.
+func (j *Job) putOnce(ctx context.Context, key string, body []byte) ([]byte, error) {
+	sum := sha256.Sum256(body)
+	_, err := j.Store.Put(ctx, key, bytes.NewReader(body), int64(len(body)), storage.PutOptions{SHA256: sum[:], ContentType: "application/json"})
+	if !errors.Is(err, storage.ErrExists) {
+		return body, err
+	}
+	rc, err := j.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 16<<20))
+}
