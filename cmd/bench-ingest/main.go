@@ -32,6 +32,7 @@ func main() {
 	measure := flag.Duration("measure", 60*time.Second, "measurement window")
 	segment := flag.Duration("segment-duration", 4*time.Second, "the server's --segment-duration")
 	stagger := flag.Duration("stagger", 4*time.Second, "the simulator's --stagger: recorders' starts spread over this long")
+	minioDir := flag.String("minio-dir", "", "where MinIO keeps its data (default: the temporary directory, the spool's disk); a diagnostic to give MinIO a disk of its own")
 	flag.Parse()
 	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range strings.Split(*counts, ",") {
@@ -39,7 +40,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		r, err := run(*bin, n, *warmup, *measure, *segment, *stagger)
+		r, err := run(*bin, n, *warmup, *measure, *segment, *stagger, *minioDir)
 		if err != nil {
 			fail(err)
 		}
@@ -65,9 +66,9 @@ type result struct {
 	gaps, lost        int
 }
 
-func run(bin string, n int, warmup, measure, segment, stagger time.Duration) (result, error) {
+func run(bin string, n int, warmup, measure, segment, stagger time.Duration, minioParent string) (result, error) {
 	var r result
-	m, err := testsvc.StartMinIO()
+	m, err := testsvc.StartMinIOIn(minioParent)
 	if err != nil {
 		return r, err
 	}

@@ -68,8 +68,13 @@ func trimNL(b []byte) []byte {
 
 // StartMinIO starts a minio server with its data in a new temporary directory
 // and waits until it is ready.
-func StartMinIO() (*MinIO, error) {
-	dir, err := os.MkdirTemp("", "bodycam-minio-*")
+func StartMinIO() (*MinIO, error) { return StartMinIOIn("") }
+
+// StartMinIOIn is StartMinIO with the data directory made under parent
+// (the default temporary directory when empty): a benchmark can give MinIO
+// a disk of its own.
+func StartMinIOIn(parent string) (*MinIO, error) {
+	dir, err := os.MkdirTemp(parent, "bodycam-minio-*")
 	if err != nil {
 		return nil, err
 	}
