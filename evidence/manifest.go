@@ -7,10 +7,10 @@ import (
 )
 
 // Manifest is the signed summary of a finished recording, stored write-once
-// beside its segments as manifest.json, with manifest.sig holding the raw
+// beside its segments as manifest.json, with manifest.json.sig holding the raw
 // 64-byte Ed25519 signature of manifest.json's exact bytes. Anyone with the
 // server's public key can check it, e.g. with
-// `openssl pkeyutl -verify -pubin -inkey key.pem -rawin -in manifest.json -sigfile manifest.sig`.
+// `openssl pkeyutl -verify -pubin -inkey key.pem -rawin -in manifest.json -sigfile manifest.json.sig`.
 type Manifest struct {
 	Version      int               `json:"version"`
 	RecordingID  string            `json:"recording_id"`

@@ -25,6 +25,8 @@ Usage:
   bodycam simulate [flags]     publish simulated recorders (test pattern, or a clip for load)
   bodycam keys list [flags]    list the signing keys in the data directory
   bodycam keys rotate [flags]  make a new signing key; old public keys are kept
+  bodycam verify <export.zip> [--json] [--key trusted.pem]
+                               check a court export offline (exit 0 only if it all checks out)
   bodycam version              print the version
 
 Run 'bodycam serve --help' for the settings.
@@ -80,6 +82,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return fail(exitUsage, err)
 		}
 		return 0
+	case "verify":
+		return verifyCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "bodycam", version())
 		return 0
