@@ -115,6 +115,7 @@ func defaultClipCache() string {
 type bench struct {
 	c          config
 	api, token string
+	viewToken  string // a supervisor's API token: the viewers sign in as one
 	srv, sim   *child
 }
 
@@ -162,6 +163,10 @@ func run(ctx context.Context, c config) (results []result, err error) {
 		return nil, fmt.Errorf("admin token: %v", err)
 	}
 	b.token = strings.TrimSpace(string(tok))
+	// Admins watch nothing: the viewers are a supervisor's sessions.
+	if b.viewToken, err = supervisorToken(ctx, b.api, b.token); err != nil {
+		return nil, fmt.Errorf("a supervisor's token for the viewers: %v", err)
+	}
 
 	// The simulator encodes its clip with ffmpeg into <data-dir>/sim once;
 	// pointing that at a lasting directory saves the encoding (and its CPU)
@@ -478,7 +483,7 @@ func (b *bench) open(ctx context.Context, n int) ([]*whep.Viewer, error) {
 			defer func() { <-sem; wg.Done() }()
 			dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
-			v, err := whep.Dial(dctx, url, whep.Options{Token: b.token})
+			v, err := whep.Dial(dctx, url, whep.Options{Token: b.viewToken})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
@@ -684,4 +689,54 @@ func freeUDP() string {
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// supervisorToken makes a supervisor (with the admin token) and returns an
+// API token of theirs, made as a user makes one: password sign-in, then a
+// token in that session.
+func supervisorToken(ctx context.Context, api, admin string) (string, error) {
+	const user, pw = "bench-supervisor", "bench supervisor password"
+	do := func(method, path, body string, prep func(*http.Request)) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, method, api+path, strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		prep(req)
+		return client.Do(req)
+	}
+	resp, err := do("POST", "/api/v1/users", `{"id":"`+user+`","role":"supervisor","password":"`+pw+`"}`,
+		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+admin) })
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusConflict {
+		return "", fmt.Errorf("create %s: %s", user, resp.Status)
+	}
+	resp, err = do("POST", "/api/v1/session", `{"user":"`+user+`","password":"`+pw+`"}`, func(*http.Request) {})
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("sign in as %s: %s", user, resp.Status)
+	}
+	cookies := resp.Cookies()
+	resp, err = do("POST", "/api/v1/tokens", `{"name":"bench-live"}`, func(r *http.Request) {
+		for _, c := range cookies {
+			r.AddCookie(c)
+		}
+		r.Header.Set("X-Bodycam-Console", "1")
+	})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&out) != nil || out.Token == "" {
+		return "", fmt.Errorf("API token for %s: %s", user, resp.Status)
+	}
+	return out.Token, nil
 }
