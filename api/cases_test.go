@@ -106,6 +106,18 @@ func TestCaseWorkflowAndCustody(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the case's custody excerpt does not verify: %v", err)
 	}
+	// The whole ledger checks out; then a row edited in the database is named.
+	code, body = call(t, u, "POST", "/api/v1/custody/verify", "tok-aud", "")
+	if code != 200 || !strings.Contains(body, `"ok": true`) {
+		t.Fatalf("ledger check: %d %s", code, body)
+	}
+	if _, err := lastFixture.cat.DB().Exec(`UPDATE custody_events SET actor = 'someone-else' WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	code, body = call(t, u, "POST", "/api/v1/custody/verify", "tok-aud", "")
+	if code != 200 || !strings.Contains(body, `"ok": false`) || !strings.Contains(body, "event 3") {
+		t.Fatalf("ledger check after an edited row: %d %s", code, body)
+	}
 	var actions []string
 	for _, e := range x.Events {
 		actions = append(actions, e.Action+"/"+e.Outcome+"/"+e.Actor)

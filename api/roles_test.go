@@ -140,6 +140,7 @@ func TestRolesByEndpoint(t *testing.T) {
 		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, 403, 400, 403, 403, 403, 403, 401}},
 		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
 		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401}},
 	}
 	wantDenied := 0
 	for _, row := range table {

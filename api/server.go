@@ -152,6 +152,7 @@ func New(o Options) *Server {
 	route("POST /api/v1/cases/{id}/evidence", caseWriters(s.linkEvidence))
 	route("POST /api/v1/cases/{id}/evidence/{link}/unlink", caseWriters(s.unlinkEvidence))
 	route("GET /api/v1/cases/{id}/custody", readers(s.caseCustody))
+	route("POST /api/v1/custody/verify", s.allow(evidence.RoleAuditor)(s.verifyLedger))
 	route("GET /api/v1/cases/{id}/export", readers(s.exportCase))
 	route("POST /api/v1/session", s.signIn)
 	route("GET /api/v1/session", anyone(s.whoAmI))
