@@ -83,6 +83,8 @@ type uploader struct {
 	workers int
 
 	notify chan struct{}
+	sem    chan struct{}  // upload slots
+	wg     sync.WaitGroup // device goroutines
 	mu     sync.Mutex
 	busy   map[string]bool
 	dirty  map[string]bool // a segment closed while the device was busy
@@ -121,129 +123,156 @@ func (u *uploader) kick() {
 
 // Run uploads until ctx ends. On the way out it makes one last pass so that
 // what was closed during shutdown reaches the store if it can.
+//
+// A segment's close kicks its device: the device's goroutine starts at once
+// and lists only its own recordings. A full pass (every second, at start and
+// at the end) scans the whole spool for recovered recordings and retries
+// after back-off; it runs beside the kicks, never in front of them: on a
+// disk busy with fsyncs a directory scan can take long, and closes must not
+// wait for it.
 func (u *uploader) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	sem := make(chan struct{}, u.workers)
-	var wg sync.WaitGroup
+	u.sem = make(chan struct{}, u.workers)
 	u.mu.Lock()
 	if u.kicked == nil {
 		u.kicked = map[string]bool{}
 	}
 	u.mu.Unlock()
-	// A full pass (on the ticker, at start and at the end) looks at every
-	// device in the spool: recovered recordings, retries after back-off. A
-	// kicked pass looks only at the devices whose segments just closed, so
-	// a hundred live recorders do not mean a hundred scans per close.
-	pass := func(ctx context.Context, full bool) {
+	var full sync.Mutex // one full pass at a time
+	fullPass := func(ctx context.Context) {
+		if !full.TryLock() {
+			return // the previous one is still scanning
+		}
+		defer full.Unlock()
 		work, err := u.spool.pending()
 		if err != nil {
 			u.log.Error("spool unreadable", "err", err)
 			u.m.errors.WithLabelValues("spool").Inc()
 			return
 		}
-		if full {
-			u.measureBacklog(work)
-		}
-		u.mu.Lock()
-		kicked := u.kicked
-		u.kicked = map[string]bool{}
-		u.mu.Unlock()
+		u.measureBacklog(work)
 		devices := make([]string, 0, len(work))
 		for d, recs := range work {
-			// A full pass skips devices with nothing to upload (a live
-			// recording between segment closes): a hundred idle rounds
-			// would queue ahead of the devices that have work.
-			if kicked[d] || (full && u.spool.hasWork(d, recs)) {
+			// Devices with nothing to upload (a live recording between
+			// segment closes) are skipped: idle rounds would queue ahead
+			// of the devices that have work.
+			if u.spool.hasWork(d, recs) {
 				devices = append(devices, d)
 			}
 		}
 		sort.Strings(devices)
-		for _, device := range devices {
-			u.mu.Lock()
-			r := u.retry[device]
-			if u.busy[device] {
-				// Its goroutine may have looked before this work came: make
-				// it go round again rather than drop the kick.
-				if kicked[device] {
-					u.dirty[device] = true
-				}
-				u.mu.Unlock()
-				continue
-			}
-			if time.Now().Before(r.next) {
-				u.mu.Unlock()
-				continue
-			}
-			u.busy[device] = true
-			u.mu.Unlock()
-			wg.Add(1)
-			// Dispatch without waiting for a worker, so a device whose
-			// segment just closed is not held up behind the others in
-			// this pass; the semaphore bounds the uploads in flight.
-			go func(device string, recs []string) {
-				sem <- struct{}{}
-				defer func() { <-sem; wg.Done() }()
-				err := u.device(ctx, device, recs)
-				for err == nil {
-					// Go round again if a segment closed meanwhile; the
-					// check and the release happen under one lock, so no
-					// kick can fall between them.
-					u.mu.Lock()
-					if !u.dirty[device] {
-						break // still holding the lock
-					}
-					delete(u.dirty, device)
-					u.mu.Unlock()
-					recs, err = u.spool.pendingDevice(device)
-					if err == nil {
-						err = u.device(ctx, device, recs)
-					}
-				}
-				if err != nil {
-					u.mu.Lock()
-				}
-				defer u.mu.Unlock()
-				delete(u.busy, device)
-				delete(u.dirty, device)
-				if err == nil {
-					if r := u.retry[device]; r.failures > 0 {
-						u.log.Info("uploads resumed; the spooled backlog is draining", "device", device, "failed_attempts", r.failures)
-					}
-					delete(u.retry, device)
-					return
-				}
-				r := u.retry[device]
-				r.failures++
-				backoff := min(time.Duration(1<<min(r.failures, 7))*100*time.Millisecond, 30*time.Second)
-				r.next = time.Now().Add(backoff)
-				u.retry[device] = r
-				if ctx.Err() == nil && (r.failures == 1 || r.failures%10 == 0) {
-					u.log.Warn("upload failed; media stays in the spool and will be retried",
-						"device", device, "attempt", r.failures, "retry_in", backoff, "err", err)
-				}
-			}(device, work[device])
+		for _, d := range devices {
+			u.dispatch(ctx, d, false)
 		}
 	}
-	pass(ctx, true) // what a previous run left, recovered or not yet uploaded
+	kicked := func(ctx context.Context) {
+		u.mu.Lock()
+		devices := u.kicked
+		u.kicked = map[string]bool{}
+		u.mu.Unlock()
+		for d := range devices {
+			u.dispatch(ctx, d, true)
+		}
+	}
+	var passes sync.WaitGroup
+	background := func(ctx context.Context) {
+		passes.Add(1)
+		go func() { defer passes.Done(); fullPass(ctx) }()
+	}
+	background(ctx) // what a previous run left, recovered or not yet uploaded
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
+			passes.Wait()
+			u.wg.Wait()
 			final, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			u.mu.Lock()
 			u.retry = map[string]retryState{}
 			u.mu.Unlock()
-			pass(final, true)
-			wg.Wait()
+			kicked(final)
+			fullPass(final)
+			u.wg.Wait()
 			cancel()
 			return nil
 		case <-tick.C:
-			pass(ctx, true)
+			background(ctx)
 		case <-u.notify:
-			pass(ctx, false)
+			kicked(ctx)
 		}
 	}
+}
+
+// dispatch starts device's upload goroutine unless it is running (then a
+// kick makes it go round again) or backing off after a failure. The
+// goroutine lists the device's recordings itself, so dispatching never
+// touches the disk.
+func (u *uploader) dispatch(ctx context.Context, device string, kick bool) {
+	u.mu.Lock()
+	r := u.retry[device]
+	if u.busy[device] {
+		// Its goroutine may have looked before this work came: make it go
+		// round again rather than drop the kick.
+		if kick {
+			u.dirty[device] = true
+		}
+		u.mu.Unlock()
+		return
+	}
+	if time.Now().Before(r.next) {
+		u.mu.Unlock()
+		return
+	}
+	u.busy[device] = true
+	u.mu.Unlock()
+	u.wg.Add(1)
+	queued := time.Now()
+	go func() {
+		u.sem <- struct{}{} // bounds the uploads in flight
+		defer func() { <-u.sem; u.wg.Done() }()
+		u.m.stepTime.WithLabelValues("slot").Observe(time.Since(queued).Seconds())
+		var err error
+		for {
+			var recs []string
+			if recs, err = u.spool.pendingDevice(device); err == nil {
+				err = u.device(ctx, device, recs)
+			}
+			if err != nil {
+				break
+			}
+			// Go round again if a segment closed meanwhile; the check and
+			// the release happen under one lock, so no kick can fall
+			// between them.
+			u.mu.Lock()
+			if !u.dirty[device] {
+				break // still holding the lock
+			}
+			delete(u.dirty, device)
+			u.mu.Unlock()
+		}
+		if err != nil {
+			u.mu.Lock()
+		}
+		defer u.mu.Unlock()
+		delete(u.busy, device)
+		delete(u.dirty, device)
+		if err == nil {
+			if r := u.retry[device]; r.failures > 0 {
+				u.log.Info("uploads resumed; the spooled backlog is draining", "device", device, "failed_attempts", r.failures)
+			}
+			delete(u.retry, device)
+			return
+		}
+		r := u.retry[device]
+		r.failures++
+		backoff := min(time.Duration(1<<min(r.failures, 7))*100*time.Millisecond, 30*time.Second)
+		r.next = time.Now().Add(backoff)
+		u.retry[device] = r
+		if ctx.Err() == nil && (r.failures == 1 || r.failures%10 == 0) {
+			u.log.Warn("upload failed; media stays in the spool and will be retried",
+				"device", device, "attempt", r.failures, "retry_in", backoff, "err", err)
+		}
+	}()
 }
 
 func (u *uploader) measureBacklog(work map[string][]string) {
@@ -286,6 +315,7 @@ func (u *uploader) device(ctx context.Context, device string, recs []string) err
 var errCatalog = errors.New("catalog")
 
 func (u *uploader) recording(ctx context.Context, device, rec string) (bool, error) {
+	t0 := time.Now()
 	dir := u.spool.recDir(device, rec)
 	var meta recordingMeta
 	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); err != nil {
@@ -311,6 +341,7 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	if err != nil {
 		return false, err
 	}
+	u.m.stepTime.WithLabelValues("scan").Observe(time.Since(t0).Seconds())
 	for _, m := range closed {
 		wait := time.Since(m.ClosedAt)
 		u.m.stepTime.WithLabelValues("wait").Observe(wait.Seconds())
