@@ -88,8 +88,10 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 		log.Info("clip loaded", "path", path, "loop", clip.Duration, "mbit_per_s", float64(clip.Bytes*8)/clip.Duration.Seconds()/1e6)
 	}
 	fmt.Fprintf(stdout, "publishing %d simulated recorder(s) (%s mode); Ctrl-C stops them\n", *devices, *mode)
-	fmt.Fprintf(stdout, "  recordings: curl -H 'Authorization: Bearer %s' '%s/api/v1/recordings?device=%s1'\n", *token, *apiURL, *prefix)
-	fmt.Fprintf(stdout, "  live:       curl -H 'Authorization: Bearer %s' %s/api/v1/live\n", *token, *apiURL)
+	// The admin token lists who is live; recordings are read by an officer,
+	// a supervisor or an auditor (admins read no evidence).
+	fmt.Fprintf(stdout, "  live:       curl -H 'Authorization: Bearer <admin token>' %s/api/v1/live\n", *apiURL)
+	fmt.Fprintf(stdout, "  recordings: curl -H 'Authorization: Bearer <a supervisor's or auditor's token>' '%s/api/v1/recordings?device=%s1'\n", *apiURL, *prefix)
 	var wg sync.WaitGroup
 	for i, u := range urls {
 		if *caseID != "" {
