@@ -83,8 +83,14 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/api/v1/live/"+device+"/whep/"+sess.ID)
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("X-Bodycam-Recording", sess.RecordingID)
-	w.Header().Set("X-Bodycam-Video", sess.Video)
-	w.Header().Set("X-Bodycam-Audio", sess.Audio)
+	none := func(v string) string {
+		if v == "" {
+			return "none"
+		}
+		return v
+	}
+	w.Header().Set("X-Bodycam-Video", none(sess.Video))
+	w.Header().Set("X-Bodycam-Audio", none(sess.Audio))
 	w.WriteHeader(http.StatusCreated)
 	io.WriteString(w, sess.Answer)
 }

@@ -320,13 +320,14 @@ class Tile {
       }
       this.location = res.headers.get('Location');
       this.recording = res.headers.get('X-Bodycam-Recording') || '';
-      const video = res.headers.get('X-Bodycam-Video') || 'no video';
-      const audio = res.headers.get('X-Bodycam-Audio') || 'no audio';
+      const given = (h) => { const v = res.headers.get(h); return v && v !== 'none' ? v : ''; };
+      const video = given('X-Bodycam-Video') || 'no video';
+      const audio = given('X-Bodycam-Audio') || 'no audio';
       const sent = (state.live.get(this.device)?.codecs || []).join(', ');
       this.codecs.textContent = `${video} · ${audio}`;
       // The publisher may send what the relay cannot pass on (say AAC with
       // no transcoder): flag the missing track rather than leave it silent.
-      this.codecs.classList.toggle('warn', !res.headers.get('X-Bodycam-Video') || !res.headers.get('X-Bodycam-Audio'));
+      this.codecs.classList.toggle('warn', !given('X-Bodycam-Video') || !given('X-Bodycam-Audio'));
       this.codecs.title = `This view receives video: ${video}; audio: ${audio}` + (sent ? `\nThe device publishes: ${sent}` : '') +
         (this.recording ? `\nRecording: ${this.recording}` : '');
       this.el.dataset.video = video;
