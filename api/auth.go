@@ -99,9 +99,6 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if err != nil || c.Value == "" {
 		return principal{}, errNoCredential
 	}
-	if s.adminToken(c.Value) { // signed in with the bootstrap token
-		return principal{User: evidence.User{ID: "admin", Role: evidence.RoleAdmin}, via: "session"}, nil
-	}
 	if s.o.Users == nil {
 		return principal{}, errNoCredential
 	}

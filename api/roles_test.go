@@ -322,3 +322,42 @@ func TestOfficerCertificatePage(t *testing.T) {
 		t.Fatalf("unknown certificate: %d", code)
 	}
 }
+
+// Signing in with the bootstrap admin token makes a server-side session: the
+// cookie never carries the token, and sign-out ends the session.
+func TestAdminTokenSignIn(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	resp, err := http.Post(srv.URL+"/api/v1/session", "application/json", strings.NewReader(`{"token":"`+token+`"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("sign-in with the admin token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "bodycam_session" {
+			cookie = c
+		}
+	}
+	if cookie == nil || strings.Contains(cookie.Value, token) {
+		t.Fatalf("session cookie %+v carries the admin token", cookie)
+	}
+	get := func() int {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/users", nil)
+		req.AddCookie(cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != 200 {
+		t.Fatalf("admin by session: %d", code)
+	}
+	out, _ := http.NewRequest("DELETE", srv.URL+"/api/v1/session", nil)
+	out.AddCookie(cookie)
+	http.DefaultClient.Do(out)
+	if code := get(); code != 401 {
+		t.Fatalf("after sign-out: %d, want 401", code)
+	}
+}

@@ -40,9 +40,29 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			s.deny(w, r, http.StatusUnauthorized, "", "console sign-in with a wrong token")
 			return
 		}
-		cookie(in.Token, int(sessionTTL.Seconds()))
-		s.o.Log.Info("console sign-in", "user", "admin", "via", "admin token", "remote", r.RemoteAddr)
-		writeJSON(w, http.StatusOK, map[string]any{"user": "admin", "role": "admin"})
+		// The bootstrap admin signs in as the user "admin" with a session
+		// of its own, so the cookie never carries the token itself and
+		// sign-out ends it on the server.
+		if s.o.Users == nil {
+			writeError(w, http.StatusServiceUnavailable, "console sign-in needs the user store")
+			return
+		}
+		existing, err := s.o.Users.User(r.Context(), "admin")
+		if err == nil && existing.Role != evidence.RoleAdmin {
+			// The token is an admin's: never a way into another role.
+			writeError(w, http.StatusConflict, `the user "admin" is not an admin; sign in with an account`)
+			return
+		}
+		if errors.Is(err, catalog.ErrNotFound) {
+			err = s.o.Users.CreateUser(r.Context(), evidence.User{ID: "admin", Name: "Bootstrap admin", Role: evidence.RoleAdmin,
+				CertToken: password.NewSecret(), CreatedAt: time.Now().UTC()})
+			if err != nil && !errors.Is(err, catalog.ErrExists) {
+				s.internal(w, r, err)
+				return
+			}
+		}
+		in.User = "admin"
+		s.startSession(w, r, in.User, cookie)
 		return
 	}
 	if in.User == "" || in.Password == "" || s.o.Users == nil {
@@ -75,8 +95,19 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.o.Users.LoginSucceeded(ctx, u.ID)
+	s.startSession(w, r, u.ID, cookie)
+}
+
+// startSession makes a console session for user and sets its cookie.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string, cookie func(string, int)) {
+	u, err := s.o.Users.User(r.Context(), user)
+	if err != nil || u.Disabled {
+		s.deny(w, r, http.StatusUnauthorized, user, "wrong user or password")
+		return
+	}
+	now := time.Now()
 	token := "bcs_" + password.NewSecret()
-	if err := s.o.Users.CreateSession(ctx, evidence.Session{TokenHash: hashToken(token), UserID: u.ID, RemoteAddr: r.RemoteAddr,
+	if err := s.o.Users.CreateSession(r.Context(), evidence.Session{TokenHash: hashToken(token), UserID: u.ID, RemoteAddr: r.RemoteAddr,
 		CreatedAt: now, ExpiresAt: now.Add(sessionTTL)}); err != nil {
 		s.internal(w, r, err)
 		return
