@@ -88,4 +88,14 @@ export const api = {
   verify: (id) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/verify'),
   mediaURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media',
   whepURL: (device) => '/api/v1/live/' + encodeURIComponent(device) + '/whep',
+  cases: () => getJSON('/api/v1/cases'),
+  caseGet: (id) => getJSON(caseURL(id)),
+  createCase: (body) => postJSON('/api/v1/cases', body),
+  transitionCase: (id, to, reason) => postJSON(caseURL(id) + '/transition', { to, reason }),
+  linkEvidence: (id, body) => postJSON(caseURL(id) + '/evidence', body),
+  unlinkEvidence: (id, link, reason) => postJSON(caseURL(id) + '/evidence/' + encodeURIComponent(link) + '/unlink', { reason }),
+  caseCustody: (id) => getJSON(caseURL(id) + '/custody'),
+  caseExportURL: (id) => caseURL(id) + '/export',
 };
+
+function caseURL(id) { return '/api/v1/cases/' + encodeURIComponent(id); }

@@ -1,11 +1,12 @@
-// The bodycam operations console: sign-in, then the live wall, recordings
-// and the viewing audit. Plain ES modules, no build step; everything is
+// The bodycam operations console: sign-in, then the live wall, recordings,
+// the viewing audit and cases. Plain ES modules, no build step; everything is
 // served from the binary under the page's strict Content-Security-Policy.
 
 import { api, onUnauthorized } from './api.js';
 import { fmtClock, fmtAgo, toast } from './ui.js';
 import { initLive, startLive, stopLive, closeAll, resetLive, setDevices, setLiveCaps } from './live.js';
-import { initRecordings, setRecordingDevices, refreshIfShown, handleEscape } from './recordings.js';
+import { initRecordings, setRecordingDevices, refreshIfShown, handleEscape, openRecording } from './recordings.js';
+import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.js';
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +19,9 @@ const CAN = {
   watch: ['supervisor', 'auditor'], // WHEP
   views: ['supervisor', 'auditor'], // the viewing audit's history
   devices: ['supervisor', 'auditor', 'admin'],
+  cases: ['officer', 'supervisor', 'auditor'], // admins read no evidence
+  fileCase: ['officer', 'supervisor'],
+  changeCase: ['officer', 'supervisor'], // the server decides which cases
 };
 const capsOf = (role) => Object.fromEntries(Object.entries(CAN).map(([k, roles]) => [k, roles.includes(role)]));
 
@@ -56,7 +60,8 @@ function setMode(m) {
 }
 
 function allowedViews() {
-  return ['live', 'recordings', 'audit'].filter((v) => v === 'recordings' || (v === 'live' ? caps.watch : caps.live || caps.views));
+  // Cases stays a tab for every role: an admin finds there why it is empty.
+  return ['live', 'recordings', 'audit', 'cases'].filter((v) => v === 'recordings' || v === 'cases' || (v === 'live' ? caps.watch : caps.live || caps.views));
 }
 
 function showConsole(who) {
@@ -77,6 +82,7 @@ function showConsole(who) {
   note.textContent = caps.watch ? '' : `Your role (${who.role}) sees who is live but does not watch: live viewing takes a supervisor or auditor account.`;
   setLiveCaps(caps);
   setAuditCaps(caps);
+  setCasesCaps(caps, who.role);
   if (caps.live) startLive();
   loadDevices();
   clearInterval(devicesTimer);
@@ -108,9 +114,10 @@ function setView(name) {
     b.classList.toggle('active', on);
     if (on) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
   }
-  for (const v of ['live', 'recordings', 'audit']) $(`view-${v}`).hidden = v !== name;
+  for (const v of ['live', 'recordings', 'audit', 'cases']) $(`view-${v}`).hidden = v !== name;
   if (name === 'audit') startAudit(); else stopAudit();
   if (name === 'recordings') refreshIfShown();
+  if (name === 'cases') showCases();
 }
 
 async function signIn(ev) {
@@ -184,10 +191,11 @@ function keys(ev) {
   if (ev.key === 'Escape') {
     if (document.fullscreenElement) return;
     if (view === 'recordings' && handleEscape()) ev.preventDefault();
+    if (view === 'cases' && !typing && handleCasesEscape()) ev.preventDefault();
     return;
   }
   if (typing) return;
-  const views = { 1: 'live', 2: 'recordings', 3: 'audit' };
+  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases' };
   if (views[ev.key]) { setView(views[ev.key]); ev.preventDefault(); return; }
   if ((ev.key === 'm' || ev.key === 'M') && caps.watch) { $('mute-all').click(); ev.preventDefault(); }
 }
@@ -210,6 +218,15 @@ function init() {
     device: $('audit-device'), refresh: $('audit-refresh'), viewers: $('viewers'), views: $('views'),
     viewersCount: $('viewers-count'), viewsCount: $('views-count'), error: $('audit-error'),
     viewersPanel: $('viewers-panel'), viewsPanel: $('views-panel'), viewsNote: $('views-note'),
+  });
+  initCases({
+    list: $('cases-list'), count: $('cases-count'), detail: $('case-detail'), refresh: $('cases-refresh'),
+    note: $('cases-note'), body: $('cases-body'), newBtn: $('case-new'), newPanel: $('case-new-panel'),
+    newForm: $('case-new-form'), newId: $('case-id'), newTitle: $('case-title'), newOfficer: $('case-officer'),
+    newMembers: $('case-members'), officerField: $('case-officer-field'), newSubmit: $('case-create'),
+    newCancel: $('case-new-cancel'), newError: $('case-new-error'),
+  }, {
+    openRecording: (id) => { setView('recordings'); openRecording(id); },
   });
   for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => setView(b.dataset.view));
   for (const b of document.querySelectorAll('.seg')) b.addEventListener('click', () => { $('signin-error').hidden = true; setMode(b.dataset.mode); });

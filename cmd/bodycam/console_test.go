@@ -19,7 +19,8 @@ import (
 // may not watch), then as a supervisor (a wrong password first), watches
 // the device live and checks the picture
 // moves at 640x360 with audio, opens a second view and closes one (the
-// session is hung up), verifies the live recording, and finally stops the
+// session is hung up), verifies the live recording, files a case, links the
+// recording to it, moves it a step and reads its custody, and finally stops the
 // publisher and expects the open view to say the stream ended.
 func TestConsole(t *testing.T) {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
@@ -52,6 +53,12 @@ func TestConsole(t *testing.T) {
 		`{"id":"`+user+`","name":"Sgt. Console","role":"supervisor","password":"`+password+`"}`); code != 201 {
 		t.Fatalf("create the supervisor: %d %s", code, body)
 	}
+	// A supervisor files a case naming an officer in charge.
+	const officer = "off-console"
+	if code, body := s.call("POST", "/api/v1/users", token,
+		`{"id":"`+officer+`","name":"Ofc. Console","role":"officer","password":"an officer's long password"}`); code != 201 {
+		t.Fatalf("create the officer: %d %s", code, body)
+	}
 	ff := s.publishFFmpeg(device, pw, 120, "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "30",
 		"-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1")
 
@@ -60,7 +67,7 @@ func TestConsole(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "console.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "BODYCAM_URL="+s.url, "BODYCAM_TOKEN="+token, "BODYCAM_DEVICE="+device,
-		"BODYCAM_USER="+user, "BODYCAM_PASSWORD="+password,
+		"BODYCAM_USER="+user, "BODYCAM_PASSWORD="+password, "BODYCAM_OFFICER="+officer,
 		"BODYCAM_CHROMIUM="+chromium, fmt.Sprintf("BODYCAM_PUBLISHER_PID=%d", ff.Process.Pid))
 	// Node and the browser it starts share a process group, ended together.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -32,6 +32,9 @@ const TOKEN = option('token', 'BODYCAM_TOKEN');
 const USER = option('user', 'BODYCAM_USER');
 const PASSWORD = option('password', 'BODYCAM_PASSWORD');
 const DEVICE = option('device', 'BODYCAM_DEVICE');
+// An officer a supervisor may put in charge of a case (the Cases checks run
+// with USER and OFFICER).
+const OFFICER = option('officer', 'BODYCAM_OFFICER');
 const PUBLISHER_PID = Number(option('publisher-pid', 'BODYCAM_PUBLISHER_PID', '0'));
 const OUT = option('out', 'BODYCAM_OUT', join(here, 'out'));
 const CHROMIUM = option('chromium', 'BODYCAM_CHROMIUM', '/usr/bin/chromium');
@@ -120,6 +123,10 @@ async function main() {
     ok(await item.locator(tid('watch')).count() === 0 && await page.locator(tid('live-note')).isVisible(),
       'the admin sees the device live, with no Watch button and a note why');
     ok(await page.locator(tid('tab-live')).isHidden(), 'the admin has no live wall');
+    await page.keyboard.press('4');
+    await page.locator(tid('cases-note')).waitFor({ state: 'visible' });
+    ok(await page.locator(tid('case-new')).isHidden() && await page.locator(tid('cases-list')).isHidden(),
+      'the admin has no access to cases: a note says so');
     await page.click(tid('signout'));
     await page.locator(tid('signin')).waitFor({ state: 'visible' });
 
@@ -280,6 +287,60 @@ async function main() {
   await page.click(tid('tab-audit'));
   await until('the viewing audit', async () => (await page.locator(`${tid('views')} tr`).count()) >= 2, 8000);
   ok(true, 'the viewing audit lists the sessions');
+
+  // Cases: file one, link the live recording, move it a step, read custody.
+  if (USER && OFFICER) {
+    const CASE = 'C-CONSOLE';
+    await page.keyboard.press('4');
+    const cases = page.locator(tid('cases'));
+    await cases.waitFor({ state: 'visible' });
+    ok(true, 'the 4 key opens the Cases section');
+    await page.click(tid('case-new'));
+    await page.fill(tid('case-id'), CASE);
+    await page.fill(tid('case-title'), 'Console test case');
+    await page.click(tid('case-create'));
+    const newErr = page.locator(tid('case-new-error'));
+    await newErr.waitFor({ state: 'visible' });
+    ok(/officer/i.test(await newErr.innerText()), 'a supervisor must name the officer in charge', await newErr.innerText());
+    await page.fill(tid('case-officer'), OFFICER);
+    await page.click(tid('case-create'));
+    const caseItem = page.locator(tid('case-item', `[data-case="${CASE}"]`));
+    await caseItem.waitFor({ state: 'visible' });
+    ok(await caseItem.getAttribute('data-state') === 'filed', `case ${CASE} is filed and listed`);
+    const caseDetail = page.locator(tid('case-detail'));
+    await until('the case detail', async () => (await caseDetail.locator(tid('case-state')).getAttribute('data-state')) === 'filed', 5000);
+    ok(/investigating/.test(await caseDetail.locator(tid('case-next')).innerText()), 'the next step offered is investigating');
+
+    await caseDetail.locator(tid('case-link-recording')).fill(recID);
+    await caseDetail.locator(tid('case-link')).click();
+    const evItem = caseDetail.locator(tid('case-evidence-item', `[data-recording="${recID}"]`));
+    await evItem.waitFor({ state: 'visible' });
+    ok(await evItem.getAttribute('data-active') === 'true', 'the live recording is linked to the case');
+
+    await caseDetail.locator(tid('case-move')).click();
+    ok(/why/i.test(await caseDetail.locator(tid('case-move-error')).innerText()), 'moving a case without a reason is refused in the page');
+    await caseDetail.locator(tid('case-reason')).fill('footage under review by the console test');
+    await caseDetail.locator(tid('case-move')).click();
+    await until('the case to be investigating', async () => (await caseDetail.locator(tid('case-state')).getAttribute('data-state')) === 'investigating', 5000);
+    const steps = await caseDetail.locator(tid('case-step')).evaluateAll((els) => els.map((e) => [e.dataset.state, e.dataset.status, e.textContent]));
+    const inv = steps.find((s) => s[0] === 'investigating');
+    ok(steps.length === 6 && steps[0][1] === 'done' && inv[1] === 'current' && inv[2].includes(USER) && inv[2].includes('console test'),
+      'the stepper shows filed done and investigating current, with who and why', steps);
+    ok(await evItem.getAttribute('data-active') === 'true' && await caseItem.getAttribute('data-state') === 'investigating',
+      'the evidence list and the case list follow the step');
+
+    await caseDetail.locator(tid('case-custody')).click();
+    const events = caseDetail.locator(tid('custody-event'));
+    await until('custody events', async () => (await events.count()) >= 3, 8000);
+    const actions = await events.evaluateAll((els) => els.map((e) => e.dataset.action));
+    ok(['case_create', 'link', 'case_transition'].every((a) => actions.includes(a)), 'Custody lists case_create, link and case_transition', actions);
+    const href = await caseDetail.locator(tid('case-export')).getAttribute('href');
+    ok(href === `/api/v1/cases/${CASE}/export` && await caseDetail.locator(tid('case-export')).getAttribute('download') !== null,
+      'Export is a download link to /api/v1/cases/{id}/export', href);
+    await page.locator(tid('cases')).evaluate((el) => el.closest('.main').scrollTo(0, 0));
+    await page.screenshot({ path: join(OUT, 'cases.png') });
+    note(`screenshot: ${join(OUT, 'cases.png')}`);
+  }
 
   // Back on the wall, the publisher stops: the view says so.
   await page.keyboard.press('1');
