@@ -229,7 +229,12 @@ func (u *uploader) dispatch(ctx context.Context, device string, kick bool) {
 	queued := time.Now()
 	go func() {
 		u.sem <- struct{}{} // bounds the uploads in flight
-		defer func() { <-u.sem; u.wg.Done() }()
+		held := time.Now()
+		defer func() {
+			u.m.stepTime.WithLabelValues("hold").Observe(time.Since(held).Seconds())
+			<-u.sem
+			u.wg.Done()
+		}()
 		u.m.stepTime.WithLabelValues("slot").Observe(time.Since(queued).Seconds())
 		var err error
 		for {

@@ -152,7 +152,7 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 			fmt.Fprintf(os.Stderr, "n=%d %s %v\n", n, k, v)
 		}
 	}
-	for _, step := range []string{"spool_close", "wait", "slot", "scan", "put", "catalog"} {
+	for _, step := range []string{"spool_close", "wait", "slot", "hold", "scan", "put", "catalog"} {
 		sub := map[string]float64{}
 		for k, v := range metrics {
 			if rest, ok := strings.CutPrefix(k, `bodycam_upload_step_seconds_bucket{step="`+step+`",`); ok {
