@@ -86,10 +86,43 @@ type uploader struct {
 	sem    chan struct{}  // upload slots
 	wg     sync.WaitGroup // device goroutines
 	mu     sync.Mutex
+	phase  map[string]phase // what each slot holder is doing, for the log of a long wait
 	busy   map[string]bool
 	dirty  map[string]bool // a segment closed while the device was busy
 	kicked map[string]bool // devices with work since the last pass
 	retry  map[string]retryState
+}
+
+// phase is what a device's upload goroutine is doing, and since when.
+type phase struct {
+	what  string
+	since time.Time
+}
+
+// setPhase notes what device's goroutine does now.
+func (u *uploader) setPhase(device, what string) {
+	u.mu.Lock()
+	if u.phase == nil {
+		u.phase = map[string]phase{}
+	}
+	if what == "" {
+		delete(u.phase, device)
+	} else {
+		u.phase[device] = phase{what, time.Now()}
+	}
+	u.mu.Unlock()
+}
+
+// holders describes the slot holders, for the log of a long wait.
+func (u *uploader) holders() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for d, p := range u.phase {
+		out = append(out, fmt.Sprintf("%s:%s:%dms", d, p.what, time.Since(p.since).Milliseconds()))
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
 }
 
 type retryState struct {
@@ -231,10 +264,15 @@ func (u *uploader) dispatch(ctx context.Context, device string, kick bool) {
 		u.sem <- struct{}{} // bounds the uploads in flight
 		held := time.Now()
 		defer func() {
+			u.setPhase(device, "")
 			u.m.stepTime.WithLabelValues("hold").Observe(time.Since(held).Seconds())
 			<-u.sem
 			u.wg.Done()
 		}()
+		if wait := held.Sub(queued); wait > 300*time.Millisecond {
+			u.log.Debug("waited for an upload slot", "device", device, "wait", wait, "holders", u.holders())
+		}
+		u.setPhase(device, "list")
 		u.m.stepTime.WithLabelValues("slot").Observe(time.Since(queued).Seconds())
 		var err error
 		for {
@@ -321,6 +359,7 @@ var errCatalog = errors.New("catalog")
 
 func (u *uploader) recording(ctx context.Context, device, rec string) (bool, error) {
 	t0 := time.Now()
+	u.setPhase(device, "scan")
 	dir := u.spool.recDir(device, rec)
 	var meta recordingMeta
 	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); err != nil {
@@ -412,6 +451,7 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	}
 	defer f.Close()
 	want, _ := hex.DecodeString(m.SHA256)
+	u.setPhase(r.DeviceID, "put")
 	t0 := time.Now()
 	_, err = u.store.Put(ctx, key, f, m.Size, storage.PutOptions{SHA256: want, ContentType: "video/mp4"})
 	u.m.stepTime.WithLabelValues("put").Observe(time.Since(t0).Seconds())
@@ -437,6 +477,7 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	seg := evidence.Segment{RecordingID: r.ID, DeviceID: r.DeviceID, Seq: m.Seq, Kind: kind, Key: key, Size: m.Size,
 		SHA256: m.SHA256, StartedAt: m.StartedAt, DeviceTime: m.DeviceTime,
 		Duration: time.Duration(m.DurationUS) * time.Microsecond, Keyframe: m.Keyframe}
+	u.setPhase(r.DeviceID, "catalog")
 	t0 = time.Now()
 	stored, err := u.cat.AppendSegment(ctx, seg)
 	u.m.stepTime.WithLabelValues("catalog").Observe(time.Since(t0).Seconds())
@@ -448,6 +489,7 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	if err != nil && !retried {
 		return fmt.Errorf("%w: %v", errCatalog, err)
 	}
+	u.setPhase(r.DeviceID, "legal-hold")
 	if u.holds != nil {
 		// Footage linked to a case is held as it arrives. A failure is
 		// retried with the segment, which stays in the spool until then.
@@ -465,6 +507,7 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 
 // finish records gaps and the end, then writes the signed manifest.
 func (u *uploader) finish(ctx context.Context, r evidence.Recording, end endMeta, dir string) error {
+	u.setPhase(r.DeviceID, "finish")
 	gaps, err := readGaps(filepath.Join(dir, "gaps.jsonl"))
 	if err != nil {
 		return err

@@ -32,6 +32,8 @@ func main() {
 	measure := flag.Duration("measure", 60*time.Second, "measurement window")
 	segment := flag.Duration("segment-duration", 4*time.Second, "the server's --segment-duration")
 	stagger := flag.Duration("stagger", 4*time.Second, "the simulator's --stagger: recorders' starts spread over this long")
+	logLevel := flag.String("log-level", "warn", "the server's --log-level (debug logs waits for upload slots with what the holders do)")
+	serveLog := flag.String("serve-log", "", "copy the server's log here at the end")
 	minioDir := flag.String("minio-dir", "", "where MinIO keeps its data (default: the temporary directory, the spool's disk); a diagnostic to give MinIO a disk of its own")
 	flag.Parse()
 	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -40,7 +42,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		r, err := run(*bin, n, *warmup, *measure, *segment, *stagger, *minioDir)
+		r, err := run(*bin, n, *warmup, *measure, *segment, *stagger, *minioDir, *logLevel, *serveLog)
 		if err != nil {
 			fail(err)
 		}
@@ -66,7 +68,7 @@ type result struct {
 	gaps, lost        int
 }
 
-func run(bin string, n int, warmup, measure, segment, stagger time.Duration, minioParent string) (result, error) {
+func run(bin string, n int, warmup, measure, segment, stagger time.Duration, minioParent, logLevel, serveLog string) (result, error) {
 	var r result
 	m, err := testsvc.StartMinIOIn(minioParent)
 	if err != nil {
@@ -80,9 +82,16 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--rtsp-addr", fmt.Sprintf("127.0.0.1:%d", rtspPort),
-		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", "warn",
+		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", logLevel,
 		"--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey, "--s3-bucket", "bench")
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	if serveLog != "" {
+		defer func() {
+			if b, err := os.ReadFile(filepath.Join(dir, "serve.log")); err == nil {
+				os.WriteFile(serveLog, b, 0o644)
+			}
+		}()
+	}
 	serve.Stdout, serve.Stderr = logf, logf
 	if err := serve.Start(); err != nil {
 		return r, err
@@ -101,8 +110,11 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 	r.baseRSS = rss(serve.Process.Pid)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The recorders run well past the window: when they stop, every
+	// recording's last segment closes at once and its manifest is written,
+	// a burst that is not the steady state the window measures.
 	sim := exec.CommandContext(ctx, bin, "simulate", "--api", api, "--data-dir", filepath.Join(dir, "data"),
-		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 5*time.Second).String(),
+		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 60*time.Second).String(),
 		"--stagger", stagger.String())
 	sim.Stdout, sim.Stderr = io.Discard, logf
 	if err := sim.Start(); err != nil {
@@ -129,38 +141,44 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 	busy1, total1 := machineBusy()
 	r.machine = (busy1 - busy0) / (total1 - total0) * 200
 	r.rss = rssMax
-	if after, err := scrape(api + "/metrics"); err == nil {
-		r.mbps = (after["bodycam_ingest_received_bytes_total"] - before["bodycam_ingest_received_bytes_total"]) * 8 / window / 1e6
-	}
-	sim.Wait()
-	// Let the last segments drain before reading the histogram.
-	time.Sleep(2*segment + 3*time.Second)
-	metrics, err := scrape(api + "/metrics")
+	after, err := scrape(api + "/metrics")
 	if err != nil {
 		return r, err
 	}
-	// Histograms count from the server's start; take what happened from the
-	// start of the window on, so the connection storm of the warm-up is out.
-	for k, v := range before {
-		if strings.Contains(k, "_bucket{") {
-			metrics[k] -= v
-		}
-	}
-	r.p50, r.p99 = quantile(metrics, "bodycam_segment_durable_seconds", 0.5), quantile(metrics, "bodycam_segment_durable_seconds", 0.99)
-	for k, v := range metrics {
+	r.mbps = (after["bodycam_ingest_received_bytes_total"] - before["bodycam_ingest_received_bytes_total"]) * 8 / window / 1e6
+	// The quantiles are the window's alone: what the histograms gained
+	// between the two scrapes. Not the warm-up's connection storm, and not
+	// the burst at the end, when every recorder stops at once and every
+	// recording's last segment and manifest are stored together (reported
+	// apart below).
+	windowed := minus(after, before)
+	r.p50, r.p99 = quantile(windowed, "bodycam_segment_durable_seconds", 0.5), quantile(windowed, "bodycam_segment_durable_seconds", 0.99)
+	for k, v := range windowed {
 		if strings.HasPrefix(k, "bodycam_ingest_errors_total") || strings.HasPrefix(k, "bodycam_ingest_backpressure_total") {
 			fmt.Fprintf(os.Stderr, "n=%d %s %v\n", n, k, v)
 		}
 	}
 	for _, step := range []string{"spool_close", "wait", "slot", "hold", "scan", "put", "catalog"} {
 		sub := map[string]float64{}
-		for k, v := range metrics {
+		for k, v := range windowed {
 			if rest, ok := strings.CutPrefix(k, `bodycam_upload_step_seconds_bucket{step="`+step+`",`); ok {
 				sub[`x_bucket{`+rest] = v
 			}
 		}
 		fmt.Fprintf(os.Stderr, "n=%d upload step %s: p50 %s p99 %s\n", n, step, ms(quantile(sub, "x", 0.5)), ms(quantile(sub, "x", 0.99)))
 	}
+	// Stop the recorders and let the last segments drain: every segment
+	// must be stored, and the stop burst is worth knowing too.
+	cancel()
+	sim.Wait()
+	time.Sleep(2*segment + 3*time.Second)
+	metrics, err := scrape(api + "/metrics")
+	if err != nil {
+		return r, err
+	}
+	burst := minus(metrics, after)
+	fmt.Fprintf(os.Stderr, "n=%d when all %d recorders stop at once: close->durable p50 %s p99 %s\n", n, n,
+		ms(quantile(burst, "bodycam_segment_durable_seconds", 0.5)), ms(quantile(burst, "bodycam_segment_durable_seconds", 0.99)))
 	r.segments = int(metrics["bodycam_segments_stored_total"])
 	r.lost = int(metrics["bodycam_ingest_lost_packets_total"])
 	for k, v := range metrics {
@@ -277,3 +295,15 @@ func machineBusy() (float64, float64) {
 
 // minioPid finds the MinIO server's process id.
 func minioPid(m *testsvc.MinIO) int { return m.Pid() }
+
+// minus is what the histogram buckets of a gained over b.
+func minus(a, b map[string]float64) map[string]float64 {
+	out := make(map[string]float64, len(a))
+	for k, v := range a {
+		out[k] = v
+		if strings.Contains(k, "_bucket{") {
+			out[k] = v - b[k]
+		}
+	}
+	return out
+}
