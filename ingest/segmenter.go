@@ -303,10 +303,7 @@ func (s *segmenter) flush() error {
 	if len(part.Tracks) == 0 {
 		return nil
 	}
-	var b seekablebuffer.Buffer
-	if err := part.Marshal(&b); err != nil {
-		return err
-	}
+	b := marshalPart(part)
 	s.fragSeq++
 	for _, t := range s.tracks {
 		t.frag = nil
@@ -315,7 +312,7 @@ func (s *segmenter) flush() error {
 	if s.primary.pending != nil {
 		s.fragStart = s.primary.pending.recv
 	}
-	return s.out.writeFragment(b.Bytes(), s.segmentSpan())
+	return s.out.writeFragment(b, s.segmentSpan())
 }
 
 func (s *segmenter) segmentSpan() time.Duration {
