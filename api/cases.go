@@ -273,11 +273,7 @@ func (s *Server) transitionCase(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, "reason: every step of a case says why")
-		return
-	}
-	if err := validText("reason", req.Reason, 1000); err != nil {
+	if err := validReason(req.Reason, "every step of a case says why"); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -383,6 +379,15 @@ func (s *Server) linkEvidence(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, toLinkJSON(l))
 }
 
+// validReason checks a reason that goes on record: present, bounded and
+// printable; missing says why it is needed.
+func validReason(reason, missing string) error {
+	if strings.TrimSpace(reason) == "" {
+		return errors.New("reason: " + missing)
+	}
+	return validText("reason", reason, 1000)
+}
+
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "(open)"
@@ -404,8 +409,8 @@ func (s *Server) unlinkEvidence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, "reason: unlinking evidence needs a reason, kept forever")
+	if err := validReason(req.Reason, "unlinking evidence needs a reason, kept forever"); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	l, err := s.o.Cases.EvidenceLink(r.Context(), r.PathValue("link"))

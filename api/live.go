@@ -128,11 +128,7 @@ func (s *Server) listLiveViews(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := catalog.LiveViewFilter{DeviceID: q.Get("device"), User: q.Get("user")}
 	var err error
-	if f.From, err = parseTime("from", q.Get("from")); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if f.To, err = parseTime("to", q.Get("to")); err != nil {
+	if f.From, f.To, err = parseWindow(q); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -143,13 +139,9 @@ func (s *Server) listLiveViews(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]liveViewJSON, 0, len(views))
 	for _, v := range views {
-		j := liveViewJSON{ID: v.ID, DeviceID: v.DeviceID, RecordingID: v.RecordingID, User: v.User, RemoteAddr: v.RemoteAddr,
-			UserAgent: v.UserAgent, Video: v.Video, Audio: v.Audio, StartedAt: v.StartedAt, EndReason: v.EndReason}
-		if !v.EndedAt.IsZero() {
-			t := v.EndedAt
-			j.EndedAt = &t
-		}
-		items = append(items, j)
+		items = append(items, liveViewJSON{ID: v.ID, DeviceID: v.DeviceID, RecordingID: v.RecordingID, User: v.User,
+			RemoteAddr: v.RemoteAddr, UserAgent: v.UserAgent, Video: v.Video, Audio: v.Audio, StartedAt: v.StartedAt,
+			EndedAt: timePtr(v.EndedAt), EndReason: v.EndReason})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }

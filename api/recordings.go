@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -88,15 +89,20 @@ func parseTime(field, v string) (time.Time, error) {
 	return t, nil
 }
 
+// parseWindow reads the from and to query parameters.
+func parseWindow(q url.Values) (from, to time.Time, err error) {
+	if from, err = parseTime("from", q.Get("from")); err != nil {
+		return
+	}
+	to, err = parseTime("to", q.Get("to"))
+	return
+}
+
 func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := catalog.RecordingFilter{DeviceID: q.Get("device")}
 	var err error
-	if f.From, err = parseTime("from", q.Get("from")); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if f.To, err = parseTime("to", q.Get("to")); err != nil {
+	if f.From, f.To, err = parseWindow(q); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}

@@ -62,31 +62,43 @@ func NewManifest(r Recording, segs []Segment, gaps []Gap) Manifest {
 		Codecs: append([]string{}, r.Codecs...), Segments: []ManifestSegment{}, Gaps: []ManifestGap{},
 	}
 	for _, s := range segs {
-		ms := ManifestSegment{Seq: s.Seq, Kind: s.Kind, Key: s.Key, Size: s.Size, SHA256: s.SHA256,
-			ChainSeq: s.ChainSeq, PrevChainHash: s.PrevChainHash, ChainHash: s.ChainHash,
-			StartedAt: s.StartedAt, DurationUS: s.Duration.Microseconds(), Keyframe: s.Keyframe}
-		if !s.DeviceTime.IsZero() {
-			t := s.DeviceTime
-			ms.DeviceTime = &t
-		}
-		m.Segments = append(m.Segments, ms)
+		m.Segments = append(m.Segments, NewManifestSegment(s))
 		m.ChainHead = s.ChainHash
 	}
 	for _, g := range gaps {
-		mg := ManifestGap{Kind: g.Kind, Start: g.Start, Track: g.Track, Detail: g.Detail}
-		if !g.End.IsZero() {
-			t := g.End
-			mg.End = &t
-		}
-		m.Gaps = append(m.Gaps, mg)
+		m.Gaps = append(m.Gaps, NewManifestGap(g))
 	}
 	return m
 }
 
+// NewManifestSegment is a segment as manifests (and exports) list it.
+func NewManifestSegment(s Segment) ManifestSegment {
+	ms := ManifestSegment{Seq: s.Seq, Kind: s.Kind, Key: s.Key, Size: s.Size, SHA256: s.SHA256,
+		ChainSeq: s.ChainSeq, PrevChainHash: s.PrevChainHash, ChainHash: s.ChainHash,
+		StartedAt: s.StartedAt, DurationUS: s.Duration.Microseconds(), Keyframe: s.Keyframe}
+	if !s.DeviceTime.IsZero() {
+		t := s.DeviceTime
+		ms.DeviceTime = &t
+	}
+	return ms
+}
+
+// NewManifestGap is a gap as manifests (and exports) list it.
+func NewManifestGap(g Gap) ManifestGap {
+	mg := ManifestGap{Kind: g.Kind, Start: g.Start, Track: g.Track, Detail: g.Detail}
+	if !g.End.IsZero() {
+		t := g.End
+		mg.End = &t
+	}
+	return mg
+}
+
 // Segment returns the manifest entry as a Segment of the recording.
-func (m Manifest) Segment(i int) Segment {
-	ms := m.Segments[i]
-	s := Segment{RecordingID: m.RecordingID, DeviceID: m.DeviceID, Seq: ms.Seq, Kind: ms.Kind, Key: ms.Key,
+func (m Manifest) Segment(i int) Segment { return m.Segments[i].Segment(m.RecordingID, m.DeviceID) }
+
+// Segment is the entry as a Segment of the recording it belongs to.
+func (ms ManifestSegment) Segment(recordingID, deviceID string) Segment {
+	s := Segment{RecordingID: recordingID, DeviceID: deviceID, Seq: ms.Seq, Kind: ms.Kind, Key: ms.Key,
 		Size: ms.Size, SHA256: ms.SHA256, ChainSeq: ms.ChainSeq, PrevChainHash: ms.PrevChainHash,
 		ChainHash: ms.ChainHash, StartedAt: ms.StartedAt, Duration: time.Duration(ms.DurationUS) * time.Microsecond,
 		Keyframe: ms.Keyframe}

@@ -197,12 +197,12 @@ type keyInfo struct {
 }
 
 type recordingFile struct {
-	Recording recordingInfo `json:"recording"`
-	Manifest  manifestInfo  `json:"manifest"`
-	Segments  []segmentInfo `json:"segments"`
-	Gaps      []gapInfo     `json:"gaps"`
-	Links     []linkInfo    `json:"links"`
-	Derived   *derivedInfo  `json:"derived"`
+	Recording recordingInfo          `json:"recording"`
+	Manifest  manifestInfo           `json:"manifest"`
+	Segments  []segmentInfo          `json:"segments"`
+	Gaps      []evidence.ManifestGap `json:"gaps"`
+	Links     []linkInfo             `json:"links"`
+	Derived   *derivedInfo           `json:"derived"`
 }
 
 type recordingInfo struct {
@@ -225,28 +225,11 @@ type manifestInfo struct {
 	SigningKeyID string `json:"signing_key_id"`
 }
 
+// segmentInfo is a segment as recording.json lists it: the manifest's entry
+// and the file in the zip that holds its bytes.
 type segmentInfo struct {
-	Seq           int64      `json:"seq"`
-	Kind          string     `json:"kind"`
-	File          string     `json:"file"`
-	Key           string     `json:"key"`
-	Size          int64      `json:"size"`
-	SHA256        string     `json:"sha256"`
-	ChainSeq      int64      `json:"chain_seq"`
-	PrevChainHash string     `json:"prev_chain_hash"`
-	ChainHash     string     `json:"chain_hash"`
-	StartedAt     time.Time  `json:"started_at"`
-	DeviceTime    *time.Time `json:"device_time,omitempty"`
-	DurationUS    int64      `json:"duration_us"`
-	Keyframe      bool       `json:"keyframe"`
-}
-
-type gapInfo struct {
-	Kind   string     `json:"kind"`
-	Start  time.Time  `json:"start"`
-	End    *time.Time `json:"end,omitempty"`
-	Track  string     `json:"track,omitempty"`
-	Detail string     `json:"detail"`
+	evidence.ManifestSegment
+	File string `json:"file"`
 }
 
 type derivedInfo struct {
@@ -284,9 +267,7 @@ func toLinkInfo(l evidence.EvidenceLink) linkInfo {
 }
 
 func toSegmentInfo(s evidence.Segment) segmentInfo {
-	return segmentInfo{Seq: s.Seq, Kind: string(s.Kind), File: ObjectFile(s.Key), Key: s.Key, Size: s.Size, SHA256: s.SHA256,
-		ChainSeq: s.ChainSeq, PrevChainHash: s.PrevChainHash, ChainHash: s.ChainHash, StartedAt: s.StartedAt,
-		DeviceTime: timePtr(s.DeviceTime), DurationUS: s.Duration.Microseconds(), Keyframe: s.Keyframe}
+	return segmentInfo{ManifestSegment: evidence.NewManifestSegment(s), File: ObjectFile(s.Key)}
 }
 
 // zipWriter writes entries and remembers their hashes for SHA256SUMS.
@@ -579,13 +560,13 @@ func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r Rec
 			EndedAt: timePtr(r.Recording.EndedAt), EndReason: r.Recording.EndReason, Codecs: append([]string{}, r.Recording.Codecs...),
 			SegmentCount: r.Recording.SegmentCount, ManifestKey: r.Recording.ManifestKey},
 		Manifest: manifestInfo{File: mname, Signature: mname + ".sig", SigningKeyID: manifestKeyID},
-		Segments: []segmentInfo{}, Gaps: []gapInfo{}, Links: []linkInfo{},
+		Segments: []segmentInfo{}, Gaps: []evidence.ManifestGap{}, Links: []linkInfo{},
 	}
 	for _, s := range r.Segments {
 		rf.Segments = append(rf.Segments, toSegmentInfo(s))
 	}
 	for _, g := range r.Gaps {
-		rf.Gaps = append(rf.Gaps, gapInfo{Kind: string(g.Kind), Start: g.Start, End: timePtr(g.End), Track: g.Track, Detail: g.Detail})
+		rf.Gaps = append(rf.Gaps, evidence.NewManifestGap(g))
 	}
 	for _, l := range c.Links {
 		if l.RecordingID == r.Recording.ID && l.Active() {

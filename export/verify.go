@@ -469,10 +469,7 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 		}
 	} else {
 		for _, s := range rf.Segments {
-			segs = append(segs, evidence.Segment{RecordingID: rf.Recording.ID, DeviceID: rf.Recording.DeviceID, Seq: s.Seq,
-				Kind: evidence.SegmentKind(s.Kind), Key: s.Key, Size: s.Size, SHA256: s.SHA256, ChainSeq: s.ChainSeq,
-				PrevChainHash: s.PrevChainHash, ChainHash: s.ChainHash, StartedAt: s.StartedAt,
-				Duration: time.Duration(s.DurationUS) * time.Microsecond, Keyframe: s.Keyframe})
+			segs = append(segs, s.Segment(rf.Recording.ID, rf.Recording.DeviceID))
 		}
 	}
 	if rfOK && mOK {

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/internal/benchutil"
 	"github.com/bodycam/bodycam/internal/testsvc"
 )
 
@@ -107,7 +107,7 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.baseRSS = rss(serve.Process.Pid)
+	r.baseRSS = benchutil.RSS(serve.Process.Pid)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The recorders run well past the window: when they stop, every
@@ -121,27 +121,27 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 		return r, err
 	}
 	time.Sleep(warmup)
-	before, err := scrape(api + "/metrics")
+	before, err := benchutil.Scrape(api + "/metrics")
 	if err != nil {
 		return r, err
 	}
 	m0 := minioPid(m)
-	c0, t0 := cpuSeconds(serve.Process.Pid), time.Now()
-	mc0, sc0 := cpuSeconds(m0), cpuSeconds(sim.Process.Pid)
-	busy0, total0 := machineBusy()
+	c0, t0 := benchutil.CPUSeconds(serve.Process.Pid), time.Now()
+	mc0, sc0 := benchutil.CPUSeconds(m0), benchutil.CPUSeconds(sim.Process.Pid)
+	busy0, total0, _ := benchutil.MachineBusy()
 	var rssMax float64
 	for time.Since(t0) < measure {
 		time.Sleep(time.Second)
-		rssMax = math.Max(rssMax, rss(serve.Process.Pid))
+		rssMax = math.Max(rssMax, benchutil.RSS(serve.Process.Pid))
 	}
 	window := time.Since(t0).Seconds()
-	r.cpu = (cpuSeconds(serve.Process.Pid) - c0) / window * 100
-	r.minio = (cpuSeconds(m0) - mc0) / window * 100
-	r.sim = (cpuSeconds(sim.Process.Pid) - sc0) / window * 100
-	busy1, total1 := machineBusy()
-	r.machine = (busy1 - busy0) / (total1 - total0) * 200
+	r.cpu = (benchutil.CPUSeconds(serve.Process.Pid) - c0) / window * 100
+	r.minio = (benchutil.CPUSeconds(m0) - mc0) / window * 100
+	r.sim = (benchutil.CPUSeconds(sim.Process.Pid) - sc0) / window * 100
+	busy1, total1, cpus := benchutil.MachineBusy()
+	r.machine = (busy1 - busy0) / (total1 - total0) * float64(cpus) * 100
 	r.rss = rssMax
-	after, err := scrape(api + "/metrics")
+	after, err := benchutil.Scrape(api + "/metrics")
 	if err != nil {
 		return r, err
 	}
@@ -172,7 +172,7 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 	cancel()
 	sim.Wait()
 	time.Sleep(2*segment + 3*time.Second)
-	metrics, err := scrape(api + "/metrics")
+	metrics, err := benchutil.Scrape(api + "/metrics")
 	if err != nil {
 		return r, err
 	}
@@ -187,60 +187,6 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 		}
 	}
 	return r, nil
-}
-
-// cpuSeconds reads a process's user+system CPU time.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b)[strings.LastIndex(string(b), ")")+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
-func rss(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-// scrape reads a Prometheus text page into name{labels} -> value.
-func scrape(url string) (map[string]float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndex(line, " ")
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
 }
 
 // quantile estimates a quantile from histogram buckets by linear
@@ -273,24 +219,6 @@ func quantile(m map[string]float64, name string, q float64) float64 {
 		prevLe, prevN = b.le, b.n
 	}
 	return prevLe
-}
-
-// machineBusy reads the machine's busy and total CPU ticks.
-func machineBusy() (float64, float64) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 1
-	}
-	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
-	var total, idle float64
-	for i, v := range f {
-		x, _ := strconv.ParseFloat(v, 64)
-		total += x
-		if i == 3 || i == 4 { // idle, iowait
-			idle += x
-		}
-	}
-	return total - idle, total
 }
 
 // minioPid finds the MinIO server's process id.

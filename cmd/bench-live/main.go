@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bodycam/bodycam/internal/benchutil"
 	"github.com/bodycam/bodycam/internal/whep"
 )
 
@@ -272,7 +273,7 @@ type result struct {
 // measures over window, and hangs them up again.
 func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r result, err error) {
 	r.viewers = n
-	atOpen, err := scrape(b.api + "/metrics")
+	atOpen, err := benchutil.Scrape(b.api + "/metrics")
 	if err != nil {
 		return r, err
 	}
@@ -303,7 +304,7 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 		if err := b.sleepAlive(ctx, time.Second); err != nil {
 			return r, err
 		}
-		r.rss = math.Max(r.rss, rss(b.srv.pid()))
+		r.rss = math.Max(r.rss, benchutil.RSS(b.srv.pid()))
 	}
 	end, err := b.snapshot(viewers)
 	if err != nil {
@@ -442,13 +443,13 @@ type snapshot struct {
 }
 
 func (b *bench) snapshot(viewers []*whep.Viewer) (snapshot, error) {
-	m, err := scrape(b.api + "/metrics")
+	m, err := benchutil.Scrape(b.api + "/metrics")
 	if err != nil {
 		return snapshot{}, err
 	}
-	s := snapshot{at: time.Now(), metrics: m, server: cpuSeconds(b.srv.pid()), sim: cpuSeconds(b.sim.pid()),
-		self: cpuSeconds(os.Getpid())}
-	s.busy, s.total, s.cpus = machineBusy()
+	s := snapshot{at: time.Now(), metrics: m, server: benchutil.CPUSeconds(b.srv.pid()), sim: benchutil.CPUSeconds(b.sim.pid()),
+		self: benchutil.CPUSeconds(os.Getpid())}
+	s.busy, s.total, s.cpus = benchutil.MachineBusy()
 	s.udpDrops = udpErrors()
 	s.udpViewers, s.udpServer = udpSocketDrops(os.Getpid()), udpSocketDrops(b.srv.pid())
 	for _, v := range viewers {

@@ -1,79 +1,17 @@
 package main
 
-// Generic measuring helpers. cpuSeconds, rss and scrape are copies of
-// cmd/bench-ingest's; machineBusy and the histogram quantile are
-// bench-ingest's, extended (see each). They belong in a shared internal
-// package (e.g. internal/benchutil) once both benchmarks settle.
+// Measuring helpers of this benchmark: metric deltas, histograms and their
+// quantiles, UDP losses. Process and machine CPU, memory and scraping are in
+// internal/benchutil.
 
 import (
-	"bufio"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 )
-
-// cpuSeconds reads a process's user+system CPU time.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b)[strings.LastIndex(string(b), ")")+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
-// rss reads a process's resident set size in bytes.
-func rss(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-// scrape reads a Prometheus text page into name{labels} -> value.
-// (bench-ingest's uses http.Get, without a timeout.)
-func scrape(url string) (map[string]float64, error) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndex(line, " ")
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
-}
 
 // delta is after − before for every series: for counters and histograms,
 // what happened in between. (Meaningless for gauges; read those from a
@@ -194,36 +132,6 @@ func (h histogram) quantile(q float64) quant {
 		prevLe, prevN = b.le, b.n
 	}
 	return quant{v: prevLe, over: true}
-}
-
-// machineBusy reads the machine's busy and total CPU ticks and its number
-// of CPUs (so that busy/total × cpus × 100 is in % of one core, like the
-// per-process numbers). Unlike bench-ingest's, it leaves out guest time,
-// which the kernel already counts in user time.
-func machineBusy() (busy, total float64, cpus int) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 1, 1
-	}
-	lines := strings.Split(string(b), "\n")
-	for _, l := range lines[1:] {
-		if len(l) > 3 && strings.HasPrefix(l, "cpu") && l[3] >= '0' && l[3] <= '9' {
-			cpus++
-		}
-	}
-	f := strings.Fields(lines[0])[1:]
-	if len(f) > 8 {
-		f = f[:8] // guest and guest_nice are already counted in user and nice
-	}
-	var idle float64
-	for i, v := range f {
-		x, _ := strconv.ParseFloat(v, 64)
-		total += x
-		if i == 3 || i == 4 { // idle, iowait
-			idle += x
-		}
-	}
-	return total - idle, total, max(cpus, 1)
 }
 
 // udpErrors reads the machine's count of UDP datagrams dropped on receipt
