@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bodycam/bodycam/storage/dir"
 )
@@ -39,29 +38,7 @@ func TestPublishedForCase(t *testing.T) {
 	if out, err := ff.CombinedOutput(); err != nil {
 		t.Fatalf("publish: %v %s", err, out)
 	}
-	var rec struct {
-		ID          string `json:"id"`
-		CaseID      string `json:"case_id"`
-		ManifestKey string `json:"manifest_key"`
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, body := s.call("GET", "/api/v1/recordings?device=cam-c2", officer, "")
-		var list struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		json.Unmarshal([]byte(body), &list)
-		if len(list.Items) == 1 {
-			json.Unmarshal(list.Items[0], &rec)
-			if rec.ManifestKey != "" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recording not stored: %s", body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	rec := s.waitStored(officer, "cam-c2")
 	if rec.CaseID != "C-7" {
 		t.Fatalf("recording's case %q", rec.CaseID)
 	}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/export"
@@ -77,26 +76,7 @@ func TestCaseExportEndToEnd(t *testing.T) {
 	ff := s.publishFFmpeg("cam-x", dev.Password, 6, "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac")
 	ff.Wait()
 
-	var rec struct {
-		ID           string `json:"id"`
-		SegmentCount int    `json:"segment_count"`
-		ManifestKey  string `json:"manifest_key"`
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for rec.ManifestKey == "" {
-		_, body := s.call("GET", "/api/v1/recordings?device=cam-x", officer, "")
-		var list struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		json.Unmarshal([]byte(body), &list)
-		if len(list.Items) == 1 {
-			json.Unmarshal(list.Items[0], &rec)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no complete recording: %s\n%s", body, s.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	rec := s.waitStored(officer, "cam-x")
 	if rec.SegmentCount < 3 {
 		t.Fatalf("recording %+v: want an init and at least 2 media segments", rec)
 	}

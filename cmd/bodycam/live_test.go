@@ -331,3 +331,34 @@ func (s *server) roleToken(admin, id, role string) string {
 	json.NewDecoder(resp.Body).Decode(&tok)
 	return tok.Token
 }
+
+// storedRecording is a recording as the list shows it.
+type storedRecording struct {
+	ID           string `json:"id"`
+	State        string `json:"state"`
+	CaseID       string `json:"case_id"`
+	SegmentCount int    `json:"segment_count"`
+	EndReason    string `json:"end_reason"`
+	ManifestKey  string `json:"manifest_key"`
+}
+
+// waitStored waits until device's one recording is stored with its signed
+// manifest, reading as token's user.
+func (s *server) waitStored(token, device string) storedRecording {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, body := s.call("GET", "/api/v1/recordings?device="+device, token, "")
+		var list struct {
+			Items []storedRecording `json:"items"`
+		}
+		json.Unmarshal([]byte(body), &list)
+		if len(list.Items) == 1 && list.Items[0].ManifestKey != "" {
+			return list.Items[0]
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: no stored recording: %s\n%s", device, body, s.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

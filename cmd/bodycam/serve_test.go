@@ -356,31 +356,7 @@ func TestKill9MidStream(t *testing.T) {
 
 	s2 := start(t, dataDir, "--segment-duration", "1s")
 	aud := s2.roleToken(token, "aud-1", "auditor") // admins read no evidence
-	var rec struct {
-		ID           string `json:"id"`
-		State        string `json:"state"`
-		SegmentCount int    `json:"segment_count"`
-		EndReason    string `json:"end_reason"`
-		ManifestKey  string `json:"manifest_key"`
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, body := s2.call("GET", "/api/v1/recordings?device=cam-k", aud, "")
-		var list struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		json.Unmarshal([]byte(body), &list)
-		if len(list.Items) == 1 {
-			json.Unmarshal(list.Items[0], &rec)
-			if rec.ManifestKey != "" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recording not recovered: %s\n%s", body, s2.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	rec := s2.waitStored(aud, "cam-k")
 	if rec.State != "interrupted" || rec.SegmentCount < 4 {
 		t.Fatalf("recovered recording: %+v", rec)
 	}
@@ -409,7 +385,7 @@ func TestKill9MidStream(t *testing.T) {
 	if out, err := publish(s2.arg("--rtsp-addr"), 2).CombinedOutput(); err != nil {
 		t.Fatalf("publish after restart: %v %s", err, out)
 	}
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, body = s2.call("GET", "/api/v1/recordings?device=cam-k&state=complete", aud, "")
 		if strings.Contains(body, "manifest_key") {
