@@ -103,6 +103,27 @@ func TestLiveWHEP(t *testing.T) {
 	if _, err := whep.Dial(ctx, s.whepURL("cam-live"), whep.Options{Token: admin}); !errors.As(err, &se) || se.Code != 403 {
 		t.Fatalf("the admin: %v, want 403", err)
 	}
+	// Bad offers get a clear error and change nothing.
+	for _, bad := range []struct {
+		ctype, body string
+		want        int
+	}{
+		{"text/plain", "v=0", 415},
+		{"application/sdp", "not an SDP offer", 400},
+		{"application/sdp", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", 400}, // no media
+	} {
+		req, _ := http.NewRequest("POST", s.whepURL("cam-live"), strings.NewReader(bad.body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", bad.ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != bad.want {
+			t.Fatalf("offer %q as %s: %d, want %d", bad.body, bad.ctype, resp.StatusCode, bad.want)
+		}
+	}
 	for _, dev := range []string{"cam-off", "nobody"} {
 		if _, err := whep.Dial(ctx, s.whepURL(dev), whep.Options{Token: token}); !errors.As(err, &se) || se.Code != 404 {
 			t.Fatalf("%s: %v, want 404", dev, err)
