@@ -16,8 +16,11 @@ type sample struct {
 	dts, pts int64
 	sync     bool
 	payload  []byte
-	recv     time.Time // server receive time: authoritative for order
-	ntp      time.Time // the recorder's clock, zero when unknown
+	// nalus, for H.264 and H.265, are the access unit's NAL units as
+	// received (payload is nil); they are stored length-prefixed (AVCC).
+	nalus [][]byte
+	recv  time.Time // server receive time: authoritative for order
+	ntp   time.Time // the recorder's clock, zero when unknown
 	// params are parameter sets that came in-band with this access unit;
 	// the writer goroutine, which owns the track's codec, applies them.
 	params [][]byte
@@ -25,6 +28,10 @@ type sample struct {
 	// (G.711, stored as linear PCM); the live relay passes it on.
 	raw []byte
 }
+
+// hasMedia reports whether the sample carries media: video before the
+// first keyframe is counted, not stored, and has none.
+func (s *sample) hasMedia() bool { return s.payload != nil || s.nalus != nil }
 
 // trackInfo describes one recorded track.
 type trackInfo struct {
@@ -46,6 +53,7 @@ func (t trackInfo) kind() string {
 // sink receives what the segmenter makes; the spool implements it.
 type sink interface {
 	openSegment(seq int64, start, deviceTime time.Time, keyframe bool) error
+	// writeFragment may not keep b after it returns.
 	writeFragment(b []byte, mediaEnd time.Duration) error
 	closeSegment(duration time.Duration) error
 	gap(g evidence.Gap) error
@@ -91,7 +99,7 @@ type segmenter struct {
 type trackState struct {
 	info     trackInfo
 	pending  *sample
-	frag     []*fmp4.Sample
+	frag     []fragSample
 	fragBase int64
 	nextDTS  int64 // where the next finalized sample continues the timeline
 	off      int64 // added to incoming timestamps after a discontinuity
@@ -282,8 +290,8 @@ func (s *segmenter) finalize(t *trackState, p *sample, d int64) error {
 	if len(t.frag) == 0 {
 		t.fragBase = p.dts
 	}
-	t.frag = append(t.frag, &fmp4.Sample{
-		Duration: uint32(d), PTSOffset: int32(p.pts - p.dts), IsNonSyncSample: !p.sync, Payload: p.payload,
+	t.frag = append(t.frag, fragSample{
+		duration: uint32(d), ptsOffset: int32(p.pts - p.dts), nonSync: !p.sync, payload: p.payload, nalus: p.nalus,
 	})
 	t.nextDTS = p.dts + d
 	if p.recv.Sub(s.fragStart) >= fragmentSpan {
@@ -294,25 +302,31 @@ func (s *segmenter) finalize(t *trackState, p *sample, d int64) error {
 
 // flush writes the samples held in memory as one fragment.
 func (s *segmenter) flush() error {
-	part := fmp4.Part{SequenceNumber: s.fragSeq + 1}
+	var trackBuf [4]fragTrack
+	tracks := trackBuf[:0]
 	for _, t := range s.tracks {
 		if len(t.frag) > 0 {
-			part.Tracks = append(part.Tracks, &fmp4.PartTrack{ID: t.info.id, BaseTime: uint64(t.fragBase), Samples: t.frag})
+			tracks = append(tracks, fragTrack{id: t.info.id, base: uint64(t.fragBase), samples: t.frag})
 		}
 	}
-	if len(part.Tracks) == 0 {
+	if len(tracks) == 0 {
 		return nil
 	}
-	b := marshalPart(part)
+	buf := fragmentBuffers.Get().(*[]byte)
+	b := appendFragment((*buf)[:0], s.fragSeq+1, tracks)
 	s.fragSeq++
 	for _, t := range s.tracks {
-		t.frag = nil
+		clear(t.frag) // the samples' bytes go with them
+		t.frag = t.frag[:0]
 	}
 	s.fragStart = time.Time{}
 	if s.primary.pending != nil {
 		s.fragStart = s.primary.pending.recv
 	}
-	return s.out.writeFragment(b, s.segmentSpan())
+	err := s.out.writeFragment(b, s.segmentSpan())
+	*buf = b
+	fragmentBuffers.Put(buf)
+	return err
 }
 
 func (s *segmenter) segmentSpan() time.Duration {

@@ -125,7 +125,7 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 	}
 	for _, smp := range samples {
 		smp.recv, smp.ntp = recv, ntp
-		if ss.feed != nil && smp.payload != nil {
+		if ss.feed != nil && smp.hasMedia() {
 			ss.feed.Write(i, t.liveUnit(smp))
 		}
 		in := input{track: i, smp: smp}

@@ -201,11 +201,10 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 		if err != nil {
 			return nil, err
 		}
-		payload, err := h264.AVCC(au).Marshal() // length-prefixed NAL units, the same for H.265
-		if err != nil {
-			return nil, err
-		}
-		return []sample{{pts: pts, dts: d, sync: sync, payload: payload, params: changed}}, nil
+		// The NAL units are the depacketizer's own, never reused: the
+		// segmenter stores them length-prefixed and the live relay shares
+		// them.
+		return []sample{{pts: pts, dts: d, sync: sync, nalus: au, params: changed}}, nil
 	}
 }
 
@@ -370,21 +369,14 @@ func nonNil(params ...[]byte) [][]byte {
 }
 
 // liveUnit is a sample as the live relay takes it. The relay may keep it
-// (the current GOP), so it shares nothing the reader goroutine reuses: a
-// video payload is a fresh AVCC copy whose NAL units it slices; audio is
-// copied.
+// (the current GOP), so it shares nothing the reader goroutine reuses: video
+// NAL units are the depacketizer's, never reused (the relay and the
+// segmenter only read them); audio is copied.
 func (t *track) liveUnit(s sample) media.Unit {
 	u := media.Unit{PTS: s.pts, DTS: s.dts, Keyframe: s.sync, Recv: s.recv}
 	switch {
-	case t.info.video:
-		for p := s.payload; len(p) >= 4; {
-			n := int(p[0])<<24 | int(p[1])<<16 | int(p[2])<<8 | int(p[3])
-			if n > len(p)-4 {
-				break
-			}
-			u.NALUs = append(u.NALUs, p[4:4+n:4+n])
-			p = p[4+n:]
-		}
+	case s.nalus != nil:
+		u.NALUs = s.nalus[:len(s.nalus):len(s.nalus)]
 	case s.raw != nil:
 		u.Data = append([]byte(nil), s.raw...)
 	default:

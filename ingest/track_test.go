@@ -60,7 +60,7 @@ func FuzzTrackDecode(f *testing.F) {
 				continue
 			}
 			for _, s := range samples {
-				if s.payload == nil && s.sync {
+				if !s.hasMedia() && s.sync {
 					t.Fatalf("%s: keyframe sample without payload", tr.info.name)
 				}
 			}

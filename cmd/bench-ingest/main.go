@@ -26,15 +26,17 @@ import (
 )
 
 func main() {
-	bin := flag.String("bodycam", "./bin/bodycam", "bodycam binary")
+	var o options
+	flag.StringVar(&o.bin, "bodycam", "./bin/bodycam", "bodycam binary")
 	counts := flag.String("n", "10,50,100", "numbers of recorders, comma-separated")
-	warmup := flag.Duration("warmup", 15*time.Second, "time before measuring")
-	measure := flag.Duration("measure", 60*time.Second, "measurement window")
-	segment := flag.Duration("segment-duration", 4*time.Second, "the server's --segment-duration")
-	stagger := flag.Duration("stagger", 4*time.Second, "the simulator's --stagger: recorders' starts spread over this long")
-	logLevel := flag.String("log-level", "warn", "the server's --log-level (debug logs waits for upload slots with what the holders do)")
-	serveLog := flag.String("serve-log", "", "copy the server's log here at the end")
-	minioDir := flag.String("minio-dir", "", "where MinIO keeps its data (default: the temporary directory, the spool's disk); a diagnostic to give MinIO a disk of its own")
+	flag.DurationVar(&o.warmup, "warmup", 15*time.Second, "time before measuring")
+	flag.DurationVar(&o.measure, "measure", 60*time.Second, "measurement window")
+	flag.DurationVar(&o.segment, "segment-duration", 4*time.Second, "the server's --segment-duration")
+	flag.DurationVar(&o.stagger, "stagger", 4*time.Second, "the simulator's --stagger: recorders' starts spread over this long")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "the server's --log-level (debug logs waits for upload slots with what the holders do)")
+	flag.StringVar(&o.serveLog, "serve-log", "", "copy the server's log here at the end")
+	flag.StringVar(&o.minioDir, "minio-dir", "", "where MinIO keeps its data (default: the temporary directory, the spool's disk); a diagnostic to give MinIO a disk of its own")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server's CPU profile over the window to this file, with -n suffixed (go tool pprof reads it)")
 	flag.Parse()
 	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range strings.Split(*counts, ",") {
@@ -42,7 +44,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		r, err := run(*bin, n, *warmup, *measure, *segment, *stagger, *minioDir, *logLevel, *serveLog)
+		r, err := run(o, n)
 		if err != nil {
 			fail(err)
 		}
@@ -68,9 +70,19 @@ type result struct {
 	gaps, lost        int
 }
 
-func run(bin string, n int, warmup, measure, segment, stagger time.Duration, minioParent, logLevel, serveLog string) (result, error) {
+// options are the command's flags.
+type options struct {
+	bin                          string
+	warmup, measure              time.Duration
+	segment, stagger             time.Duration
+	minioDir, logLevel, serveLog string
+	cpuProfile                   string
+}
+
+func run(o options, n int) (result, error) {
 	var r result
-	m, err := testsvc.StartMinIOIn(minioParent)
+	bin, warmup, measure, segment, stagger, logLevel, serveLog := o.bin, o.warmup, o.measure, o.segment, o.stagger, o.logLevel, o.serveLog
+	m, err := testsvc.StartMinIOIn(o.minioDir)
 	if err != nil {
 		return r, err
 	}
@@ -129,6 +141,14 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 	c0, t0 := benchutil.CPUSeconds(serve.Process.Pid), time.Now()
 	mc0, sc0 := benchutil.CPUSeconds(m0), benchutil.CPUSeconds(sim.Process.Pid)
 	busy0, total0, _ := benchutil.MachineBusy()
+	profiled := make(chan error, 1)
+	if o.cpuProfile != "" {
+		go func() {
+			profiled <- profile(api, filepath.Join(dir, "data", "admin-token"), measure, fmt.Sprintf("%s.%d", o.cpuProfile, n))
+		}()
+	} else {
+		profiled <- nil
+	}
 	var rssMax float64
 	for time.Since(t0) < measure {
 		time.Sleep(time.Second)
@@ -141,6 +161,9 @@ func run(bin string, n int, warmup, measure, segment, stagger time.Duration, min
 	busy1, total1, cpus := benchutil.MachineBusy()
 	r.machine = (busy1 - busy0) / (total1 - total0) * float64(cpus) * 100
 	r.rss = rssMax
+	if err := <-profiled; err != nil {
+		return r, fmt.Errorf("cpu profile: %w", err)
+	}
 	after, err := benchutil.Scrape(api + "/metrics")
 	if err != nil {
 		return r, err
@@ -219,6 +242,33 @@ func quantile(m map[string]float64, name string, q float64) float64 {
 		prevLe, prevN = b.le, b.n
 	}
 	return prevLe
+}
+
+// profile saves the server's CPU profile over d.
+func profile(api, tokenFile string, d time.Duration, path string) error {
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", api, int(d.Seconds())), nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // minioPid finds the MinIO server's process id.

@@ -178,7 +178,11 @@ func openStore(ctx context.Context, cfg Config) (storage.Store, string, error) {
 		}
 		return nil, "", err
 	}
-	return s, "s3 " + cfg.S3Endpoint + "/" + cfg.S3Bucket, nil
+	checks := "the server checks uploads' SHA-256"
+	if !s.ServerChecksHashes() {
+		checks = "the server does not check SHA-256 checksums; uploads are hashed here"
+	}
+	return s, "s3 " + cfg.S3Endpoint + "/" + cfg.S3Bucket + " (" + checks + ")", nil
 }
 
 // adminToken returns the configured admin token, or the one kept in

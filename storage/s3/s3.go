@@ -3,12 +3,16 @@
 //
 // Write-once comes from `If-None-Match: *` on every PUT. Each PUT is a single
 // streamed request (never multipart, so the SHA-256 checksum is of the whole
-// object) that carries a trailing x-amz-checksum-sha256 the server verifies
-// and keeps; Stat reads it back. Retention and legal holds are S3 Object Lock,
+// object) that carries an x-amz-checksum-sha256 the server verifies and
+// keeps; Stat reads it back. When the caller knows the hash, it goes up
+// front and is checked by the server alone, once Open has seen the server
+// refuse a wrong one; otherwise the bytes are hashed here too, and a wrong
+// object fails before its last byte is sent. Retention and legal holds are S3 Object Lock,
 // which the server enforces even against bodycam itself.
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -37,6 +41,9 @@ type Options struct {
 	Retention storage.Retention
 	// Transport, when set, replaces the HTTP transport (tests, custom CAs).
 	Transport http.RoundTripper
+	// HashLocally hashes every upload here even when the server checks the
+	// checksums it is sent.
+	HashLocally bool
 }
 
 // ErrNoObjectLock: the bucket exists but was created without Object Lock, so
@@ -48,6 +55,9 @@ type Store struct {
 	c         *minio.Client
 	bucket    string
 	retention storage.Retention
+	// serverChecks: the server refused an upload whose x-amz-checksum-sha256
+	// did not match its bytes, so a known hash need not be recomputed here.
+	serverChecks bool
 }
 
 // Open connects, creates the bucket with Object Lock when it is missing, and
@@ -82,7 +92,34 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil || enabled != "Enabled" {
 		return nil, fmt.Errorf("s3-bucket %q: %w; use a bucket created with Object Lock (bodycam creates one when the bucket does not exist)", o.Bucket, ErrNoObjectLock)
 	}
+	s.serverChecks = !o.HashLocally && s.checksChecksums(ctx)
 	return s, nil
+}
+
+// ServerChecksHashes reports whether uploads with a known hash are checked by
+// the server alone (see the package comment).
+func (s *Store) ServerChecksHashes() bool { return s.serverChecks }
+
+// checksChecksums sends the server an object whose x-amz-checksum-sha256 is
+// not that of its bytes: a server that checks refuses it, and nothing is
+// stored. One that stores it does not check, and the stray probe is removed
+// if its retention allows.
+func (s *Store) checksChecksums(ctx context.Context) bool {
+	body := []byte("bodycam checksum probe")
+	wrong := sha256.Sum256([]byte("not the probe"))
+	key := "bodycam-probe/checksum-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	opts := minio.PutObjectOptions{
+		DisableMultipart:     true,
+		DisableContentSha256: true,
+		UserMetadata:         map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(wrong[:])},
+	}
+	opts.SetMatchETagExcept("*")
+	_, err := s.c.PutObject(ctx, s.bucket, key, bytes.NewReader(body), int64(len(body)), opts)
+	if err == nil {
+		s.c.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+		return false
+	}
+	return errors.Is(translate(key, err), storage.ErrHashMismatch)
 }
 
 // Put implements storage.Store.
@@ -90,7 +127,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 	if err := storage.ValidateKey(key); err != nil {
 		return storage.Info{}, err
 	}
-	vr, err := storage.NewVerifyingReader(r, size, o.SHA256)
+	known := len(o.SHA256) == sha256.Size
+	var vr *storage.VerifyingReader
+	var err error
+	if known && s.serverChecks {
+		vr, err = storage.NewSizeReader(r, size)
+	} else {
+		vr, err = storage.NewVerifyingReader(r, size, o.SHA256)
+	}
 	if err != nil {
 		return storage.Info{}, err
 	}
@@ -98,10 +142,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 		ContentType:      o.ContentType,
 		DisableMultipart: true,
 	}
-	if len(o.SHA256) == sha256.Size {
+	if known {
 		// The hash is known: send it up front for the server to check and
-		// keep, with an unsigned payload, so the bytes are hashed once here
-		// (the VerifyingReader) rather than three times.
+		// keep, with an unsigned payload, so the bytes are hashed by the
+		// server (and here only when it does not check) rather than three
+		// times.
 		opts.UserMetadata = map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(o.SHA256)}
 		opts.DisableContentSha256 = true
 	} else {
@@ -124,7 +169,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 		return storage.Info{}, translate(key, err)
 	}
 	sum := vr.SumHex()
-	if got := b64hex(up.ChecksumSHA256); got != "" && got != sum {
+	got := b64hex(up.ChecksumSHA256)
+	if vr.Sum() == nil {
+		sum = hex.EncodeToString(o.SHA256)
+		if got == "" {
+			return storage.Info{}, fmt.Errorf("storage: %s: the server did not confirm the checksum it was sent", key)
+		}
+	}
+	if got != "" && got != sum {
 		return storage.Info{}, fmt.Errorf("%w: server stored %s, sent %s", storage.ErrHashMismatch, got, sum)
 	}
 	info := storage.Info{Key: key, Size: size, SHA256: sum, Modified: now}

@@ -1,9 +1,13 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/signer"
 
 	"github.com/bodycam/bodycam/internal/testsvc"
 	"github.com/bodycam/bodycam/storage"
@@ -39,22 +44,88 @@ func newBucket() string { return fmt.Sprintf("test-%d-%d", time.Now().UnixNano()
 
 func open(t *testing.T, bucket string, r storage.Retention) *s3.Store {
 	t.Helper()
+	return openWith(t, s3.Options{Bucket: bucket, Retention: r})
+}
+
+// openWith opens a store on the test server with o's other settings.
+func openWith(t *testing.T, o s3.Options) *s3.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := s3.Open(ctx, s3.Options{
-		Endpoint: server.Endpoint, AccessKey: server.AccessKey, SecretKey: server.SecretKey,
-		Bucket: bucket, Retention: r,
-	})
+	o.Endpoint, o.AccessKey, o.SecretKey = server.Endpoint, server.AccessKey, server.SecretKey
+	s, err := s3.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
+// MinIO checks the checksums it is sent, so known hashes are left to it.
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T, r storage.Retention) storage.Store {
-		return open(t, newBucket(), r)
+		s := open(t, newBucket(), r)
+		if !s.ServerChecksHashes() {
+			t.Fatal("MinIO refuses a wrong x-amz-checksum-sha256, but the store did not notice")
+		}
+		return s
 	})
+}
+
+// Hashing every upload here as well (HashLocally) keeps every behaviour.
+func TestConformanceHashingLocally(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, r storage.Retention) storage.Store {
+		s := openWith(t, s3.Options{Bucket: newBucket(), Retention: r, HashLocally: true})
+		if s.ServerChecksHashes() {
+			t.Fatal("HashLocally set, but the store leaves hashes to the server")
+		}
+		return s
+	})
+}
+
+// stripChecksums is a server that ignores checksums: the header never
+// reaches MinIO (the request is signed again without it).
+type stripChecksums struct{}
+
+func (stripChecksums) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("X-Amz-Checksum-Sha256") == "" {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Del("X-Amz-Checksum-Sha256")
+	r.Header.Del("Authorization")
+	return http.DefaultTransport.RoundTrip(signer.SignV4(*r, server.AccessKey, server.SecretKey, "", "us-east-1"))
+}
+
+// Against a server that does not check checksums, Open notices (its probe
+// is stored, then removed) and every upload is hashed here: a wrong hash
+// fails and leaves nothing behind.
+func TestServerThatIgnoresChecksums(t *testing.T) {
+	bucket := newBucket()
+	s := openWith(t, s3.Options{Bucket: bucket, Transport: stripChecksums{}})
+	if s.ServerChecksHashes() {
+		t.Fatal("the server ignores checksums, but the store leaves hashes to it")
+	}
+	c, err := minio.New(server.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(server.AccessKey, server.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for o := range c.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+		t.Errorf("left in the bucket: %s %v", o.Key, o.Err)
+	}
+	body := []byte("segment bytes")
+	wrong := sha256.Sum256([]byte("other bytes"))
+	_, err = s.Put(context.Background(), "d/r/1.m4s", bytes.NewReader(body), int64(len(body)), storage.PutOptions{SHA256: wrong[:]})
+	if !errors.Is(err, storage.ErrHashMismatch) {
+		t.Fatalf("Put with a wrong hash: %v, want ErrHashMismatch", err)
+	}
+	if _, err := s.Stat(context.Background(), "d/r/1.m4s"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after a refused Put: %v, want ErrNotFound", err)
+	}
+	right := sha256.Sum256(body)
+	info, err := s.Put(context.Background(), "d/r/1.m4s", bytes.NewReader(body), int64(len(body)), storage.PutOptions{SHA256: right[:]})
+	if err != nil || info.SHA256 != hex.EncodeToString(right[:]) {
+		t.Fatalf("Put with the right hash: %+v, %v", info, err)
+	}
 }
 
 // A bucket made without Object Lock is refused with an error naming the setting.
