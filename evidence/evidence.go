@@ -146,6 +146,10 @@ const (
 	// GapUndecodable: media that arrived before the first keyframe and could
 	// not be decoded, so was not stored.
 	GapUndecodable GapKind = "undecodable"
+	// GapDamaged: a segment's bytes changed in the server's spool between
+	// being written and being stored (a disk fault, or tampering on the
+	// host). It is stored as found; the detail gives both hashes.
+	GapDamaged GapKind = "damaged"
 )
 
 // Gap is an explicit hole in a recording.

@@ -2,6 +2,11 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +74,87 @@ func TestStorageOutage(t *testing.T) {
 			t.Fatalf("backlog not drained: %s", h.metric("bodycam_spool_backlog_segments"))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Spooled segments whose bytes change before they reach the store (a flipped
+// byte, a file cut short) are stored as found with a "damaged" gap each: the
+// server refuses the first upload, and neither the recording nor the
+// device's chain waits for bytes that will not come back.
+func TestSpoolDamage(t *testing.T) {
+	m, err := testsvc.StartMinIO()
+	if err != nil {
+		t.Fatalf("this test needs a real MinIO server: %v", err)
+	}
+	defer m.Close()
+	store, err := s3.Open(context.Background(), s3.Options{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,
+		Bucket: "damage", Retention: storage.Retention{Mode: storage.Compliance, Period: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, harnessOptions{store: store, segmentDuration: time.Second})
+	secret := h.register("cam-damage")
+	m.Stop() // everything stays in the spool until the damage is done
+	if out, err := h.publish(stream{"h264-aac", h264, aac}, 6, "tcp", h.url("cam-damage", secret, "")); err != nil {
+		t.Fatalf("publish: %v\n%s", err, out)
+	}
+	var dir string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ends, _ := filepath.Glob(filepath.Join(h.dataDir, "spool", "cam-damage", "*", "end.json"))
+		if len(ends) == 1 {
+			dir = filepath.Dir(ends[0])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the recording did not end in the spool")
+		}
+	}
+	flipped := filepath.Join(dir, "000002.m4s")
+	b, err := os.ReadFile(flipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-10] ^= 0xff
+	if err := os.WriteFile(flipped, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "000004.m4s")
+	st, err := os.Stat(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(cut, st.Size()-100); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rec := h.waitRecordings("cam-damage", 1, 90*time.Second)[0]
+	v := h.verify(rec.ID)
+	if !v.OK {
+		t.Fatalf("verify: %+v", v)
+	}
+	var damaged []string
+	for _, g := range v.Gaps {
+		if g.Kind == "damaged" {
+			damaged = append(damaged, g.Detail)
+		}
+	}
+	if len(damaged) != 2 || !strings.Contains(damaged[0], "segment 2 changed") || !strings.Contains(damaged[1], "segment 4 changed") ||
+		!strings.Contains(damaged[1], fmt.Sprintf("%d bytes when written", st.Size())) {
+		t.Fatalf("damaged gaps: %q (all gaps %+v)", damaged, v.Gaps)
+	}
+	segs, err := h.cat.Segments(context.Background(), rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	for _, s := range segs {
+		if s.Seq == 2 && s.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Fatalf("segment 2 recorded as %s, not as found (%x)", s.SHA256, sum)
+		}
+	}
+	if errs := h.metric("bodycam_ingest_errors_total"); !strings.Contains(errs, `value:"spool_damaged"`) {
+		t.Fatalf("damage not counted: %s", errs)
 	}
 }

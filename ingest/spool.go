@@ -481,6 +481,21 @@ func appendJSONLine(path string, v any) error {
 	return f.Sync()
 }
 
+// appendGapOnce appends g unless the file has it already (a retry after a
+// crash between the append and what follows it).
+func appendGapOnce(path string, g evidence.Gap) error {
+	gaps, err := readGaps(path)
+	if err != nil {
+		return err
+	}
+	for _, have := range gaps {
+		if have.Kind == g.Kind && have.Start.Equal(g.Start) && have.Detail == g.Detail {
+			return nil
+		}
+	}
+	return appendJSONLine(path, g)
+}
+
 func readGaps(path string) ([]evidence.Gap, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {

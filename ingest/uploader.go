@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -376,7 +377,11 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "init.mp4")); err == nil {
 		init := segmentMeta{Seq: 0, Size: meta.InitSize, SHA256: meta.InitSHA256, StartedAt: meta.StartedAt, Keyframe: true}
-		if err := u.put(ctx, r, evidence.KindInit, "init.mp4", filepath.Join(dir, "init.mp4"), init); err != nil {
+		asFound := func(found segmentMeta) error {
+			meta.InitSHA256, meta.InitSize = found.SHA256, found.Size
+			return writeJSONSync(filepath.Join(dir, "recording.json"), meta)
+		}
+		if err := u.put(ctx, r, evidence.KindInit, "init.mp4", filepath.Join(dir, "init.mp4"), init, asFound); err != nil {
 			return false, err
 		}
 		os.Remove(filepath.Join(dir, "init.mp4"))
@@ -393,7 +398,8 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 			u.log.Debug("segment waited for upload", "device", device, "recording", rec, "seq", m.Seq, "wait", wait)
 		}
 		name := segName(m.Seq)
-		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m); err != nil {
+		asFound := func(found segmentMeta) error { return writeJSONSync(filepath.Join(dir, name+".json"), found) }
+		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m, asFound); err != nil {
 			return false, err
 		}
 		u.m.durable.Observe(time.Since(m.ClosedAt).Seconds())
@@ -414,6 +420,49 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		return false, err
 	}
 	return true, os.RemoveAll(dir)
+}
+
+// damaged handles a spooled object the store refused because its bytes do
+// not match the hash or size taken when it was written. If they still do,
+// the refusal was the transfer's and the upload is retried. If the file has
+// changed (a disk fault, or someone on the host), waiting will not bring the
+// bytes back, and holding the object back would hold the device's chain and
+// every later recording with it: the object is stored as found, and a gap
+// of the kind "damaged" with both hashes says so in the record. It returns
+// the object's metadata as found.
+func (u *uploader) damaged(r evidence.Recording, kind evidence.SegmentKind, path string, m segmentMeta, refused error) (segmentMeta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return m, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return m, fmt.Errorf("spool: %w", err)
+	}
+	found := m
+	found.SHA256, found.Size = hex.EncodeToString(h.Sum(nil)), size
+	if found.SHA256 == m.SHA256 && size == m.Size {
+		return m, refused
+	}
+	what := fmt.Sprintf("segment %d", m.Seq)
+	if kind == evidence.KindInit {
+		what = "the init segment (codec setup, needed to play the whole recording)"
+	}
+	g := evidence.Gap{RecordingID: r.ID, Kind: evidence.GapDamaged, Start: m.StartedAt,
+		End: m.StartedAt.Add(time.Duration(m.DurationUS) * time.Microsecond),
+		Detail: fmt.Sprintf("%s changed in the server's spool after it was written (SHA-256 %s, %d bytes when written; %s, %d bytes when stored); it is stored as found",
+			what, m.SHA256, m.Size, found.SHA256, size)}
+	if err := appendGapOnce(filepath.Join(filepath.Dir(path), "gaps.jsonl"), g); err != nil {
+		return m, err
+	}
+	u.m.errors.WithLabelValues("spool_damaged").Inc()
+	u.m.gaps.WithLabelValues(string(g.Kind)).Inc()
+	u.log.Error("spooled object changed after it was written; storing it as found, with a gap in the record",
+		"device", r.DeviceID, "recording", r.ID, "seq", m.Seq, "written_sha256", m.SHA256, "found_sha256", found.SHA256,
+		"written_size", m.Size, "found_size", size, "refused", refused)
+	return found, nil
 }
 
 // closedSegments lists the closed, not yet uploaded segments of a recording
@@ -443,7 +492,10 @@ func closedSegments(dir string) ([]segmentMeta, error) {
 
 // put stores one spooled object and appends it to the catalog and the chain.
 // Both steps are idempotent, so a retry after a crash completes the work.
-func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.SegmentKind, name, path string, m segmentMeta) error {
+// If the spooled bytes no longer match the hash taken when they were
+// written, they are stored as found (see damaged), with asFound keeping
+// their new hash and size in the spool first.
+func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.SegmentKind, name, path string, m segmentMeta, asFound func(segmentMeta) error) error {
 	key := ObjectKey(r.DeviceID, r.ID, name)
 	f, err := os.Open(path)
 	if err != nil {
@@ -467,10 +519,15 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 			u.m.errors.WithLabelValues("conflict").Inc()
 			return fmt.Errorf("%s exists with other content", key)
 		}
-	case errors.Is(err, storage.ErrHashMismatch):
-		u.log.Error("spooled segment no longer matches the hash taken when it was closed; it is kept for inspection", "key", key, "err", err)
-		u.m.errors.WithLabelValues("spool_corrupt").Inc()
-		return err
+	case errors.Is(err, storage.ErrHashMismatch) || errors.Is(err, storage.ErrSizeMismatch):
+		found, derr := u.damaged(r, kind, path, m, err)
+		if derr != nil {
+			return derr
+		}
+		if err := asFound(found); err != nil {
+			return err
+		}
+		return u.put(ctx, r, kind, name, path, found, asFound)
 	case err != nil:
 		return err
 	}
