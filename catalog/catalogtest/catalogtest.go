@@ -382,6 +382,7 @@ func testGapsAndManifest(t *testing.T, c *catalog.Catalog) {
 	gaps := []evidence.Gap{
 		{RecordingID: "r1", Kind: evidence.GapInterrupted, Start: t0.Add(time.Minute), Detail: "server restarted"},
 		{RecordingID: "r1", Kind: evidence.GapLoss, Start: t0.Add(10 * time.Second), End: t0.Add(13 * time.Second), Track: "video", Detail: "no media for 3s"},
+		{RecordingID: "r1", Kind: evidence.GapDamaged, Start: t0.Add(20 * time.Second), End: t0.Add(24 * time.Second), Detail: "segment 6 changed in the spool"},
 	}
 	for _, g := range gaps {
 		if err := c.AddGap(ctx, g); err != nil {
@@ -389,7 +390,7 @@ func testGapsAndManifest(t *testing.T, c *catalog.Catalog) {
 		}
 	}
 	got, err := c.Gaps(ctx, "r1")
-	if err != nil || len(got) != 2 || got[0] != gaps[1] || got[1] != gaps[0] {
+	if err != nil || len(got) != 3 || got[0] != gaps[1] || got[1] != gaps[2] || got[2] != gaps[0] {
 		t.Fatalf("Gaps = %+v, %v", got, err)
 	}
 	if err := c.AddGap(ctx, evidence.Gap{RecordingID: "r1", Kind: "made-up", Start: t0}); err == nil {
