@@ -116,13 +116,16 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 	if cr := int64(t.clockRate()); cr != int64(t.info.timescale) && cr > 0 {
 		pts = pts * int64(t.info.timescale) / cr
 	}
-	ntp, _ := ss.rtsp.PacketNTP(t.media, pkt)
 	samples, err := t.decode(pkt, pts)
 	if err != nil {
 		ss.srv.m.errors.WithLabelValues("depacketize").Inc()
 		ss.log.Debug("depacketize", "track", t.info.name, "err", err)
 		return
 	}
+	if len(samples) == 0 {
+		return // a packet inside an access unit
+	}
+	ntp, _ := ss.rtsp.PacketNTP(t.media, pkt)
 	for _, smp := range samples {
 		smp.recv, smp.ntp = recv, ntp
 		if ss.feed != nil && smp.hasMedia() {
