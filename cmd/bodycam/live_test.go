@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/internal/whep"
 )
 
@@ -216,6 +218,39 @@ func TestLiveWHEP(t *testing.T) {
 	}
 	v.Close()
 	s.stop()
+	// The custody ledger has each session's start and end, with who watched
+	// in what capacity.
+	cat, err := catalog.Open(context.Background(), "", s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	recs, err := cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: "cam-live"})
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("recordings: %v %v", recs, err)
+	}
+	events, err := cat.CustodyEvents(context.Background(), catalog.CustodyFilter{TargetIDs: []string{recs[0].ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started, ended int
+	for _, e := range events {
+		if e.Action != evidence.ActionLiveView {
+			continue
+		}
+		if e.Actor != "sup-1" || e.Role != string(evidence.RoleSupervisor) {
+			t.Fatalf("live view event without its viewer's role: %+v", e)
+		}
+		switch {
+		case strings.Contains(e.Detail, "started"):
+			started++
+		case strings.Contains(e.Detail, "ended"):
+			ended++
+		}
+	}
+	if started != 2 || ended != 2 {
+		t.Fatalf("custody has %d live view starts and %d ends, want 2 and 2: %+v", started, ended, events)
+	}
 }
 
 // What browsers cannot play as sent is converted for live viewing only:
