@@ -153,7 +153,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, code int, user, ms
 	s.o.Log.Warn("denied", "code", code, "user", user, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", msg)
 	s.metrics.denied.Inc()
 	if s.o.Audit != nil {
-		s.o.Audit.Denied(r.Context(), user, r.Method+" "+r.URL.Path, r.RemoteAddr, msg)
+		s.o.Audit.Denied(r.Context(), user, r.Method+" "+r.URL.Path, r.RemoteAddr, msg, code == http.StatusForbidden)
 	}
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bodycam"`)
@@ -161,9 +161,10 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, code int, user, ms
 	writeError(w, code, msg)
 }
 
-// DeniedAudit records refused attempts (the custody ledger).
+// DeniedAudit records refused attempts (the custody ledger); signedIn says
+// whether the request carried valid credentials (a 403) or not.
 type DeniedAudit interface {
-	Denied(ctx context.Context, user, what, remote, why string)
+	Denied(ctx context.Context, user, what, remote, why string, signedIn bool)
 }
 
 func bearer(r *http.Request) (string, bool) {

@@ -27,20 +27,26 @@ import (
 
 // deniedLog records refusals, as the custody ledger does.
 type deniedLog struct {
-	mu   sync.Mutex
-	list []string
+	mu       sync.Mutex
+	list     []string
+	signedIn int
 }
 
-func (d *deniedLog) Denied(_ context.Context, user, what, remote, why string) {
+func (d *deniedLog) Denied(_ context.Context, user, what, remote, why string, signedIn bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.list = append(d.list, user+" "+what)
+	if signedIn {
+		d.signedIn++
+	}
 }
 
-func (d *deniedLog) count() int {
+// count is how many refusals were audited, and how many of them of a
+// signed-in principal.
+func (d *deniedLog) count() (all, signedIn int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.list)
+	return len(d.list), d.signedIn
 }
 
 // rolesFixture: two units (a, b); officer o-a owns device cam-a and its
@@ -142,7 +148,7 @@ func TestRolesByEndpoint(t *testing.T) {
 		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401}},
 	}
-	wantDenied := 0
+	wantDenied, wantForbidden := 0, 0
 	for _, row := range table {
 		for i, who := range principals {
 			req, _ := http.NewRequest(row.method, srv.URL+row.path, strings.NewReader(row.body))
@@ -167,10 +173,13 @@ func TestRolesByEndpoint(t *testing.T) {
 			if row.want[i] == 401 || row.want[i] == 403 {
 				wantDenied++
 			}
+			if row.want[i] == 403 {
+				wantForbidden++
+			}
 		}
 	}
-	if got := denied.count(); got != wantDenied {
-		t.Errorf("%d refusals audited, want %d (one per 401/403)", got, wantDenied)
+	if got, signedIn := denied.count(); got != wantDenied || signedIn != wantForbidden {
+		t.Errorf("%d refusals audited, %d of them signed in; want %d (one per 401/403) and %d (the 403s)", got, signedIn, wantDenied, wantForbidden)
 	}
 }
 

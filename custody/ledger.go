@@ -20,6 +20,7 @@ type Ledger struct {
 	log    *slog.Logger
 	errs   prometheus.Counter
 	events *prometheus.CounterVec
+	anon   anonymous
 }
 
 // appender is the catalog's AppendCustody with its own Signer type.
@@ -28,7 +29,7 @@ type appender func(ctx context.Context, e evidence.CustodyEvent) (evidence.Custo
 // New returns a ledger that appends with append (the catalog's
 // AppendCustody bound to the signer, see cmd/bodycam).
 func New(append func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error), log *slog.Logger, reg prometheus.Registerer) *Ledger {
-	l := &Ledger{store: append, log: log,
+	l := &Ledger{store: append, log: log, anon: anonymous{hosts: map[string]*tally{}},
 		errs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bodycam_custody_errors_total", Help: "Custody events that could not be recorded.",
 		}),
@@ -60,13 +61,4 @@ func (l *Ledger) Record(ctx context.Context, e evidence.CustodyEvent) error {
 	}
 	l.events.WithLabelValues(e.Action, e.Outcome).Inc()
 	return nil
-}
-
-// Denied records a refused attempt.
-func (l *Ledger) Denied(ctx context.Context, user, what, remote, why string) {
-	if user == "" {
-		user = "anonymous"
-	}
-	l.Record(ctx, evidence.CustodyEvent{Actor: user, Remote: remote, Action: evidence.ActionDenied, TargetKind: "request",
-		TargetID: what, Detail: why, Outcome: evidence.OutcomeDenied})
 }

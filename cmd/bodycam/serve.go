@@ -137,7 +137,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Signer: keys, Custody: ledger, Log: log.With("component", "retention")}
 	job.Register(reg)
 	g.Go(func() error { return job.Run(gctx) })
+	g.Go(func() error { return ledger.Run(gctx) })
 	err = g.Wait()
+	ledger.Flush(context.Background()) // refusals counted while the API drained
 	log.Info("bodycam stopped")
 	return err
 }
