@@ -127,6 +127,7 @@ func TestRolesByEndpoint(t *testing.T) {
 		{"POST", "/api/v1/devices", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
 		{"DELETE", "/api/v1/devices/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401}},
 		{"GET", "/api/v1/users", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
+		{"GET", "/api/v1/officers", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
 		{"POST", "/api/v1/users", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
 		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401}},
 		{"POST", "/api/v1/users/o-a/certificate", `{"revoked":false}`, []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
@@ -201,6 +202,41 @@ func TestRecordingListScope(t *testing.T) {
 		resp.Body.Close()
 		if len(list.Items) != want {
 			t.Errorf("%s sees %d recordings, want %d", who, len(list.Items), want)
+		}
+	}
+}
+
+// Officers are listed for a supervisor by unit and for an auditor in full,
+// without disabled accounts or anything about signing in.
+func TestOfficerListScope(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	if err := lastFixture.cat.CreateUser(context.Background(), evidence.User{ID: "o-a-gone", Role: evidence.RoleOfficer, Unit: "a",
+		Disabled: true, CertToken: "cert-o-a-gone"}); err != nil {
+		t.Fatal(err)
+	}
+	for who, want := range map[string]string{"s-a": "o-a", "s-b": "o-b", "aud": "o-a,o-b"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/officers", nil)
+		req.Header.Set("Authorization", "Bearer tok-"+who)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw bytes.Buffer
+		raw.ReadFrom(resp.Body)
+		resp.Body.Close()
+		var list struct {
+			Items []struct{ ID, Unit string } `json:"items"`
+		}
+		json.Unmarshal(raw.Bytes(), &list)
+		var ids []string
+		for _, it := range list.Items {
+			ids = append(ids, it.ID)
+		}
+		if got := strings.Join(ids, ","); got != want {
+			t.Errorf("%s lists officers %q, want %q", who, got, want)
+		}
+		if strings.Contains(raw.String(), "cert") || strings.Contains(raw.String(), "locked") {
+			t.Errorf("%s: the officer list tells how they sign in: %s", who, raw.String())
 		}
 	}
 }

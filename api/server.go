@@ -130,6 +130,7 @@ func New(o Options) *Server {
 	route("GET /api/v1/users", s.admin(s.listUsers))
 	route("GET /api/v1/users/{id}", s.admin(s.getUser))
 	route("DELETE /api/v1/users/{id}", s.admin(s.disableUser))
+	route("GET /api/v1/officers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listOfficers))
 	route("POST /api/v1/users/{id}/password", anyone(s.setPassword))
 	route("POST /api/v1/users/{id}/certificate", s.admin(s.setCertificate))
 	route("POST /api/v1/tokens", anyone(s.createToken))

@@ -238,6 +238,39 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
+// officerJSON is what a supervisor or auditor sees of an officer: who, not
+// how they sign in.
+type officerJSON struct {
+	ID          string `json:"id"`
+	Name        string `json:"name,omitempty"`
+	BadgeNumber string `json:"badge_number,omitempty"`
+	Agency      string `json:"agency,omitempty"`
+	Unit        string `json:"unit,omitempty"`
+}
+
+// listOfficers lists the officers a supervisor may put in charge of a case
+// (their unit's, every unit's for one without a unit) or an auditor may look
+// up (all); disabled accounts are left out.
+func (s *Server) listOfficers(w http.ResponseWriter, r *http.Request) {
+	users, err := s.o.Users.Users(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	p := principalOf(r)
+	items := []officerJSON{}
+	for _, u := range users {
+		if u.Role != evidence.RoleOfficer || u.Disabled {
+			continue
+		}
+		if p.Role == evidence.RoleSupervisor && p.Unit != "" && u.Unit != p.Unit {
+			continue
+		}
+		items = append(items, officerJSON{ID: u.ID, Name: u.Name, BadgeNumber: u.BadgeNumber, Agency: u.Agency, Unit: u.Unit})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	u, err := s.o.Users.User(r.Context(), id)

@@ -91,6 +91,7 @@ export const api = {
   cases: () => getJSON('/api/v1/cases'),
   caseGet: (id) => getJSON(caseURL(id)),
   createCase: (body) => postJSON('/api/v1/cases', body),
+  officers: () => getJSON('/api/v1/officers'),
   transitionCase: (id, to, reason) => postJSON(caseURL(id) + '/transition', { to, reason }),
   linkEvidence: (id, body) => postJSON(caseURL(id) + '/evidence', body),
   unlinkEvidence: (id, link, reason) => postJSON(caseURL(id) + '/evidence/' + encodeURIComponent(link) + '/unlink', { reason }),

@@ -223,7 +223,7 @@ function init() {
     list: $('cases-list'), count: $('cases-count'), detail: $('case-detail'), refresh: $('cases-refresh'),
     note: $('cases-note'), body: $('cases-body'), newBtn: $('case-new'), newPanel: $('case-new-panel'),
     newForm: $('case-new-form'), newId: $('case-id'), newTitle: $('case-title'), newOfficer: $('case-officer'),
-    newMembers: $('case-members'), officerField: $('case-officer-field'), newSubmit: $('case-create'),
+    newMembers: $('case-members'), officerField: $('case-officer-field'), officers: $('case-officers'), newSubmit: $('case-create'),
     newCancel: $('case-new-cancel'), newError: $('case-new-error'),
   }, {
     openRecording: (id) => { setView('recordings'); openRecording(id); },

@@ -40,10 +40,27 @@ export function setCasesCaps(c, role) {
   els.body.hidden = !caps.cases;
   els.newBtn.hidden = !caps.fileCase;
   els.officerField.hidden = role !== 'supervisor';
+  clear(els.officers);
+  if (role === 'supervisor') loadOfficers();
   if (!caps.fileCase) toggleNew(false);
   closeCase();
   clear(els.list);
   els.count.textContent = '';
+}
+
+// loadOfficers offers the supervisor's officers (their unit's) as choices
+// for the officer in charge; typing an id still works.
+async function loadOfficers() {
+  try {
+    const { items } = await api.officers();
+    clear(els.officers);
+    for (const o of items) {
+      const who = [o.name, o.badge_number && `badge ${o.badge_number}`, o.unit && `unit ${o.unit}`].filter(Boolean).join(' · ');
+      els.officers.append(h('option', { value: o.id, label: who || o.id }));
+    }
+  } catch {
+    // Typing the id still works; the server checks it.
+  }
 }
 
 export function showCases() {

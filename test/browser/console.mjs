@@ -302,6 +302,8 @@ async function main() {
     const newErr = page.locator(tid('case-new-error'));
     await newErr.waitFor({ state: 'visible' });
     ok(/officer/i.test(await newErr.innerText()), 'a supervisor must name the officer in charge', await newErr.innerText());
+    const offered = await page.locator(`${tid('case-officers')} option`).evaluateAll((os) => os.map((o) => `${o.value} (${o.label})`));
+    ok(offered.some((o) => o.startsWith(`${OFFICER} (`) && o.includes('Ofc. Console')), 'the officers the supervisor may name are offered', offered.join(', '));
     await page.fill(tid('case-officer'), OFFICER);
     await page.click(tid('case-create'));
     const caseItem = page.locator(tid('case-item', `[data-case="${CASE}"]`));
