@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +48,7 @@ func main() {
 			fail(err)
 		}
 		fmt.Printf("| %d | %.0f Mbit/s | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %.0f%% | %.0f%% | %.0f%% | %d | %d | %d |\n", n, r.mbps, r.cpu, r.cpu/float64(n),
-			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), ms(r.p50), ms(r.p99), r.machine, r.minio, r.sim, r.segments, r.gaps, r.lost)
+			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), r.p50, r.p99, r.machine, r.minio, r.sim, r.segments, r.gaps, r.lost)
 	}
 }
 
@@ -58,14 +57,12 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func ms(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
-
 type result struct {
 	cpu, rss, baseRSS float64
 	mbps              float64 // RTP payload received during the window
 	machine, minio    float64 // % of one core
 	sim               float64
-	p50, p99          float64
+	p50, p99          benchutil.Quant
 	segments          int
 	gaps, lost        int
 }
@@ -137,7 +134,7 @@ func run(o options, n int) (result, error) {
 	if err != nil {
 		return r, err
 	}
-	m0 := minioPid(m)
+	m0 := m.Pid()
 	c0, t0 := benchutil.CPUSeconds(serve.Process.Pid), time.Now()
 	mc0, sc0 := benchutil.CPUSeconds(m0), benchutil.CPUSeconds(sim.Process.Pid)
 	busy0, total0, _ := benchutil.MachineBusy()
@@ -174,21 +171,17 @@ func run(o options, n int) (result, error) {
 	// the burst at the end, when every recorder stops at once and every
 	// recording's last segment and manifest are stored together (reported
 	// apart below).
-	windowed := minus(after, before)
-	r.p50, r.p99 = quantile(windowed, "bodycam_segment_durable_seconds", 0.5), quantile(windowed, "bodycam_segment_durable_seconds", 0.99)
+	windowed := benchutil.Delta(after, before)
+	durable := benchutil.Hist(windowed, "bodycam_segment_durable_seconds", nil)
+	r.p50, r.p99 = durable.Quantile(0.5), durable.Quantile(0.99)
 	for k, v := range windowed {
 		if strings.HasPrefix(k, "bodycam_ingest_errors_total") || strings.HasPrefix(k, "bodycam_ingest_backpressure_total") {
-			fmt.Fprintf(os.Stderr, "n=%d %s %v\n", n, k, v)
+			fmt.Fprintf(os.Stderr, "n=%d in the window: %s %v\n", n, k, v)
 		}
 	}
 	for _, step := range []string{"spool_close", "wait", "slot", "hold", "scan", "put", "catalog"} {
-		sub := map[string]float64{}
-		for k, v := range windowed {
-			if rest, ok := strings.CutPrefix(k, `bodycam_upload_step_seconds_bucket{step="`+step+`",`); ok {
-				sub[`x_bucket{`+rest] = v
-			}
-		}
-		fmt.Fprintf(os.Stderr, "n=%d upload step %s: p50 %s p99 %s\n", n, step, ms(quantile(sub, "x", 0.5)), ms(quantile(sub, "x", 0.99)))
+		h := benchutil.Hist(windowed, "bodycam_upload_step_seconds", map[string]string{"step": step})
+		fmt.Fprintf(os.Stderr, "n=%d upload step %s: p50 %s p99 %s\n", n, step, h.Quantile(0.5), h.Quantile(0.99))
 	}
 	// Stop the recorders and let the last segments drain: every segment
 	// must be stored, and the stop burst is worth knowing too.
@@ -199,9 +192,9 @@ func run(o options, n int) (result, error) {
 	if err != nil {
 		return r, err
 	}
-	burst := minus(metrics, after)
+	burst := benchutil.Hist(benchutil.Delta(metrics, after), "bodycam_segment_durable_seconds", nil)
 	fmt.Fprintf(os.Stderr, "n=%d when all %d recorders stop at once: close->durable p50 %s p99 %s\n", n, n,
-		ms(quantile(burst, "bodycam_segment_durable_seconds", 0.5)), ms(quantile(burst, "bodycam_segment_durable_seconds", 0.99)))
+		burst.Quantile(0.5), burst.Quantile(0.99))
 	r.segments = int(metrics["bodycam_segments_stored_total"])
 	r.lost = int(metrics["bodycam_ingest_lost_packets_total"])
 	for k, v := range metrics {
@@ -210,38 +203,6 @@ func run(o options, n int) (result, error) {
 		}
 	}
 	return r, nil
-}
-
-// quantile estimates a quantile from histogram buckets by linear
-// interpolation inside the bucket that holds it.
-func quantile(m map[string]float64, name string, q float64) float64 {
-	type bucket struct{ le, n float64 }
-	var bs []bucket
-	for k, v := range m {
-		if rest, ok := strings.CutPrefix(k, name+`_bucket{le="`); ok {
-			le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
-			if err != nil {
-				le = math.Inf(1)
-			}
-			bs = append(bs, bucket{le, v})
-		}
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
-	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
-		return math.NaN()
-	}
-	target := q * bs[len(bs)-1].n
-	prevLe, prevN := 0.0, 0.0
-	for _, b := range bs {
-		if b.n >= target {
-			if math.IsInf(b.le, 1) {
-				return prevLe
-			}
-			return prevLe + (b.le-prevLe)*(target-prevN)/math.Max(b.n-prevN, 1)
-		}
-		prevLe, prevN = b.le, b.n
-	}
-	return prevLe
 }
 
 // profile saves the server's CPU profile over d.
@@ -269,19 +230,4 @@ func profile(api, tokenFile string, d time.Duration, path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// minioPid finds the MinIO server's process id.
-func minioPid(m *testsvc.MinIO) int { return m.Pid() }
-
-// minus is what the histogram buckets of a gained over b.
-func minus(a, b map[string]float64) map[string]float64 {
-	out := make(map[string]float64, len(a))
-	for k, v := range a {
-		out[k] = v
-		if strings.Contains(k, "_bucket{") {
-			out[k] = v - b[k]
-		}
-	}
-	return out
 }

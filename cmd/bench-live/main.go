@@ -4,7 +4,7 @@
 // publishes to `bodycam serve`, and N WHEP viewers in this process
 // (internal/whep, pion) watch it over loopback. For each N it reports the
 // server's CPU per viewer, the relay's added latency from ingest receive to
-// the send to a viewer (p50/p99, from the server's histogram), the time to
+// the send to a viewer (p50/p99, from the server's benchutil.Histogram), the time to
 // the first frame, and what each viewer really received.
 //
 //	make build
@@ -253,8 +253,8 @@ type result struct {
 	droppedTranscoder float64
 	errors            map[string]float64 // relay errors by kind, from the first dial to the window's end
 	transcoders       float64            // gauge at the end of the window
-	serverFirstP50    quant              // bodycam_live_first_frame_seconds while the viewers connected
-	serverFirstP99    quant
+	serverFirstP50    benchutil.Quant    // bodycam_live_first_frame_seconds while the viewers connected
+	serverFirstP99    benchutil.Quant
 	serverFirstCount  float64
 
 	// What the viewers (this process) got.
@@ -326,21 +326,21 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	r.otherCPU = r.machineCPU - r.serverCPU - r.simCPU - r.benchCPU
 
 	// The server's view of the window.
-	d := delta(end.metrics, start.metrics)
+	d := benchutil.Delta(end.metrics, start.metrics)
 	const delay = "bodycam_live_send_delay_seconds"
-	r.delay = latencyOf(hist(d, delay, nil))
-	r.sends = hist(d, delay, nil).count()
-	r.video, r.byKind = r.delay, hasLabel(d, delay, "kind")
+	r.delay = latencyOf(benchutil.Hist(d, delay, nil))
+	r.sends = benchutil.Hist(d, delay, nil).Count()
+	r.video, r.byKind = r.delay, benchutil.HasLabel(d, delay, "kind")
 	if r.byKind {
-		r.video = latencyOf(hist(d, delay, map[string]string{"kind": "video"}))
-		r.audio = latencyOf(hist(d, delay, map[string]string{"kind": "audio"}))
+		r.video = latencyOf(benchutil.Hist(d, delay, map[string]string{"kind": "video"}))
+		r.audio = latencyOf(benchutil.Hist(d, delay, map[string]string{"kind": "audio"}))
 	}
 	r.dropped = d[`bodycam_live_dropped_units_total{who="viewer"}`]
 	r.udpDrops = end.udpDrops - start.udpDrops
 	r.udpViewers, r.udpServer = end.udpViewers-start.udpViewers, end.udpServer-start.udpServer
 	r.droppedTranscoder = d[`bodycam_live_dropped_units_total{who="transcoder"}`]
 	r.errors = map[string]float64{}
-	for k, v := range delta(end.metrics, atOpen) {
+	for k, v := range benchutil.Delta(end.metrics, atOpen) {
 		if strings.HasPrefix(k, "bodycam_live_errors_total") && v > 0 {
 			r.errors[k] = v
 		}
@@ -350,10 +350,10 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 		r.videoUnitsPerView = d[`bodycam_live_sent_units_total{kind="video"}`] / r.window / float64(n)
 		// First frames happened while the viewers connected, before the
 		// window: count them from before the first dial.
-		f := delta(start.metrics, atOpen)
+		f := benchutil.Delta(start.metrics, atOpen)
 		const first = "bodycam_live_first_frame_seconds"
-		h := hist(f, first, nil)
-		r.serverFirstP50, r.serverFirstP99, r.serverFirstCount = h.quantile(0.5), h.quantile(0.99), h.count()
+		h := benchutil.Hist(f, first, nil)
+		r.serverFirstP50, r.serverFirstP99, r.serverFirstCount = h.Quantile(0.5), h.Quantile(0.99), h.Count()
 		r.droppedBefore = f[`bodycam_live_dropped_units_total{who="viewer"}`]
 	}
 
@@ -421,12 +421,12 @@ type viewerInfo struct {
 // latency is what the send-delay histogram says: p50, p99 and the share
 // within the 50 ms target (exact: 50 ms is a bucket bound).
 type latency struct {
-	p50, p99 quant
+	p50, p99 benchutil.Quant
 	within50 float64
 }
 
-func latencyOf(h histogram) latency {
-	return latency{p50: h.quantile(0.5), p99: h.quantile(0.99), within50: h.within(targetDelayP50)}
+func latencyOf(h benchutil.Histogram) latency {
+	return latency{p50: h.Quantile(0.5), p99: h.Quantile(0.99), within50: h.Within(targetDelayP50)}
 }
 
 // snapshot is the state at one end of a window.

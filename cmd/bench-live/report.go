@@ -190,16 +190,6 @@ func ms(s float64) string {
 	}
 }
 
-func (q quant) String() string {
-	switch {
-	case q.over:
-		return "> " + ms(q.v)
-	case q.under:
-		return "≤ " + ms(q.v)
-	}
-	return ms(q.v)
-}
-
 // dur formats a client-side time like ms does; zero means none measured.
 func dur(d time.Duration) string {
 	if d <= 0 {

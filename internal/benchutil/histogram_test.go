@@ -1,4 +1,4 @@
-package main
+package benchutil
 
 import (
 	"math"
@@ -15,20 +15,20 @@ func TestHistogram(t *testing.T) {
 		`d_bucket{le="+Inf"}`: 100,
 		`d_count`:             100,
 	}
-	h := hist(plain, "d", nil)
-	if h.count() != 100 || h.within(0.05) != 0.9 {
-		t.Fatalf("count %v within 50 ms %v", h.count(), h.within(0.05))
+	h := Hist(plain, "d", nil)
+	if h.Count() != 100 || h.Within(0.05) != 0.9 {
+		t.Fatalf("count %v within 50 ms %v", h.Count(), h.Within(0.05))
 	}
-	if q := h.quantile(0.5); !q.under || q.v != 0.01 {
+	if q := h.Quantile(0.5); !q.Under || q.V != 0.01 {
 		t.Fatalf("p50 %+v, want at most 10 ms", q)
 	}
-	if q := h.quantile(0.75); q.under || q.over || math.Abs(q.v-(0.01+0.04*15/30)) > 1e-9 {
+	if q := h.Quantile(0.75); q.Under || q.Over || math.Abs(q.V-(0.01+0.04*15/30)) > 1e-9 {
 		t.Fatalf("p75 %+v", q)
 	}
-	if q := h.quantile(0.995); !q.over || q.v != 1 {
+	if q := h.Quantile(0.995); !q.Over || q.V != 1 {
 		t.Fatalf("p99.5 %+v, want beyond 1 s", q)
 	}
-	if hasLabel(plain, "d", "kind") {
+	if HasLabel(plain, "d", "kind") {
 		t.Fatal("no kind label here")
 	}
 
@@ -38,16 +38,16 @@ func TestHistogram(t *testing.T) {
 		`d_bucket{kind="video",le="0.05"}`: 10,
 		`d_bucket{kind="video",le="+Inf"}`: 30,
 	}
-	if !hasLabel(byKind, "d", "kind") {
+	if !HasLabel(byKind, "d", "kind") {
 		t.Fatal("kind label not seen")
 	}
-	if all := hist(byKind, "d", nil); all.count() != 80 || all.within(0.05) != 60.0/80 {
+	if all := Hist(byKind, "d", nil); all.Count() != 80 || all.Within(0.05) != 60.0/80 {
 		t.Fatalf("whole: %+v", all)
 	}
-	if v := hist(byKind, "d", map[string]string{"kind": "video"}); v.count() != 30 || v.within(0.05) != 10.0/30 {
+	if v := Hist(byKind, "d", map[string]string{"kind": "video"}); v.Count() != 30 || v.Within(0.05) != 10.0/30 {
 		t.Fatalf("video: %+v", v)
 	}
-	if q := hist(nil, "d", nil).quantile(0.5); !math.IsNaN(q.v) {
+	if q := Hist(nil, "d", nil).Quantile(0.5); !math.IsNaN(q.V) {
 		t.Fatalf("empty: %+v", q)
 	}
 }
