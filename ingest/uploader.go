@@ -494,7 +494,8 @@ func closedSegments(dir string) ([]segmentMeta, error) {
 // Both steps are idempotent, so a retry after a crash completes the work.
 // If the spooled bytes no longer match the hash taken when they were
 // written, they are stored as found (see damaged), with asFound keeping
-// their new hash and size in the spool first.
+// their new hash and size in the spool first; nil asFound leaves that to
+// a later pass.
 func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.SegmentKind, name, path string, m segmentMeta, asFound func(segmentMeta) error) error {
 	key := ObjectKey(r.DeviceID, r.ID, name)
 	f, err := os.Open(path)
@@ -519,7 +520,7 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 			u.m.errors.WithLabelValues("conflict").Inc()
 			return fmt.Errorf("%s exists with other content", key)
 		}
-	case errors.Is(err, storage.ErrHashMismatch) || errors.Is(err, storage.ErrSizeMismatch):
+	case asFound != nil && (errors.Is(err, storage.ErrHashMismatch) || errors.Is(err, storage.ErrSizeMismatch)):
 		found, derr := u.damaged(r, kind, path, m, err)
 		if derr != nil {
 			return derr
@@ -527,7 +528,8 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 		if err := asFound(found); err != nil {
 			return err
 		}
-		return u.put(ctx, r, kind, name, path, found, asFound)
+		// Once: a file that changes again is left to the next pass.
+		return u.put(ctx, r, kind, name, path, found, nil)
 	case err != nil:
 		return err
 	}
