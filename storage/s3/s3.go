@@ -7,8 +7,8 @@
 // keeps; Stat reads it back. When the caller knows the hash, it goes up
 // front and is checked by the server alone, once Open has seen the server
 // refuse a wrong one; otherwise the bytes are hashed here too, and a wrong
-// object fails before its last byte is sent. Retention and legal holds are S3 Object Lock,
-// which the server enforces even against bodycam itself.
+// object fails before its last byte is sent. Retention and legal holds are
+// S3 Object Lock, which the server enforces even against bodycam itself.
 package s3
 
 import (
