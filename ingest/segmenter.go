@@ -105,6 +105,11 @@ type trackState struct {
 	off      int64 // added to incoming timestamps after a discontinuity
 	typical  int64
 	zeroed   bool
+	// A run of samples that arrived but cannot be stored (video after lost
+	// packets, until the next keyframe): how many, first and last receipt.
+	skipped          int
+	skipFrom, skipTo time.Time // the gap: from the last stored frame's end
+	skipFirst        time.Time // the first frame not stored
 }
 
 func newSegmenter(recordingID string, tracks []trackInfo, target time.Duration, out sink) *segmenter {
@@ -182,6 +187,34 @@ func (s *segmenter) push(i int, smp sample) error {
 			}
 		}
 	}
+	if !smp.hasMedia() {
+		// Arrived, but cannot be decoded (the track resumes at its next
+		// keyframe): an undecodable gap, written when the run ends.
+		if t.skipped == 0 {
+			t.skipFrom, t.skipFirst = smp.recv, smp.recv
+			if p := t.pending; p != nil {
+				// The gap starts where the last stored frame ends; if nothing
+				// arrived for a while before the run, that part is a loss.
+				from := p.recv.Add(dur(t.typical, t.info.timescale))
+				if smp.recv.Sub(p.recv) <= maxSampleGap {
+					if from.Before(smp.recv) {
+						t.skipFrom = from
+					}
+				} else if err := s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapLoss,
+					Start: from, End: smp.recv, Track: t.info.kind(),
+					Detail: fmt.Sprintf("no %s for %v", t.info.kind(), smp.recv.Sub(from).Round(time.Millisecond))}); err != nil {
+					return err
+				}
+			}
+		}
+		t.skipped++
+		t.skipTo = smp.recv
+		return nil
+	}
+	skipped := t.skipped > 0
+	if err := s.endSkip(t, smp.recv); err != nil {
+		return err
+	}
 	if !t.zeroed {
 		// Exact for the track that started the recording; others round down.
 		t.off = -floorDiv(s.zeroDTS*int64(t.info.timescale), int64(s.zeroScale))
@@ -234,6 +267,9 @@ func (s *segmenter) push(i int, smp sample) error {
 				dur(delta, scale).Round(time.Millisecond), smp.recv.Sub(p.recv).Round(time.Millisecond))}); err != nil {
 			return err
 		}
+	case skipped:
+		// What was not stored stays a hole, explained by the gap above.
+		d = t.typical
 	case delta > ticks(maxSampleGap, scale):
 		// Media stopped arriving: the last sample keeps its normal length
 		// and the missing time stays a hole.
@@ -341,10 +377,26 @@ func (s *segmenter) closeSegment() error {
 	return s.out.closeSegment(s.segmentSpan())
 }
 
+// endSkip writes the undecodable gap of a run of samples that could not be
+// stored, if one is open, ending at end.
+func (s *segmenter) endSkip(t *trackState, end time.Time) error {
+	if t.skipped == 0 {
+		return nil
+	}
+	n := t.skipped
+	t.skipped = 0
+	return s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapUndecodable, Start: t.skipFrom, End: end,
+		Track: t.info.kind(), Detail: fmt.Sprintf("%s packets were lost; the %d frames received over the next %v could not be decoded without them and were not stored; the %s resumes at the next keyframe",
+			t.info.kind(), n, t.skipTo.Sub(t.skipFirst).Round(time.Millisecond), t.info.kind())})
+}
+
 // close finishes the recording: pending samples get their typical length
 // and the last segment is closed.
 func (s *segmenter) close() error {
 	for _, t := range s.tracks {
+		if err := s.endSkip(t, t.skipTo); err != nil {
+			return err
+		}
 		if t.pending != nil && s.started {
 			if err := s.finalize(t, t.pending, t.typical); err != nil {
 				return err

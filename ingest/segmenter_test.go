@@ -272,3 +272,54 @@ func FuzzSegmenter(f *testing.F) {
 		}
 	})
 }
+
+// Frames that arrive but cannot be decoded (after lost packets, until the
+// next keyframe) come without media: they are not stored, no frame is
+// stretched over them, and an undecodable gap covers the time from the last
+// stored frame to the keyframe; a silence before them longer than a second
+// is a loss gap of its own.
+func TestUndecodableRunAfterLoss(t *testing.T) {
+	f := &fakeSink{}
+	s := newSegmenter("r", []trackInfo{videoInfo}, 2*time.Second, f)
+	dts, recv := feed(t, s, 45, 30, 90000, t0) // 1.5 s; the next keyframe would be frame 60
+	// 0.3 s of packets lost, then 5 frames that refer to what was lost.
+	dts, recv = dts+9*3000, recv.Add(9*time.Second/30)
+	for i := 0; i < 5; i++ {
+		if err := s.push(0, sample{dts: dts, pts: dts, recv: recv}); err != nil {
+			t.Fatal(err)
+		}
+		dts, recv = dts+3000, recv.Add(time.Second/30)
+	}
+	keyAt := recv
+	dts, recv = feed(t, s, 30, 30, dts, recv) // resumes at a keyframe
+	// 2 s of silence, then 3 more frames without media, then a keyframe.
+	silentFrom := recv
+	dts, recv = dts+60*3000, recv.Add(2*time.Second)
+	for i := 0; i < 3; i++ {
+		if err := s.push(0, sample{dts: dts, pts: dts, recv: recv}); err != nil {
+			t.Fatal(err)
+		}
+		dts, recv = dts+3000, recv.Add(time.Second/30)
+	}
+	feed(t, s, 30, 30, dts, recv)
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.gaps) != 3 {
+		t.Fatalf("gaps %+v, want undecodable, loss, undecodable", f.gaps)
+	}
+	first, loss, second := f.gaps[0], f.gaps[1], f.gaps[2]
+	near := func(a, b time.Time) bool { return a.Sub(b).Abs() < time.Millisecond }
+	if first.Kind != evidence.GapUndecodable || !near(first.Start, t0.Add(45*time.Second/30)) || !first.End.Equal(keyAt) {
+		t.Errorf("first run %+v: want undecodable from the last stored frame's end (%v) to the keyframe (%v)", first, t0.Add(45*time.Second/30), keyAt)
+	}
+	if loss.Kind != evidence.GapLoss || loss.End.Sub(loss.Start) < 1900*time.Millisecond || loss.Start.Before(silentFrom) {
+		t.Errorf("silence %+v: want a loss gap of about 2 s", loss)
+	}
+	if second.Kind != evidence.GapUndecodable || second.Start.Before(loss.End) {
+		t.Errorf("second run %+v", second)
+	}
+	if max, _ := maxSampleDuration(t, f); max != 3000 {
+		t.Fatalf("a frame lasts %d ticks: stretched over what was not stored", max)
+	}
+}

@@ -118,9 +118,10 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 	}
 	samples, err := t.decode(pkt, pts)
 	if err != nil {
+		// Samples that come with an error are placeholders for what could
+		// not be decoded: the segmenter records them as a gap.
 		ss.srv.m.errors.WithLabelValues("depacketize").Inc()
 		ss.log.Debug("depacketize", "track", t.info.name, "err", err)
-		return
 	}
 	if len(samples) == 0 {
 		return // a packet inside an access unit

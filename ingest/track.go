@@ -31,7 +31,8 @@ type track struct {
 	media  *description.Media
 	format format.Format
 	// decode returns the samples completed by pkt, whose timestamp is pts in
-	// the track's timescale.
+	// the track's timescale. A sample without media stands for a frame that
+	// arrived but cannot be stored (it may come with an error).
 	decode func(pkt *rtp.Packet, pts int64) ([]sample, error)
 	// ready reports whether the track knows enough to write the init segment
 	// (video needs its parameter sets, from the SDP or in-band).
@@ -174,7 +175,17 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 	}
 	own := append([][]byte(nil), vc.params...)
 	var extract func([][]byte, int64) (int64, error)
+	// After lost packets the frames that follow refer to frames that never
+	// came, and the DTS extractor, which counts pictures, loses its place:
+	// both start again at the next keyframe. Until then frames are passed
+	// on without media, so the segmenter records them as undecodable.
+	var nextSeq uint16
+	var seqSeen, broken bool
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		if seqSeen && pkt.SequenceNumber != nextSeq {
+			broken = true
+		}
+		nextSeq, seqSeen = pkt.SequenceNumber+1, true
 		au, err := vc.decode(pkt)
 		if err != nil || au == nil {
 			return nil, err
@@ -190,16 +201,20 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 			}
 		}
 		sync := vc.randomAccess(au)
-		if extract == nil {
+		if extract == nil || broken {
 			if !sync {
-				// Before the first keyframe: counted, not stored.
+				// Before the first keyframe, or after lost packets: counted,
+				// not stored.
 				return []sample{{pts: pts, dts: pts, sync: false, params: changed}}, nil
 			}
-			extract = vc.extractor()
+			extract, broken = vc.extractor(), false
 		}
 		d, err := extract(withParams(au, sync, own...), pts)
 		if err != nil {
-			return nil, err
+			// The timing cannot be worked out: resume at the next keyframe,
+			// and the segmenter records what is skipped.
+			extract = nil
+			return []sample{{pts: pts, dts: pts, sync: false, params: changed}}, fmt.Errorf("%w (video resumes at the next keyframe)", err)
 		}
 		// The NAL units are the depacketizer's own, never reused: the
 		// segmenter stores them length-prefixed and the live relay shares
