@@ -386,8 +386,8 @@ func (s *segmenter) endSkip(t *trackState, end time.Time) error {
 	n := t.skipped
 	t.skipped = 0
 	return s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapUndecodable, Start: t.skipFrom, End: end,
-		Track: t.info.kind(), Detail: fmt.Sprintf("%s packets were lost; the %d frames received over the next %v could not be decoded without them and were not stored; the %s resumes at the next keyframe",
-			t.info.kind(), n, t.skipTo.Sub(t.skipFirst).Round(time.Millisecond), t.info.kind())})
+		Track: t.info.kind(), Detail: fmt.Sprintf("%d %s frames received over %v could not be decoded (packets they depend on were lost, or no keyframe had come yet) and were not stored; the %s resumes at its next keyframe",
+			n, t.info.kind(), t.skipTo.Sub(t.skipFirst).Round(time.Millisecond), t.info.kind())})
 }
 
 // close finishes the recording: pending samples get their typical length
