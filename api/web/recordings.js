@@ -206,7 +206,7 @@ function gapsTable(gaps) {
   return h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
     h('thead', {}, h('tr', {}, ['Kind', 'Start', 'End', 'Length', 'Track', 'Detail'].map((t) => h('th', {}, t)))),
     h('tbody', {}, gaps.map((g) => h('tr', { testid: 'gap', class: 'row-warn' },
-      h('td', {}, badge(g.kind, 'warn')), h('td', {}, fmtTime(g.start)), h('td', {}, g.end ? fmtTime(g.end) : 'open'),
+      h('td', {}, badge(g.kind, g.kind === 'damaged' ? 'bad' : 'warn')), h('td', {}, fmtTime(g.start)), h('td', {}, g.end ? fmtTime(g.end) : 'open'),
       h('td', { class: 'num' }, g.end ? fmtDuration(new Date(g.end) - new Date(g.start)) : '—'),
       h('td', {}, g.track || 'all'), h('td', {}, g.detail || ''))))));
 }
