@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	mrand "math/rand/v2"
 	"os/exec"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 )
 
 // PublishClip publishes the clip to url in real time, looping, until ctx
-// ends. tcp picks the transport (else UDP).
-func PublishClip(ctx context.Context, url string, c *Clip, tcp bool) error {
+// ends. tcp picks the transport (else UDP). loss is the share of RTP
+// packets the recorder drops at random (its sequence numbers go on), as a
+// bad uplink would.
+func PublishClip(ctx context.Context, url string, c *Clip, tcp bool, loss float64) error {
 	vmedia := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{c.Video}}
 	desc := &description.Session{Medias: []*description.Media{vmedia}}
 	var amedia *description.Media
@@ -76,6 +79,9 @@ func PublishClip(ctx context.Context, url string, c *Clip, tcp bool) error {
 				pkt.Timestamp = ts + (p.Timestamp - u.packets[0].Timestamp)
 				pkt.SequenceNumber = *seq
 				*seq++
+				if loss > 0 && mrand.Float64() < loss {
+					continue
+				}
 				if err := client.WritePacketRTP(medi, &pkt); err != nil {
 					return fmt.Errorf("publish: %w", err)
 				}

@@ -409,6 +409,54 @@ func TestKill9MidStream(t *testing.T) {
 	s2.stop()
 }
 
+// A simulated recorder on a bad uplink (--loss): what it loses is counted,
+// and the video it cannot decode until the next keyframe is an explicit
+// undecodable gap; the recording still verifies.
+func TestSimulateLoss(t *testing.T) {
+	dataDir := t.TempDir()
+	s := start(t, dataDir, "--segment-duration", "2s")
+	cmd := exec.Command(binary, "simulate", "--api", s.url, "--data-dir", dataDir, "--devices", "1", "--mode", "clip",
+		"--size", "320x240", "--bitrate", "500k", "--duration", "8s", "--prefix", "lossy-", "--loss", "0.01")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, out)
+	}
+	aud := s.roleToken(s.token(), "aud-1", "auditor")
+	deadline := time.Now().Add(20 * time.Second)
+	var body string
+	for {
+		_, body = s.call("GET", "/api/v1/recordings?device=lossy-1", aud, "")
+		if strings.Contains(body, "manifest_key") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no finished recording: %s\n%s", body, s.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var list struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	json.Unmarshal([]byte(body), &list)
+	_, v := s.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", aud, "")
+	if !strings.Contains(v, `"ok": true`) || !strings.Contains(v, `"kind": "undecodable"`) || strings.Contains(v, `"kind": "discontinuity"`) {
+		t.Fatalf("verify: %s", v)
+	}
+	_, metrics := s.call("GET", "/metrics", "", "")
+	lost := 0.0
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, "bodycam_ingest_lost_packets_total "); ok {
+			lost, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if lost == 0 {
+		t.Fatal("no lost packets counted")
+	}
+	s.stop()
+}
+
 // arg returns the value the server was started with for a flag.
 func (s *server) arg(name string) string {
 	for i, a := range s.cmd.Args {

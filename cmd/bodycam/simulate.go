@@ -37,6 +37,7 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 	bitrate := fs.String("bitrate", "4M", "video bitrate")
 	caseID := fs.String("case", "", "publish with ?case=<id>")
 	bframes := fs.Int("bframes", -1, "clip mode: at most this many consecutive B-frames (0: none; -1: the encoder's default, which uses them)")
+	loss := fs.Float64("loss", 0, "clip mode: share of RTP packets each recorder drops at random, as a bad uplink would (0.01: 1 %)")
 	stagger := fs.Duration("stagger", 4*time.Second, "spread the recorders' starts over this long (real recorders do not start on the same frame)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -54,6 +55,9 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 	}
 	if *transport != "tcp" && *transport != "udp" {
 		return fmt.Errorf("transport: want tcp or udp, got %q", *transport)
+	}
+	if *loss < 0 || *loss >= 1 || (*loss > 0 && *mode != "clip") {
+		return errors.New("loss: a share from 0 to below 1, in clip mode")
 	}
 	if *devices < 1 {
 		return errors.New("devices: at least 1")
@@ -109,7 +113,7 @@ func simulateCmd(ctx context.Context, args []string, getenv func(string) string,
 			for ctx.Err() == nil {
 				var err error
 				if clip != nil {
-					err = simulate.PublishClip(ctx, u, clip, *transport == "tcp")
+					err = simulate.PublishClip(ctx, u, clip, *transport == "tcp", *loss)
 				} else {
 					err = simulate.PublishLive(ctx, u, spec, *transport == "tcp")
 				}
