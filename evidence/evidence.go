@@ -144,8 +144,8 @@ const (
 	// media after the last durable point is missing.
 	GapInterrupted GapKind = "interrupted"
 	// GapUndecodable: media that arrived but could not be decoded, so was
-	// not stored: before the first keyframe, or after lost video packets
-	// until the next keyframe.
+	// not stored: before the first keyframe, or after lost packets of a
+	// video stream with B-frames until the next keyframe.
 	GapUndecodable GapKind = "undecodable"
 	// GapDamaged: a segment's bytes changed in the server's spool between
 	// being written and being stored (a disk fault, or tampering on the

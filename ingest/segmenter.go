@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -27,6 +28,11 @@ type sample struct {
 	// raw is what the recorder sent when payload is a conversion of it
 	// (G.711, stored as linear PCM); the live relay passes it on.
 	raw []byte
+	// lost is how many RTP packets of the track went missing just before
+	// this sample.
+	lost int
+	// undecodable, on a sample without media, says why it has none.
+	undecodable string
 }
 
 // hasMedia reports whether the sample carries media: video before the
@@ -110,6 +116,7 @@ type trackState struct {
 	skipped          int
 	skipFrom, skipTo time.Time // the gap: from the last stored frame's end
 	skipFirst        time.Time // the first frame not stored
+	skipWhy          string
 }
 
 func newSegmenter(recordingID string, tracks []trackInfo, target time.Duration, out sink) *segmenter {
@@ -191,7 +198,7 @@ func (s *segmenter) push(i int, smp sample) error {
 		// Arrived, but cannot be decoded (the track resumes at its next
 		// keyframe): an undecodable gap, written when the run ends.
 		if t.skipped == 0 {
-			t.skipFrom, t.skipFirst = smp.recv, smp.recv
+			t.skipFrom, t.skipFirst, t.skipWhy = smp.recv, smp.recv, smp.undecodable
 			if p := t.pending; p != nil {
 				// The gap starts where the last stored frame ends; if nothing
 				// arrived for a while before the run, that part is a loss.
@@ -274,13 +281,29 @@ func (s *segmenter) push(i int, smp sample) error {
 		// Media stopped arriving: the last sample keeps its normal length
 		// and the missing time stays a hole.
 		d = t.typical
+		detail := fmt.Sprintf("no %s for %v", t.info.kind(), dur(delta-t.typical, scale).Round(time.Millisecond))
+		if smp.lost > 0 {
+			detail += fmt.Sprintf(" (%d packets lost)", smp.lost)
+		}
 		if err := s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapLoss,
-			Start: p.recv.Add(dur(t.typical, scale)), End: smp.recv, Track: t.info.kind(),
-			Detail: fmt.Sprintf("no %s for %v", t.info.kind(), dur(delta-t.typical, scale).Round(time.Millisecond))}); err != nil {
+			Start: p.recv.Add(dur(t.typical, scale)), End: smp.recv, Track: t.info.kind(), Detail: detail}); err != nil {
 			return err
 		}
-	default:
+		smp.lost = 0
+	case smp.lost == 0:
 		t.typical = delta
+	}
+	if smp.lost > 0 {
+		// A short loss: the last sample before it lasts until this one (a
+		// picture held, as a player would), and the record says so.
+		detail := fmt.Sprintf("%d %s packets lost", smp.lost, t.info.kind())
+		if t.info.video {
+			detail += "; until the next keyframe, pictures show what they lack concealed by the decoder"
+		}
+		if err := s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapLoss,
+			Start: p.recv, End: smp.recv, Track: t.info.kind(), Detail: detail}); err != nil {
+			return err
+		}
 	}
 	if err := s.finalize(t, p, d); err != nil {
 		return err
@@ -386,8 +409,8 @@ func (s *segmenter) endSkip(t *trackState, end time.Time) error {
 	n := t.skipped
 	t.skipped = 0
 	return s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapUndecodable, Start: t.skipFrom, End: end,
-		Track: t.info.kind(), Detail: fmt.Sprintf("%d %s frames received over %v could not be decoded (packets they depend on were lost, or no keyframe had come yet) and were not stored; the %s resumes at its next keyframe",
-			n, t.info.kind(), t.skipTo.Sub(t.skipFirst).Round(time.Millisecond), t.info.kind())})
+		Track: t.info.kind(), Detail: fmt.Sprintf("%d %s frames received over %v could not be decoded (%s) and were not stored; the %s resumes at its next keyframe",
+			n, t.info.kind(), t.skipTo.Sub(t.skipFirst).Round(time.Millisecond), cmp.Or(t.skipWhy, "no keyframe had come yet"), t.info.kind())})
 }
 
 // close finishes the recording: pending samples get their typical length

@@ -116,10 +116,11 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 	if cr := int64(t.clockRate()); cr != int64(t.info.timescale) && cr > 0 {
 		pts = pts * int64(t.info.timescale) / cr
 	}
+	t.sequence(pkt)
 	samples, err := t.decode(pkt, pts)
 	if err != nil {
-		// Samples that come with an error are placeholders for what could
-		// not be decoded: the segmenter records them as a gap.
+		// Samples that come with an error are still recorded (a video
+		// frame whose DTS had to be estimated).
 		ss.srv.m.errors.WithLabelValues("depacketize").Inc()
 		ss.log.Debug("depacketize", "track", t.info.name, "err", err)
 	}
@@ -127,6 +128,7 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 		return // a packet inside an access unit
 	}
 	ntp, _ := ss.rtsp.PacketNTP(t.media, pkt)
+	samples[0].lost, t.lost = t.lost, 0
 	for _, smp := range samples {
 		smp.recv, smp.ntp = recv, ntp
 		if ss.feed != nil && smp.hasMedia() {

@@ -41,6 +41,31 @@ type track struct {
 	// RTP reader goroutine and keeps its own copies; the codec belongs to
 	// the session's writer goroutine, which calls apply and ready.
 	apply func(params [][]byte)
+
+	// RTP sequence numbers, on the reader goroutine: where the next packet
+	// should be, and packets lost since the last sample (the sample after
+	// a loss carries the count; broken tells the video decoder).
+	nextSeq uint16
+	seqSeen bool
+	lost    int
+	broken  bool
+}
+
+// sequence notes pkt's sequence number and counts the packets missing
+// before it. A packet from before the expected one (late or repeated) is
+// not a loss.
+func (t *track) sequence(pkt *rtp.Packet) {
+	if t.seqSeen {
+		gap := pkt.SequenceNumber - t.nextSeq
+		if gap >= 0x8000 {
+			return
+		}
+		if gap > 0 {
+			t.lost += int(gap)
+			t.broken = true
+		}
+	}
+	t.nextSeq, t.seqSeen = pkt.SequenceNumber+1, true
 }
 
 // supportedCodecs is what the error for anything else lists.
@@ -175,17 +200,16 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 	}
 	own := append([][]byte(nil), vc.params...)
 	var extract func([][]byte, int64) (int64, error)
-	// After lost packets the frames that follow refer to frames that never
-	// came, and the DTS extractor, which counts pictures, loses its place:
-	// both start again at the next keyframe. Until then frames are passed
-	// on without media, so the segmenter records them as undecodable.
-	var nextSeq uint16
-	var seqSeen, broken bool
+	// After lost packets the DTS extractor, which counts pictures, loses its
+	// place (it takes the missing ones for reordered frames); it starts
+	// again at the next keyframe. Until then, in a stream without B-frames
+	// (decode order is display order) a frame's DTS is its PTS, and the
+	// frame is kept as received: a decoder shows it with what it lacks
+	// concealed. With B-frames the order cannot be worked out, and frames
+	// go on without media: the segmenter records them as undecodable.
+	var estimating, reordered bool
+	var lastDTS int64
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
-		if seqSeen && pkt.SequenceNumber != nextSeq {
-			broken = true
-		}
-		nextSeq, seqSeen = pkt.SequenceNumber+1, true
 		au, err := vc.decode(pkt)
 		if err != nil || au == nil {
 			return nil, err
@@ -201,25 +225,36 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 			}
 		}
 		sync := vc.randomAccess(au)
-		if extract == nil || broken {
-			if !sync {
-				// Before the first keyframe, or after lost packets: counted,
-				// not stored.
-				return []sample{{pts: pts, dts: pts, sync: false, params: changed}}, nil
+		if t.broken && extract != nil {
+			estimating = true
+		}
+		t.broken = false
+		if sync && (extract == nil || estimating) {
+			extract, estimating = vc.extractor(), false
+		}
+		if extract == nil {
+			return []sample{{pts: pts, dts: pts, params: changed, undecodable: "no keyframe had come yet"}}, nil
+		}
+		var dtsErr error
+		if !estimating {
+			d, err := extract(withParams(au, sync, own...), pts)
+			if err == nil {
+				reordered = reordered || d != pts
+				lastDTS = d
+				// The NAL units are the depacketizer's own, never reused: the
+				// segmenter stores them length-prefixed and the live relay
+				// shares them.
+				return []sample{{pts: pts, dts: d, sync: sync, nalus: au, params: changed}}, nil
 			}
-			extract, broken = vc.extractor(), false
+			dtsErr = fmt.Errorf("%w (until the next keyframe)", err)
+			estimating = true
 		}
-		d, err := extract(withParams(au, sync, own...), pts)
-		if err != nil {
-			// The timing cannot be worked out: resume at the next keyframe,
-			// and the segmenter records what is skipped.
-			extract = nil
-			return []sample{{pts: pts, dts: pts, sync: false, params: changed}}, fmt.Errorf("%w (video resumes at the next keyframe)", err)
+		if reordered {
+			return []sample{{pts: pts, dts: pts, params: changed,
+				undecodable: "packets were lost, and with B-frames the frames' order cannot be worked out without them"}}, dtsErr
 		}
-		// The NAL units are the depacketizer's own, never reused: the
-		// segmenter stores them length-prefixed and the live relay shares
-		// them.
-		return []sample{{pts: pts, dts: d, sync: sync, nalus: au, params: changed}}, nil
+		lastDTS = max(pts, lastDTS+1)
+		return []sample{{pts: pts, dts: lastDTS, sync: sync, nalus: au, params: changed}}, dtsErr
 	}
 }
 

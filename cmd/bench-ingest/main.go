@@ -35,6 +35,7 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "warn", "the server's --log-level (debug logs waits for upload slots with what the holders do)")
 	flag.StringVar(&o.serveLog, "serve-log", "", "copy the server's log here at the end")
 	flag.StringVar(&o.minioDir, "minio-dir", "", "where MinIO keeps its data (default: the temporary directory, the spool's disk); a diagnostic to give MinIO a disk of its own")
+	flag.Float64Var(&o.loss, "loss", 0, "the simulator's --loss: share of RTP packets each recorder drops (a bad uplink)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server's CPU profile over the window to this file, with -n suffixed (go tool pprof reads it)")
 	flag.Parse()
 	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -74,6 +75,7 @@ type options struct {
 	segment, stagger             time.Duration
 	minioDir, logLevel, serveLog string
 	cpuProfile                   string
+	loss                         float64
 }
 
 func run(o options, n int) (result, error) {
@@ -124,7 +126,7 @@ func run(o options, n int) (result, error) {
 	// a burst that is not the steady state the window measures.
 	sim := exec.CommandContext(ctx, bin, "simulate", "--api", api, "--data-dir", filepath.Join(dir, "data"),
 		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 60*time.Second).String(),
-		"--stagger", stagger.String())
+		"--stagger", stagger.String(), "--loss", strconv.FormatFloat(o.loss, 'f', -1, 64))
 	sim.Stdout, sim.Stderr = io.Discard, logf
 	if err := sim.Start(); err != nil {
 		return r, err

@@ -409,9 +409,10 @@ func TestKill9MidStream(t *testing.T) {
 	s2.stop()
 }
 
-// A simulated recorder on a bad uplink (--loss): what it loses is counted,
-// and the video it cannot decode until the next keyframe is an explicit
-// undecodable gap; the recording still verifies.
+// A simulated recorder on a bad uplink (--loss): what it loses is counted
+// and recorded as loss gaps, and (the clip has B-frames) the video it
+// cannot put in order until the next keyframe is an explicit undecodable
+// gap; nothing is a discontinuity; the recording still verifies.
 func TestSimulateLoss(t *testing.T) {
 	dataDir := t.TempDir()
 	s := start(t, dataDir, "--segment-duration", "2s")
@@ -441,7 +442,8 @@ func TestSimulateLoss(t *testing.T) {
 	}
 	json.Unmarshal([]byte(body), &list)
 	_, v := s.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", aud, "")
-	if !strings.Contains(v, `"ok": true`) || !strings.Contains(v, `"kind": "undecodable"`) || strings.Contains(v, `"kind": "discontinuity"`) {
+	if !strings.Contains(v, `"ok": true`) || !strings.Contains(v, `"kind": "undecodable"`) || !strings.Contains(v, `packets lost`) ||
+		strings.Contains(v, `"kind": "discontinuity"`) {
 		t.Fatalf("verify: %s", v)
 	}
 	_, metrics := s.call("GET", "/metrics", "", "")
