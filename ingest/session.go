@@ -311,15 +311,35 @@ func (w *writer) end(state evidence.RecordingState, reason string) {
 	ss.log.Info("recording ended", "reason", reason, "segments", w.seg.segSeq, "packets_lost", ss.lost.Load())
 }
 
-// countingSink counts and logs gaps as they are written.
+// countingSink counts and logs gaps as they are written. A lossy stream can
+// make a gap a second: the log gets the first few of every ten seconds and
+// a count of the rest; the record and the metric get every one.
 type countingSink struct {
 	*recWriter
 	srv *Server
 	log *slog.Logger
+
+	window      time.Time // start of the current ten seconds
+	logged, not int
 }
+
+const gapLogsPer10s = 5
 
 func (c *countingSink) gap(g evidence.Gap) error {
 	c.srv.m.gaps.WithLabelValues(string(g.Kind)).Inc()
-	c.log.Warn("gap in recording", "kind", g.Kind, "track", g.Track, "detail", g.Detail)
+	now := time.Now()
+	if now.Sub(c.window) >= 10*time.Second {
+		if c.not > 0 {
+			c.log.Warn("more gaps in recording, not logged one by one (the recording lists them all)", "gaps", c.not, "since", c.window)
+		}
+		c.window, c.logged, c.not = now, 0, 0
+	}
+	if c.logged < gapLogsPer10s {
+		c.logged++
+		c.log.Warn("gap in recording", "kind", g.Kind, "track", g.Track, "detail", g.Detail)
+	} else {
+		c.not++
+		c.log.Debug("gap in recording", "kind", g.Kind, "track", g.Track, "detail", g.Detail)
+	}
 	return c.recWriter.gap(g)
 }

@@ -120,6 +120,10 @@ type recWriter struct {
 	open    segmentMeta
 	closed  func(segmentMeta, time.Duration) // told of each closed segment, with how long closing took
 	lastEnd time.Time                        // receive time up to which media is durable
+	// gaps wait here, one JSON line each, to be written and fsync'd with the
+	// next fragment (or the end): as durable as the media around them, at
+	// one fsync a fragment however lossy the stream.
+	gaps []byte
 }
 
 func segName(seq int64) string { return fmt.Sprintf("%06d", seq) }
@@ -175,7 +179,7 @@ func (w *recWriter) writeFragment(b []byte, mediaEnd time.Duration) error {
 	w.hash.Write(b)
 	w.size += int64(len(b))
 	w.lastEnd = w.open.StartedAt.Add(mediaEnd)
-	return nil
+	return w.writeGaps()
 }
 
 func (w *recWriter) closeSegment(duration time.Duration) error {
@@ -208,7 +212,32 @@ func finishSegment(dir string, m segmentMeta) error {
 }
 
 func (w *recWriter) gap(g evidence.Gap) error {
-	return appendJSONLine(w.path("gaps.jsonl"), g)
+	b, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	w.gaps = append(append(w.gaps, b...), '\n')
+	return nil
+}
+
+// writeGaps appends the gaps waiting to gaps.jsonl and fsyncs it.
+func (w *recWriter) writeGaps() error {
+	if len(w.gaps) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(w.path("gaps.jsonl"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(w.gaps); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	w.gaps = w.gaps[:0]
+	return nil
 }
 
 // end marks the recording finished; the uploader takes it from there.
@@ -216,6 +245,9 @@ func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason stri
 	if w.seg != nil { // a segment still open: an error stopped the segmenter
 		w.seg.Close()
 		w.seg = nil
+	}
+	if err := w.writeGaps(); err != nil {
+		return err
 	}
 	return writeJSONSync(w.path("end.json"), endMeta{State: state, EndedAt: at.UTC(), Reason: reason})
 }
