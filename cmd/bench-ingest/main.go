@@ -126,7 +126,10 @@ func run(o options, n int) (result, error) {
 	// a burst that is not the steady state the window measures.
 	sim := exec.CommandContext(ctx, bin, "simulate", "--api", api, "--data-dir", filepath.Join(dir, "data"),
 		"--devices", strconv.Itoa(n), "--mode", "clip", "--duration", (warmup + measure + 60*time.Second).String(),
-		"--stagger", stagger.String(), "--loss", strconv.FormatFloat(o.loss, 'f', -1, 64))
+		"--stagger", stagger.String())
+	if o.loss > 0 {
+		sim.Args = append(sim.Args, "--loss", strconv.FormatFloat(o.loss, 'f', -1, 64))
+	}
 	sim.Stdout, sim.Stderr = io.Discard, logf
 	if err := sim.Start(); err != nil {
 		return r, err
