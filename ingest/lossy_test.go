@@ -32,28 +32,9 @@ type dropper struct {
 }
 
 func newDropper(t *testing.T, target string) *dropper {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dropper{ln: ln}
+	d := &dropper{}
 	d.drop.Store(map[byte]bool{})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { io.Copy(c, s); c.Close() }()
-			go func() { d.forward(bufio.NewReader(c), s); s.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	d.ln = startProxy(t, target, func(c io.Reader, s io.Writer) { d.forward(bufio.NewReader(c), s) })
 	return d
 }
 

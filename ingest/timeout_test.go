@@ -11,7 +11,6 @@ import (
 	"math/big"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,17 +22,34 @@ import (
 // keeping its connection open: a recorder that goes silent.
 type freezer struct {
 	ln     net.Listener
-	target string
 	frozen atomic.Bool
-	wg     sync.WaitGroup
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
+	f := &freezer{}
+	f.ln = startProxy(t, target, func(c io.Reader, s io.Writer) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 && !f.frozen.Load() {
+				s.Write(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return f
+}
+
+// startProxy listens on a loopback port and connects each client to target:
+// what target sends goes back as it is; what the client sends goes through
+// upstream (from the client, to target), which returns when it is done.
+func startProxy(t *testing.T, target string, upstream func(from io.Reader, to io.Writer)) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &freezer{ln: ln, target: target}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -46,23 +62,11 @@ func newFreezer(t *testing.T, target string) *freezer {
 				continue
 			}
 			go func() { io.Copy(c, s); c.Close() }()
-			go func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 && !f.frozen.Load() {
-						s.Write(buf[:n])
-					}
-					if err != nil {
-						s.Close()
-						return
-					}
-				}
-			}()
+			go func() { upstream(c, s); s.Close() }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close() })
-	return f
+	return ln
 }
 
 // A publisher that goes silent is disconnected after the read timeout and

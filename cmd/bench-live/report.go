@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bodycam/bodycam/internal/benchutil"
 )
 
 // Targets of the issue.
@@ -179,23 +180,12 @@ func bframesLabel(b int) string {
 	}
 }
 
-func ms(s float64) string {
-	switch {
-	case math.IsNaN(s):
-		return "n/a"
-	case s < 0.010:
-		return fmt.Sprintf("%.1f ms", s*1000)
-	default:
-		return fmt.Sprintf("%.0f ms", s*1000)
-	}
-}
-
-// dur formats a client-side time like ms does; zero means none measured.
+// dur formats a client-side time like benchutil.Millis; zero means none measured.
 func dur(d time.Duration) string {
 	if d <= 0 {
 		return "n/a"
 	}
-	return ms(d.Seconds())
+	return benchutil.Millis(d.Seconds())
 }
 
 func noneSuffix(n int) string {

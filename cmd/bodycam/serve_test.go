@@ -423,25 +423,8 @@ func TestSimulateLoss(t *testing.T) {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
 	aud := s.roleToken(s.token(), "aud-1", "auditor")
-	deadline := time.Now().Add(20 * time.Second)
-	var body string
-	for {
-		_, body = s.call("GET", "/api/v1/recordings?device=lossy-1", aud, "")
-		if strings.Contains(body, "manifest_key") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no finished recording: %s\n%s", body, s.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	var list struct {
-		Items []struct {
-			ID string `json:"id"`
-		} `json:"items"`
-	}
-	json.Unmarshal([]byte(body), &list)
-	_, v := s.call("POST", "/api/v1/recordings/"+list.Items[0].ID+"/verify", aud, "")
+	rec := s.waitStored(aud, "lossy-1")
+	_, v := s.call("POST", "/api/v1/recordings/"+rec.ID+"/verify", aud, "")
 	if !strings.Contains(v, `"ok": true`) || !strings.Contains(v, `"kind": "undecodable"`) ||
 		strings.Contains(v, `"kind": "discontinuity"`) {
 		t.Fatalf("verify: %s", v)
