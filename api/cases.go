@@ -72,40 +72,18 @@ func mayChangeCase(p principal, c evidence.Case) bool {
 }
 
 type caseJSON struct {
-	ID          string             `json:"id"`
-	Title       string             `json:"title"`
-	State       string             `json:"state"`
-	Officer     string             `json:"officer"`
-	Unit        string             `json:"unit"`
-	Members     []string           `json:"members"`
-	CreatedBy   string             `json:"created_by"`
-	CreatedAt   time.Time          `json:"created_at"`
-	UpdatedAt   time.Time          `json:"updated_at"`
-	NextState   string             `json:"next_state,omitempty"`
-	Transitions []transitionJSON   `json:"transitions,omitempty"`
-	Evidence    []evidenceLinkJSON `json:"evidence,omitempty"`
-}
-
-type transitionJSON struct {
-	From   string    `json:"from"`
-	To     string    `json:"to"`
-	By     string    `json:"by"`
-	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
-}
-
-type evidenceLinkJSON struct {
-	ID           string     `json:"id"`
-	RecordingID  string     `json:"recording_id"`
-	From         *time.Time `json:"from,omitempty"`
-	To           *time.Time `json:"to,omitempty"`
-	LinkedBy     string     `json:"linked_by"`
-	LinkedAt     time.Time  `json:"linked_at"`
-	Note         string     `json:"note"`
-	Active       bool       `json:"active"`
-	UnlinkedBy   string     `json:"unlinked_by,omitempty"`
-	UnlinkedAt   *time.Time `json:"unlinked_at,omitempty"`
-	UnlinkReason string     `json:"unlink_reason,omitempty"`
+	ID          string                      `json:"id"`
+	Title       string                      `json:"title"`
+	State       string                      `json:"state"`
+	Officer     string                      `json:"officer"`
+	Unit        string                      `json:"unit"`
+	Members     []string                    `json:"members"`
+	CreatedBy   string                      `json:"created_by"`
+	CreatedAt   time.Time                   `json:"created_at"`
+	UpdatedAt   time.Time                   `json:"updated_at"`
+	NextState   string                      `json:"next_state,omitempty"`
+	Transitions []evidence.TransitionRecord `json:"transitions,omitempty"`
+	Evidence    []evidence.LinkRecord       `json:"evidence,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -122,12 +100,6 @@ func toCaseJSON(c evidence.Case) caseJSON {
 		j.Members = []string{}
 	}
 	return j
-}
-
-func toLinkJSON(l evidence.EvidenceLink) evidenceLinkJSON {
-	return evidenceLinkJSON{ID: l.ID, RecordingID: l.RecordingID, From: timePtr(l.From), To: timePtr(l.To), LinkedBy: l.LinkedBy,
-		LinkedAt: l.LinkedAt, Note: l.Note, Active: l.Active(), UnlinkedBy: l.UnlinkedBy, UnlinkedAt: timePtr(l.UnlinkedAt),
-		UnlinkReason: l.UnlinkReason}
 }
 
 // createCase files a case. An officer files their own (officer in charge:
@@ -243,18 +215,18 @@ func (s *Server) getCase(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	j.Transitions = []transitionJSON{}
+	j.Transitions = []evidence.TransitionRecord{}
 	for _, t := range steps {
-		j.Transitions = append(j.Transitions, transitionJSON{From: string(t.From), To: string(t.To), By: t.By, Reason: t.Reason, At: t.At})
+		j.Transitions = append(j.Transitions, evidence.NewTransitionRecord(t))
 	}
 	links, err := s.o.Cases.EvidenceLinks(r.Context(), c.ID, "")
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	j.Evidence = []evidenceLinkJSON{}
+	j.Evidence = []evidence.LinkRecord{}
 	for _, l := range links {
-		j.Evidence = append(j.Evidence, toLinkJSON(l))
+		j.Evidence = append(j.Evidence, evidence.NewLinkRecord(l))
 	}
 	writeJSON(w, http.StatusOK, j)
 }
@@ -376,7 +348,7 @@ func (s *Server) linkEvidence(w http.ResponseWriter, r *http.Request) {
 		Detail: "link " + l.ID + ": " + window + "; " + l.Note})
 	s.record(r, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
 		Detail: "legal hold placed on every stored object"})
-	writeJSON(w, http.StatusCreated, toLinkJSON(l))
+	writeJSON(w, http.StatusCreated, evidence.NewLinkRecord(l))
 }
 
 // validReason checks a reason that goes on record: present, bounded and
@@ -442,7 +414,7 @@ func (s *Server) unlinkEvidence(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	l, _ = s.o.Cases.EvidenceLink(r.Context(), l.ID)
-	writeJSON(w, http.StatusOK, toLinkJSON(l))
+	writeJSON(w, http.StatusOK, evidence.NewLinkRecord(l))
 }
 
 // hold places or lifts the legal hold on every stored object of a recording.

@@ -123,3 +123,47 @@ type EvidenceLink struct {
 
 // Active reports whether the link still holds.
 func (l EvidenceLink) Active() bool { return l.UnlinkedAt.IsZero() }
+
+// TransitionRecord is a case step as the API and court exports show it.
+type TransitionRecord struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// NewTransitionRecord is t as the API and exports show it.
+func NewTransitionRecord(t CaseTransition) TransitionRecord {
+	return TransitionRecord{From: string(t.From), To: string(t.To), By: t.By, Reason: t.Reason, At: t.At}
+}
+
+// LinkRecord is an evidence link as the API and court exports show it.
+type LinkRecord struct {
+	ID           string     `json:"id"`
+	RecordingID  string     `json:"recording_id"`
+	From         *time.Time `json:"from,omitempty"`
+	To           *time.Time `json:"to,omitempty"`
+	LinkedBy     string     `json:"linked_by"`
+	LinkedAt     time.Time  `json:"linked_at"`
+	Note         string     `json:"note"`
+	Active       bool       `json:"active"`
+	UnlinkedBy   string     `json:"unlinked_by,omitempty"`
+	UnlinkedAt   *time.Time `json:"unlinked_at,omitempty"`
+	UnlinkReason string     `json:"unlink_reason,omitempty"`
+}
+
+// NewLinkRecord is l as the API and exports show it.
+func NewLinkRecord(l EvidenceLink) LinkRecord {
+	return LinkRecord{ID: l.ID, RecordingID: l.RecordingID, From: optTime(l.From), To: optTime(l.To), LinkedBy: l.LinkedBy,
+		LinkedAt: l.LinkedAt, Note: l.Note, Active: l.Active(), UnlinkedBy: l.UnlinkedBy, UnlinkedAt: optTime(l.UnlinkedAt),
+		UnlinkReason: l.UnlinkReason}
+}
+
+// optTime is t, or nil when it is zero (left out of the JSON).
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

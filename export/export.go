@@ -139,12 +139,12 @@ func ObjectFile(key string) string { return path.Base(key) }
 // The JSON files.
 
 type caseFile struct {
-	Format      string           `json:"format"`
-	Case        caseInfo         `json:"case"`
-	Transitions []transitionInfo `json:"transitions"`
-	Links       []linkInfo       `json:"evidence_links"`
-	Recordings  []string         `json:"recordings"`
-	Export      exportInfo       `json:"export"`
+	Format      string                      `json:"format"`
+	Case        caseInfo                    `json:"case"`
+	Transitions []evidence.TransitionRecord `json:"transitions"`
+	Links       []linkInfo                  `json:"evidence_links"`
+	Recordings  []string                    `json:"recordings"`
+	Export      exportInfo                  `json:"export"`
 }
 
 type caseInfo struct {
@@ -159,27 +159,10 @@ type caseInfo struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-type transitionInfo struct {
-	From   string    `json:"from"`
-	To     string    `json:"to"`
-	By     string    `json:"by"`
-	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
-}
-
+// linkInfo is an evidence link with its window in words.
 type linkInfo struct {
-	ID           string     `json:"id"`
-	RecordingID  string     `json:"recording_id"`
-	From         *time.Time `json:"from,omitempty"`
-	To           *time.Time `json:"to,omitempty"`
-	Window       string     `json:"window"`
-	LinkedBy     string     `json:"linked_by"`
-	LinkedAt     time.Time  `json:"linked_at"`
-	Note         string     `json:"note"`
-	Active       bool       `json:"active"`
-	UnlinkedBy   string     `json:"unlinked_by,omitempty"`
-	UnlinkedAt   *time.Time `json:"unlinked_at,omitempty"`
-	UnlinkReason string     `json:"unlink_reason,omitempty"`
+	evidence.LinkRecord
+	Window string `json:"window"`
 }
 
 type exportInfo struct {
@@ -261,9 +244,7 @@ func window(l evidence.EvidenceLink) string {
 }
 
 func toLinkInfo(l evidence.EvidenceLink) linkInfo {
-	return linkInfo{ID: l.ID, RecordingID: l.RecordingID, From: timePtr(l.From), To: timePtr(l.To), Window: window(l),
-		LinkedBy: l.LinkedBy, LinkedAt: l.LinkedAt, Note: l.Note, Active: l.Active(), UnlinkedBy: l.UnlinkedBy,
-		UnlinkedAt: timePtr(l.UnlinkedAt), UnlinkReason: l.UnlinkReason}
+	return linkInfo{LinkRecord: evidence.NewLinkRecord(l), Window: window(l)}
 }
 
 func toSegmentInfo(s evidence.Segment) segmentInfo {
@@ -474,11 +455,11 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 	cf := caseFile{Format: Format, Case: caseInfo{ID: c.Case.ID, Title: c.Case.Title, State: string(c.Case.State),
 		Officer: c.Case.Officer, Unit: c.Case.Unit, Members: append([]string{}, c.Case.Members...), CreatedBy: c.Case.CreatedBy,
 		CreatedAt: c.Case.CreatedAt, UpdatedAt: c.Case.UpdatedAt},
-		Transitions: []transitionInfo{}, Links: []linkInfo{}, Recordings: []string{},
+		Transitions: []evidence.TransitionRecord{}, Links: []linkInfo{}, Recordings: []string{},
 		Export: exportInfo{ExportedBy: c.ExportedBy, ExportedAt: c.ExportedAt, SigningKeyID: signer,
 			SigningKeySHA256: Fingerprint(keys[signer]), Keys: []keyInfo{}}}
 	for _, t := range c.Transitions {
-		cf.Transitions = append(cf.Transitions, transitionInfo{From: string(t.From), To: string(t.To), By: t.By, Reason: t.Reason, At: t.At})
+		cf.Transitions = append(cf.Transitions, evidence.NewTransitionRecord(t))
 	}
 	for _, l := range c.Links {
 		cf.Links = append(cf.Links, toLinkInfo(l))
