@@ -92,6 +92,11 @@ func (c *Catalog) Recordings(ctx context.Context, f RecordingFilter) ([]evidence
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY r.started_us DESC, r.id DESC LIMIT " + arg(f.Limit)
+	return c.recordings(ctx, q, args...)
+}
+
+// recordings runs a query for recordingCols and scans what it returns.
+func (c *Catalog) recordings(ctx context.Context, q string, args ...any) ([]evidence.Recording, error) {
 	rows, err := c.query(ctx, q, args...)
 	if err != nil {
 		return nil, translate(err, "recordings")
@@ -308,24 +313,11 @@ func (c *Catalog) RetentionCandidates(ctx context.Context, cutoff time.Time, lim
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := c.query(ctx, `SELECT `+recordingCols+` FROM recordings r
+	return c.recordings(ctx, `SELECT `+recordingCols+` FROM recordings r
 		WHERE r.state <> 'live' AND r.ended_us < $1 AND r.deleted_us IS NULL AND r.manifest_key <> ''
 		AND NOT EXISTS (SELECT 1 FROM evidence_links l WHERE l.recording_id = r.id
 			AND (l.unlinked_us IS NULL OR l.unlinked_us >= $1))
 		ORDER BY r.ended_us LIMIT $2`, micros(cutoff), limit)
-	if err != nil {
-		return nil, translate(err, "recordings")
-	}
-	defer rows.Close()
-	out := []evidence.Recording{}
-	for rows.Next() {
-		r, err := scanRecording(rows)
-		if err != nil {
-			return nil, translate(err, "recordings")
-		}
-		out = append(out, r)
-	}
-	return out, translate(rows.Err(), "recordings")
 }
 
 // MarkDeleted records that retention deleted a recording's media.
