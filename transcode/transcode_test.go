@@ -246,24 +246,13 @@ func TestAudio(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			var out []media.Unit
-			for _, u := range in {
-				o, err := a.Transcode(u)
-				if err != nil {
-					t.Fatal(err)
-				}
+			out := transcodeAll(t, a, in, func(u media.Unit, o []media.Unit) {
 				for _, p := range o {
 					if p.Recv != u.Recv {
 						t.Fatalf("Recv %v, want %v", p.Recv, u.Recv)
 					}
 				}
-				out = append(out, o...)
-			}
-			o, err := a.Flush()
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, o...)
+			})
 
 			inDur := time.Duration(in[len(in)-1].PTS-in[0].PTS+1024) * time.Second / time.Duration(tc.rate)
 			outDur := time.Duration(len(out)*960) * time.Second / OpusRate
@@ -450,20 +439,10 @@ func TestVideo(t *testing.T) {
 			}
 			defer v.Close()
 			recvs := map[int64]time.Time{}
-			var out []media.Unit
 			for _, u := range in {
 				recvs[u.PTS] = u.Recv
-				o, err := v.Transcode(u)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, o...)
 			}
-			o, err := v.Flush()
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, o...)
+			out := transcodeAll(t, v, in, nil)
 			if converted := v.sws != nil; converted != (tc.name == "H264_yuvj420p") {
 				t.Errorf("pixel format converter in use: %v", converted)
 			}
@@ -703,19 +682,7 @@ func TestVideoSizeChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	var out []media.Unit
-	for _, u := range in {
-		o, err := v.Transcode(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, o...)
-	}
-	o, err := v.Flush()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out = append(out, o...)
+	out := transcodeAll(t, v, in, nil)
 	if len(out) != len(in) {
 		t.Fatalf("%d frames out, %d in", len(out), len(in))
 	}
@@ -803,4 +770,33 @@ func BenchmarkAudio(b *testing.B) {
 		}
 	}
 	reportRealtime(b, b.N, time.Since(start), cpuTime(b)-cpu0, float64(tr.ClockRate)/1024, "unit")
+}
+
+// transcoder is an Audio or a Video as the tests drive them.
+type transcoder interface {
+	Transcode(media.Unit) ([]media.Unit, error)
+	Flush() ([]media.Unit, error)
+}
+
+// transcodeAll feeds in to tr, then flushes it, failing on any error, and
+// returns everything that came out; each (if not nil) sees every input
+// with what it gave.
+func transcodeAll(t *testing.T, tr transcoder, in []media.Unit, each func(u media.Unit, out []media.Unit)) []media.Unit {
+	t.Helper()
+	var out []media.Unit
+	for _, u := range in {
+		o, err := tr.Transcode(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if each != nil {
+			each(u, o)
+		}
+		out = append(out, o...)
+	}
+	o, err := tr.Flush()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, o...)
 }
