@@ -72,15 +72,7 @@ func mayChangeCase(p principal, c evidence.Case) bool {
 }
 
 type caseJSON struct {
-	ID          string                      `json:"id"`
-	Title       string                      `json:"title"`
-	State       string                      `json:"state"`
-	Officer     string                      `json:"officer"`
-	Unit        string                      `json:"unit"`
-	Members     []string                    `json:"members"`
-	CreatedBy   string                      `json:"created_by"`
-	CreatedAt   time.Time                   `json:"created_at"`
-	UpdatedAt   time.Time                   `json:"updated_at"`
+	evidence.CaseRecord
 	NextState   string                      `json:"next_state,omitempty"`
 	Transitions []evidence.TransitionRecord `json:"transitions,omitempty"`
 	Evidence    []evidence.LinkRecord       `json:"evidence,omitempty"`
@@ -94,12 +86,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func toCaseJSON(c evidence.Case) caseJSON {
-	j := caseJSON{ID: c.ID, Title: c.Title, State: string(c.State), Officer: c.Officer, Unit: c.Unit, Members: c.Members,
-		CreatedBy: c.CreatedBy, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, NextState: string(c.State.Next())}
-	if j.Members == nil {
-		j.Members = []string{}
-	}
-	return j
+	return caseJSON{CaseRecord: evidence.NewCaseRecord(c), NextState: string(c.State.Next())}
 }
 
 // createCase files a case. An officer files their own (officer in charge:

@@ -124,6 +124,25 @@ type EvidenceLink struct {
 // Active reports whether the link still holds.
 func (l EvidenceLink) Active() bool { return l.UnlinkedAt.IsZero() }
 
+// CaseRecord is a case as the API and court exports show it.
+type CaseRecord struct {
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	State     string    `json:"state"`
+	Officer   string    `json:"officer"`
+	Unit      string    `json:"unit"`
+	Members   []string  `json:"members"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NewCaseRecord is c as the API and exports show it.
+func NewCaseRecord(c Case) CaseRecord {
+	return CaseRecord{ID: c.ID, Title: c.Title, State: string(c.State), Officer: c.Officer, Unit: c.Unit,
+		Members: append([]string{}, c.Members...), CreatedBy: c.CreatedBy, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
 // TransitionRecord is a case step as the API and court exports show it.
 type TransitionRecord struct {
 	From   string    `json:"from"`

@@ -140,23 +140,11 @@ func ObjectFile(key string) string { return path.Base(key) }
 
 type caseFile struct {
 	Format      string                      `json:"format"`
-	Case        caseInfo                    `json:"case"`
+	Case        evidence.CaseRecord         `json:"case"`
 	Transitions []evidence.TransitionRecord `json:"transitions"`
 	Links       []linkInfo                  `json:"evidence_links"`
 	Recordings  []string                    `json:"recordings"`
 	Export      exportInfo                  `json:"export"`
-}
-
-type caseInfo struct {
-	ID        string    `json:"id"`
-	Title     string    `json:"title"`
-	State     string    `json:"state"`
-	Officer   string    `json:"officer"`
-	Unit      string    `json:"unit"`
-	Members   []string  `json:"members"`
-	CreatedBy string    `json:"created_by"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // linkInfo is an evidence link with its window in words.
@@ -452,9 +440,7 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 	if err := z.put("README.txt", readme(c, keyIDs, mkeys)); err != nil {
 		return err
 	}
-	cf := caseFile{Format: Format, Case: caseInfo{ID: c.Case.ID, Title: c.Case.Title, State: string(c.Case.State),
-		Officer: c.Case.Officer, Unit: c.Case.Unit, Members: append([]string{}, c.Case.Members...), CreatedBy: c.Case.CreatedBy,
-		CreatedAt: c.Case.CreatedAt, UpdatedAt: c.Case.UpdatedAt},
+	cf := caseFile{Format: Format, Case: evidence.NewCaseRecord(c.Case),
 		Transitions: []evidence.TransitionRecord{}, Links: []linkInfo{}, Recordings: []string{},
 		Export: exportInfo{ExportedBy: c.ExportedBy, ExportedAt: c.ExportedAt, SigningKeyID: signer,
 			SigningKeySHA256: Fingerprint(keys[signer]), Keys: []keyInfo{}}}
