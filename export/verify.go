@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +74,51 @@ func (f Failure) String() string {
 	return f.Path + ": " + f.What
 }
 
+// Limits bound what Verify may spend on a zip nobody vouches for yet: a
+// small zip must not make it use gigabytes of memory or hash gigabytes
+// (issue 10: an 8 KB zip took 2 GB, a 1 MB one hashed 4 GiB). Each is far
+// above what a real export needs; what passes them is still checked in
+// full. Media are only ever streamed, never held in memory.
+type limits struct {
+	// entries in the zip. A real export has one per stored object (a
+	// segment every 4 s by default) and four more per recording: a million
+	// is some 1,100 hours of footage in one case.
+	entries int
+	// expandRatio and expandSlack: the entries may declare, in all, at
+	// most expandRatio times the zip's size plus expandSlack uncompressed.
+	// Media are stored as they are (1×, or about 1× when a zip tool
+	// deflates them again) and the JSON deflates about 3 to 5×, so a real
+	// export stays near 1×; a zip bomb is hundreds of times.
+	expandRatio int64
+	expandSlack int64
+	// json bounds each JSON file (case.json, custody.json, manifests,
+	// recording.json). custody.json is the largest: besides the case's
+	// events it carries every signed checkpoint from the case's first
+	// event to the export, one per 64 ledger events, about 220 bytes each;
+	// 64 MiB holds some 300,000 checkpoints, a case whose excerpt spans 19
+	// million ledger events. The exporter reads manifests up to the same
+	// 64 MiB. Decoding is bounded too (decodeBounded).
+	json int64
+	// sums bounds SHA256SUMS: a line of about 115 bytes per file, for as
+	// many files as entries allows.
+	sums int64
+	// small bounds a key file (113 bytes) or a signature (64 bytes).
+	small int64
+	// failures and notes listed; the rest are counted.
+	failures, notes int
+}
+
+var defaultLimits = limits{
+	entries:     1 << 20,
+	expandRatio: 4,
+	expandSlack: 256 << 20,
+	json:        maxSmall, // what the exporter reads a manifest up to
+	sums:        128 << 20,
+	small:       64 << 10,
+	failures:    1000,
+	notes:       1000,
+}
+
 type entry struct {
 	f      *zip.File
 	sha256 string
@@ -84,18 +128,65 @@ type entry struct {
 
 type verifier struct {
 	rep     *Report
+	lim     limits
 	entries map[string]*entry
 	names   []string
 	keys    map[string]ed25519.PublicKey
+	// unlisted failures and notes beyond the limits
+	moreFailures, moreNotes int
 }
 
 func (v *verifier) fail(p, format string, args ...any) {
+	if len(v.rep.Failures) >= v.lim.failures {
+		v.moreFailures++
+		return
+	}
 	v.rep.Failures = append(v.rep.Failures, Failure{Path: p, What: fmt.Sprintf(format, args...)})
 }
 
 func (v *verifier) note(format string, args ...any) {
+	if len(v.rep.Notes) >= v.lim.notes {
+		v.moreNotes++
+		return
+	}
 	v.rep.Notes = append(v.rep.Notes, fmt.Sprintf(format, args...))
 }
+
+// open opens an entry and checks, while it is read, that it decompresses
+// to exactly the size it declares (archive/zip refuses more as well; this
+// names the entry and the size).
+func (v *verifier) open(e *entry) (io.ReadCloser, error) {
+	rc, err := e.f.Open()
+	if err != nil {
+		return nil, err
+	}
+	return &declaredReader{rc: rc, left: e.f.UncompressedSize64, declared: e.f.UncompressedSize64}, nil
+}
+
+type declaredReader struct {
+	rc             io.ReadCloser
+	left, declared uint64
+}
+
+func (d *declaredReader) Read(p []byte) (int, error) {
+	if uint64(len(p)) > d.left+1 {
+		p = p[:d.left+1] // one byte more than declared shows a lie
+	}
+	n, err := d.rc.Read(p)
+	if uint64(n) > d.left {
+		return 0, fmt.Errorf("decompresses to more than the %d bytes it declares", d.declared)
+	}
+	d.left -= uint64(n)
+	switch {
+	case err == io.EOF && d.left > 0:
+		return n, fmt.Errorf("decompresses to %d bytes, it declares %d", d.declared-d.left, d.declared)
+	case errors.Is(err, zip.ErrFormat) || errors.Is(err, zip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF):
+		return n, fmt.Errorf("does not decompress to the %d bytes it declares with their CRC-32 (damaged, or a zip that lies about its sizes): %w", d.declared, err)
+	}
+	return n, err
+}
+
+func (d *declaredReader) Close() error { return d.rc.Close() }
 
 // hashOf hashes an entry once.
 func (v *verifier) hashOf(name string) *entry {
@@ -103,7 +194,7 @@ func (v *verifier) hashOf(name string) *entry {
 	if e == nil || e.sha256 != "" || e.err != nil {
 		return e
 	}
-	rc, err := e.f.Open()
+	rc, err := v.open(e)
 	if err != nil {
 		e.err = err
 		return e
@@ -118,28 +209,53 @@ func (v *verifier) hashOf(name string) *entry {
 	return e
 }
 
-// read reads a small entry whole; it fails naming the file when it cannot.
-func (v *verifier) read(name string, what string) ([]byte, bool) {
+// read reads a small entry whole, up to limit bytes; it fails naming the
+// file when it cannot.
+func (v *verifier) read(name, what string, limit int64) ([]byte, bool) {
 	e := v.entries[name]
 	if e == nil {
 		v.fail(name, "missing: the export has no %s", what)
 		return nil, false
 	}
-	rc, err := e.f.Open()
+	if e.f.UncompressedSize64 > uint64(limit) {
+		v.fail(name, "refused unread: it declares %d bytes, more than the %s an export's %s may be", e.f.UncompressedSize64, bytesText(limit), what)
+		return nil, false
+	}
+	rc, err := v.open(e)
 	if err != nil {
 		v.fail(name, "cannot be read: %v", err)
 		return nil, false
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxSmall+1))
-	if err == nil && len(b) > maxSmall {
-		err = errors.New("larger than 64 MiB")
-	}
+	b, err := io.ReadAll(rc)
 	if err != nil {
 		v.fail(name, "cannot be read: %v", err)
 		return nil, false
 	}
 	return b, true
+}
+
+// decode decodes a JSON file read with read, within decodeBounded's limit.
+func (v *verifier) decode(name string, b []byte, x any) bool {
+	if err := decodeBounded(b, x); err != nil {
+		if errors.Is(err, errTooBig) {
+			v.fail(name, "refused: %v", err)
+		} else {
+			v.fail(name, "not valid JSON: %v", err)
+		}
+		return false
+	}
+	return true
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func (v *verifier) key(id string) ed25519.PublicKey { return v.keys[id] }
@@ -151,13 +267,33 @@ func (v *verifier) key(id string) ed25519.PublicKey { return v.keys[id] }
 // signatures, the objects against the manifests, the chain by recomputing
 // it, the derived copies by rebuilding them, the custody excerpt by its
 // chain and signed checkpoints.
+//
+// What it may spend is bounded (see limits): a zip whose entries overlap
+// or run past its end, that has too many entries or declares too much, is
+// refused before any entry is read; a file larger than its kind may be, a
+// JSON file that would decode to much more than its size, or an entry that
+// decompresses to other than it declares, is a failure naming the file
+// and the limit.
 func Verify(r io.ReaderAt, size int64, opts Options) Report {
+	return verify(r, size, opts, defaultLimits)
+}
+
+func verify(r io.ReaderAt, size int64, opts Options, lim limits) Report {
 	rep := Report{Keys: []KeyRef{}, Failures: []Failure{}, Notes: []string{}}
-	v := &verifier{rep: &rep, entries: map[string]*entry{}, keys: map[string]ed25519.PublicKey{}}
+	v := &verifier{rep: &rep, lim: lim, entries: map[string]*entry{}, keys: map[string]ed25519.PublicKey{}}
+	v.run(r, size, opts)
+	v.finish()
+	return rep
+}
+
+func (v *verifier) run(r io.ReaderAt, size int64, opts Options) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		v.fail("", "not a readable zip file: %v", err)
-		return rep
+		return
+	}
+	if !v.checkLayout(zr.File, size) {
+		return
 	}
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/") && f.UncompressedSize64 == 0 {
@@ -180,9 +316,85 @@ func Verify(r io.ReaderAt, size int64, opts Options) Report {
 	cf := v.checkCase()
 	v.checkCustody(cf)
 	v.checkRecordings(cf)
+}
 
-	rep.OK = len(rep.Failures) == 0
-	return rep
+// finish lists how many failures and notes were left out, and gives the
+// verdict.
+func (v *verifier) finish() {
+	if v.moreFailures > 0 {
+		v.rep.Failures = append(v.rep.Failures, Failure{What: fmt.Sprintf("and %d more failures, not listed (the first %d are)", v.moreFailures, v.lim.failures)})
+	}
+	if v.moreNotes > 0 {
+		v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("and %d more notes, not listed", v.moreNotes))
+	}
+	v.rep.OK = len(v.rep.Failures) == 0
+}
+
+// localHeaderLen is the fixed part of a zip local file header; the name
+// follows it, then an extra field.
+const localHeaderLen = 30
+
+// checkLayout refuses, before any entry is read, a zip with too many
+// entries, entries whose bytes overlap or lie beyond the archive (entries
+// sharing one compressed stream make a small zip expand without bound),
+// or entries that declare more than the archive could honestly hold.
+func (v *verifier) checkLayout(files []*zip.File, size int64) bool {
+	if len(files) > v.lim.entries {
+		v.fail("", "refused unread: the zip has %d entries, more than the %d an export may hold", len(files), v.lim.entries)
+		return false
+	}
+	type span struct {
+		start, end int64
+		name       string
+	}
+	spans := make([]span, 0, len(files))
+	ok := true
+	var total, largest uint64
+	var largestName string
+	for _, f := range files {
+		off, err := f.DataOffset()
+		if err != nil {
+			v.fail(f.Name, "refused: its local header cannot be read: %v", err)
+			ok = false
+			continue
+		}
+		// From the header's fixed part and name (an extra field only
+		// makes it start earlier) to the end of the compressed data.
+		start := off - localHeaderLen - int64(len(f.Name))
+		if start < 0 {
+			v.fail(f.Name, "refused: its local header, %d bytes with its name at least, cannot end at offset %d where its data starts", localHeaderLen+len(f.Name), off)
+			ok = false
+			continue
+		}
+		if f.CompressedSize64 > uint64(size) || off > size-int64(f.CompressedSize64) {
+			v.fail(f.Name, "refused: its %d bytes at offset %d lie beyond the %d-byte archive", f.CompressedSize64, off, size)
+			ok = false
+			continue
+		}
+		spans = append(spans, span{start, off + int64(f.CompressedSize64), f.Name})
+		total += min(f.UncompressedSize64, 1<<43) // no overflow for 1<<20 entries
+		if f.UncompressedSize64 >= largest {
+			largest, largestName = f.UncompressedSize64, f.Name
+		}
+	}
+	sort.SliceStable(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	for i, reach := 1, 0; i < len(spans); i++ {
+		// reach: the span seen so far that ends last.
+		if s, r := spans[i], spans[reach]; s.start < r.end {
+			v.fail(s.name, "refused: its bytes (%d to %d) overlap those of %s (%d to %d); entries that share data are a zip bomb, not an export",
+				s.start, s.end, r.name, r.start, r.end)
+			ok = false
+		}
+		if spans[i].end > spans[reach].end {
+			reach = i
+		}
+	}
+	if limit := uint64(v.lim.expandRatio*size + v.lim.expandSlack); total > limit {
+		v.fail("", "refused unread: the entries declare %d bytes uncompressed in all (the largest, %s, %d), more than the limit of %d for a %d-byte zip (%d times its size plus %s)",
+			total, largestName, largest, limit, size, v.lim.expandRatio, bytesText(v.lim.expandSlack))
+		ok = false
+	}
+	return ok
 }
 
 // validPath reports whether name is a relative slash path without . or .. parts.
@@ -203,7 +415,7 @@ func (v *verifier) loadKeys(opts Options) {
 		if !strings.HasPrefix(name, "keys/") {
 			continue
 		}
-		b, ok := v.read(name, "key")
+		b, ok := v.read(name, "key", v.lim.small)
 		if !ok {
 			continue
 		}
@@ -229,17 +441,23 @@ func (v *verifier) loadKeys(opts Options) {
 // checkSums checks SHA256SUMS's signature, then every file against it.
 func (v *verifier) checkSums(opts Options) {
 	listed := map[string]string{}
-	sums, ok := v.read("SHA256SUMS", "list of files and their hashes")
+	sums, ok := v.read("SHA256SUMS", "list of files and their hashes", v.lim.sums)
 	if !ok {
 		return
 	}
-	if sig, ok := v.read("SHA256SUMS.sig", "signature of SHA256SUMS"); ok {
+	if sig, ok := v.read("SHA256SUMS.sig", "signature of SHA256SUMS", v.lim.small); ok {
 		v.checkSumsSignature(sums, sig, opts)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(sums))
 	line := 0
 	for sc.Scan() {
 		line++
+		if line > len(v.names)+v.lim.failures {
+			// Each line past the files there are names a missing one;
+			// this many more is not an export to read to the end.
+			v.fail("SHA256SUMS", "lists more than %d files, %d more than the export holds; the rest is not read", line-1, line-1-len(v.names))
+			break
+		}
 		l := sc.Text()
 		sum, name, ok := strings.Cut(l, "  ")
 		if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" || name == "" {
@@ -311,13 +529,12 @@ func (v *verifier) checkSumsSignature(sums, sig []byte, opts Options) {
 
 // checkCase reads case.json.
 func (v *verifier) checkCase() *caseFile {
-	b, ok := v.read("case.json", "case description")
+	b, ok := v.read("case.json", "case description", v.lim.json)
 	if !ok {
 		return nil
 	}
 	var cf caseFile
-	if err := json.Unmarshal(b, &cf); err != nil {
-		v.fail("case.json", "not valid JSON: %v", err)
+	if !v.decode("case.json", b, &cf) {
 		return nil
 	}
 	if cf.Format != Format {
@@ -340,13 +557,12 @@ func (v *verifier) checkCase() *caseFile {
 
 // checkCustody verifies the custody excerpt and looks for the export in it.
 func (v *verifier) checkCustody(cf *caseFile) {
-	b, ok := v.read("custody.json", "custody ledger excerpt")
+	b, ok := v.read("custody.json", "custody ledger excerpt", v.lim.json)
 	if !ok {
 		return
 	}
 	var x evidence.Excerpt
-	if err := json.Unmarshal(b, &x); err != nil {
-		v.fail("custody.json", "not valid JSON: %v", err)
+	if !v.decode("custody.json", b, &x) {
 		return
 	}
 	if err := evidence.VerifyExcerpt(x, v.key); err != nil {
@@ -423,12 +639,8 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 	v.rep.Checked.Recordings++
 	var rf recordingFile
 	rfOK := false
-	if b, ok := v.read(dir+"recording.json", "recording description"); ok {
-		if err := json.Unmarshal(b, &rf); err != nil {
-			v.fail(dir+"recording.json", "not valid JSON: %v", err)
-		} else {
-			rfOK = true
-		}
+	if b, ok := v.read(dir+"recording.json", "recording description", v.lim.json); ok {
+		rfOK = v.decode(dir+"recording.json", b, &rf)
 	}
 	mname := "manifest.json"
 	if rfOK && rf.Manifest.File != "" && safeName.MatchString(rf.Manifest.File) {
@@ -437,12 +649,10 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 	mpath := dir + mname
 	var m evidence.Manifest
 	mOK := false
-	if body, ok := v.read(mpath, "signed manifest"); ok {
-		if err := json.Unmarshal(body, &m); err != nil {
-			v.fail(mpath, "not valid JSON: %v", err)
-		} else {
+	if body, ok := v.read(mpath, "signed manifest", v.lim.json); ok {
+		if v.decode(mpath, body, &m) {
 			mOK = true
-			if sig, ok := v.read(mpath+".sig", "manifest signature"); ok {
+			if sig, ok := v.read(mpath+".sig", "manifest signature", v.lim.small); ok {
 				pub := v.keys[m.SigningKeyID]
 				switch {
 				case pub == nil:
@@ -480,6 +690,7 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 	for _, s := range segs {
 		byHash[s.SHA256] = s.Seq
 	}
+	named := map[string]int64{} // file -> the seq that names it
 	for _, s := range segs {
 		file := ObjectFile(s.Key)
 		p := dir + file
@@ -487,6 +698,14 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 			v.fail(mpath, "seq %d names object %q, which cannot be a file of the export", s.Seq, s.Key)
 			continue
 		}
+		if other, dup := named[file]; dup {
+			// Each object is stored once; a list that names one again
+			// would also have the derived copy rebuilt from it again
+			// and again.
+			v.fail(mpath, "seq %d names object %s, which seq %d names already", s.Seq, file, other)
+			continue
+		}
+		named[file] = s.Seq
 		e := v.hashOf(p)
 		switch {
 		case e == nil:
@@ -596,6 +815,14 @@ func (v *verifier) checkDerived(dir string, rf recordingFile, segs []evidence.Se
 	if !slices.Equal(d.MadeFrom, want) {
 		v.fail(dir+"recording.json", "the derived copy is said to be made from %v, not every object in order (%v)", d.MadeFrom, want)
 	}
+	seen := make(map[string]bool, len(want))
+	for _, name := range want {
+		if seen[name] {
+			v.fail(p, "not rebuilt: the objects name %s more than once", dir+name)
+			return
+		}
+		seen[name] = true
+	}
 	e := v.hashOf(p)
 	switch {
 	case e == nil:
@@ -616,7 +843,7 @@ func (v *verifier) checkDerived(dir string, rf recordingFile, segs []evidence.Se
 			v.fail(p, "cannot be rebuilt: %s is missing", dir+name)
 			return
 		}
-		rc, err := o.f.Open()
+		rc, err := v.open(o)
 		if err != nil {
 			v.fail(p, "cannot be rebuilt: %s: %v", dir+name, err)
 			return

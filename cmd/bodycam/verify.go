@@ -18,7 +18,9 @@ of SHA256SUMS, every file's hash, that no file was added or removed, each
 manifest's signature, each object against its manifest and the chain, the
 derived playable copies, and the custody excerpt. Exit 0 only if everything
 checks out; otherwise each failure is printed (file: what is wrong) and the
-exit code is 1.
+exit code is 1. A zip that could not be an export (entries that overlap or
+lie about their sizes, files larger than their kind may be: see "Court
+export" in docs/architecture.md) is refused with bounded memory and work.
 
   --json        print the report as JSON
   --key FILE    PEM public key SHA256SUMS must be signed with (the key the
