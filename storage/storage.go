@@ -22,6 +22,9 @@ var (
 	ErrSizeMismatch = errors.New("storage: content length does not match the declared size")
 	ErrRetained     = errors.New("storage: object is under retention or legal hold")
 	ErrInvalidKey   = errors.New("storage: invalid object key")
+	// ErrInvalidRange: a negative offset or length, or an offset past the
+	// object's end (see Store.GetRange).
+	ErrInvalidRange = errors.New("storage: invalid byte range")
 )
 
 // Mode is an object-lock retention mode.
@@ -91,11 +94,26 @@ type Info struct {
 //     first object untouched. A Put that fails stores nothing.
 //   - Put computes the SHA-256 while writing and returns it in Info.
 //   - Reads after a successful Put see the whole object.
+//   - GetRange reads only the bytes asked for: the backend seeks (a file) or
+//     asks the server for the range (S3), never reading from the start.
 //   - Delete fails with ErrRetained while retention or a legal hold forbids it.
 //   - Keys are slash-separated; see ValidateKey.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange reads the object's bytes [offset, offset+length), cut at the
+	// object's end, without reading what comes before offset:
+	//   - offset < 0 or length < 0: ErrInvalidRange, and nothing is read.
+	//   - a missing object: ErrNotFound (also for an empty range).
+	//   - offset > the object's size: ErrInvalidRange (the caller's idea of
+	//     the object is wrong).
+	//   - offset == size, or length == 0: an empty reader, no error.
+	//   - offset+length past the end: the reader ends at the object's end, so
+	//     length math.MaxInt64 reads to the end.
+	// Errors about the key and the range come from GetRange itself, not from
+	// the first Read. The reader yields exactly min(length, size-offset)
+	// bytes then io.EOF, or an error; the caller closes it.
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	Stat(ctx context.Context, key string) (Info, error)
 	// List calls fn for every object whose key starts with prefix, in key
 	// order, until fn returns an error, which List returns.

@@ -170,6 +170,43 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// GetRange implements storage.Store: the range is read with pread(2) from
+// offset on, so nothing before it is read.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("%w: offset %d, length %d of %s", storage.ErrInvalidRange, offset, length, key)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.path(key))
+	if err != nil {
+		return nil, translate(key, err)
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s", storage.ErrNotFound, key)
+	}
+	if offset > st.Size() {
+		f.Close()
+		return nil, fmt.Errorf("%w: offset %d is past the end of %s (%d bytes)", storage.ErrInvalidRange, offset, key, st.Size())
+	}
+	n := min(length, st.Size()-offset)
+	return sectionFile{io.NewSectionReader(f, offset, n), f}, nil
+}
+
+// sectionFile reads a section of a file and closes the file.
+type sectionFile struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s sectionFile) Close() error { return s.f.Close() }
+
 // Stat implements storage.Store.
 func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	if err := storage.ValidateKey(key); err != nil {

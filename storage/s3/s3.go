@@ -20,7 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -208,6 +210,114 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	return obj, nil
 }
+
+// GetRange implements storage.Store with one GET carrying a Range header,
+// so the server sends only the range. From an offset past 0 the answer's
+// Content-Range must be the range: a server that ignored the header and
+// sent the whole object is an error, not a wrong range. A 416 (offset at or
+// past the end) is told apart with a HEAD: offset == size is an empty range.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("%w: offset %d, length %d of %s", storage.ErrInvalidRange, offset, length, key)
+	}
+	if length == 0 {
+		// No range to ask for ("bytes=N-(N-1)" is not one): the object
+		// must be there and offset within it.
+		return s.emptyRange(ctx, key, offset)
+	}
+	var opts minio.GetObjectOptions
+	end := int64(0) // SetRange(offset, 0): to the end
+	if length <= math.MaxInt64-offset {
+		end = offset + length - 1
+	}
+	if offset > 0 || end > 0 {
+		if err := opts.SetRange(offset, end); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", storage.ErrInvalidRange, key, err)
+		}
+	}
+	body, oi, h, err := minio.Core{Client: s.c}.GetObject(ctx, s.bucket, key, opts)
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "InvalidRange" {
+			// 416: offset is at or past the end (or the object is empty).
+			return s.emptyRange(ctx, key, offset)
+		}
+		return nil, translate(key, err)
+	}
+	if oi.Size < 0 {
+		body.Close()
+		return nil, fmt.Errorf("storage: %s: the server's answer has no Content-Length", key)
+	}
+	want := min(length, oi.Size) // oi.Size: the answer's Content-Length
+	if cr := h.Get("Content-Range"); cr != "" || offset > 0 {
+		// A range from 0 may come back whole (an empty object, a server
+		// that ignores Range): its first bytes are the range. From
+		// anywhere else the answer must be the range asked for.
+		start, stop, size, ok := parseContentRange(cr)
+		if !ok || start != offset || stop < start || stop >= size || stop-start+1 != oi.Size {
+			body.Close()
+			return nil, fmt.Errorf("storage: %s: asked for %s, the server answered Content-Range %q", key, opts.Header().Get("Range"), cr)
+		}
+	}
+	return &exactReader{rc: body, left: want}, nil
+}
+
+// emptyRange answers a range that holds no bytes: an empty reader when the
+// object exists and offset is at most its size.
+func (s *Store) emptyRange(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	oi, err := s.stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if offset > oi.Size {
+		return nil, fmt.Errorf("%w: offset %d is past the end of %s (%d bytes)", storage.ErrInvalidRange, offset, key, oi.Size)
+	}
+	return io.NopCloser(strings.NewReader("")), nil
+}
+
+// parseContentRange parses "bytes start-stop/size".
+func parseContentRange(v string) (start, stop, size int64, ok bool) {
+	r, found := strings.CutPrefix(v, "bytes ")
+	span, total, found2 := strings.Cut(r, "/")
+	a, b, found3 := strings.Cut(span, "-")
+	if !found || !found2 || !found3 {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	start, err1 = strconv.ParseInt(a, 10, 64)
+	stop, err2 = strconv.ParseInt(b, 10, 64)
+	size, err3 = strconv.ParseInt(total, 10, 64)
+	return start, stop, size, err1 == nil && err2 == nil && err3 == nil
+}
+
+// exactReader passes exactly left bytes through, then io.EOF; a body that
+// ends early is io.ErrUnexpectedEOF, never a short range.
+type exactReader struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.rc.Read(p)
+	e.left -= int64(n)
+	switch {
+	case e.left == 0:
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (e *exactReader) Close() error { return e.rc.Close() }
 
 // Stat implements storage.Store.
 func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {

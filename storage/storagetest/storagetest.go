@@ -10,10 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"runtime/metrics"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,6 +51,9 @@ func Run(t *testing.T, open Opener) {
 		{"LegalHoldForbidsDelete", testLegalHold, none},
 		{"ConcurrentWriters", testConcurrentWriters, none},
 		{"LargeObjectBoundedMemory", testLargeObject, none},
+		{"RangeEdges", testRangeEdges, none},
+		{"RangeExact", testRangeExact, none},
+		{"RangeReadsOnlyTheRange", testRangeReadsOnlyTheRange, none},
 		{"RetentionForbidsDelete", testRetention, storage.Retention{Mode: storage.Compliance, Period: 3 * time.Second}},
 	}
 	for _, tc := range tests {
@@ -440,6 +447,190 @@ func testLargeObject(t *testing.T, s storage.Store) {
 	if !bytes.Equal(h.Sum(nil), wantSum) {
 		t.Fatal("read-back hash differs")
 	}
+}
+
+// getRange reads a range whole.
+func getRange(t *testing.T, s storage.Store, key string, off, n int64) ([]byte, error) {
+	t.Helper()
+	rc, err := s.GetRange(ctx(t), key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("GetRange(%s, %d, %d): read: %v", key, off, n, err)
+	}
+	return b, nil
+}
+
+// testRangeEdges: the contract of GetRange at the ends of an object, for
+// negative values, empty and missing objects.
+func testRangeEdges(t *testing.T, s storage.Store) {
+	data := []byte(strings.Repeat("0123456789", 100)) // 1000 bytes
+	put(t, s, "r/small", data)
+	put(t, s, "r/empty", nil)
+	const size = 1000
+	cases := []struct {
+		key    string
+		off, n int64
+		want   []byte // nil with err
+		err    error
+	}{
+		{"r/small", 0, size, data, nil},
+		{"r/small", 0, math.MaxInt64, data, nil},
+		{"r/small", 0, 1, data[:1], nil},
+		{"r/small", 0, 0, []byte{}, nil},
+		{"r/small", 10, 5, data[10:15], nil},
+		{"r/small", 10, math.MaxInt64, data[10:], nil},
+		{"r/small", size - 1, 1, data[size-1:], nil},
+		{"r/small", size - 1, 10, data[size-1:], nil}, // cut at the end
+		{"r/small", 990, size, data[990:], nil},
+		{"r/small", size, 0, []byte{}, nil}, // offset == size: empty
+		{"r/small", size, 5, []byte{}, nil},
+		{"r/small", size, math.MaxInt64, []byte{}, nil},
+		{"r/small", size + 1, 1, nil, storage.ErrInvalidRange},
+		{"r/small", size + 1, 0, nil, storage.ErrInvalidRange},
+		{"r/small", 1 << 40, 10, nil, storage.ErrInvalidRange},
+		{"r/small", math.MaxInt64, 1, nil, storage.ErrInvalidRange},
+		{"r/small", -1, 5, nil, storage.ErrInvalidRange},
+		{"r/small", 0, -1, nil, storage.ErrInvalidRange},
+		{"r/small", math.MinInt64, math.MinInt64, nil, storage.ErrInvalidRange},
+		{"r/empty", 0, 0, []byte{}, nil},
+		{"r/empty", 0, 10, []byte{}, nil},
+		{"r/empty", 0, math.MaxInt64, []byte{}, nil},
+		{"r/empty", 1, 0, nil, storage.ErrInvalidRange},
+		{"r/empty", 1, 1, nil, storage.ErrInvalidRange},
+		{"r/missing", 0, 10, nil, storage.ErrNotFound},
+		{"r/missing", 0, 0, nil, storage.ErrNotFound},
+		{"r/missing", 5, 0, nil, storage.ErrNotFound},
+		{"r/small/below", 0, 1, nil, storage.ErrNotFound}, // a key under an object's key
+		{"../escape", 0, 1, nil, storage.ErrInvalidKey},
+		{"", 0, 1, nil, storage.ErrInvalidKey},
+	}
+	for _, c := range cases {
+		got, err := getRange(t, s, c.key, c.off, c.n)
+		switch {
+		case c.err != nil && !errors.Is(err, c.err):
+			t.Errorf("GetRange(%q, %d, %d): %v, want %v", c.key, c.off, c.n, err, c.err)
+		case c.err == nil && err != nil:
+			t.Errorf("GetRange(%q, %d, %d): %v", c.key, c.off, c.n, err)
+		case c.err == nil && !bytes.Equal(got, c.want):
+			t.Errorf("GetRange(%q, %d, %d) = %d bytes %.20q, want %d bytes %.20q", c.key, c.off, c.n, len(got), got, len(c.want), c.want)
+		}
+	}
+	// The object is unchanged and a plain Get still reads it whole.
+	if got := get(t, s, "r/small"); !bytes.Equal(got, data) {
+		t.Fatal("the object changed after ranged reads")
+	}
+}
+
+// testRangeExact reads many ranges of a 16 MiB object, in random order,
+// and compares each byte for byte.
+func testRangeExact(t *testing.T, s storage.Store) {
+	const size = 16 << 20
+	data, err := io.ReadAll(newStream(9, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx(t), "r/big", bytes.NewReader(data), size, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(4, 2))
+	for i := range 300 {
+		off := rnd.Int64N(size + 1)
+		n := rnd.Int64N(256 << 10)
+		switch i % 10 {
+		case 0:
+			off = size - rnd.Int64N(4096) // crosses the end
+		case 1:
+			n = rnd.Int64N(3) // 0 to 2 bytes
+		case 2:
+			off = rnd.Int64N(4096) // near the start
+		}
+		got, err := getRange(t, s, "r/big", off, n)
+		if err != nil {
+			t.Fatalf("GetRange(r/big, %d, %d): %v", off, n, err)
+		}
+		want := data[off:min(off+n, size)]
+		if !bytes.Equal(got, want) {
+			t.Fatalf("GetRange(r/big, %d, %d): %d bytes (sha %s), want %d bytes (sha %s)", off, n, len(got), sum(got)[:12], len(want), sum(want)[:12])
+		}
+	}
+	// A reader closed half way leaves the store usable.
+	rc, err := s.GetRange(ctx(t), "r/big", 1<<20, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1000)
+	if _, err := io.ReadFull(rc, buf); err != nil || !bytes.Equal(buf, data[1<<20:1<<20+1000]) {
+		t.Fatalf("first bytes of a range: %v", err)
+	}
+	if err := rc.Close(); err != nil {
+		t.Fatalf("Close half way: %v", err)
+	}
+	if got, err := getRange(t, s, "r/big", size-10, 10); err != nil || !bytes.Equal(got, data[size-10:]) {
+		t.Fatalf("after a half-read range: %v", err)
+	}
+}
+
+// testRangeReadsOnlyTheRange: a ranged read far into a 32 MiB object makes
+// this process read about the range, not the object up to it. It counts
+// what the process read from files and sockets (rchar in /proc/self/io),
+// so it holds for a file and for an HTTP answer alike: 200 reads of 4 KiB
+// at 24 MiB, the shape of a multi-range request of one small range
+// repeated, read 800 KiB plus headers, where reading from the start would
+// read 4.8 GiB.
+func testRangeReadsOnlyTheRange(t *testing.T, s storage.Store) {
+	const size = 32 << 20
+	const off, n, times = 24 << 20, 4096, 200
+	if _, err := s.Put(ctx(t), "r/far", newStream(5, size), size, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(io.LimitReader(newStream(5, size), off+n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = want[off:]
+	before := readBytes(t)
+	for range times {
+		got, err := getRange(t, s, "r/far", off, n)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("GetRange(r/far, %d, %d): %d bytes, %v", off, n, len(got), err)
+		}
+	}
+	read := readBytes(t) - before
+	// Per read: the range and, over HTTP, the answer's headers (well under
+	// 16 KiB); reading from the start would be 24 MiB each.
+	const budget = times * (n + 16<<10)
+	t.Logf("%d ranged reads of %d bytes at %d MiB: the process read %d KiB", times, n, off>>20, read>>10)
+	if read > budget {
+		t.Fatalf("%d ranged reads of %d bytes made the process read %d MiB (budget %d KiB): the backend reads the object from its start", times, n, read>>20, budget>>10)
+	}
+	if read < times*n {
+		t.Fatalf("the process read %d bytes for %d ranges of %d bytes: rchar does not count this backend's reads", read, times, n)
+	}
+}
+
+// readBytes is what this process has read through read(2) and pread(2),
+// files and sockets alike (Linux: rchar in /proc/self/io).
+func readBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		t.Fatalf("the read counter of this process: %v (the suite runs on Linux)", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/self/io: %q", line)
+			}
+			return n
+		}
+	}
+	t.Fatalf("/proc/self/io has no rchar: %q", b)
+	return 0
 }
 
 func heapBytes() uint64 {
