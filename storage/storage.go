@@ -102,7 +102,8 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, size int64, o PutOptions) (Info, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	// GetRange reads the object's bytes [offset, offset+length), cut at the
-	// object's end, without reading what comes before offset:
+	// object's end, without reading what comes before offset. In order:
+	//   - an invalid key: ErrInvalidKey.
 	//   - offset < 0 or length < 0: ErrInvalidRange, and nothing is read.
 	//   - a missing object: ErrNotFound (also for an empty range).
 	//   - offset > the object's size: ErrInvalidRange (the caller's idea of
