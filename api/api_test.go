@@ -197,6 +197,9 @@ func (failing) Ping(context.Context) error { return errors.New("connection refus
 func (failing) Get(context.Context, string) (io.ReadCloser, error) {
 	return nil, errors.New("connection refused")
 }
+func (failing) GetRange(context.Context, string, int64, int64) (io.ReadCloser, error) {
+	return nil, errors.New("connection refused")
+}
 
 func TestHealthReportsStorageDown(t *testing.T) {
 	dataDir := t.TempDir()

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/caselink"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
-	"github.com/bodycam/bodycam/password"
 )
 
 // Cases is what the case endpoints need from the catalog.
@@ -22,13 +22,9 @@ type Cases interface {
 	Cases(ctx context.Context, f catalog.CaseFilter) ([]evidence.Case, error)
 	TransitionCase(ctx context.Context, t evidence.CaseTransition) error
 	CaseTransitions(ctx context.Context, caseID string) ([]evidence.CaseTransition, error)
-	LinkEvidence(ctx context.Context, l evidence.EvidenceLink) error
-	UnlinkEvidence(ctx context.Context, id, by, reason string, at time.Time) error
-	EvidenceLink(ctx context.Context, id string) (evidence.EvidenceLink, error)
 	EvidenceLinks(ctx context.Context, caseID, recordingID string) ([]evidence.EvidenceLink, error)
 	CustodyExcerpt(ctx context.Context, f catalog.CustodyFilter, signer catalog.Signer) (evidence.Excerpt, error)
 	VerifyLedger(ctx context.Context, key func(id string) ed25519.PublicKey) (int64, error)
-	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
 }
 
 // Custody records custody events (the ledger).
@@ -37,9 +33,11 @@ type Custody interface {
 	DeniedAudit
 }
 
-// Holds places and lifts legal holds on stored objects.
-type Holds interface {
-	SetLegalHold(ctx context.Context, key string, on bool) error
+// Linker links footage to cases and unlinks it (package caselink: the one
+// owner of that rule, shared with ingest).
+type Linker interface {
+	Link(ctx context.Context, a caselink.Actor, req caselink.Request) (evidence.EvidenceLink, error)
+	Unlink(ctx context.Context, a caselink.Actor, caseID, linkID, reason string) (evidence.EvidenceLink, error)
 }
 
 // record appends a custody event about r's principal.
@@ -50,25 +48,6 @@ func (s *Server) record(r *http.Request, e evidence.CustodyEvent) error {
 	p := principalOf(r)
 	e.Actor, e.Role, e.Remote = p.ID, string(p.Role), r.RemoteAddr
 	return s.o.Custody.Record(r.Context(), e)
-}
-
-// mayReadCase: auditors every case, officers the cases they are on,
-// supervisors their unit's (or every unit's without one).
-func mayReadCase(p principal, c evidence.Case) bool {
-	switch p.Role {
-	case evidence.RoleAuditor:
-		return true
-	case evidence.RoleOfficer:
-		return slices.Contains(c.Members, p.ID)
-	case evidence.RoleSupervisor:
-		return p.Unit == "" || p.Unit == c.Unit || slices.Contains(c.Members, p.ID)
-	}
-	return false
-}
-
-// mayChangeCase: officers on it and its unit's supervisors; never auditors.
-func mayChangeCase(p principal, c evidence.Case) bool {
-	return p.Role != evidence.RoleAuditor && mayReadCase(p, c)
 }
 
 type caseJSON struct {
@@ -171,7 +150,9 @@ func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
 }
 
 // loadCase loads the case in the path and checks the principal may read
-// it (or change it), answering itself when not.
+// it (or change it), answering itself when not. A case the principal may
+// not read gets the answer a missing one gets, so case ids cannot be
+// probed.
 func (s *Server) loadCase(w http.ResponseWriter, r *http.Request, change bool) (evidence.Case, bool) {
 	id := r.PathValue("id")
 	c, err := s.o.Cases.Case(r.Context(), id)
@@ -184,8 +165,12 @@ func (s *Server) loadCase(w http.ResponseWriter, r *http.Request, change bool) (
 		return c, false
 	}
 	p := principalOf(r)
-	if !mayReadCase(p, c) || (change && !mayChangeCase(p, c)) {
-		s.deny(w, r, http.StatusForbidden, p.ID, "case "+id+" is not one this user may "+map[bool]string{true: "change", false: "read"}[change])
+	if !evidence.MayReadCase(p.User, c) {
+		s.conceal(w, r, "no case "+id, "case "+id+" is not one this user may read")
+		return c, false
+	}
+	if change && !evidence.MayChangeCase(p.User, c) {
+		s.deny(w, r, http.StatusForbidden, p.ID, "case "+id+" is not one this user may change")
 		return c, false
 	}
 	return c, true
@@ -241,11 +226,11 @@ func (s *Server) transitionCase(w http.ResponseWriter, r *http.Request) {
 	if err := evidence.CheckTransition(c, to, p.ID, p.Role); err != nil {
 		s.record(r, evidence.CustodyEvent{Action: evidence.ActionCaseTransit, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
 			Detail: string(c.State) + " -> " + req.To + " refused: " + err.Error(), Outcome: evidence.OutcomeDenied})
-		code := http.StatusConflict
 		if errors.Is(err, evidence.ErrSelfReview) {
-			code = http.StatusForbidden
+			s.deny(w, r, http.StatusForbidden, p.ID, err.Error())
+			return
 		}
-		writeError(w, code, err.Error())
+		writeError(w, http.StatusConflict, err.Error())
 		return
 	}
 	t := evidence.CaseTransition{CaseID: c.ID, From: c.State, To: to, By: p.ID, Reason: req.Reason, At: time.Now().UTC().Truncate(time.Microsecond)}
@@ -264,14 +249,10 @@ func (s *Server) transitionCase(w http.ResponseWriter, r *http.Request) {
 }
 
 // linkEvidence links a recording, or a window of one, to a case and puts a
-// legal hold on its stored objects.
+// legal hold on its stored objects (caselink).
 func (s *Server) linkEvidence(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.loadCase(w, r, true)
 	if !ok {
-		return
-	}
-	if c.State == evidence.CaseClosed || c.State == evidence.CaseArchived {
-		writeError(w, http.StatusConflict, "case "+c.ID+" is "+string(c.State)+": its evidence is settled")
 		return
 	}
 	var req struct {
@@ -288,54 +269,53 @@ func (s *Server) linkEvidence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rec, err := s.o.Catalog.Recording(r.Context(), req.RecordingID)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusBadRequest, "recording_id: no recording "+req.RecordingID)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	if !s.mayRead(r, rec.OfficerID) {
-		s.deny(w, r, http.StatusForbidden, userOf(r), "recording "+rec.ID+" is not footage this user may read")
-		return
-	}
-	l := evidence.EvidenceLink{ID: password.NewSecret()[:16], CaseID: c.ID, RecordingID: rec.ID, LinkedBy: userOf(r),
-		LinkedAt: time.Now().UTC().Truncate(time.Microsecond), Note: req.Note}
+	lr := caselink.Request{CaseID: c.ID, RecordingID: req.RecordingID, Note: req.Note}
 	if req.From != nil {
-		l.From = req.From.UTC().Truncate(time.Microsecond)
+		lr.From = *req.From
 	}
 	if req.To != nil {
-		l.To = req.To.UTC().Truncate(time.Microsecond)
+		lr.To = *req.To
 	}
-	if !l.From.IsZero() && !l.To.IsZero() && !l.To.After(l.From) {
-		writeError(w, http.StatusBadRequest, "to: must be after from")
+	l, err := s.o.Links.Link(r.Context(), s.actor(r), lr)
+	if err != nil {
+		s.linkError(w, r, err, req.RecordingID)
 		return
 	}
-	// Link, then hold what is stored: a segment stored meanwhile is either
-	// listed here or sees the link when ingest checks after storing it.
-	if err := s.o.Cases.LinkEvidence(r.Context(), l); err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	if err := s.hold(r, rec.ID, true); err != nil {
-		// A link whose footage could still be deleted would promise what
-		// the store does not keep: take it back, on record.
-		s.o.Log.Error("legal hold failed; the link is withdrawn", "recording", rec.ID, "case", c.ID, "err", err)
-		s.o.Cases.UnlinkEvidence(r.Context(), l.ID, userOf(r), "legal hold could not be placed: "+err.Error(), time.Now().UTC())
-		writeError(w, http.StatusServiceUnavailable, "the footage cannot be put on legal hold now; it was not linked")
-		return
-	}
-	window := "the whole recording"
-	if !l.From.IsZero() || !l.To.IsZero() {
-		window = "window " + fmtTime(l.From) + " to " + fmtTime(l.To)
-	}
-	s.record(r, evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
-		Detail: "link " + l.ID + ": " + window + "; " + l.Note})
-	s.record(r, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
-		Detail: "legal hold placed on every stored object"})
 	writeJSON(w, http.StatusCreated, evidence.NewLinkRecord(l))
+}
+
+// actor is the request's principal as caselink sees it.
+func (s *Server) actor(r *http.Request) caselink.Actor {
+	return caselink.Actor{User: principalOf(r).User, Remote: r.RemoteAddr}
+}
+
+// linkError answers a caselink error. Its refusals are already in the
+// custody ledger; they are logged and counted here. Footage the user may
+// not read gets the answer a missing recording gets.
+func (s *Server) linkError(w http.ResponseWriter, r *http.Request, err error, recordingID string) {
+	refused := func(code int, msg string) {
+		s.o.Log.Warn("denied", "code", code, "user", userOf(r), "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", err)
+		s.metrics.denied.Inc()
+		writeError(w, code, msg)
+	}
+	switch {
+	case errors.Is(err, caselink.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, caselink.ErrNotYours):
+		refused(http.StatusBadRequest, "recording_id: no recording "+recordingID)
+	case errors.Is(err, caselink.ErrNoRecording):
+		writeError(w, http.StatusBadRequest, "recording_id: no recording "+recordingID)
+	case errors.Is(err, caselink.ErrNoCase), errors.Is(err, caselink.ErrNoLink):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, caselink.ErrForbidden):
+		refused(http.StatusForbidden, err.Error())
+	case errors.Is(err, caselink.ErrSettled), errors.Is(err, caselink.ErrUnlinked):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, caselink.ErrHold):
+		writeError(w, http.StatusServiceUnavailable, "the footage cannot be put on legal hold now; it was not linked")
+	default:
+		s.internal(w, r, err)
+	}
 }
 
 // validReason checks a reason that goes on record: present, bounded and
@@ -347,15 +327,9 @@ func validReason(reason, missing string) error {
 	return validText("reason", reason, 1000)
 }
 
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "(open)"
-	}
-	return t.Format(time.RFC3339Nano)
-}
-
-// unlinkEvidence removes a link, with a reason, kept forever. The legal
-// hold is lifted when no other case holds the recording.
+// unlinkEvidence removes a link, with a reason, kept forever; refused once
+// the case is decided. The legal hold is lifted when no other case holds
+// the recording.
 func (s *Server) unlinkEvidence(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.loadCase(w, r, true)
 	if !ok {
@@ -372,60 +346,12 @@ func (s *Server) unlinkEvidence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	l, err := s.o.Cases.EvidenceLink(r.Context(), r.PathValue("link"))
-	if err != nil || l.CaseID != c.ID {
-		writeError(w, http.StatusNotFound, "no link "+r.PathValue("link")+" in case "+c.ID)
-		return
-	}
-	if err := s.o.Cases.UnlinkEvidence(r.Context(), l.ID, userOf(r), req.Reason, time.Now().UTC()); err != nil {
-		if errors.Is(err, catalog.ErrConflict) {
-			writeError(w, http.StatusConflict, "link "+l.ID+" is already removed")
-			return
-		}
-		s.internal(w, r, err)
-		return
-	}
-	s.record(r, evidence.CustodyEvent{Action: evidence.ActionUnlink, TargetKind: "recording", TargetID: l.RecordingID, CaseID: c.ID,
-		Detail: "link " + l.ID + " removed: " + req.Reason})
-	links, _ := s.o.Cases.EvidenceLinks(r.Context(), "", l.RecordingID)
-	held := false
-	for _, other := range links {
-		held = held || (other.Active() && other.ID != l.ID)
-	}
-	if !held {
-		if err := s.hold(r, l.RecordingID, false); err != nil {
-			s.o.Log.Error("legal hold not lifted; the footage stays held", "recording", l.RecordingID, "err", err)
-		} else {
-			s.record(r, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: l.RecordingID, CaseID: c.ID,
-				Detail: "legal hold lifted: in no case any more"})
-		}
-	}
-	l, _ = s.o.Cases.EvidenceLink(r.Context(), l.ID)
-	writeJSON(w, http.StatusOK, evidence.NewLinkRecord(l))
-}
-
-// hold places or lifts the legal hold on every stored object of a recording.
-func (s *Server) hold(r *http.Request, recordingID string, on bool) error {
-	if s.o.Holds == nil {
-		return nil
-	}
-	segs, err := s.o.Cases.Segments(r.Context(), recordingID)
+	l, err := s.o.Links.Unlink(r.Context(), s.actor(r), c.ID, r.PathValue("link"), req.Reason)
 	if err != nil {
-		return err
+		s.linkError(w, r, err, "")
+		return
 	}
-	for _, sg := range segs {
-		if err := s.o.Holds.SetLegalHold(r.Context(), sg.Key, on); err != nil {
-			return err
-		}
-	}
-	if rec, err := s.o.Catalog.Recording(r.Context(), recordingID); err == nil && rec.ManifestKey != "" {
-		for _, k := range []string{rec.ManifestKey, rec.ManifestKey + ".sig"} {
-			if err := s.o.Holds.SetLegalHold(r.Context(), k, on); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	writeJSON(w, http.StatusOK, evidence.NewLinkRecord(l))
 }
 
 // caseCustody is the case's part of the ledger, with what is needed to
@@ -443,13 +369,16 @@ func (s *Server) caseCustody(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, x)
 }
 
-// caseExcerpt: the events of the case and about its recordings.
+// caseExcerpt: the events of the case, and those about its recordings while
+// they were linked to it (evidence.InCaseRecord); the rest as digests.
 func (s *Server) caseExcerpt(r *http.Request, caseID string) (evidence.Excerpt, error) {
 	links, err := s.o.Cases.EvidenceLinks(r.Context(), caseID, "")
 	if err != nil {
 		return evidence.Excerpt{}, err
 	}
-	f := catalog.CustodyFilter{CaseID: caseID}
+	f := catalog.CustodyFilter{CaseID: caseID, Keep: func(e evidence.CustodyEvent) bool {
+		return evidence.InCaseRecord(e, caseID, links)
+	}}
 	for _, l := range links {
 		if !slices.Contains(f.TargetIDs, l.RecordingID) {
 			f.TargetIDs = append(f.TargetIDs, l.RecordingID)

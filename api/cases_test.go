@@ -47,10 +47,14 @@ func TestCaseWorkflowAndCustody(t *testing.T) {
 	must(code, body, 403) // an officer files only their own
 	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence", "tok-o-a", `{"recording_id":"rec-a","note":"the dumping"}`)
 	must(code, body, 201)
-	var link struct {
+	var link, window struct {
 		ID string `json:"id"`
 	}
 	json.Unmarshal([]byte(body), &link)
+	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence", "tok-o-a",
+		`{"recording_id":"rec-a","from":"2026-01-01T10:00:00Z","to":"2026-01-01T10:05:00Z","note":"the first minutes"}`)
+	must(code, body, 201)
+	json.Unmarshal([]byte(body), &window)
 	// o-b is on the case: the linked footage is now theirs to read.
 	code, body = call(t, u, "GET", "/api/v1/recordings/rec-a", "tok-o-b", "")
 	must(code, body, 200)
@@ -70,12 +74,15 @@ func TestCaseWorkflowAndCustody(t *testing.T) {
 	must(code, body, 403)
 	code, body = step("tok-s-a", "archived", "skip")
 	must(code, body, 409)
+	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence/"+window.ID+"/unlink", "tok-s-a", `{"reason":""}`)
+	must(code, body, 400)
+	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence/"+window.ID+"/unlink", "tok-s-a", `{"reason":"wrong recording"}`)
+	must(code, body, 200)
 	code, body = step("tok-s-a", "decided", "fine issued")
 	must(code, body, 200)
-	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence/"+link.ID+"/unlink", "tok-s-a", `{"reason":""}`)
-	must(code, body, 400)
-	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence/"+link.ID+"/unlink", "tok-s-a", `{"reason":"wrong recording"}`)
-	must(code, body, 200)
+	// Decided: what the case was decided on stays linked, and on hold.
+	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence/"+link.ID+"/unlink", "tok-s-a", `{"reason":"no longer needed"}`)
+	must(code, body, 409)
 	code, body = step("tok-s-a", "closed", "done")
 	must(code, body, 200)
 	code, body = call(t, u, "POST", "/api/v1/cases/C-9/evidence", "tok-s-a", `{"recording_id":"rec-a"}`)
@@ -83,7 +90,7 @@ func TestCaseWorkflowAndCustody(t *testing.T) {
 
 	code, body = call(t, u, "GET", "/api/v1/cases/C-9", "tok-aud", "")
 	must(code, body, 200)
-	for _, want := range []string{`"state": "closed"`, `"unlink_reason": "wrong recording"`, `"active": false`, `"reason": "fine issued"`} {
+	for _, want := range []string{`"state": "closed"`, `"unlink_reason": "wrong recording"`, `"active": false`, `"active": true`, `"reason": "fine issued"`} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("case lacks %s: %s", want, body)
 		}
@@ -124,7 +131,7 @@ func TestCaseWorkflowAndCustody(t *testing.T) {
 	}
 	got := strings.Join(actions, " ")
 	for _, want := range []string{"case_create/ok/o-a", "link/ok/o-a", "hold/ok/o-a", "playback", "case_transition/ok/o-a",
-		"case_transition/denied/o-a", "case_transition/ok/s-a", "unlink/ok/s-a"} {
+		"case_transition/denied/o-a", "case_transition/ok/s-a", "unlink/ok/s-a", "unlink/denied/s-a"} {
 		if want == "playback" {
 			continue // reading the recording's JSON is not a playback
 		}

@@ -30,7 +30,7 @@ func TestCaseExportAPI(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, b
 	}
-	for who, want := range map[string]int{"": 401, "o-b": 403, "s-b": 403, "adm": 403} {
+	for who, want := range map[string]int{"": 401, "o-b": 404, "s-b": 404, "adm": 403} {
 		if resp, body := get(who); resp.StatusCode != want {
 			t.Errorf("export as %q: %d %s, want %d", who, resp.StatusCode, body, want)
 		}

@@ -31,9 +31,10 @@ const maxSDP = 64 << 10
 // 201 with the answer and the session's URL to DELETE when done.
 func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 	device := r.PathValue("device")
+	notLive := "device " + device + " is not live (unknown, or not publishing now)"
 	d, err := s.o.Catalog.Device(r.Context(), device)
 	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "device "+device+" is not live (unknown, or not publishing now)")
+		writeError(w, http.StatusNotFound, notLive)
 		return
 	}
 	if err != nil {
@@ -41,7 +42,7 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.mayRead(r, d.OfficerID) {
-		s.deny(w, r, http.StatusForbidden, userOf(r), "device "+device+" is not footage this user may watch")
+		s.conceal(w, r, notLive, "device "+device+" is not footage this user may watch")
 		return
 	}
 	if s.o.Relay == nil {
@@ -63,7 +64,7 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 		UserAgent: r.UserAgent(), SDP: string(body)})
 	switch {
 	case errors.Is(err, live.ErrNotLive):
-		writeError(w, http.StatusNotFound, "device "+device+" is not live (unknown, or not publishing now)")
+		writeError(w, http.StatusNotFound, notLive)
 		return
 	case errors.Is(err, live.ErrLimit):
 		w.Header().Set("Retry-After", "10")

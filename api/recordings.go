@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
@@ -139,7 +138,8 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
-// recording loads the recording named in the path, answering 404 itself.
+// recording loads the recording named in the path, answering 404 itself,
+// also for one the principal may not read (so ids cannot be probed).
 func (s *Server) recording(w http.ResponseWriter, r *http.Request) (evidence.Recording, bool) {
 	id := r.PathValue("id")
 	rec, err := s.o.Catalog.Recording(r.Context(), id)
@@ -152,7 +152,7 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) (evidence.Rec
 		return rec, false
 	}
 	if !s.mayReadRecording(r, rec) {
-		s.deny(w, r, http.StatusForbidden, userOf(r), "recording "+id+" is not footage this user may read")
+		s.conceal(w, r, "no recording "+id, "recording "+id+" is not footage this user may read")
 		return rec, false
 	}
 	return rec, true
@@ -240,23 +240,42 @@ func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no media in that time window")
 		return
 	}
-	// Custody: one playback (or download) event per viewing, not one per
-	// Range request of a seeking player. No record, no footage.
-	if rg := r.Header.Get("Range"); rg == "" || strings.HasPrefix(rg, "bytes=0-") {
-		action := evidence.ActionPlayback
-		if r.URL.Query().Get("download") != "" {
-			action = evidence.ActionDownload
-			w.Header().Set("Content-Disposition", `attachment; filename="`+rec.ID+`.mp4"`)
-		}
-		if err := s.record(r, evidence.CustodyEvent{Action: action, TargetKind: "recording", TargetID: rec.ID,
-			Detail: "media " + r.URL.RawQuery}); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "the access cannot be recorded in the custody ledger now; refused")
-			return
-		}
-	}
 	rd := &objectsReader{ctx: r.Context(), store: s.o.Store, segs: parts}
 	for _, p := range parts {
 		rd.total += p.Size
+	}
+	// Serving a Range costs no more than its answer: ranges merged and
+	// bounded (normalizeRange), each read from its offset (GetRange).
+	rangeAsked := r.Header.Get("Range")
+	if rs, h, ok := normalizeRange(rangeAsked, rd.total); ok {
+		rd.ranges = rs
+		if h == "" {
+			r.Header.Del("Range")
+		} else {
+			r.Header.Set("Range", h)
+		}
+	}
+	// Custody: every viewing is recorded, whatever the Range syntax, once
+	// per user, recording, window and action every viewingWindow (a
+	// seeking player's Range requests are one viewing). No record, no
+	// footage.
+	action := evidence.ActionPlayback
+	if r.URL.Query().Get("download") != "" {
+		action = evidence.ActionDownload
+		w.Header().Set("Content-Disposition", `attachment; filename="`+rec.ID+`.mp4"`)
+	}
+	now := time.Now()
+	key := viewingKey{user: userOf(r), recording: rec.ID, action: action, window: fmtTime(from) + " " + fmtTime(to)}
+	if !s.views.recorded(key, now) {
+		detail := "media " + action + ", window " + fmtTime(from) + " to " + fmtTime(to)
+		if rangeAsked != "" {
+			detail += ", Range " + rangeAsked
+		}
+		if err := s.record(r, evidence.CustodyEvent{Action: action, TargetKind: "recording", TargetID: rec.ID, Detail: detail}); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "the access cannot be recorded in the custody ledger now; refused")
+			return
+		}
+		s.views.remember(key, now)
 	}
 	w.Header().Set("Content-Type", "video/mp4")
 	if w.Header().Get("Content-Disposition") == "" {
@@ -316,9 +335,10 @@ type objectsReader struct {
 	store  Objects
 	segs   []evidence.Segment
 	total  int64
+	ranges []byteRange // what will be read; nil: everything
 	off    int64
 	cur    io.ReadCloser
-	curEnd int64 // stream offset where cur's object ends
+	curEnd int64 // stream offset where cur's read ends: its object's end, or its range's
 	curPos int64 // stream offset cur is at
 }
 
@@ -347,21 +367,25 @@ func (o *objectsReader) Read(p []byte) (int, error) {
 	}
 }
 
-// open opens the object that holds o.off and skips to it.
+// open opens the object that holds o.off, from there to the end of the
+// object or of the range being served, whichever comes first: a ranged
+// read, nothing before o.off or past what is served is asked of the store.
 func (o *objectsReader) open() error {
 	o.Close()
 	var start int64
 	for _, sg := range o.segs {
 		if o.off < start+sg.Size {
-			rc, err := o.store.Get(o.ctx, sg.Key)
+			end := start + sg.Size
+			for _, r := range o.ranges {
+				if o.off >= r.start && o.off <= r.end {
+					end = min(end, r.end+1)
+				}
+			}
+			rc, err := o.store.GetRange(o.ctx, sg.Key, o.off-start, end-o.off)
 			if err != nil {
 				return err
 			}
-			if _, err := io.CopyN(io.Discard, rc, o.off-start); err != nil {
-				rc.Close()
-				return err
-			}
-			o.cur, o.curEnd, o.curPos = rc, start+sg.Size, o.off
+			o.cur, o.curEnd, o.curPos = rc, end, o.off
 			return nil
 		}
 		start += sg.Size
@@ -390,4 +414,11 @@ func (o *objectsReader) Close() error {
 		o.cur = nil
 	}
 	return nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "(open)"
+	}
+	return t.Format(time.RFC3339Nano)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/caselink"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/custody"
 	"github.com/bodycam/bodycam/evidence"
@@ -93,26 +94,34 @@ func rolesFixture(t *testing.T) (*httptest.Server, *deniedLog) {
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
 	}, quiet, nil)
-	s := api.New(api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Holds: store, Signer: keys, Store: store, Keys: keys,
+	s := api.New(api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Signer: keys,
+		Links: caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: quiet}), Store: store, Keys: keys,
 		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	lastFixture = fixtureParts{cat: cat, keys: keys}
+	lastFixture = fixtureParts{cat: cat, keys: keys, store: store, ledger: ledger}
 	return srv, denied
 }
 
 type fixtureParts struct {
-	cat  *catalog.Catalog
-	keys *keyring.Keyring
+	cat    *catalog.Catalog
+	keys   *keyring.Keyring
+	store  *dir.Store
+	ledger *custody.Ledger
 }
 
 // lastFixture gives tests the catalog and keys under the last rolesFixture.
 var lastFixture fixtureParts
 
+// hid in the table: the principal may not see that case, recording or
+// device, and gets the very 404 a missing one gets (ids cannot be probed);
+// the refusal is audited all the same.
+const hid = -404
+
 // Every role against every endpoint, with the status each must get. 401:
-// no valid credential; 403: the role (or its scope) may not. Other codes
-// show the request got past authorization (400: the empty body was then
-// refused; 503: live viewing is not enabled in this fixture).
+// no valid credential; 403: the role may not; hid: its scope may not.
+// Other codes show the request got past authorization (400: the empty body
+// was then refused; 503: live viewing is not enabled in this fixture).
 func TestRolesByEndpoint(t *testing.T) {
 	srv, denied := rolesFixture(t)
 	principals := []string{"none", "o-a", "o-b", "s-a", "s-b", "aud", "adm", "admin-token", "gone"}
@@ -132,21 +141,21 @@ func TestRolesByEndpoint(t *testing.T) {
 		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401}},
 		{"POST", "/api/v1/users/o-a/certificate", `{"revoked":false}`, []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
 		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
-		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
-		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, 403, 404, 403, 404, 403, 403, 401}},
-		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
+		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401}},
+		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
-		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, 403, 503, 403, 403, 401}},
+		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401}},
 		{"GET", "/api/v1/live/viewers", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
 		{"GET", "/api/v1/live/views", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
 		{"GET", "/debug/pprof/", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
 		{"GET", "/api/v1/cases", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
 		{"POST", "/api/v1/cases", "{}", []int{401, 400, 400, 400, 400, 403, 403, 403, 401}},
-		{"GET", "/api/v1/cases/C-1", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
-		{"POST", "/api/v1/cases/C-1/transition", `{"to":"investigating"}`, []int{401, 400, 403, 400, 403, 403, 403, 403, 401}},
-		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, 403, 400, 403, 403, 403, 403, 401}},
-		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
-		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, 403, 200, 403, 200, 403, 403, 401}},
+		{"GET", "/api/v1/cases/C-1", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
+		{"POST", "/api/v1/cases/C-1/transition", `{"to":"investigating"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401}},
+		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401}},
+		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
+		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401}},
 	}
 	wantDenied, wantForbidden := 0, 0
@@ -168,8 +177,14 @@ func TestRolesByEndpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != row.want[i] {
-				t.Errorf("%s %s as %s: %d, want %d", row.method, row.path, who, resp.StatusCode, row.want[i])
+			want := row.want[i]
+			if want == hid {
+				want = 404
+				wantDenied++
+				wantForbidden++
+			}
+			if resp.StatusCode != want {
+				t.Errorf("%s %s as %s: %d, want %d", row.method, row.path, who, resp.StatusCode, want)
 			}
 			if row.want[i] == 401 || row.want[i] == 403 {
 				wantDenied++

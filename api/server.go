@@ -47,6 +47,8 @@ type Pinger interface {
 type Objects interface {
 	Pinger
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange reads length bytes of an object from offset (storage.Store).
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 }
 
 // LiveLister reports who is publishing now.
@@ -71,7 +73,7 @@ type Options struct {
 	Audit      DeniedAudit // nil: refusals are only logged and counted
 	Cases      Cases
 	Custody    Custody // nil: no custody ledger (tests of other parts)
-	Holds      Holds   // nil: no legal holds
+	Links      Linker  // links footage to cases (caselink)
 	Signer     catalog.Signer
 	AdminToken string
 	// RTSPPort goes into the publish URLs handed to new devices.
@@ -87,6 +89,7 @@ type Server struct {
 	handler  http.Handler
 	metrics  *httpMetrics
 	patterns []string
+	views    viewings // viewings of media already in the custody ledger
 }
 
 // Routes lists the "METHOD /path" patterns the server serves.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bodycam/bodycam/evidence"
@@ -171,7 +172,21 @@ func scanLink(s scanner) (evidence.EvidenceLink, error) {
 	return l, err
 }
 
-// LinkEvidence links a recording, or a window of one, to a case.
+// statesWhere lists, for SQL, the case states for which keep is true.
+func statesWhere(keep func(evidence.CaseState) bool) string {
+	var in []string
+	for _, s := range evidence.CaseStates() {
+		if keep(s) {
+			in = append(in, "'"+string(s)+"'")
+		}
+	}
+	return "(" + strings.Join(in, ", ") + ")"
+}
+
+// LinkEvidence links a recording, or a window of one, to a case. The case
+// must take evidence (evidence.CaseState.TakesEvidence) when the row is
+// written, checked in the same statement: a case closed meanwhile is
+// ErrConflict.
 func (c *Catalog) LinkEvidence(ctx context.Context, l evidence.EvidenceLink) error {
 	if l.ID == "" || l.CaseID == "" || l.RecordingID == "" || l.LinkedBy == "" {
 		return fmt.Errorf("catalog: a link needs an id, a case, a recording and who linked it")
@@ -179,23 +194,47 @@ func (c *Catalog) LinkEvidence(ctx context.Context, l evidence.EvidenceLink) err
 	if l.LinkedAt.IsZero() {
 		l.LinkedAt = time.Now()
 	}
-	_, err := c.exec(ctx, `INSERT INTO evidence_links (`+linkCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		l.ID, l.CaseID, l.RecordingID, nullMicros(l.From), nullMicros(l.To), l.LinkedBy, micros(l.LinkedAt), l.Note, "", nil, "")
-	return translate(err, "link of "+l.RecordingID+" to "+l.CaseID)
+	res, err := c.exec(ctx, `INSERT INTO evidence_links (`+linkCols+`)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM cases WHERE id = $12 AND state IN `+statesWhere(evidence.CaseState.TakesEvidence),
+		l.ID, l.CaseID, l.RecordingID, nullMicros(l.From), nullMicros(l.To), l.LinkedBy, micros(l.LinkedAt), l.Note, "", nil, "", l.CaseID)
+	if err != nil {
+		return translate(err, "link of "+l.RecordingID+" to "+l.CaseID)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		k, err := c.Case(ctx, l.CaseID)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: case %s is %s and takes no evidence", ErrConflict, k.ID, k.State)
+	}
+	return nil
 }
 
-// UnlinkEvidence removes a link, keeping it on record with who and why.
+// UnlinkEvidence removes a link, keeping it on record with who and why. A
+// link of a case whose evidence is settled (evidence.CaseState.
+// EvidenceSettled: decided or later) is not removed, checked in the same
+// statement: ErrConflict.
 func (c *Catalog) UnlinkEvidence(ctx context.Context, id, by, reason string, at time.Time) error {
-	res, err := c.exec(ctx, `UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3 WHERE id = $4 AND unlinked_us IS NULL`,
+	res, err := c.exec(ctx, `UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3
+		WHERE id = $4 AND unlinked_us IS NULL AND NOT EXISTS (
+			SELECT 1 FROM cases k WHERE k.id = evidence_links.case_id AND k.state IN `+statesWhere(evidence.CaseState.EvidenceSettled)+`)`,
 		by, micros(at), reason, id)
 	if err != nil {
 		return translate(err, "link "+id)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := c.EvidenceLink(ctx, id); err != nil {
+		l, err := c.EvidenceLink(ctx, id)
+		if err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: link %s is already removed", ErrConflict, id)
+		if !l.Active() {
+			return fmt.Errorf("%w: link %s is already removed", ErrConflict, id)
+		}
+		k, err := c.Case(ctx, l.CaseID)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: case %s is %s: its evidence is settled", ErrConflict, k.ID, k.State)
 	}
 	return nil
 }

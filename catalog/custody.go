@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,6 +118,9 @@ type CustodyFilter struct {
 	CaseID    string
 	TargetIDs []string // events about any of these objects
 	Limit     int      // default and most: 100000
+	// Keep, when set, keeps only the selected events it returns true for
+	// (an excerpt shows the others only as digests).
+	Keep func(evidence.CustodyEvent) bool
 }
 
 // CustodyEvents lists events in seq order: those of the case, or about one
@@ -216,6 +220,9 @@ func (c *Catalog) CustodyExcerpt(ctx context.Context, f CustodyFilter, signer Si
 	events, err := c.CustodyEvents(ctx, f)
 	if err != nil {
 		return evidence.Excerpt{}, err
+	}
+	if f.Keep != nil {
+		events = slices.DeleteFunc(events, func(e evidence.CustodyEvent) bool { return !f.Keep(e) })
 	}
 	return evidence.BuildExcerpt(events, cps, func(from, to int64) ([]evidence.CustodyLink, error) {
 		return c.CustodyLinks(ctx, from, to)

@@ -133,6 +133,24 @@ func (c *Catalog) FinishRecording(ctx context.Context, id string, state evidence
 	return nil
 }
 
+// SetRecordingCase sets the case a recording was published for (empty: none):
+// ingest clears it when the link the recorder asked for was refused, so that
+// neither the recording nor its signed manifest names a case it is not in.
+// A recording whose manifest is signed keeps what it says.
+func (c *Catalog) SetRecordingCase(ctx context.Context, id, caseID string) error {
+	res, err := c.exec(ctx, `UPDATE recordings SET case_id = $1 WHERE id = $2 AND manifest_key = ''`, caseID, id)
+	if err != nil {
+		return translate(err, "recording "+id)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := c.Recording(ctx, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: recording %s has a signed manifest", ErrConflict, id)
+	}
+	return nil
+}
+
 // SetManifest records where a finished recording's signed manifest is.
 func (c *Catalog) SetManifest(ctx context.Context, id, key string) error {
 	res, err := c.exec(ctx, `UPDATE recordings SET manifest_key = $1 WHERE id = $2 AND manifest_key = ''`, key, id)

@@ -22,6 +22,9 @@ const (
 
 var caseOrder = []CaseState{CaseFiled, CaseInvestigating, CaseUnderReview, CaseDecided, CaseClosed, CaseArchived}
 
+// CaseStates lists every state in workflow order.
+func CaseStates() []CaseState { return append([]CaseState(nil), caseOrder...) }
+
 // Valid reports whether s is a known state.
 func (s CaseState) Valid() bool {
 	for _, c := range caseOrder {

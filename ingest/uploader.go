@@ -369,8 +369,16 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	r := evidence.Recording{ID: meta.ID, DeviceID: meta.DeviceID, OfficerID: meta.OfficerID, CaseID: meta.CaseID,
 		State: evidence.StateLive, StartedAt: meta.StartedAt, Codecs: meta.Codecs, RemoteAddr: meta.RemoteAddr}
 	if _, err := u.cat.Recording(ctx, rec); errors.Is(err, catalog.ErrNotFound) {
-		if err := u.cat.CreateRecording(ctx, r); err != nil && !errors.Is(err, catalog.ErrExists) {
+		// The catalog was down when the recording started: create it now,
+		// and link it to the case it was published for, as start would have.
+		err := u.cat.CreateRecording(ctx, r)
+		if err != nil && !errors.Is(err, catalog.ErrExists) {
 			return false, fmt.Errorf("%w: %v", errCatalog, err)
+		}
+		if err == nil && r.CaseID != "" && u.holds != nil {
+			if err := u.holds.LinkFromStart(ctx, r); err != nil {
+				u.log.Warn("recording not linked to the case it was published for; recording it in no case", "recording", r.ID, "case", r.CaseID, "err", err)
+			}
 		}
 	} else if err != nil {
 		return false, fmt.Errorf("%w: %v", errCatalog, err)
@@ -592,7 +600,7 @@ func (u *uploader) finish(ctx context.Context, r evidence.Recording, end endMeta
 		rec, _ = u.cat.Recording(ctx, r.ID)
 		if u.custody != nil { // a failure is logged and counted by the ledger
 			u.custody.Record(ctx, evidence.CustodyEvent{Actor: "device:" + rec.DeviceID, Role: "device", Remote: rec.RemoteAddr,
-				Action: evidence.ActionIngest, TargetKind: "recording", TargetID: rec.ID, CaseID: rec.CaseID,
+				Action: evidence.ActionIngest, TargetKind: "recording", TargetID: rec.ID,
 				Detail: fmt.Sprintf("%s recording stored: %d segments, manifest %s; %s", rec.State, rec.SegmentCount, rec.ManifestKey, rec.EndReason)})
 		}
 	}

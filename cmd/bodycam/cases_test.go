@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/storage/dir"
 )
 
@@ -74,4 +78,123 @@ func TestPublishedForCase(t *testing.T) {
 		}
 	}
 	s.stop()
+}
+
+// The attack of issue 10 (finding 1): a recorder publishing with ?case= of a
+// case its officer may not change (another unit's) is recorded all the
+// same, but linked to nothing: the case's people gain no access to it, the
+// recording and its signed manifest name no case, and the refusal is a
+// custody event and a metric. Both ways round: cam-a (unit a) into unit b's
+// case, cam-b (unit b) into unit a's.
+func TestPublishedForForeignCase(t *testing.T) {
+	dataDir := t.TempDir()
+	s := start(t, dataDir, "--segment-duration", "1s")
+	admin := s.token()
+	oa := s.unitToken(admin, "o-a", "officer", "a")
+	ob := s.unitToken(admin, "o-b", "officer", "b")
+	sb := s.unitToken(admin, "s-b", "supervisor", "b")
+	aud := s.unitToken(admin, "aud", "auditor", "")
+	secrets := map[string]string{}
+	for dev, officer := range map[string]string{"cam-a": "o-a", "cam-b": "o-b"} {
+		code, body := s.call("POST", "/api/v1/devices", admin, `{"id":"`+dev+`","officer_id":"`+officer+`"}`)
+		if code != 201 {
+			t.Fatalf("register %s: %d %s", dev, code, body)
+		}
+		var d struct {
+			Password string `json:"rtsp_password"`
+		}
+		json.Unmarshal([]byte(body), &d)
+		secrets[dev] = d.Password
+	}
+	for token, c := range map[string]string{ob: "INC-1001", oa: "C-A1"} {
+		if code, body := s.call("POST", "/api/v1/cases", token, `{"id":"`+c+`","title":"t"}`); code != 201 {
+			t.Fatalf("file %s: %d %s", c, code, body)
+		}
+	}
+	var wg sync.WaitGroup
+	for dev, c := range map[string]string{"cam-a": "INC-1001", "cam-b": "C-A1"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ff := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+				"-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-t", "3", "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
+				"-pix_fmt", "yuv420p", "-f", "rtsp", "-rtsp_transport", "tcp",
+				fmt.Sprintf("rtsp://%s:%s@%s/%s?case=%s", dev, secrets[dev], s.arg("--rtsp-addr"), dev, c))
+			if out, err := ff.CombinedOutput(); err != nil {
+				t.Errorf("publish %s: %v %s", dev, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	recA, recB := s.waitStored(aud, "cam-a"), s.waitStored(aud, "cam-b")
+	for _, rec := range []storedRecording{recA, recB} {
+		if rec.CaseID != "" || rec.SegmentCount < 2 || rec.State != "complete" {
+			t.Fatalf("recording %+v: want it complete, in no case", rec)
+		}
+		// The signed manifest names no case either.
+		b, err := os.ReadFile(filepath.Join(dataDir, "objects", rec.ManifestKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			CaseID string `json:"case_id"`
+		}
+		if json.Unmarshal(b, &m); m.CaseID != "" {
+			t.Fatalf("manifest of %s names case %q", rec.ID, m.CaseID)
+		}
+	}
+	for token, c := range map[string]string{ob: "INC-1001", oa: "C-A1"} {
+		if code, body := s.call("GET", "/api/v1/cases/"+c, token, ""); code != 200 || strings.Contains(body, "recording_id") {
+			t.Fatalf("case %s holds footage it was not given: %s", c, body)
+		}
+	}
+	// o-b and o-b's supervisor still cannot read o-a's footage, and o-b
+	// cannot link it either.
+	for who, token := range map[string]string{"o-b": ob, "s-b": sb} {
+		if code, body := s.call("GET", "/api/v1/recordings/"+recA.ID+"/media", token, ""); code != 404 {
+			t.Fatalf("%s reads cam-a's footage: %d %s", who, code, body)
+		}
+	}
+	if code, body := s.call("POST", "/api/v1/cases/INC-1001/evidence", ob, `{"recording_id":"`+recA.ID+`"}`); code != 400 {
+		t.Fatalf("o-b links cam-a's footage: %d %s", code, body)
+	}
+	_, metrics := s.call("GET", "/metrics", "", "")
+	if !strings.Contains(metrics, `bodycam_case_links_total{by="device",op="link",outcome="denied"} 2`) {
+		t.Fatalf("refused device links not counted:\n%s", grepLines(metrics, "bodycam_case_links_total"))
+	}
+	s.stop()
+	// The ledger has each refusal, by the device, naming why.
+	cat, err := catalog.Open(context.Background(), "", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	events, err := cat.CustodyEvents(context.Background(), catalog.CustodyFilter{TargetIDs: []string{recA.ID, recB.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]string{}
+	for _, e := range events {
+		if e.Action == evidence.ActionLink {
+			if e.Outcome != evidence.OutcomeDenied || e.CaseID != "" {
+				t.Fatalf("link event %+v: want a refusal outside any case", e)
+			}
+			refused[e.Actor] = e.Detail
+		}
+	}
+	if !strings.Contains(refused["device:cam-a"], "o-a (officer) may not change case INC-1001") ||
+		!strings.Contains(refused["device:cam-b"], "o-b (officer) may not change case C-A1") {
+		t.Fatalf("refusals in the ledger: %v", refused)
+	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -362,8 +362,14 @@ func TestLiveNetworkOptions(t *testing.T) {
 // made in that session.
 func (s *server) roleToken(admin, id, role string) string {
 	s.t.Helper()
+	return s.unitToken(admin, id, role, "")
+}
+
+// unitToken is roleToken for a user of a unit.
+func (s *server) unitToken(admin, id, role, unit string) string {
+	s.t.Helper()
 	const pw = "a long enough test password"
-	if code, body := s.call("POST", "/api/v1/users", admin, `{"id":"`+id+`","role":"`+role+`","password":"`+pw+`"}`); code != 201 {
+	if code, body := s.call("POST", "/api/v1/users", admin, `{"id":"`+id+`","role":"`+role+`","unit":"`+unit+`","password":"`+pw+`"}`); code != 201 {
 		s.t.Fatalf("create %s: %d %s", id, code, body)
 	}
 	resp, err := http.Post(s.url+"/api/v1/session", "application/json", strings.NewReader(`{"user":"`+id+`","password":"`+pw+`"}`))

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/caselink"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/custody"
 	"github.com/bodycam/bodycam/events"
@@ -96,7 +97,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
 	}, log.With("component", "custody"), reg)
-	holds := caseHolds{cat: cat, store: store, ledger: ledger}
+	links := caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: log.With("component", "caselink"), Registry: reg})
 	iceServers, _ := live.ParseICEServers(strings.Split(cfg.WebRTCICE, ",")) // validated
 	relay, err := live.New(live.Options{
 		UDPAddr: cfg.WebRTCUDPAddr, TCPAddr: cfg.WebRTCTCPAddr, PublicIPs: cfg.publicIPs(), ICEServers: iceServers,
@@ -114,11 +115,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rtsp := ingest.New(ingest.Options{
 		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
-		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: holds, Registry: reg, Log: log.With("component", "ingest"),
+		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: links, Registry: reg, Log: log.With("component", "ingest"),
 	})
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
 	httpAPI := api.New(api.Options{
-		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Holds: store, Signer: keys,
+		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
 		Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort,
 		Log: log.With("component", "api"), Registry: reg,
 	})
