@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"SessionsAndTokens", testSessionsAndTokens},
 		{"Custody", testCustody},
 		{"CasesAndLinks", testCasesAndLinks},
+		{"LinksFollowCaseState", testLinksFollowCaseState},
 		{"CustodyConcurrent", testCustodyConcurrent},
 	}
 	for _, tc := range tests {
@@ -801,5 +802,69 @@ func testCasesAndLinks(t *testing.T, c *catalog.Catalog) {
 	links, _ := c.EvidenceLinks(ctx, "", "r1")
 	if len(links) != 1 || links[0].Active() || links[0].UnlinkReason != "wrong recording" || links[0].UnlinkedBy != "s-1" {
 		t.Fatalf("links of r1 after unlinking: %+v", links)
+	}
+}
+
+// The case's state is checked in the statement that links or unlinks: a
+// closed case takes no link, a decided one keeps its links (whatever step
+// is taken between a caller's check and its change). A recording's case can
+// be cleared until its manifest is signed.
+func testLinksFollowCaseState(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	if err := c.CreateUser(ctx, user("o-1", evidence.RoleOfficer)); err != nil {
+		t.Fatal(err)
+	}
+	mustDevice(t, c, "cam-1")
+	rec := recording("r1", "cam-1", t0)
+	rec.CaseID = "C-1"
+	if err := c.CreateRecording(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateCase(ctx, evidence.Case{ID: "C-1", Officer: "o-1", CreatedBy: "o-1", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	link := func(id string) error {
+		return c.LinkEvidence(ctx, evidence.EvidenceLink{ID: id, CaseID: "C-1", RecordingID: "r1", LinkedBy: "o-1", LinkedAt: t0})
+	}
+	if err := link("l0"); err != nil {
+		t.Fatal(err)
+	}
+	states := evidence.CaseStates()
+	for i, to := range states[1:] {
+		if err := c.TransitionCase(ctx, evidence.CaseTransition{CaseID: "C-1", From: states[i], To: to, By: "o-1", Reason: "next", At: t0}); err != nil {
+			t.Fatal(err)
+		}
+		id := "l-" + string(to)
+		err := link(id)
+		if to.TakesEvidence() != (err == nil) || (err != nil && !errors.Is(err, catalog.ErrConflict)) {
+			t.Fatalf("link to a case %s: %v", to, err)
+		}
+		if !to.EvidenceSettled() {
+			if err := c.UnlinkEvidence(ctx, id, "o-1", "wrong", t0); err != nil {
+				t.Fatalf("unlink while %s: %v", to, err)
+			}
+			continue
+		}
+		if err := c.UnlinkEvidence(ctx, "l0", "o-1", "why not", t0); !errors.Is(err, catalog.ErrConflict) {
+			t.Fatalf("unlink from a case %s: %v", to, err)
+		}
+	}
+	if l, _ := c.EvidenceLink(ctx, "l0"); !l.Active() {
+		t.Fatalf("a decided case's link was removed: %+v", l)
+	}
+	if err := c.SetRecordingCase(ctx, "r1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.Recording(ctx, "r1"); r.CaseID != "" {
+		t.Fatalf("case of r1 %q after clearing", r.CaseID)
+	}
+	if err := c.SetManifest(ctx, "r1", "cam-1/r1/manifest.json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetRecordingCase(ctx, "r1", "C-2"); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("case of a recording with a signed manifest changed: %v", err)
+	}
+	if err := c.SetRecordingCase(ctx, "nope", ""); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("case of a missing recording: %v", err)
 	}
 }
