@@ -71,3 +71,24 @@ func (s *Server) conceal(w http.ResponseWriter, r *http.Request, notFound, why s
 	}
 	writeError(w, http.StatusNotFound, notFound)
 }
+
+// deviceScope tells, for one request, whether its principal may see each
+// live device and its viewers: a supervisor with a unit, their unit's
+// (the footage rule, evidence.MayReadFootage); others every device (the
+// routes let in only those who may see them). Each device is looked up once.
+func (s *Server) deviceScope(r *http.Request) func(device string) bool {
+	p := principalOf(r)
+	if p.Role != evidence.RoleSupervisor || p.Unit == "" {
+		return func(string) bool { return true }
+	}
+	seen := map[string]bool{}
+	return func(device string) bool {
+		if ok, done := seen[device]; done {
+			return ok
+		}
+		d, err := s.o.Catalog.Device(r.Context(), device)
+		ok := err == nil && s.mayRead(r, d.OfficerID)
+		seen[device] = ok
+		return ok
+	}
+}

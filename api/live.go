@@ -124,7 +124,7 @@ type liveViewJSON struct {
 }
 
 // listLiveViews is the audit of live viewing: who watched what, when, from
-// where.
+// where; a supervisor of a unit sees their unit's devices' viewings.
 func (s *Server) listLiveViews(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := catalog.LiveViewFilter{DeviceID: q.Get("device"), User: q.Get("user")}
@@ -139,7 +139,11 @@ func (s *Server) listLiveViews(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := make([]liveViewJSON, 0, len(views))
+	visible := s.deviceScope(r)
 	for _, v := range views {
+		if !visible(v.DeviceID) {
+			continue
+		}
 		items = append(items, liveViewJSON{ID: v.ID, DeviceID: v.DeviceID, RecordingID: v.RecordingID, User: v.User,
 			RemoteAddr: v.RemoteAddr, UserAgent: v.UserAgent, Video: v.Video, Audio: v.Audio, StartedAt: v.StartedAt,
 			EndedAt: timePtr(v.EndedAt), EndReason: v.EndReason})
@@ -159,11 +163,16 @@ type viewerJSON struct {
 	Dropped   uint64    `json:"dropped_units"`
 }
 
-// listViewers lists the live viewing sessions in progress.
+// listViewers lists the live viewing sessions in progress (a supervisor of
+// a unit: of their unit's devices).
 func (s *Server) listViewers(w http.ResponseWriter, r *http.Request) {
 	items := []viewerJSON{}
 	if s.o.Relay != nil {
+		visible := s.deviceScope(r)
 		for _, v := range s.o.Relay.Viewers() {
+			if !visible(v.Device) {
+				continue
+			}
 			items = append(items, viewerJSON{ID: v.ID, DeviceID: v.Device, User: v.User, Remote: v.Remote, Video: v.Video,
 				Audio: v.Audio, StartedAt: v.Started, Connected: v.Connected, Dropped: v.Dropped})
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/verify"
 )
 
@@ -321,10 +322,17 @@ func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
 		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps})
 }
 
+// listLive lists who is publishing now, scoped like footage for a
+// supervisor of a unit.
 func (s *Server) listLive(w http.ResponseWriter, r *http.Request) {
-	var items any = []struct{}{}
+	items := []ingest.Live{}
 	if s.o.Live != nil {
-		items = s.o.Live.Live()
+		visible := s.deviceScope(r)
+		for _, l := range s.o.Live.Live() {
+			if visible(l.DeviceID) {
+				items = append(items, l)
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }

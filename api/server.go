@@ -195,6 +195,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ErrorLog:          slog.NewLogLogger(s.o.Log.Handler(), slog.LevelWarn),
+
+		// A request line and headers fit in 64 KiB (Go's default is 1 MiB):
+		// what a client sends is bounded before it reaches a log or the
+		// ledger.
+		MaxHeaderBytes: 64 << 10,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

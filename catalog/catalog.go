@@ -80,6 +80,9 @@ func OpenSQLite(ctx context.Context, path string) (*Catalog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
+	if err := private(path); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
 	// WAL for concurrent readers, FULL sync because this is evidence, foreign
 	// keys on, and immediate transactions so two writers queue rather than
 	// deadlock on a lock upgrade.
@@ -100,6 +103,25 @@ func OpenSQLite(ctx context.Context, path string) (*Catalog, error) {
 	c.stopped = make(chan struct{})
 	go c.checkpoints()
 	return c, nil
+}
+
+// private makes the catalog's files readable by their owner only (0600):
+// it holds users, password hashes and the custody ledger. SQLite gives the
+// -wal and -shm files it creates the database file's mode, so the database
+// is created 0600 before SQLite opens it; files of an older start are
+// narrowed.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkpoints copies the SQLite WAL back into the database every second,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/catalog/catalogtest"
+	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/internal/testsvc"
 )
 
@@ -65,16 +66,42 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// The catalog's files (users, password hashes, the ledger) are the owner's
+// only, the WAL's too, also when an older start left them readable
+// (issue 10, finding 17: they were 0644).
 func TestSQLiteFileInDataDir(t *testing.T) {
 	dir := t.TempDir()
-	c, err := catalog.Open(context.Background(), "", dir)
+	ctx := context.Background()
+	c, err := catalog.Open(ctx, "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
-	if _, err := os.Stat(filepath.Join(dir, "catalog.db")); err != nil {
+	check := func(when string) {
+		t.Helper()
+		for _, name := range []string{"catalog.db", "catalog.db-wal", "catalog.db-shm"} {
+			st, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Fatalf("%s: %s is %v, want 0600", when, name, st.Mode().Perm())
+			}
+		}
+	}
+	if err := c.CreateDevice(ctx, evidence.Device{ID: "cam-1", SecretHash: "x"}); err != nil { // the WAL exists now
 		t.Fatal(err)
 	}
+	check("new")
+	for _, name := range []string{"catalog.db", "catalog.db-wal", "catalog.db-shm"} {
+		os.Chmod(filepath.Join(dir, name), 0o644)
+	}
+	c2, err := catalog.Open(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("reopened")
+	c2.Close()
+	c.Close()
 }
 
 func TestBadURLs(t *testing.T) {

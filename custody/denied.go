@@ -64,9 +64,9 @@ func (l *Ledger) Denied(ctx context.Context, user, what, remote, why string, sig
 	}
 	if t != nil {
 		t.more++
-		t.last, t.what = now, what+": "+why
+		t.last, t.what = now, Clip(what, maxField)+": "+Clip(why, maxField)
 		if user != "" {
-			t.what += " (as " + user + ")"
+			t.what += " (as " + Clip(user, maxField) + ")"
 		}
 		l.anon.mu.Unlock()
 		return

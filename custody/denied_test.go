@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bodycam/bodycam/evidence"
 )
@@ -89,5 +90,40 @@ func TestDeniedManyHosts(t *testing.T) {
 	l.Flush(ctx)
 	if got := len(m.all()); got != anonymousHosts+2 {
 		t.Fatalf("a second Flush recorded again: %d events", got)
+	}
+}
+
+// The attack of issue 10 (finding 7): a 900 KB query string became a 900 KB
+// event, also for anonymous refusals. What an event keeps of each field is
+// bounded, says how long it was, and stays valid UTF-8.
+func TestEventsBounded(t *testing.T) {
+	m := &memory{}
+	l := New(m.append, slog.New(slog.DiscardHandler), nil)
+	ctx := context.Background()
+	huge := "GET /api/v1/recordings?x=" + strings.Repeat("é", 450000) // 900 KB
+	l.Record(ctx, evidence.CustodyEvent{Actor: huge, Action: evidence.ActionPlayback, TargetKind: "recording", TargetID: huge, Detail: "media " + huge})
+	l.Denied(ctx, huge, huge, "10.0.0.1:1", huge, false) // recorded at once
+	for i := 0; i < 3; i++ {
+		l.Denied(ctx, huge, huge, "10.0.0.1:1", huge, false) // tallied
+	}
+	l.Denied(ctx, huge, huge, "10.0.0.2:1", huge, true)
+	l.Flush(ctx)
+	events := m.all()
+	if len(events) != 4 {
+		t.Fatalf("%d events, want 4", len(events))
+	}
+	for _, e := range events {
+		size := len(e.Actor) + len(e.Role) + len(e.Remote) + len(e.Action) + len(e.TargetKind) + len(e.TargetID) + len(e.CaseID) + len(e.Detail)
+		if size > 4096 {
+			t.Fatalf("a %d-byte event: %.200q", size, e.Detail)
+		}
+		for _, f := range []string{e.Actor, e.TargetID, e.Detail} {
+			if !utf8.ValidString(f) {
+				t.Fatalf("cut inside a character: %q", f[len(f)-40:])
+			}
+		}
+	}
+	if !strings.Contains(events[0].Detail, "bytes in all]") || !strings.Contains(events[0].Detail, fmt.Sprint(len("media "+huge))) {
+		t.Fatalf("the cut does not say how long it was: %q", events[0].Detail[len(events[0].Detail)-60:])
 	}
 }

@@ -6,8 +6,10 @@ package custody
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -52,6 +54,11 @@ func (l *Ledger) Record(ctx context.Context, e evidence.CustodyEvent) error {
 	if e.Outcome == "" {
 		e.Outcome = evidence.OutcomeOK
 	}
+	// What a request brings is bounded before it is kept forever.
+	for _, f := range []*string{&e.Actor, &e.Role, &e.Remote, &e.Action, &e.TargetKind, &e.TargetID, &e.CaseID} {
+		*f = Clip(*f, maxField)
+	}
+	e.Detail = Clip(e.Detail, maxDetail)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := l.store(ctx, e); err != nil {
@@ -61,4 +68,26 @@ func (l *Ledger) Record(ctx context.Context, e evidence.CustodyEvent) error {
 	}
 	l.events.WithLabelValues(e.Action, e.Outcome).Inc()
 	return nil
+}
+
+// Bounds of what one event keeps of each field: enough for any id, address
+// or reason the server writes, and for a fair part of what a client sent.
+const (
+	maxField  = 256
+	maxDetail = 1024
+)
+
+// Clip cuts s to at most n bytes on a UTF-8 boundary, saying so and how long
+// it was: a ledger event (kept forever) never holds a request's text of any
+// size.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	note := fmt.Sprintf("… [cut: %d bytes in all]", len(s))
+	cut := max(n-len(note), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + note
 }
