@@ -1,0 +1,204 @@
+package caselink_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bodycam/bodycam/caselink"
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/storage"
+	"github.com/bodycam/bodycam/storage/dir"
+)
+
+// ledger keeps the events it is given.
+type ledger struct{ events []evidence.CustodyEvent }
+
+func (l *ledger) Record(_ context.Context, e evidence.CustodyEvent) error {
+	l.events = append(l.events, e)
+	return nil
+}
+
+// brokenHolds cannot place legal holds.
+type brokenHolds struct{}
+
+func (brokenHolds) SetLegalHold(context.Context, string, bool) error { return errors.New("object store down") }
+
+type fixture struct {
+	cat    *catalog.Catalog
+	store  *dir.Store
+	ledger *ledger
+	links  *caselink.Linker
+}
+
+// newFixture: units a and b, each with an officer (o-a, o-b) and a device
+// (cam-a, cam-b); o-x is a disabled officer of unit a with device cam-x;
+// cam-n has no officer. Cases A-1 (o-a's) and B-1 (o-b's).
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	d := t.TempDir()
+	cat, err := catalog.Open(ctx, "", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	store, err := dir.Open(d+"/objects", dir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []evidence.User{
+		{ID: "o-a", Role: evidence.RoleOfficer, Unit: "a"}, {ID: "o-b", Role: evidence.RoleOfficer, Unit: "b"},
+		{ID: "o-x", Role: evidence.RoleOfficer, Unit: "a", Disabled: true}, {ID: "aud", Role: evidence.RoleAuditor},
+	} {
+		u.CertToken = "cert-" + u.ID
+		if err := cat.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for dev, officer := range map[string]string{"cam-a": "o-a", "cam-b": "o-b", "cam-x": "o-x", "cam-n": ""} {
+		if err := cat.CreateDevice(ctx, evidence.Device{ID: dev, OfficerID: officer, SecretHash: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, officer := range map[string]string{"A-1": "o-a", "B-1": "o-b"} {
+		unit := officer[2:]
+		if err := cat.CreateCase(ctx, evidence.Case{ID: id, Officer: officer, Unit: unit, CreatedBy: officer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &ledger{}
+	return &fixture{cat: cat, store: store, ledger: l,
+		links: caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: l, Log: slog.New(slog.DiscardHandler)})}
+}
+
+// published adds a recording of dev published for caseID, with one stored
+// object.
+func (f *fixture) published(t *testing.T, id, dev, officer, caseID string) evidence.Recording {
+	t.Helper()
+	ctx := context.Background()
+	rec := evidence.Recording{ID: id, DeviceID: dev, OfficerID: officer, CaseID: caseID, StartedAt: time.Now(), RemoteAddr: "10.0.0.7:5000"}
+	if err := f.cat.CreateRecording(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	key := dev + "/" + id + "/init.mp4"
+	info, err := f.store.Put(ctx, key, bytes.NewReader([]byte("init")), 4, storage.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cat.AppendSegment(ctx, evidence.Segment{RecordingID: id, Kind: evidence.KindInit, Key: key, Size: 4, SHA256: info.SHA256, StartedAt: rec.StartedAt}); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func (f *fixture) held(t *testing.T, rec evidence.Recording) bool {
+	t.Helper()
+	st, err := f.store.Stat(context.Background(), rec.DeviceID+"/"+rec.ID+"/init.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.LegalHold
+}
+
+// A recorder publishing for a case is held to its officer's rights: linked
+// to its own officer's case; refused, recorded in no case and on record,
+// for another unit's case, a missing case, a disabled officer or none.
+func TestLinkFromStart(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		dev, officer, caseID string
+		err                  error
+		why                  string
+	}{
+		{"cam-a", "o-a", "A-1", nil, ""},
+		{"cam-a", "o-a", "B-1", caselink.ErrForbidden, "o-a (officer) may not change case B-1"},
+		{"cam-b", "o-b", "A-1", caselink.ErrForbidden, "o-b (officer) may not change case A-1"},
+		{"cam-a", "o-a", "NOPE-1", caselink.ErrNoCase, "case NOPE-1 does not exist"},
+		{"cam-x", "o-x", "A-1", caselink.ErrForbidden, "the device's officer o-x is disabled"},
+		{"cam-n", "", "A-1", caselink.ErrForbidden, "device cam-n has no officer"},
+	} {
+		id := "r-" + c.dev + "-" + c.caseID
+		rec := f.published(t, id, c.dev, c.officer, c.caseID)
+		f.ledger.events = nil
+		err := f.links.LinkFromStart(ctx, rec)
+		if !errors.Is(err, c.err) && !(c.err == nil && err == nil) {
+			t.Fatalf("%s: %v, want %v", id, err, c.err)
+		}
+		got, _ := f.cat.Recording(ctx, id)
+		links, _ := f.cat.EvidenceLinks(ctx, "", id)
+		if c.err == nil {
+			if got.CaseID != c.caseID || len(links) != 1 || links[0].LinkedBy != "device:"+c.dev || !f.held(t, rec) {
+				t.Fatalf("%s: %+v, links %+v; want it linked and held", id, got, links)
+			}
+			if len(f.ledger.events) != 2 || f.ledger.events[0].Action != evidence.ActionLink || f.ledger.events[0].CaseID != c.caseID {
+				t.Fatalf("%s: events %+v", id, f.ledger.events)
+			}
+			continue
+		}
+		if got.CaseID != "" || len(links) != 0 || f.held(t, rec) {
+			t.Fatalf("%s: %+v, links %+v, held %v; want it in no case", id, got, links, f.held(t, rec))
+		}
+		if len(f.ledger.events) != 1 {
+			t.Fatalf("%s: events %+v, want the refusal", id, f.ledger.events)
+		}
+		e := f.ledger.events[0]
+		if e.Actor != "device:"+c.dev || e.Role != "device" || e.Remote != rec.RemoteAddr || e.Outcome != evidence.OutcomeDenied ||
+			e.CaseID != "" || !strings.Contains(e.Detail, c.why) || !strings.Contains(e.Detail, "recorded, not linked") {
+			t.Fatalf("%s: refusal %+v, want it to say %q", id, e, c.why)
+		}
+	}
+}
+
+// A user links footage they may read to a case they may change; a link
+// whose hold cannot be placed is withdrawn, on record.
+func TestLink(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	recA := f.published(t, "ra", "cam-a", "o-a", "")
+	recB := f.published(t, "rb", "cam-b", "o-b", "")
+	oa, _ := f.cat.User(ctx, "o-a")
+	aud, _ := f.cat.User(ctx, "aud")
+	as := func(u evidence.User) caselink.Actor { return caselink.Actor{User: u, Remote: "10.0.0.1:1"} }
+	if _, err := f.links.Link(ctx, as(oa), caselink.Request{CaseID: "A-1", RecordingID: recB.ID}); !errors.Is(err, caselink.ErrNotYours) {
+		t.Fatalf("o-a links o-b's footage: %v", err)
+	}
+	if _, err := f.links.Link(ctx, as(oa), caselink.Request{CaseID: "B-1", RecordingID: recA.ID}); !errors.Is(err, caselink.ErrForbidden) {
+		t.Fatalf("o-a links into o-b's case: %v", err)
+	}
+	if _, err := f.links.Link(ctx, as(aud), caselink.Request{CaseID: "A-1", RecordingID: recA.ID}); !errors.Is(err, caselink.ErrForbidden) {
+		t.Fatalf("an auditor links: %v", err)
+	}
+	from := time.Now()
+	if _, err := f.links.Link(ctx, as(oa), caselink.Request{CaseID: "A-1", RecordingID: recA.ID, From: from, To: from.Add(-time.Second)}); !errors.Is(err, caselink.ErrInvalid) {
+		t.Fatalf("an empty window: %v", err)
+	}
+	broken := caselink.New(caselink.Options{Catalog: f.cat, Holds: brokenHolds{}, Custody: f.ledger, Log: slog.New(slog.DiscardHandler)})
+	f.ledger.events = nil
+	l, err := broken.Link(ctx, as(oa), caselink.Request{CaseID: "A-1", RecordingID: recA.ID})
+	if !errors.Is(err, caselink.ErrHold) {
+		t.Fatalf("link without a hold: %v", err)
+	}
+	if got, _ := f.cat.EvidenceLink(ctx, l.ID); got.Active() {
+		t.Fatalf("a link without its hold stays: %+v", got)
+	}
+	if len(f.ledger.events) != 1 || f.ledger.events[0].Outcome != evidence.OutcomeFailed {
+		t.Fatalf("events %+v, want the withdrawn link", f.ledger.events)
+	}
+	l, err = f.links.Link(ctx, as(oa), caselink.Request{CaseID: "A-1", RecordingID: recA.ID, Note: "the stop"})
+	if err != nil || !f.held(t, recA) {
+		t.Fatalf("link: %+v %v, held %v", l, err, f.held(t, recA))
+	}
+	if _, err := f.links.Unlink(ctx, as(oa), "B-1", l.ID, "wrong"); !errors.Is(err, caselink.ErrNoCase) && !errors.Is(err, caselink.ErrNoLink) {
+		t.Fatalf("unlink through another case: %v", err)
+	}
+	if _, err := f.links.Unlink(ctx, as(oa), "A-1", l.ID, "wrong stop"); err != nil || f.held(t, recA) {
+		t.Fatalf("unlink: %v, held %v", err, f.held(t, recA))
+	}
+}
