@@ -27,7 +27,9 @@ func (l *ledger) Record(_ context.Context, e evidence.CustodyEvent) error {
 // brokenHolds cannot place legal holds.
 type brokenHolds struct{}
 
-func (brokenHolds) SetLegalHold(context.Context, string, bool) error { return errors.New("object store down") }
+func (brokenHolds) SetLegalHold(context.Context, string, bool) error {
+	return errors.New("object store down")
+}
 
 type fixture struct {
 	cat    *catalog.Catalog
