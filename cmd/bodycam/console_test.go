@@ -16,7 +16,9 @@ import (
 // driven by test/browser/console.mjs (Node, playwright-core) against the
 // real server and the real ffmpeg publishing H.264 and G.711. It signs in
 // with the admin token (a wrong one first; the admin sees who is live but
-// may not watch), then as a supervisor (a wrong password first), watches
+// may not watch), then as a supervisor (a wrong password first; the admin
+// set the password, so the console asks for a new one first, refusing a
+// wrong current one), watches
 // the device live and checks the picture
 // moves at 640x360 with audio, opens a second view and closes one (the
 // session is hung up), verifies the live recording, files a case, links the
