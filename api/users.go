@@ -274,12 +274,17 @@ type userJSON struct {
 	CertURL        string     `json:"cert_url"`
 	Disabled       bool       `json:"disabled"`
 	LockedUntil    *time.Time `json:"locked_until,omitempty"`
-	CreatedAt      time.Time  `json:"created_at"`
+	// An admin set the password (when, who): the user must set a new one.
+	MustChangePassword bool       `json:"must_change_password"`
+	PasswordResetAt    *time.Time `json:"password_reset_at,omitempty"`
+	PasswordResetBy    string     `json:"password_reset_by,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
 }
 
 func toUserJSON(u evidence.User) userJSON {
 	j := userJSON{ID: u.ID, Name: u.Name, Role: string(u.Role), Unit: u.Unit, BadgeNumber: u.BadgeNumber, Agency: u.Agency,
-		CertRevoked: u.CertRevoked, CertURL: "/verify/officer/" + u.CertToken, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+		CertRevoked: u.CertRevoked, CertURL: "/verify/officer/" + u.CertToken, Disabled: u.Disabled, CreatedAt: u.CreatedAt,
+		MustChangePassword: u.MustChangePassword, PasswordResetAt: timePtr(u.PasswordResetAt), PasswordResetBy: u.PasswordResetBy}
 	if !u.CertValidUntil.IsZero() {
 		t := u.CertValidUntil
 		j.CertValidUntil = &t
