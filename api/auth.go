@@ -21,15 +21,16 @@ type Users interface {
 	User(ctx context.Context, id string) (evidence.User, error)
 	UserByCertToken(ctx context.Context, token string) (evidence.User, error)
 	Users(ctx context.Context) ([]evidence.User, error)
-	SetPassword(ctx context.Context, id, hash string) error
+	SetPassword(ctx context.Context, p catalog.PasswordChange) (catalog.PasswordChanged, error)
 	SetUserDisabled(ctx context.Context, id string, disabled bool) error
 	SetCertificate(ctx context.Context, id string, validUntil time.Time, revoked bool) error
-	LoginFailed(ctx context.Context, id string, at time.Time, max int, lockFor time.Duration) (evidence.User, error)
-	LoginSucceeded(ctx context.Context, id string) error
+	SignInAttempt(ctx context.Context, name string, at time.Time, max int, lockFor time.Duration) (int, time.Time, error)
+	SignInSucceeded(ctx context.Context, name string) error
+	SweepSignInFailures(ctx context.Context, at time.Time, lockFor time.Duration) (int64, error)
 	CreateSession(ctx context.Context, s evidence.Session) error
 	Session(ctx context.Context, hash string) (evidence.Session, error)
 	DeleteSession(ctx context.Context, hash string) error
-	DeleteUserSessions(ctx context.Context, userID string) error
+	DeleteUserSessions(ctx context.Context, userID string) (int64, error)
 	CreateAPIToken(ctx context.Context, t evidence.APIToken) error
 	APITokenByHash(ctx context.Context, hash string) (evidence.APIToken, error)
 	APITokens(ctx context.Context, userID string) ([]evidence.APIToken, error)
@@ -38,17 +39,19 @@ type Users interface {
 
 // Sign-in rules.
 const (
-	sessionTTL      = 12 * time.Hour // a shift; then sign in again
-	maxLoginFailure = 5              // failures in a row before a lock-out
-	lockOut         = 15 * time.Minute
-	sessionCookie   = "bodycam_session"
-	consoleHeader   = "X-Bodycam-Console"
+	sessionTTL    = 12 * time.Hour // a shift; then sign in again
+	maxSignIns    = 5              // password checks in a row under one name before a lock-out
+	lockOut       = 15 * time.Minute
+	sessionCookie = "bodycam_session"
+	consoleHeader = "X-Bodycam-Console"
 )
 
 // principal is who made a request.
 type principal struct {
 	evidence.User
 	via string // "admin-token", "api-token", "session"
+	// bootstrap: a console session opened with the bootstrap admin token.
+	bootstrap bool
 }
 
 type userKey struct{}
@@ -74,6 +77,20 @@ func (s *Server) adminToken(token string) bool {
 	want := sha256.Sum256([]byte(s.o.AdminToken))
 	got := sha256.Sum256([]byte(token))
 	return s.o.AdminToken != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// adminTokenPrint is the fingerprint a console session opened with the
+// bootstrap admin token keeps of it: keyed with the credential key (the
+// device-secret derivation under an id no device can have), so that a
+// database dump does not allow guessing the token offline.
+func adminTokenPrint(keys Keys, token string) string {
+	if token == "" {
+		return ""
+	}
+	if keys == nil { // only servers that register no devices either (tests of other parts)
+		return "sha256:" + hashToken("bodycam-admin-session-v1\x00"+token)
+	}
+	return "hmac:" + keys.DeviceSecret("\x00bootstrap-admin-session", hashToken(token))
 }
 
 var errNoCredential = errors.New("a valid bearer token or a console session is required")
@@ -106,7 +123,23 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if err != nil || time.Now().After(sess.ExpiresAt) {
 		return principal{}, errNoCredential
 	}
-	return s.active(ctx, sess.UserID, "session")
+	if sess.OpenedBy == "" {
+		return s.active(ctx, sess.UserID, "session")
+	}
+	// Opened with the bootstrap admin token: valid only while that token
+	// is the server's. A changed token ends the sessions of the old one.
+	if s.adminPrint == "" || subtle.ConstantTimeCompare([]byte(sess.OpenedBy), []byte(s.adminPrint)) != 1 {
+		s.o.Users.DeleteSession(ctx, sess.TokenHash)
+		return principal{}, errors.New("the admin token that opened this session has changed; sign in again")
+	}
+	p, err := s.active(ctx, sess.UserID, "session")
+	if err != nil || p.Role != evidence.RoleAdmin {
+		return principal{}, errNoCredential
+	}
+	// The token, not a password, opened it: a reset of the "admin" user's
+	// password does not hold it back.
+	p.bootstrap, p.MustChangePassword = true, false
+	return p, nil
 }
 
 // active loads a user who may still sign in.
@@ -119,10 +152,25 @@ func (s *Server) active(ctx context.Context, id, via string) (principal, error) 
 }
 
 // allow lets a request through when its principal has one of roles. A
-// request that relies on the cookie and changes something must also carry
-// the console's header, which another site's page cannot add (defence in
-// depth beside SameSite=Strict). Every refusal is logged and counted.
+// request that relies on the cookie must come from the console's own pages
+// (see crossSite), and one that changes something must also carry the
+// console's header, which another site's page cannot add (defence in depth
+// beside SameSite=Strict). A user whose password an admin set may do
+// nothing until they set their own (see allowPending). Every refusal is
+// logged, counted and audited.
 func (s *Server) allow(roles ...evidence.Role) func(http.HandlerFunc) http.HandlerFunc {
+	return s.guard(false, roles...)
+}
+
+// allowPending is allow, open also to a user who must set a new password
+// first: for who am I and setting one's password.
+func (s *Server) allowPending(roles ...evidence.Role) func(http.HandlerFunc) http.HandlerFunc {
+	return s.guard(true, roles...)
+}
+
+const mustChangeFirst = "set a new password first: an admin set yours, and until you replace it this sign-in may only see who it is, change its password and sign out"
+
+func (s *Server) guard(pendingOK bool, roles ...evidence.Role) func(http.HandlerFunc) http.HandlerFunc {
 	return func(next http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			p, err := s.authenticate(r)
@@ -130,8 +178,18 @@ func (s *Server) allow(roles ...evidence.Role) func(http.HandlerFunc) http.Handl
 				s.deny(w, r, http.StatusUnauthorized, "", err.Error())
 				return
 			}
-			if p.via == "session" && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(consoleHeader) == "" {
-				s.deny(w, r, http.StatusForbidden, p.ID, "a request signed in by cookie must carry the "+consoleHeader+" header")
+			if p.via == "session" {
+				if why := crossSite(r); why != "" {
+					s.deny(w, r, http.StatusForbidden, p.ID, why)
+					return
+				}
+				if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(consoleHeader) == "" {
+					s.deny(w, r, http.StatusForbidden, p.ID, "a request signed in by cookie must carry the "+consoleHeader+" header")
+					return
+				}
+			}
+			if p.MustChangePassword && !pendingOK {
+				s.deny(w, r, http.StatusForbidden, p.ID, mustChangeFirst)
 				return
 			}
 			if !slices.Contains(roles, p.Role) {
@@ -148,12 +206,20 @@ func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
 	return s.allow(evidence.RoleAdmin)(next)
 }
 
-// deny answers 401 or 403, logs who was refused what, and counts it.
+// deny answers 401 or 403, logs who was refused what, and counts it. A 403
+// is a signed-in principal's refusal, anything else one without valid
+// credentials (see DeniedAudit).
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, code int, user, msg string) {
+	s.refuse(w, r, code, user, msg, code == http.StatusForbidden)
+}
+
+// refuse is deny with who was refused said: signedIn when the request
+// carried valid credentials.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, user, msg string, signedIn bool) {
 	s.o.Log.Warn("denied", "code", code, "user", user, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", msg)
 	s.metrics.denied.Inc()
 	if s.o.Audit != nil {
-		s.o.Audit.Denied(r.Context(), user, r.Method+" "+r.URL.Path, r.RemoteAddr, msg, code == http.StatusForbidden)
+		s.o.Audit.Denied(r.Context(), user, r.Method+" "+r.URL.Path, r.RemoteAddr, msg, signedIn)
 	}
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bodycam"`)

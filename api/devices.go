@@ -72,8 +72,14 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	salt := password.NewSecret()
 	secret := s.o.Keys.DeviceSecret(req.ID, salt)
+	release, ok := s.hashSlot(w, r)
+	if !ok {
+		return
+	}
+	hash := s.o.Passwords.Hash(secret)
+	release()
 	d := evidence.Device{ID: req.ID, Name: req.Name, OfficerID: req.OfficerID,
-		SecretHash: password.Hash(secret), SecretSalt: salt, CreatedAt: time.Now().UTC()}
+		SecretHash: hash, SecretSalt: salt, CreatedAt: time.Now().UTC()}
 	if err := s.o.Catalog.CreateDevice(r.Context(), d); err != nil {
 		if errors.Is(err, catalog.ErrExists) {
 			writeError(w, http.StatusConflict, "device "+req.ID+" already exists (ids of removed devices stay reserved)")
@@ -83,6 +89,11 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.o.Log.Info("device registered", "device", d.ID, "officer", d.OfficerID, "remote", r.RemoteAddr)
+	officer := "no officer"
+	if d.OfficerID != "" {
+		officer = "officer " + d.OfficerID
+	}
+	s.account(r, "device", d.ID, fmt.Sprintf("device registered: %q, assigned to %s; RTSP credentials issued", d.Name, officer))
 	w.Header().Set("Location", "/api/v1/devices/"+d.ID)
 	w.Header().Set("Cache-Control", "no-store") // the secret is in the body
 	writeJSON(w, http.StatusCreated, deviceCreated{
@@ -140,6 +151,7 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.o.Log.Info("device disabled", "device", id, "remote", r.RemoteAddr)
+	s.account(r, "device", id, "device retired: its RTSP credentials stop working; its recordings are kept")
 	w.WriteHeader(http.StatusNoContent)
 }
 

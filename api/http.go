@@ -56,6 +56,7 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	denied   prometheus.Counter
+	limited  *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -70,8 +71,12 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		denied: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bodycam_http_denied_total", Help: "Requests refused for a missing or wrong credential.",
 		}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bodycam_http_signin_limited_total",
+			Help: "Sign-ins (and password checks) held back: address (too many from one client address, 429), locked (too many failures under one user name, 429), busy (no hashing slot in time, 503).",
+		}, []string{"why"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.denied)
+	reg.MustRegister(m.requests, m.duration, m.denied, m.limited)
 	return m
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +77,11 @@ type Options struct {
 	Links      Linker  // links footage to cases (caselink)
 	Signer     catalog.Signer
 	AdminToken string
+	// SignIn bounds the work sign-ins may cause (zero: the defaults).
+	SignIn SignInLimits
+	// Passwords hashes and checks passwords; nil: argon2id (package
+	// password). Tests count the checks through it.
+	Passwords Passwords
 	// RTSPPort goes into the publish URLs handed to new devices.
 	RTSPPort string
 	Log      *slog.Logger
@@ -90,6 +96,12 @@ type Server struct {
 	metrics  *httpMetrics
 	patterns []string
 	views    viewings // viewings of media already in the custody ledger
+	// adminPrint is the fingerprint of the bootstrap admin token that the
+	// sessions it opens carry.
+	adminPrint string
+	hashing    *hashSlots
+	signIns    *hostLimiter
+	lastSweep  atomic.Int64 // unix nanoseconds of the last sweep of sign-in failures
 }
 
 // Routes lists the "METHOD /path" patterns the server serves.
@@ -109,7 +121,12 @@ func New(o Options) *Server {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{o: o, metrics: newHTTPMetrics(o.Registry)}
+	if o.Passwords == nil {
+		o.Passwords = argon2Passwords{}
+	}
+	limits := o.SignIn.withDefaults()
+	s := &Server{o: o, metrics: newHTTPMetrics(o.Registry), adminPrint: adminTokenPrint(o.Keys, o.AdminToken),
+		hashing: &hashSlots{slots: make(chan struct{}, limits.Hashing), wait: limits.Wait}, signIns: newHostLimiter(limits)}
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.metrics.wrap(pattern, h))
@@ -134,7 +151,9 @@ func New(o Options) *Server {
 	route("GET /api/v1/users/{id}", s.admin(s.getUser))
 	route("DELETE /api/v1/users/{id}", s.admin(s.disableUser))
 	route("GET /api/v1/officers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listOfficers))
-	route("POST /api/v1/users/{id}/password", anyone(s.setPassword))
+	// Open also to a user who must replace a password an admin set.
+	pending := s.allowPending(evidence.RoleOfficer, evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)
+	route("POST /api/v1/users/{id}/password", pending(s.setPassword))
 	route("POST /api/v1/users/{id}/certificate", s.admin(s.setCertificate))
 	route("POST /api/v1/tokens", anyone(s.createToken))
 	route("GET /api/v1/tokens", anyone(s.listTokens))
@@ -159,7 +178,7 @@ func New(o Options) *Server {
 	route("POST /api/v1/custody/verify", s.allow(evidence.RoleAuditor)(s.verifyLedger))
 	route("GET /api/v1/cases/{id}/export", readers(s.exportCase))
 	route("POST /api/v1/session", s.signIn)
-	route("GET /api/v1/session", anyone(s.whoAmI))
+	route("GET /api/v1/session", pending(s.whoAmI))
 	route("DELETE /api/v1/session", s.signOut)
 	// Officers' certificates: public pages (no sign-in), for the chest card.
 	mux.HandleFunc("GET /verify/officer/{token}", s.officerCertificate)

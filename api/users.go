@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"html/template"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -24,45 +27,42 @@ type signInJSON struct {
 }
 
 // signIn checks a user's password (or the bootstrap admin token) and sets
-// the console's session cookie. Repeated failures lock the user out.
+// the console's session cookie.
+//
+// What it costs and answers tells nothing about the account: an unknown
+// name, a disabled user, a user without a password and a wrong password
+// each cost one argon2id check and get 401 "wrong user or password"; the
+// lock-out counts attempts per claimed name, user or not. Each attempt is
+// counted before its password is checked, in one atomic step, so at most
+// maxSignIns in a row are ever checked however many arrive at once. The
+// work is bounded: a client address gets a burst of sign-ins and then one a
+// second, and argon2id runs in a few slots at a time (see SignInLimits).
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
+	// Login CSRF: another site's page could sign the browser in as the
+	// attacker. A JSON body needs a CORS preflight no other origin passes,
+	// and the browser says where the request comes from.
+	if why := crossSite(r); why != "" {
+		s.refuse(w, r, http.StatusForbidden, "", why, false)
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		s.refuse(w, r, http.StatusUnsupportedMediaType, "", "sign-in takes Content-Type: application/json", false)
+		return
+	}
+	now := time.Now()
+	if wait, ok := s.signIns.take(clientHost(r), now); !ok {
+		s.metrics.limited.WithLabelValues("address").Inc()
+		retryAfter(w, wait)
+		s.deny(w, r, http.StatusTooManyRequests, "", "too many sign-ins from this address; try again in "+wait.Round(time.Second).String())
+		return
+	}
 	var in signInJSON
 	if err := readJSON(w, r, &in); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	cookie := func(value string, maxAge int) {
-		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: "/", HttpOnly: true,
-			Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: maxAge})
-	}
 	if in.Token != "" {
-		if !s.adminToken(in.Token) {
-			s.deny(w, r, http.StatusUnauthorized, "", "console sign-in with a wrong token")
-			return
-		}
-		// The bootstrap admin signs in as the user "admin" with a session
-		// of its own, so the cookie never carries the token itself and
-		// sign-out ends it on the server.
-		if s.o.Users == nil {
-			writeError(w, http.StatusServiceUnavailable, "console sign-in needs the user store")
-			return
-		}
-		existing, err := s.o.Users.User(r.Context(), "admin")
-		if err == nil && existing.Role != evidence.RoleAdmin {
-			// The token is an admin's: never a way into another role.
-			writeError(w, http.StatusConflict, `the user "admin" is not an admin; sign in with an account`)
-			return
-		}
-		if errors.Is(err, catalog.ErrNotFound) {
-			err = s.o.Users.CreateUser(r.Context(), evidence.User{ID: "admin", Name: "Bootstrap admin", Role: evidence.RoleAdmin,
-				CertToken: password.NewSecret(), CreatedAt: time.Now().UTC()})
-			if err != nil && !errors.Is(err, catalog.ErrExists) {
-				s.internal(w, r, err)
-				return
-			}
-		}
-		in.User = "admin"
-		s.startSession(w, r, in.User, cookie)
+		s.signInWithToken(w, r, in.Token)
 		return
 	}
 	if in.User == "" || in.Password == "" || s.o.Users == nil {
@@ -70,68 +70,184 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	u, err := s.o.Users.User(ctx, in.User)
-	now := time.Now()
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		password.Verify(dummyHash, in.Password) // the same time as for a real user
-		s.deny(w, r, http.StatusUnauthorized, in.User, "wrong user or password")
-		return
-	case err != nil:
-		s.internal(w, r, err)
-		return
-	case u.Disabled:
-		s.deny(w, r, http.StatusUnauthorized, in.User, "wrong user or password")
-		return
-	case now.Before(u.LockedUntil):
-		s.deny(w, r, http.StatusTooManyRequests, in.User, "too many failed sign-ins; try again after "+u.LockedUntil.Format(time.RFC3339))
+	release, ok := s.hashSlot(w, r)
+	if !ok {
 		return
 	}
-	if ok, _ := password.Verify(u.PasswordHash, in.Password); u.PasswordHash == "" || !ok {
-		if u, err := s.o.Users.LoginFailed(ctx, u.ID, now, maxLoginFailure, lockOut); err == nil && !u.LockedUntil.IsZero() && now.Before(u.LockedUntil) {
-			s.o.Log.Warn("user locked out after repeated sign-in failures", "user", u.ID, "until", u.LockedUntil, "remote", r.RemoteAddr)
+	defer release()
+	s.sweepSignIns(ctx, now)
+	n, until, err := s.o.Users.SignInAttempt(ctx, in.User, now, maxSignIns, lockOut)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if n > maxSignIns {
+		s.metrics.limited.WithLabelValues("locked").Inc()
+		retryAfter(w, until.Sub(now))
+		s.deny(w, r, http.StatusTooManyRequests, in.User, "too many failed sign-ins under this name; try again after "+until.UTC().Format(time.RFC3339))
+		return
+	}
+	u, err := s.o.Users.User(ctx, in.User)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		s.internal(w, r, err)
+		return
+	}
+	hash := dummyHash // the same work for a name that is no user, or one without a password
+	if err == nil && u.PasswordHash != "" {
+		hash = u.PasswordHash
+	}
+	match, _ := s.o.Passwords.Verify(hash, in.Password)
+	if !match || err != nil || u.PasswordHash == "" || u.Disabled {
+		if n == maxSignIns {
+			s.o.Log.Warn("sign-ins under this name locked after repeated failures", "user", in.User, "until", until, "remote", r.RemoteAddr)
 		}
 		s.deny(w, r, http.StatusUnauthorized, in.User, "wrong user or password")
 		return
 	}
-	s.o.Users.LoginSucceeded(ctx, u.ID)
-	s.startSession(w, r, u.ID, cookie)
-}
-
-// startSession makes a console session for user and sets its cookie.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string, cookie func(string, int)) {
-	u, err := s.o.Users.User(r.Context(), user)
-	if err != nil || u.Disabled {
-		s.deny(w, r, http.StatusUnauthorized, user, "wrong user or password")
-		return
-	}
-	now := time.Now()
-	token := "bcs_" + password.NewSecret()
-	if err := s.o.Users.CreateSession(r.Context(), evidence.Session{TokenHash: hashToken(token), UserID: u.ID, RemoteAddr: r.RemoteAddr,
-		CreatedAt: now, ExpiresAt: now.Add(sessionTTL)}); err != nil {
+	if err := s.o.Users.SignInSucceeded(ctx, u.ID); err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	cookie(token, int(sessionTTL.Seconds()))
-	s.o.Log.Info("console sign-in", "user", u.ID, "role", u.Role, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, map[string]any{"user": u.ID, "role": u.Role, "name": u.Name, "expires_at": now.Add(sessionTTL).UTC()})
+	s.startSession(w, r, u, "")
+}
+
+// signInWithToken opens a console session with the bootstrap admin token.
+func (s *Server) signInWithToken(w http.ResponseWriter, r *http.Request, token string) {
+	if !s.adminToken(token) {
+		s.deny(w, r, http.StatusUnauthorized, "", "console sign-in with a wrong token")
+		return
+	}
+	// The bootstrap admin signs in as the user "admin" with a session of
+	// its own, so the cookie never carries the token itself and sign-out
+	// ends it on the server. The session keeps the token's fingerprint: a
+	// new token ends it.
+	if s.o.Users == nil {
+		writeError(w, http.StatusServiceUnavailable, "console sign-in needs the user store")
+		return
+	}
+	u, err := s.o.Users.User(r.Context(), "admin")
+	if err == nil && u.Role != evidence.RoleAdmin {
+		// The token is an admin's: never a way into another role.
+		writeError(w, http.StatusConflict, `the user "admin" is not an admin; sign in with an account`)
+		return
+	}
+	if errors.Is(err, catalog.ErrNotFound) {
+		u = evidence.User{ID: "admin", Name: "Bootstrap admin", Role: evidence.RoleAdmin, CertToken: password.NewSecret(), CreatedAt: time.Now().UTC()}
+		err = s.o.Users.CreateUser(r.Context(), u)
+		if errors.Is(err, catalog.ErrExists) {
+			u, err = s.o.Users.User(r.Context(), "admin")
+		}
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if u.Disabled {
+		s.deny(w, r, http.StatusUnauthorized, "admin", `the user "admin" is disabled`)
+		return
+	}
+	u.MustChangePassword = false // the token, not a password, signs it in
+	s.startSession(w, r, u, s.adminPrint)
+}
+
+// hashSlot waits for one of the few argon2id slots; when none frees in
+// time it answers 503 with Retry-After itself.
+func (s *Server) hashSlot(w http.ResponseWriter, r *http.Request) (func(), bool) {
+	release, ok := s.hashing.acquire(r.Context())
+	if !ok {
+		s.metrics.limited.WithLabelValues("busy").Inc()
+		s.o.Log.Warn("password check refused: every hashing slot stayed busy", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusServiceUnavailable, "the server is busy checking other passwords; try again shortly")
+	}
+	return release, ok
+}
+
+// sweepSignIns forgets finished runs of sign-in failures, at most once a
+// minute.
+func (s *Server) sweepSignIns(ctx context.Context, now time.Time) {
+	last := s.lastSweep.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !s.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	if _, err := s.o.Users.SweepSignInFailures(ctx, now, lockOut); err != nil {
+		s.o.Log.Warn("sign-in failures not swept", "err", err)
+	}
+}
+
+// sessionCookieFor sets (or, with maxAge < 0, clears) the session cookie.
+func sessionCookieFor(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: "/", HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: maxAge})
+}
+
+// newSession makes a console session for user; openedBy is the admin
+// token's fingerprint, or empty for a password.
+func newSession(r *http.Request, user, openedBy string) (evidence.Session, string) {
+	now := time.Now()
+	token := "bcs_" + password.NewSecret()
+	return evidence.Session{TokenHash: hashToken(token), UserID: user, RemoteAddr: r.RemoteAddr,
+		CreatedAt: now, ExpiresAt: now.Add(sessionTTL), OpenedBy: openedBy}, token
+}
+
+// startSession makes a console session for u and sets its cookie.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u evidence.User, openedBy string) {
+	sess, token := newSession(r, u.ID, openedBy)
+	if err := s.o.Users.CreateSession(r.Context(), sess); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	sessionCookieFor(w, r, token, int(sessionTTL.Seconds()))
+	s.o.Log.Info("console sign-in", "user", u.ID, "role", u.Role, "remote", r.RemoteAddr, "admin_token", openedBy != "")
+	writeJSON(w, http.StatusOK, map[string]any{"user": u.ID, "role": u.Role, "name": u.Name, "expires_at": sess.ExpiresAt.UTC(),
+		"must_change_password": u.MustChangePassword})
 }
 
 // dummyHash makes a sign-in for an unknown user cost what a real one does.
 var dummyHash = password.Hash("not a password of anyone")
 
-func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request) {
-	p := principalOf(r)
-	writeJSON(w, http.StatusOK, map[string]any{"user": p.ID, "role": p.Role, "name": p.Name, "unit": p.Unit})
+type sessionJSON struct {
+	User string        `json:"user"`
+	Role evidence.Role `json:"role"`
+	Name string        `json:"name"`
+	Unit string        `json:"unit"`
+	// MustChangePassword: an admin set the password; this sign-in may only
+	// change it (and see who it is, and sign out).
+	MustChangePassword bool `json:"must_change_password"`
+	// When and by whom an admin last set the user's password (at creation
+	// or as a reset), so that the user sees it.
+	PasswordResetAt *time.Time `json:"password_reset_at,omitempty"`
+	PasswordResetBy string     `json:"password_reset_by,omitempty"`
+	// Credential: what this request signed in with: password (a console
+	// session), admin-token (the bootstrap token or a session it opened),
+	// api-token.
+	Credential string `json:"credential"`
 }
 
-// signOut ends the console session.
+func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r)
+	j := sessionJSON{User: p.ID, Role: p.Role, Name: p.Name, Unit: p.Unit, MustChangePassword: p.MustChangePassword,
+		PasswordResetAt: timePtr(p.PasswordResetAt), PasswordResetBy: p.PasswordResetBy, Credential: p.via}
+	switch {
+	case p.via == "session" && p.bootstrap:
+		j.Credential = "admin-token"
+	case p.via == "session":
+		j.Credential = "password"
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+// signOut ends the console session. It clears a cookie, so another site's
+// page may not make it.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
+	if why := crossSite(r); why != "" {
+		s.refuse(w, r, http.StatusForbidden, "", why, false)
+		return
+	}
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" && s.o.Users != nil {
 		s.o.Users.DeleteSession(r.Context(), hashToken(c.Value))
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	sessionCookieFor(w, r, "", -1)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -158,12 +274,17 @@ type userJSON struct {
 	CertURL        string     `json:"cert_url"`
 	Disabled       bool       `json:"disabled"`
 	LockedUntil    *time.Time `json:"locked_until,omitempty"`
-	CreatedAt      time.Time  `json:"created_at"`
+	// An admin set the password (when, who): the user must set a new one.
+	MustChangePassword bool       `json:"must_change_password"`
+	PasswordResetAt    *time.Time `json:"password_reset_at,omitempty"`
+	PasswordResetBy    string     `json:"password_reset_by,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
 }
 
 func toUserJSON(u evidence.User) userJSON {
 	j := userJSON{ID: u.ID, Name: u.Name, Role: string(u.Role), Unit: u.Unit, BadgeNumber: u.BadgeNumber, Agency: u.Agency,
-		CertRevoked: u.CertRevoked, CertURL: "/verify/officer/" + u.CertToken, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+		CertRevoked: u.CertRevoked, CertURL: "/verify/officer/" + u.CertToken, Disabled: u.Disabled, CreatedAt: u.CreatedAt,
+		MustChangePassword: u.MustChangePassword, PasswordResetAt: timePtr(u.PasswordResetAt), PasswordResetBy: u.PasswordResetBy}
 	if !u.CertValidUntil.IsZero() {
 		t := u.CertValidUntil
 		j.CertValidUntil = &t
@@ -208,21 +329,43 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.CertValidUntil != nil {
+		u.CertValidUntil = req.CertValidUntil.UTC()
+	}
+	pw := "no password"
 	if req.Password != "" {
 		if err := validPassword(req.Password); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		u.PasswordHash = password.Hash(req.Password)
-	}
-	if req.CertValidUntil != nil {
-		u.CertValidUntil = req.CertValidUntil.UTC()
+		// A new account's first password is the admin's to give (unlike a
+		// reset, which must be replaced: see setPassword). A new account
+		// has no owner yet who could notice it used, and its creation and
+		// everything it reads are in the ledger.
+		release, ok := s.hashSlot(w, r)
+		if !ok {
+			return
+		}
+		u.PasswordHash = s.o.Passwords.Hash(req.Password)
+		release()
+		u.PasswordResetAt, u.PasswordResetBy = u.CreatedAt, userOf(r)
+		pw = "a first password set by " + userOf(r)
 	}
 	if s.userError(w, r, u.ID, s.o.Users.CreateUser(r.Context(), u)) {
 		return
 	}
 	s.o.Log.Info("user created", "user", u.ID, "role", u.Role, "by", userOf(r))
+	s.account(r, "user", u.ID, fmt.Sprintf("user created: role %s, unit %q, name %q, badge %q; %s", u.Role, u.Unit, u.Name, u.BadgeNumber, pw))
 	writeJSON(w, http.StatusCreated, toUserJSON(u))
+}
+
+// account records an account change in the custody ledger. Admins read no
+// evidence, but they make the accounts that do: who made, reset or
+// disabled which account, and every token and device, is how an admin's
+// access is watched. It is recorded after the change; an event that cannot
+// be recorded is logged and counted by the ledger.
+func (s *Server) account(r *http.Request, kind, id, detail string) {
+	s.record(r, evidence.CustodyEvent{Action: evidence.ActionAccount, TargetKind: kind, TargetID: id, Detail: detail})
 }
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
@@ -287,21 +430,39 @@ func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) {
 	if s.userError(w, r, id, s.o.Users.SetUserDisabled(r.Context(), id, true)) {
 		return
 	}
-	s.o.Users.DeleteUserSessions(r.Context(), id)
+	n, err := s.o.Users.DeleteUserSessions(r.Context(), id)
+	if err != nil {
+		s.o.Log.Error("sessions of a disabled user not deleted (they no longer authenticate)", "user", id, "err", err)
+	}
 	s.o.Log.Info("user disabled", "user", id, "by", userOf(r))
+	s.account(r, "user", id, fmt.Sprintf("user disabled: sign-in and API tokens stop working; %d session(s) ended", n))
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// setPassword sets a user's password: an admin for anyone, a user for
-// themselves. Every session of the user ends.
+// setPassword sets a user's password. A user changing their own shows the
+// current one; an admin may set anyone's (a reset), which the user must
+// replace at their next sign-in. Either way every API token of the user is
+// revoked and every session ends: whoever held one made with the old
+// password must show the new one. The console session that changed its own
+// password goes on under a new cookie (it has just shown the password;
+// the new token means a copy of the old cookie stops working too).
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !isAdmin(r) && userOf(r) != id {
-		s.deny(w, r, http.StatusForbidden, userOf(r), "only an admin may set another user's password")
+	p := principalOf(r)
+	// The bootstrap admin token (and its sessions) has no password of its
+	// own: setting the "admin" user's is a reset like any other.
+	self := p.ID == id && p.via != "admin-token" && !p.bootstrap
+	if !self && p.Role != evidence.RoleAdmin {
+		s.deny(w, r, http.StatusForbidden, p.ID, "only an admin may set another user's password")
+		return
+	}
+	if !self && p.MustChangePassword {
+		s.deny(w, r, http.StatusForbidden, p.ID, mustChangeFirst)
 		return
 	}
 	var req struct {
-		Password string `json:"password"`
+		CurrentPassword string `json:"current_password"`
+		Password        string `json:"password"`
 	}
 	if err := readJSON(w, r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -311,11 +472,85 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if s.userError(w, r, id, s.o.Users.SetPassword(r.Context(), id, password.Hash(req.Password))) {
+	switch {
+	case self && req.CurrentPassword == "":
+		writeError(w, http.StatusBadRequest, "current_password: required to change your own password")
+		return
+	case self && req.CurrentPassword == req.Password:
+		writeError(w, http.StatusBadRequest, "password: choose one other than the current password")
+		return
+	case !self && req.CurrentPassword != "":
+		writeError(w, http.StatusBadRequest, "current_password: only for changing your own password")
 		return
 	}
-	s.o.Users.DeleteUserSessions(r.Context(), id)
+	ctx := r.Context()
+	u, err := s.o.Users.User(ctx, id)
+	if s.userError(w, r, id, err) {
+		return
+	}
+	release, ok := s.hashSlot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
+	if self && !s.currentPassword(w, r, u, req.CurrentPassword) {
+		return
+	}
+	change := catalog.PasswordChange{UserID: id, Hash: s.o.Passwords.Hash(req.Password), By: p.ID, At: time.Now().UTC(), MustChange: !self}
+	var token string
+	if self && p.via == "session" {
+		var sess evidence.Session
+		sess, token = newSession(r, id, "")
+		change.Renew = &sess
+	}
+	done, err := s.o.Users.SetPassword(ctx, change)
+	if s.userError(w, r, id, err) {
+		return
+	}
+	ended := fmt.Sprintf("%d API token(s) revoked, %d session(s) ended", done.TokensRevoked, done.SessionsEnded)
+	if self {
+		if token != "" {
+			sessionCookieFor(w, r, token, int(sessionTTL.Seconds()))
+			ended += "; the console session that changed it goes on under a new cookie"
+		}
+		s.o.Log.Info("password changed", "user", id, "tokens_revoked", done.TokensRevoked, "sessions_ended", done.SessionsEnded)
+		s.account(r, "user", id, "password changed by the user; "+ended)
+	} else {
+		s.o.Log.Info("password reset", "user", id, "by", p.ID, "tokens_revoked", done.TokensRevoked, "sessions_ended", done.SessionsEnded)
+		s.account(r, "user", id, "password reset by "+p.ID+": the user must set a new one at the next sign-in; "+ended)
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// currentPassword checks the password a user shows to change their own,
+// counted like a sign-in under their name (a token or a session alone must
+// not allow guessing it), and answers the refusal itself.
+func (s *Server) currentPassword(w http.ResponseWriter, r *http.Request, u evidence.User, current string) bool {
+	now := time.Now()
+	n, until, err := s.o.Users.SignInAttempt(r.Context(), u.ID, now, maxSignIns, lockOut)
+	if err != nil {
+		s.internal(w, r, err)
+		return false
+	}
+	if n > maxSignIns {
+		s.metrics.limited.WithLabelValues("locked").Inc()
+		retryAfter(w, until.Sub(now))
+		s.refuse(w, r, http.StatusTooManyRequests, u.ID, "too many wrong passwords under this name; try again after "+until.UTC().Format(time.RFC3339), true)
+		return false
+	}
+	hash := u.PasswordHash
+	if hash == "" {
+		hash = dummyHash
+	}
+	if ok, _ := s.o.Passwords.Verify(hash, current); !ok || u.PasswordHash == "" {
+		s.deny(w, r, http.StatusForbidden, u.ID, "current_password is wrong")
+		return false
+	}
+	if err := s.o.Users.SignInSucceeded(r.Context(), u.ID); err != nil {
+		s.internal(w, r, err)
+		return false
+	}
+	return true
 }
 
 // setCertificate sets an officer's certificate validity or revokes it.
@@ -336,6 +571,14 @@ func (s *Server) setCertificate(w http.ResponseWriter, r *http.Request) {
 	if s.userError(w, r, id, s.o.Users.SetCertificate(r.Context(), id, until, req.Revoked)) {
 		return
 	}
+	detail := "certificate: none issued"
+	if !until.IsZero() {
+		detail = "certificate valid until " + until.Format(time.RFC3339)
+	}
+	if req.Revoked {
+		detail += "; revoked"
+	}
+	s.account(r, "user", id, detail)
 	u, _ := s.o.Users.User(r.Context(), id)
 	writeJSON(w, http.StatusOK, toUserJSON(u))
 }
@@ -349,11 +592,12 @@ type tokenJSON struct {
 }
 
 // createToken makes an API token for the signed-in user (scripts). The
-// token is shown once; only its hash is kept.
+// token is shown once; only its hash is kept. The bootstrap admin token, and
+// the sessions it opened, make none: a token would outlive a change of it.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	p := principalOf(r)
-	if p.via == "admin-token" || (p.via == "session" && p.CertToken == "") {
-		writeError(w, http.StatusBadRequest, "the bootstrap admin token cannot make API tokens; create an admin user")
+	if p.via == "admin-token" || p.bootstrap {
+		s.deny(w, r, http.StatusForbidden, p.ID, "the bootstrap admin token (or a session it opened) cannot make API tokens, which would outlive a change of it; create an admin user")
 		return
 	}
 	var req struct {
@@ -373,6 +617,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.account(r, "token", t.ID, fmt.Sprintf("API token %q of %s created", t.Name, p.ID))
 	writeJSON(w, http.StatusCreated, tokenJSON{ID: t.ID, Name: t.Name, Token: secret, CreatedAt: t.CreatedAt})
 }
 
@@ -404,9 +649,13 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, t := range list {
 		if t.ID == id {
-			if err := s.o.Users.RevokeAPIToken(r.Context(), id, time.Now()); err != nil && !errors.Is(err, catalog.ErrConflict) {
+			err := s.o.Users.RevokeAPIToken(r.Context(), id, time.Now())
+			if err != nil && !errors.Is(err, catalog.ErrConflict) {
 				s.internal(w, r, err)
 				return
+			}
+			if err == nil {
+				s.account(r, "token", id, fmt.Sprintf("API token %q of %s revoked", t.Name, t.UserID))
 			}
 			w.WriteHeader(http.StatusNoContent)
 			return

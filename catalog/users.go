@@ -2,7 +2,9 @@ package catalog
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -10,16 +12,22 @@ import (
 )
 
 const userCols = `id, name, role, unit, badge_number, agency, cert_token, cert_valid_us, cert_revoked,
-	password_hash, disabled, failed_logins, locked_until_us, created_us`
+	password_hash, must_change_password, password_reset_us, password_reset_by, disabled, created_us`
+
+// userSelect reads users with the lock-out of their name, if any.
+const userSelect = `SELECT u.id, u.name, u.role, u.unit, u.badge_number, u.agency, u.cert_token, u.cert_valid_us, u.cert_revoked,
+	u.password_hash, u.must_change_password, u.password_reset_us, u.password_reset_by, u.disabled, u.created_us, f.locked_until_us
+	FROM users u LEFT JOIN sign_in_failures f ON f.name = u.id`
 
 func scanUser(s scanner) (evidence.User, error) {
 	var u evidence.User
 	var role string
-	var certValid, locked sql.NullInt64
+	var certValid, reset, locked sql.NullInt64
 	var created int64
 	err := s.Scan(&u.ID, &u.Name, &role, &u.Unit, &u.BadgeNumber, &u.Agency, &u.CertToken, &certValid, &u.CertRevoked,
-		&u.PasswordHash, &u.Disabled, &u.FailedLogins, &locked, &created)
-	u.Role, u.CertValidUntil, u.LockedUntil, u.CreatedAt = evidence.Role(role), fromNullMicros(certValid), fromNullMicros(locked), fromMicros(created)
+		&u.PasswordHash, &u.MustChangePassword, &reset, &u.PasswordResetBy, &u.Disabled, &created, &locked)
+	u.Role, u.CertValidUntil, u.PasswordResetAt, u.CreatedAt = evidence.Role(role), fromNullMicros(certValid), fromNullMicros(reset), fromMicros(created)
+	u.LockedUntil = fromNullMicros(locked)
 	return u, err
 }
 
@@ -38,27 +46,27 @@ func (c *Catalog) CreateUser(ctx context.Context, u evidence.User) error {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = time.Now()
 	}
-	_, err := c.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+	_, err := c.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		u.ID, u.Name, string(u.Role), u.Unit, u.BadgeNumber, u.Agency, u.CertToken, nullMicros(u.CertValidUntil), u.CertRevoked,
-		u.PasswordHash, u.Disabled, u.FailedLogins, nullMicros(u.LockedUntil), micros(u.CreatedAt))
+		u.PasswordHash, u.MustChangePassword, nullMicros(u.PasswordResetAt), u.PasswordResetBy, u.Disabled, micros(u.CreatedAt))
 	return translate(err, "user "+u.ID)
 }
 
 // User returns one user.
 func (c *Catalog) User(ctx context.Context, id string) (evidence.User, error) {
-	u, err := scanUser(c.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+	u, err := scanUser(c.queryRow(ctx, userSelect+` WHERE u.id = $1`, id))
 	return u, translate(err, "user "+id)
 }
 
 // UserByCertToken finds the officer whose certificate page token is token.
 func (c *Catalog) UserByCertToken(ctx context.Context, token string) (evidence.User, error) {
-	u, err := scanUser(c.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE cert_token = $1`, token))
+	u, err := scanUser(c.queryRow(ctx, userSelect+` WHERE u.cert_token = $1`, token))
 	return u, translate(err, "certificate")
 }
 
 // Users lists every user by id.
 func (c *Catalog) Users(ctx context.Context) ([]evidence.User, error) {
-	rows, err := c.query(ctx, `SELECT `+userCols+` FROM users ORDER BY id`)
+	rows, err := c.query(ctx, userSelect+` ORDER BY u.id`)
 	if err != nil {
 		return nil, translate(err, "users")
 	}
@@ -87,9 +95,77 @@ func (c *Catalog) updateUser(ctx context.Context, id, set string, args ...any) e
 	return nil
 }
 
-// SetPassword replaces a user's password hash and lifts a lock-out.
-func (c *Catalog) SetPassword(ctx context.Context, id, hash string) error {
-	return c.updateUser(ctx, id, `password_hash = $1, failed_logins = 0, locked_until_us = NULL`, hash)
+// PasswordChange is a new password for a user and what goes with it.
+type PasswordChange struct {
+	UserID string
+	Hash   string // argon2id
+	By     string // who set it: the user, or an admin (a reset)
+	At     time.Time
+	// MustChange makes the user set their own at the next sign-in (an
+	// admin's reset); a reset also records At and By as the last reset.
+	MustChange bool
+	// Renew, when set, is a session of the user made in the same step (the
+	// one that changed the password, under a new token).
+	Renew *evidence.Session
+}
+
+// PasswordChanged says what a password change ended.
+type PasswordChanged struct {
+	TokensRevoked int64
+	SessionsEnded int64
+}
+
+// SetPassword replaces a user's password hash in one transaction: it lifts
+// a lock-out of the name, revokes every API token of the user and ends every
+// session (then stores p.Renew, if any). Whoever held a token or a session
+// made with the old password must show the new one.
+func (c *Catalog) SetPassword(ctx context.Context, p PasswordChange) (PasswordChanged, error) {
+	var out PasswordChanged
+	what := "user " + p.UserID
+	if p.At.IsZero() {
+		p.At = time.Now()
+	}
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return out, translate(err, what)
+	}
+	defer tx.Rollback()
+	set, args := `password_hash = $1, must_change_password = $2`, []any{p.Hash, p.MustChange}
+	if p.By != p.UserID {
+		set, args = set+`, password_reset_us = $3, password_reset_by = $4`, append(args, micros(p.At), p.By)
+	}
+	args = append(args, p.UserID)
+	res, err := tx.ExecContext(ctx, c.q(`UPDATE users SET `+set+fmt.Sprintf(` WHERE id = $%d`, len(args))), args...)
+	if err != nil {
+		return out, translate(err, what)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return out, fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	if _, err := tx.ExecContext(ctx, c.q(`DELETE FROM sign_in_failures WHERE name = $1`), p.UserID); err != nil {
+		return out, translate(err, what)
+	}
+	res, err = tx.ExecContext(ctx, c.q(`UPDATE api_tokens SET revoked_us = $1 WHERE user_id = $2 AND revoked_us IS NULL`), micros(p.At), p.UserID)
+	if err != nil {
+		return out, translate(err, "API tokens of "+p.UserID)
+	}
+	out.TokensRevoked, _ = res.RowsAffected()
+	res, err = tx.ExecContext(ctx, c.q(`DELETE FROM sessions WHERE user_id = $1`), p.UserID)
+	if err != nil {
+		return out, translate(err, "sessions of "+p.UserID)
+	}
+	out.SessionsEnded, _ = res.RowsAffected()
+	if s := p.Renew; s != nil {
+		if s.UserID != p.UserID {
+			return out, fmt.Errorf("catalog: a renewed session must be %s's", p.UserID)
+		}
+		if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6)`),
+			s.TokenHash, s.UserID, s.RemoteAddr, micros(s.CreatedAt), micros(s.ExpiresAt), s.OpenedBy); err != nil {
+			return out, translate(err, "session")
+		}
+	}
+	return out, translate(tx.Commit(), what)
 }
 
 // SetUserDisabled disables or re-enables a user.
@@ -102,40 +178,76 @@ func (c *Catalog) SetCertificate(ctx context.Context, id string, validUntil time
 	return c.updateUser(ctx, id, `cert_valid_us = $1, cert_revoked = $2`, nullMicros(validUntil), revoked)
 }
 
-// LoginFailed counts a failed sign-in; the max-th in a row locks the user
-// out until at+lockFor and starts the count again.
-func (c *Catalog) LoginFailed(ctx context.Context, id string, at time.Time, max int, lockFor time.Duration) (evidence.User, error) {
-	done := c.writing()
-	tx, err := c.db.BeginTx(ctx, nil)
-	if err != nil {
-		done()
-		return evidence.User{}, translate(err, "user "+id)
+// signInKey is the sign_in_failures key of a claimed name: the name itself
+// when it could be a user id, otherwise '#' and its SHA-256 (no user id
+// starts with '#').
+func signInKey(name string) string {
+	if evidence.ValidateUserID(name) == nil {
+		return name
 	}
-	defer func() { tx.Rollback(); done() }()
-	u, err := scanUser(tx.QueryRowContext(ctx, c.q(`SELECT `+userCols+` FROM users WHERE id = $1`), id))
-	if err != nil {
-		return u, translate(err, "user "+id)
-	}
-	u.FailedLogins++
-	if u.FailedLogins >= max {
-		u.FailedLogins, u.LockedUntil = 0, at.Add(lockFor).UTC().Truncate(time.Microsecond)
-	}
-	if _, err := tx.ExecContext(ctx, c.q(`UPDATE users SET failed_logins = $1, locked_until_us = $2 WHERE id = $3`),
-		u.FailedLogins, nullMicros(u.LockedUntil), id); err != nil {
-		return u, translate(err, "user "+id)
-	}
-	return u, translate(tx.Commit(), "user "+id)
+	sum := sha256.Sum256([]byte(name))
+	return "#" + hex.EncodeToString(sum[:])
 }
 
-// LoginSucceeded clears a user's failed sign-ins.
-func (c *Catalog) LoginSucceeded(ctx context.Context, id string) error {
-	return c.updateUser(ctx, id, `failed_logins = 0, locked_until_us = NULL`)
+// SignInAttempt counts a sign-in attempt under the claimed name, existing
+// user or not, before its password is checked, and returns the attempt's
+// number in the current run and the end of the lock-out, if one is on. The
+// max-th attempt in a row starts a lock-out until at+lockFor; attempts past
+// max are not to be checked until it ends. A run restarts after a lock-out
+// ends, or lockFor after its last attempt. One statement on both engines,
+// so concurrent attempts each get their own number.
+func (c *Catalog) SignInAttempt(ctx context.Context, name string, at time.Time, max int, lockFor time.Duration) (int, time.Time, error) {
+	now, until := micros(at), micros(at.Add(lockFor))
+	first := sql.NullInt64{Int64: until, Valid: max <= 1}
+	// stale: the previous run is over (its lock-out ended, or it went
+	// quiet for lockFor without one).
+	const stale = `((sign_in_failures.locked_until_us IS NOT NULL AND sign_in_failures.locked_until_us <= $3)
+		OR (sign_in_failures.locked_until_us IS NULL AND sign_in_failures.last_us <= $3 - $5))`
+	var n int64
+	var locked sql.NullInt64
+	err := func() error {
+		defer c.writing()()
+		return c.db.QueryRowContext(ctx, c.q(`INSERT INTO sign_in_failures (name, attempts, locked_until_us, last_us) VALUES ($1, 1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET
+			attempts = CASE WHEN `+stale+` THEN 1 ELSE sign_in_failures.attempts + 1 END,
+			locked_until_us = CASE
+				WHEN `+stale+` THEN $2
+				WHEN sign_in_failures.locked_until_us IS NULL AND sign_in_failures.attempts + 1 >= $4 THEN $6
+				ELSE sign_in_failures.locked_until_us END,
+			last_us = $3
+		RETURNING attempts, locked_until_us`),
+			signInKey(name), first, now, int64(max), int64(lockFor/time.Microsecond), until).Scan(&n, &locked)
+	}()
+	if err != nil {
+		return 0, time.Time{}, translate(err, "sign-in attempts")
+	}
+	return int(n), fromNullMicros(locked), nil
 }
+
+// SignInSucceeded ends the name's run of failures.
+func (c *Catalog) SignInSucceeded(ctx context.Context, name string) error {
+	_, err := c.exec(ctx, `DELETE FROM sign_in_failures WHERE name = $1`, signInKey(name))
+	return translate(err, "sign-in attempts")
+}
+
+// SweepSignInFailures forgets the runs that are over at at (no lock-out on,
+// no attempt for lockFor) and reports how many.
+func (c *Catalog) SweepSignInFailures(ctx context.Context, at time.Time, lockFor time.Duration) (int64, error) {
+	res, err := c.exec(ctx, `DELETE FROM sign_in_failures WHERE (locked_until_us IS NULL OR locked_until_us <= $1) AND last_us <= $2`,
+		micros(at), micros(at.Add(-lockFor)))
+	if err != nil {
+		return 0, translate(err, "sign-in attempts")
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+const sessionCols = `token_hash, user_id, remote_addr, created_us, expires_us, opened_by`
 
 // CreateSession stores a console session.
 func (c *Catalog) CreateSession(ctx context.Context, s evidence.Session) error {
-	_, err := c.exec(ctx, `INSERT INTO sessions (token_hash, user_id, remote_addr, created_us, expires_us) VALUES ($1, $2, $3, $4, $5)`,
-		s.TokenHash, s.UserID, s.RemoteAddr, micros(s.CreatedAt), micros(s.ExpiresAt))
+	_, err := c.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		s.TokenHash, s.UserID, s.RemoteAddr, micros(s.CreatedAt), micros(s.ExpiresAt), s.OpenedBy)
 	return translate(err, "session")
 }
 
@@ -143,8 +255,8 @@ func (c *Catalog) CreateSession(ctx context.Context, s evidence.Session) error {
 func (c *Catalog) Session(ctx context.Context, hash string) (evidence.Session, error) {
 	var s evidence.Session
 	var created, expires int64
-	err := c.queryRow(ctx, `SELECT token_hash, user_id, remote_addr, created_us, expires_us FROM sessions WHERE token_hash = $1`, hash).
-		Scan(&s.TokenHash, &s.UserID, &s.RemoteAddr, &created, &expires)
+	err := c.queryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE token_hash = $1`, hash).
+		Scan(&s.TokenHash, &s.UserID, &s.RemoteAddr, &created, &expires, &s.OpenedBy)
 	s.CreatedAt, s.ExpiresAt = fromMicros(created), fromMicros(expires)
 	return s, translate(err, "session")
 }
@@ -155,10 +267,15 @@ func (c *Catalog) DeleteSession(ctx context.Context, hash string) error {
 	return translate(err, "session")
 }
 
-// DeleteUserSessions ends every session of a user (disabled, new password).
-func (c *Catalog) DeleteUserSessions(ctx context.Context, userID string) error {
-	_, err := c.exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID)
-	return translate(err, "sessions")
+// DeleteUserSessions ends every session of a user (disabled) and reports
+// how many there were.
+func (c *Catalog) DeleteUserSessions(ctx context.Context, userID string) (int64, error) {
+	res, err := c.exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID)
+	if err != nil {
+		return 0, translate(err, "sessions")
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }
 
 const tokenCols = `id, token_hash, user_id, name, created_us, revoked_us`

@@ -41,6 +41,12 @@ const (
 	ActionCaseCreate  = "case_create" // a case filed
 	ActionCaseTransit = "case_transition"
 	ActionDenied      = "denied" // a refused attempt
+	// ActionAccount: an account changed (target kind user, device or
+	// token): created, password set or reset, disabled, certificate,
+	// API token made or revoked, device registered or retired. Admins
+	// read no evidence; the ledger is how what they do to accounts, and so
+	// who could act as whom, is watched.
+	ActionAccount = "account"
 )
 
 // Outcomes of custody events.

@@ -54,11 +54,18 @@ type User struct {
 	CertRevoked    bool
 	// PasswordHash is argon2id; empty: no password sign-in.
 	PasswordHash string
-	Disabled     bool
-	CreatedAt    time.Time
-	// Sign-in failures since the last success, and the lock-out they caused.
-	FailedLogins int
-	LockedUntil  time.Time
+	// MustChangePassword: an admin set the password (at creation or as a
+	// reset); until the user sets their own, a sign-in may do nothing else.
+	MustChangePassword bool
+	// When and by whom an admin last set the password; shown to the user.
+	PasswordResetAt time.Time
+	PasswordResetBy string
+	Disabled        bool
+	CreatedAt       time.Time
+	// LockedUntil is the end of a lock-out after repeated sign-in failures
+	// under the user's name (read-only: the catalog counts failures per
+	// claimed name).
+	LockedUntil time.Time
 }
 
 // Session is a console sign-in; only the SHA-256 of its token is stored.
@@ -68,6 +75,10 @@ type Session struct {
 	RemoteAddr string
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
+	// OpenedBy is empty for a password sign-in, or a fingerprint of the
+	// bootstrap admin token that opened the session: the session is valid
+	// only while that token is the server's.
+	OpenedBy string
 }
 
 // APIToken is a long-lived token for scripts; only its hash is stored.

@@ -79,6 +79,9 @@ export const api = {
   // signIn takes {user, password} or {token} (the bootstrap admin token).
   signIn: (credentials) => postJSON('/api/v1/session', credentials, { quiet401: true }),
   signOut: () => request('DELETE', '/api/v1/session', { quiet401: true }),
+  // setPassword changes the signed-in user's own password (the session goes
+  // on under a new cookie; API tokens and other sessions end).
+  setPassword: (user, current, password) => postJSON('/api/v1/users/' + encodeURIComponent(user) + '/password', { current_password: current, password }),
   live: () => getJSON('/api/v1/live'),
   viewers: () => getJSON('/api/v1/live/viewers'),
   views: (device) => getJSON('/api/v1/live/views' + (device ? '?device=' + encodeURIComponent(device) : '')),

@@ -28,12 +28,15 @@ const capsOf = (role) => Object.fromEntries(Object.entries(CAN).map(([k, roles])
 let view = null;
 let caps = capsOf('');
 let signedIn = false;
+let who = null; // GET /api/v1/session's answer for the one signed in
+let passwordForced = false; // the password view is shown because an admin set the password
 let lastStatus = null;
 let devicesTimer = null;
 let mode = 'account';
 
 function showSignIn(message, kind = 'error') {
   signedIn = false;
+  passwordForced = false;
   stopLive();
   stopAudit();
   clearInterval(devicesTimer);
@@ -41,6 +44,7 @@ function showSignIn(message, kind = 'error') {
   resetLive();
   $('boot').hidden = true;
   $('console-view').hidden = true;
+  $('password-view').hidden = true;
   $('signin-view').hidden = false;
   const err = $('signin-error');
   err.hidden = !message;
@@ -64,15 +68,98 @@ function allowedViews() {
   return ['live', 'recordings', 'audit', 'cases'].filter((v) => v === 'recordings' || v === 'cases' || (v === 'live' ? caps.watch : caps.live || caps.views));
 }
 
-function showConsole(who) {
-  signedIn = true;
-  caps = capsOf(who.role);
+// resetNote says when and by whom an admin last set the user's password
+// (the first one, or a reset): the user sees who could have signed in as
+// them.
+function resetNote(w) {
+  if (!w.password_reset_by) return '';
+  return `Your password was last set by the administrator ${w.password_reset_by} on ${new Date(w.password_reset_at).toLocaleString()}.`;
+}
+
+function setWho(w) {
+  who = w;
+  const name = w.name && w.name !== w.user ? `${w.name} (${w.user})` : w.user;
+  $('who').textContent = w.role && w.role !== w.user ? `${name} · ${w.role}` : name;
+  $('who').title = `Signed in as ${w.user}, role ${w.role}${w.unit ? `, unit ${w.unit}` : ''}. ${resetNote(w)}`.trim();
+  // Only a password sign-in has a password to change (not the admin token).
+  $('change-password').hidden = w.credential !== 'password';
+}
+
+// showSession opens what a sign-in may do: the console, or first the
+// password form when an admin set the password.
+function showSession(w) {
+  if (w.must_change_password) showPasswordForm(w, true);
+  else showConsole(w);
+}
+
+function showPasswordForm(w, forced) {
+  who = w;
+  passwordForced = forced;
+  if (forced) {
+    signedIn = false;
+    stopLive();
+    stopAudit();
+    clearInterval(devicesTimer);
+    closeAll('a new password is required');
+    resetLive();
+  }
   $('boot').hidden = true;
   $('signin-view').hidden = true;
+  $('console-view').hidden = true;
+  $('password-view').hidden = false;
+  const notice = $('password-notice');
+  notice.textContent = forced ? `${resetNote(w)} Set a password of your own to continue: until then this sign-in can do nothing else.`.trim() : resetNote(w);
+  notice.hidden = !notice.textContent;
+  $('password-user').value = w.user;
+  $('password-cancel').textContent = forced ? 'Sign out' : 'Cancel';
+  for (const id of ['current-password', 'new-password', 'repeat-password']) $(id).value = '';
+  $('password-error').hidden = true;
+  $('current-password').focus();
+}
+
+function leavePasswordForm() {
+  $('password-view').hidden = true;
   $('console-view').hidden = false;
-  const name = who.name && who.name !== who.user ? `${who.name} (${who.user})` : who.user;
-  $('who').textContent = who.role && who.role !== who.user ? `${name} · ${who.role}` : name;
-  $('who').title = `Signed in as ${who.user}, role ${who.role}${who.unit ? `, unit ${who.unit}` : ''}`;
+}
+
+async function setPassword(ev) {
+  ev.preventDefault();
+  const err = $('password-error');
+  const show = (msg, field) => { err.hidden = false; err.textContent = msg; if (field) field.focus(); };
+  const current = $('current-password').value;
+  const next = $('new-password').value;
+  if (!current) return show('Enter your current password.', $('current-password'));
+  if ([...next].length < 12) return show('The new password needs at least 12 characters.', $('new-password'));
+  if (next !== $('repeat-password').value) return show('The two new passwords differ.', $('repeat-password'));
+  if (next === current) return show('Choose a password other than the current one.', $('new-password'));
+  const btn = $('password-submit');
+  btn.disabled = true;
+  try {
+    await api.setPassword(who.user, current, next);
+    // The session goes on under a new cookie the answer set.
+    const w = await api.session();
+    if (passwordForced) showConsole(w);
+    else { setWho(w); leavePasswordForm(); }
+    toast('Password changed. Your API tokens were revoked and your other sessions ended.');
+  } catch (e) {
+    if (e.status === 401) showSignIn('Your session has ended: sign in again.');
+    else if (e.status === 403) show('The current password is wrong.', $('current-password'));
+    else if (e.status === 429) show(`Locked: ${e.message}.`);
+    else show(`The password was not changed: ${e.message}`);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function showConsole(w) {
+  signedIn = true;
+  passwordForced = false;
+  caps = capsOf(w.role);
+  $('boot').hidden = true;
+  $('signin-view').hidden = true;
+  $('password-view').hidden = true;
+  $('console-view').hidden = false;
+  setWho(w);
   $('console-view').classList.toggle('no-sidebar', !caps.live);
   $('conn').hidden = !caps.live; // the live poll is what it reports on
   for (const el of document.querySelectorAll('[data-needs]')) el.hidden = !caps[el.dataset.needs];
@@ -140,8 +227,9 @@ async function signIn(ev) {
   btn.textContent = 'Signing in…';
   try {
     await api.signIn(body);
-    // The session's own view of who signed in (name, unit, role).
-    showConsole(await api.session());
+    // The session's own view of who signed in (name, unit, role, and
+    // whether an admin's password must be replaced first).
+    showSession(await api.session());
     $('token').value = '';
     $('password').value = '';
   } catch (e) {
@@ -232,12 +320,16 @@ function init() {
   for (const b of document.querySelectorAll('.seg')) b.addEventListener('click', () => { $('signin-error').hidden = true; setMode(b.dataset.mode); });
   $('signin-form').addEventListener('submit', signIn);
   $('signout').addEventListener('click', signOut);
+  $('change-password').addEventListener('click', () => showPasswordForm(who, false));
+  $('password-form').addEventListener('submit', setPassword);
+  $('password-cancel').addEventListener('click', () => (passwordForced ? signOut() : leavePasswordForm()));
+  for (const id of ['current-password', 'new-password', 'repeat-password']) $(id).addEventListener('input', () => { $('password-error').hidden = true; });
   for (const id of ['token', 'user', 'password']) $(id).addEventListener('input', () => { $('signin-error').hidden = true; });
   document.addEventListener('keydown', keys);
-  onUnauthorized(() => { if (signedIn) showSignIn('Your session has expired or was revoked: sign in again.'); });
+  onUnauthorized(() => { if (signedIn || passwordForced) showSignIn('Your session has expired or was revoked: sign in again.'); });
   tick();
   setInterval(tick, 1000);
-  api.session().then(showConsole).catch((err) => {
+  api.session().then(showSession).catch((err) => {
     showSignIn(err.status === 401 ? '' : `Cannot reach the server: ${err.message}`);
   });
 }

@@ -38,6 +38,9 @@ func Run(t *testing.T, open Opener) {
 		{"LiveViews", testLiveViews},
 		{"Users", testUsers},
 		{"SessionsAndTokens", testSessionsAndTokens},
+		{"SignInAttempts", testSignInAttempts},
+		{"SignInAttemptsConcurrent", testSignInAttemptsConcurrent},
+		{"PasswordChange", testPasswordChange},
 		{"Custody", testCustody},
 		{"CasesAndLinks", testCasesAndLinks},
 		{"LinksFollowCaseState", testLinksFollowCaseState},
@@ -526,34 +529,25 @@ func testUsers(t *testing.T, c *catalog.Catalog) {
 	if err != nil || len(all) != 3 || all[0].ID != "a-1" {
 		t.Fatalf("Users = %+v, %v", all, err)
 	}
-	// Three failures in a row lock the user out and restart the count.
-	for i := 1; i <= 3; i++ {
-		u, err := c.LoginFailed(ctx, "o-1", t0, 3, 15*time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i < 3 && (u.FailedLogins != i || !u.LockedUntil.IsZero()) {
-			t.Fatalf("after %d failures: %+v", i, u)
-		}
-		if i == 3 && (u.FailedLogins != 0 || !u.LockedUntil.Equal(t0.Add(15*time.Minute))) {
-			t.Fatalf("after 3 failures: failed %d locked until %v", u.FailedLogins, u.LockedUntil)
-		}
-	}
+	// A new password set by an admin: a reset, to be changed at the next
+	// sign-in; a lock-out of the name is lifted.
+	c.SignInAttempt(ctx, "o-1", t0, 1, 15*time.Minute)
 	if u, _ := c.User(ctx, "o-1"); !u.LockedUntil.Equal(t0.Add(15 * time.Minute)) {
-		t.Fatalf("lock-out not stored: %v", u.LockedUntil)
+		t.Fatalf("lock-out not shown with the user: %v", u.LockedUntil)
 	}
-	if err := c.SetPassword(ctx, "o-1", "new-hash"); err != nil {
+	if _, err := c.SetPassword(ctx, catalog.PasswordChange{UserID: "o-1", Hash: "new-hash", By: "adm", At: t0, MustChange: true}); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := c.User(ctx, "o-1"); u.PasswordHash != "new-hash" || !u.LockedUntil.IsZero() {
-		t.Fatalf("after a new password: %+v", u)
+	if u, _ := c.User(ctx, "o-1"); u.PasswordHash != "new-hash" || !u.LockedUntil.IsZero() || !u.MustChangePassword ||
+		u.PasswordResetBy != "adm" || !u.PasswordResetAt.Equal(t0) {
+		t.Fatalf("after a reset: %+v", u)
 	}
-	c.LoginFailed(ctx, "o-1", t0, 3, time.Minute)
-	if err := c.LoginSucceeded(ctx, "o-1"); err != nil {
+	// The user's own: the flag goes, the last reset stays on record.
+	if _, err := c.SetPassword(ctx, catalog.PasswordChange{UserID: "o-1", Hash: "own-hash", By: "o-1", At: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := c.User(ctx, "o-1"); u.FailedLogins != 0 {
-		t.Fatalf("failures after a success: %d", u.FailedLogins)
+	if u, _ := c.User(ctx, "o-1"); u.PasswordHash != "own-hash" || u.MustChangePassword || u.PasswordResetBy != "adm" || !u.PasswordResetAt.Equal(t0) {
+		t.Fatalf("after the user's own change: %+v", u)
 	}
 	if err := c.SetCertificate(ctx, "o-1", t0.Add(time.Hour), true); err != nil {
 		t.Fatal(err)
@@ -564,11 +558,153 @@ func testUsers(t *testing.T, c *catalog.Catalog) {
 	if u, _ := c.User(ctx, "o-1"); !u.CertRevoked || !u.CertValidUntil.Equal(t0.Add(time.Hour)) || !u.Disabled {
 		t.Fatalf("certificate and disable: %+v", u)
 	}
-	if err := c.SetPassword(ctx, "ghost", "x"); !errors.Is(err, catalog.ErrNotFound) {
+	if _, err := c.SetPassword(ctx, catalog.PasswordChange{UserID: "ghost", Hash: "x", By: "adm"}); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("password of a missing user: %v", err)
 	}
-	if _, err := c.LoginFailed(ctx, "ghost", t0, 3, time.Minute); !errors.Is(err, catalog.ErrNotFound) {
-		t.Fatalf("failure of a missing user: %v", err)
+}
+
+// Sign-in attempts are counted per claimed name, user or not: the max-th in
+// a row starts a lock-out, later ones are numbered past max until it ends; a
+// success ends the run; a quiet spell or an ended lock-out starts a new one.
+func testSignInAttempts(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	const max, lock = 5, 15 * time.Minute
+	if err := c.CreateUser(ctx, user("o-1", evidence.RoleOfficer)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"o-1", "nobody", "Not A User Id!", strings.Repeat("x", 5000)} {
+		for i := 1; i <= max+2; i++ {
+			at := t0.Add(time.Duration(i) * time.Second)
+			n, until, err := c.SignInAttempt(ctx, name, at, max, lock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case n != i:
+				t.Fatalf("%.20s: attempt %d numbered %d", name, i, n)
+			case i < max && !until.IsZero():
+				t.Fatalf("%.20s: locked after %d attempts", name, i)
+			case i >= max && !until.Equal(t0.Add(max*time.Second+lock)):
+				t.Fatalf("%.20s: attempt %d: locked until %v, want %v", name, i, until, t0.Add(max*time.Second+lock))
+			}
+		}
+	}
+	if u, _ := c.User(ctx, "o-1"); !u.LockedUntil.Equal(t0.Add(max*time.Second + lock)) {
+		t.Fatalf("the user's lock-out: %v", u.LockedUntil)
+	}
+	// The lock-out ends: a new run.
+	if n, until, _ := c.SignInAttempt(ctx, "o-1", t0.Add(max*time.Second+lock), max, lock); n != 1 || !until.IsZero() {
+		t.Fatalf("after the lock-out: attempt %d, locked until %v", n, until)
+	}
+	// A success ends the run.
+	if err := c.SignInSucceeded(ctx, "o-1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := c.SignInAttempt(ctx, "o-1", t0.Add(max*time.Second+lock+time.Second), max, lock); n != 1 {
+		t.Fatalf("after a success: attempt %d", n)
+	}
+	// A quiet spell of lockFor without a lock-out ends the run too.
+	if n, _, _ := c.SignInAttempt(ctx, "o-1", t0.Add(max*time.Second+2*lock+time.Second), max, lock); n != 1 {
+		t.Fatalf("after a quiet spell: attempt %d", n)
+	}
+	// The sweep forgets runs that are over, not lock-outs still on.
+	later := t0.Add(max*time.Second + lock/2)
+	if n, err := c.SweepSignInFailures(ctx, later, lock); err != nil || n != 0 {
+		t.Fatalf("sweep during the lock-outs: %d, %v", n, err)
+	}
+	if n, err := c.SweepSignInFailures(ctx, t0.Add(10*lock), lock); err != nil || n != 4 {
+		t.Fatalf("sweep after: %d, %v (want the 4 names)", n, err)
+	}
+}
+
+// Concurrent attempts under one name each get their own number: however
+// many arrive at once, exactly max of them are numbered up to max.
+func testSignInAttemptsConcurrent(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	const max, attempts = 5, 40
+	var wg sync.WaitGroup
+	numbers := make(chan int, attempts)
+	for range attempts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, _, err := c.SignInAttempt(ctx, "o-1", t0, max, 15*time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			numbers <- n
+		}()
+	}
+	wg.Wait()
+	close(numbers)
+	seen := map[int]bool{}
+	checked := 0
+	for n := range numbers {
+		if seen[n] {
+			t.Errorf("attempt number %d given twice", n)
+		}
+		seen[n] = true
+		if n <= max {
+			checked++
+		}
+	}
+	if len(seen) != attempts || checked != max {
+		t.Fatalf("%d numbers, %d of them to be checked; want %d and %d", len(seen), checked, attempts, max)
+	}
+}
+
+// A password change revokes the user's API tokens and ends their sessions
+// in the same step, and may renew the session that made it.
+func testPasswordChange(t *testing.T, c *catalog.Catalog) {
+	ctx := context.Background()
+	for _, id := range []string{"s-1", "s-2"} {
+		if err := c.CreateUser(ctx, user(id, evidence.RoleSupervisor)); err != nil {
+			t.Fatal(err)
+		}
+		for i, tok := range []string{"a", "b"} {
+			if err := c.CreateAPIToken(ctx, evidence.APIToken{ID: id + tok, TokenHash: "th-" + id + tok, UserID: id, CreatedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CreateSession(ctx, evidence.Session{TokenHash: fmt.Sprintf("h-%s-%d", id, i), UserID: id, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.RevokeAPIToken(ctx, "s-1b", t0)
+	renew := evidence.Session{TokenHash: "h-new", UserID: "s-1", RemoteAddr: "10.0.0.1:1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	got, err := c.SetPassword(ctx, catalog.PasswordChange{UserID: "s-1", Hash: "h", By: "s-1", At: t0.Add(time.Minute), Renew: &renew})
+	if err != nil || got.TokensRevoked != 1 || got.SessionsEnded != 2 {
+		t.Fatalf("SetPassword = %+v, %v; want 1 token revoked (one was already), 2 sessions ended", got, err)
+	}
+	for _, h := range []string{"h-s-1-0", "h-s-1-1"} {
+		if _, err := c.Session(ctx, h); !errors.Is(err, catalog.ErrNotFound) {
+			t.Fatalf("session %s after the change: %v", h, err)
+		}
+	}
+	if s, err := c.Session(ctx, "h-new"); err != nil || !reflect.DeepEqual(s, renew) {
+		t.Fatalf("renewed session = %+v, %v", s, err)
+	}
+	if tok, _ := c.APITokenByHash(ctx, "th-s-1a"); !tok.RevokedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("token after the change: %+v", tok)
+	}
+	// The other user's are untouched.
+	if tok, _ := c.APITokenByHash(ctx, "th-s-2a"); !tok.RevokedAt.IsZero() {
+		t.Fatalf("another user's token revoked: %+v", tok)
+	}
+	if _, err := c.Session(ctx, "h-s-2-0"); err != nil {
+		t.Fatalf("another user's session: %v", err)
+	}
+	// A renewed session of someone else is refused, and nothing changes.
+	other := evidence.Session{TokenHash: "h-x", UserID: "s-2", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if _, err := c.SetPassword(ctx, catalog.PasswordChange{UserID: "s-1", Hash: "h2", By: "s-1", Renew: &other}); err == nil {
+		t.Fatal("a renewed session of another user was accepted")
+	}
+	if u, _ := c.User(ctx, "s-1"); u.PasswordHash != "h" {
+		t.Fatalf("a refused change changed the password: %q", u.PasswordHash)
+	}
+	if _, err := c.Session(ctx, "h-new"); err != nil {
+		t.Fatalf("a refused change ended a session: %v", err)
 	}
 }
 
@@ -577,7 +713,7 @@ func testSessionsAndTokens(t *testing.T, c *catalog.Catalog) {
 	if err := c.CreateUser(ctx, user("s-1", evidence.RoleSupervisor)); err != nil {
 		t.Fatal(err)
 	}
-	sess := evidence.Session{TokenHash: "h1", UserID: "s-1", RemoteAddr: "10.0.0.9:1234", CreatedAt: t0, ExpiresAt: t0.Add(12 * time.Hour)}
+	sess := evidence.Session{TokenHash: "h1", UserID: "s-1", RemoteAddr: "10.0.0.9:1234", CreatedAt: t0, ExpiresAt: t0.Add(12 * time.Hour), OpenedBy: "fingerprint"}
 	if err := c.CreateSession(ctx, evidence.Session{TokenHash: "h0", UserID: "ghost", CreatedAt: t0, ExpiresAt: t0}); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("session of a missing user: %v", err)
 	}
@@ -594,8 +730,8 @@ func testSessionsAndTokens(t *testing.T, c *catalog.Catalog) {
 	if _, err := c.Session(ctx, "h1"); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("deleted session: %v", err)
 	}
-	if err := c.DeleteUserSessions(ctx, "s-1"); err != nil {
-		t.Fatal(err)
+	if n, err := c.DeleteUserSessions(ctx, "s-1"); err != nil || n != 1 {
+		t.Fatalf("DeleteUserSessions = %d, %v", n, err)
 	}
 	if _, err := c.Session(ctx, "h2"); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("session after DeleteUserSessions: %v", err)

@@ -693,34 +693,58 @@ func progress(format string, args ...any) {
 }
 
 // supervisorToken makes a supervisor (with the admin token) and returns an
-// API token of theirs, made as a user makes one: password sign-in, then a
-// token in that session.
+// API token of theirs, made as a user makes one: password sign-in (the first
+// time replacing the password the admin set), then a token in that session.
 func supervisorToken(ctx context.Context, api, admin string) (string, error) {
-	const user, pw = "bench-supervisor", "bench supervisor password"
+	const user, initial, pw = "bench-supervisor", "bench supervisor password", "bench supervisor's own password"
 	do := func(method, path, body string, prep func(*http.Request)) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, method, api+path, strings.NewReader(body))
 		if err != nil {
 			return nil, err
 		}
+		req.Header.Set("Content-Type", "application/json")
 		prep(req)
 		return client.Do(req)
 	}
-	resp, err := do("POST", "/api/v1/users", `{"id":"`+user+`","role":"supervisor","password":"`+pw+`"}`,
+	resp, err := do("POST", "/api/v1/users", `{"id":"`+user+`","role":"supervisor","password":"`+initial+`"}`,
 		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+admin) })
 	if err != nil {
 		return "", err
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusConflict {
+	created := resp.StatusCode == http.StatusCreated
+	if !created && resp.StatusCode != http.StatusConflict {
 		return "", fmt.Errorf("create %s: %s", user, resp.Status)
 	}
-	resp, err = do("POST", "/api/v1/session", `{"user":"`+user+`","password":"`+pw+`"}`, func(*http.Request) {})
+	signIn := pw // an earlier run replaced the admin's password
+	if created {
+		signIn = initial
+	}
+	resp, err = do("POST", "/api/v1/session", `{"user":"`+user+`","password":"`+signIn+`"}`, func(*http.Request) {})
 	if err != nil {
 		return "", err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("sign in as %s: %s", user, resp.Status)
+	}
+	if created {
+		// The password the admin set is replaced before anything else; the
+		// session goes on under a new cookie.
+		first := resp.Cookies()
+		resp, err = do("POST", "/api/v1/users/"+user+"/password", `{"current_password":"`+initial+`","password":"`+pw+`"}`, func(r *http.Request) {
+			for _, c := range first {
+				r.AddCookie(c)
+			}
+			r.Header.Set("X-Bodycam-Console", "1")
+		})
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return "", fmt.Errorf("new password for %s: %s", user, resp.Status)
+		}
 	}
 	cookies := resp.Cookies()
 	resp, err = do("POST", "/api/v1/tokens", `{"name":"bench-live"}`, func(r *http.Request) {

@@ -16,7 +16,9 @@ import (
 // driven by test/browser/console.mjs (Node, playwright-core) against the
 // real server and the real ffmpeg publishing H.264 and G.711. It signs in
 // with the admin token (a wrong one first; the admin sees who is live but
-// may not watch), then as a supervisor (a wrong password first), watches
+// may not watch), then as a supervisor (a wrong password first; the admin
+// set the password, so the console asks for a new one first, refusing a
+// wrong current one), watches
 // the device live and checks the picture
 // moves at 640x360 with audio, opens a second view and closes one (the
 // session is hung up), verifies the live recording, files a case, links the
@@ -52,6 +54,10 @@ func TestConsole(t *testing.T) {
 	if code, body := s.call("POST", "/api/v1/users", token,
 		`{"id":"`+user+`","name":"Sgt. Console","role":"supervisor","password":"`+password+`"}`); code != 201 {
 		t.Fatalf("create the supervisor: %d %s", code, body)
+	}
+	// The admin then resets it: the console asks for a new one first.
+	if code, body := s.call("POST", "/api/v1/users/"+user+"/password", token, `{"password":"`+password+`"}`); code != 204 {
+		t.Fatalf("reset the supervisor's password: %d %s", code, body)
 	}
 	// A supervisor files a case naming an officer in charge.
 	const officer = "off-console"

@@ -358,8 +358,8 @@ func TestLiveNetworkOptions(t *testing.T) {
 }
 
 // roleToken makes a user with role (through the admin) and returns an API
-// token of theirs, obtained as a user would: password sign-in, then a token
-// made in that session.
+// token of theirs, obtained as a user would: password sign-in, replacing the
+// password the admin set, then a token made in that session.
 func (s *server) roleToken(admin, id, role string) string {
 	s.t.Helper()
 	return s.unitToken(admin, id, role, "")
@@ -377,7 +377,20 @@ func (s *server) unitToken(admin, id, role, unit string) string {
 		s.t.Fatalf("sign in as %s: %v %v", id, resp, err)
 	}
 	resp.Body.Close()
-	req, _ := http.NewRequest("POST", s.url+"/api/v1/tokens", strings.NewReader(`{"name":"test"}`))
+	// The admin set the password: the user replaces it first, and the
+	// session goes on under a new cookie.
+	req, _ := http.NewRequest("POST", s.url+"/api/v1/users/"+id+"/password",
+		strings.NewReader(`{"current_password":"`+pw+`","password":"`+pw+` of their own"}`))
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	req.Header.Set("X-Bodycam-Console", "1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		s.t.Fatalf("new password for %s: %v %v", id, resp, err)
+	}
+	resp.Body.Close()
+	req, _ = http.NewRequest("POST", s.url+"/api/v1/tokens", strings.NewReader(`{"name":"test"}`))
 	for _, c := range resp.Cookies() {
 		req.AddCookie(c)
 	}

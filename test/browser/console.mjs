@@ -139,9 +139,34 @@ async function main() {
     ok(await page.locator(tid('console')).isHidden(), 'a wrong password shows an error and no console');
     await page.fill(tid('password'), PASSWORD);
     await page.click(tid('signin'));
+    // The admin set this password, so it must be replaced before anything
+    // else; the form says who set it.
+    await page.locator(tid('password-form')).waitFor({ state: 'visible' });
+    const notice = await page.locator(tid('password-notice')).innerText();
+    ok(/set by the administrator admin/.test(notice), 'a password an admin set opens the new-password form, saying who set it', notice);
+    ok(await page.locator(tid('console')).isHidden(), 'no console before a new password');
+    const pending = await page.evaluate(async () => {
+      const r = await fetch('/api/v1/recordings');
+      return `${r.status} ${(await r.json()).error}`;
+    });
+    ok(/^403 set a new password first/.test(pending), 'the session may do nothing else meanwhile', pending);
+    const NEW_PASSWORD = `${PASSWORD} of my own`;
+    await page.fill(tid('current-password'), 'not the password at all');
+    await page.fill(tid('new-password'), NEW_PASSWORD);
+    await page.fill(tid('repeat-password'), NEW_PASSWORD);
+    await page.click(tid('password-submit'));
+    const pwErr = page.locator(tid('password-error'));
+    await until('the new-password error', async () => /current password is wrong/i.test(await pwErr.innerText()), 5000);
+    ok(await page.locator(tid('console')).isHidden(), 'a wrong current password is refused');
+    await page.fill(tid('current-password'), PASSWORD);
+    await page.click(tid('password-submit'));
     await page.locator(tid('console')).waitFor({ state: 'visible' });
     const who = await page.locator(tid('who')).innerText();
-    ok(who.includes(USER), `the right password opens the console as ${USER}`, who);
+    ok(who.includes(USER), `with a password of their own ${USER} gets the console`, who);
+    const title = await page.locator(tid('who')).getAttribute('title');
+    ok(/last set by the administrator admin/.test(title), 'the console still says who last set the password', title);
+    const status = await page.evaluate(async () => (await fetch('/api/v1/recordings')).status);
+    ok(status === 200, 'the renewed session reads what the user may', status);
   }
   await page.reload();
   await page.locator(tid('console')).waitFor({ state: 'visible' });
