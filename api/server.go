@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"io"
@@ -76,7 +77,10 @@ type Options struct {
 	AdminToken string
 	// RTSPPort goes into the publish URLs handed to new devices.
 	RTSPPort string
-	Log      *slog.Logger
+	// TLS, when set, makes Serve speak HTTPS only, with HSTS on every
+	// response.
+	TLS *tls.Config
+	Log *slog.Logger
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
 }
@@ -176,7 +180,7 @@ func New(o Options) *Server {
 		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	s.handler = s.logRequests(mux)
+	s.handler = hsts(s.logRequests(mux))
 	return s
 }
 
@@ -194,7 +198,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		ErrorLog:          slog.NewLogLogger(s.o.Log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if s.o.TLS != nil {
+		srv.TLSConfig = s.o.TLS.Clone()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }() // HTTP/2 and HTTP/1.1
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return err
