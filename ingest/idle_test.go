@@ -7,6 +7,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
 )
 
 // closeTimes holds n connections from the loopback address from (another
@@ -101,5 +106,47 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	}
 	if m := h.metric("bodycam_rtsp_connections_timed_out_total"); !strings.Contains(m, "value:10") {
 		t.Errorf("timed out: %s", m)
+	}
+}
+
+// RTSP tunneled over HTTP or WebSocket (gortsplib's client publishing G.711)
+// records past the request timeout too: once recording, its connections are
+// out of the limits like any other publisher's.
+func TestTunneledPublishers(t *testing.T) {
+	const timeout = time.Second
+	h := newHarness(t, harnessOptions{requestTimeout: timeout, segmentDuration: time.Second})
+	for name, tunnel := range map[string]gortsplib.Tunnel{"http": gortsplib.TunnelHTTP, "websocket": gortsplib.TunnelWebSocket} {
+		t.Run(name, func(t *testing.T) {
+			h := h.with(t)
+			dev := "cam-tunnel-" + name
+			secret := h.register(dev)
+			desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeAudio,
+				Formats: []format.Format{&format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1}}}}}
+			c := gortsplib.Client{Tunnel: tunnel}
+			if err := c.StartRecording(h.url(dev, secret, ""), desc); err != nil {
+				t.Fatalf("publish over %s: %v", name, err)
+			}
+			payload := make([]byte, 160)
+			for i := range payload {
+				payload[i] = 0xff
+			}
+			start := time.Now()
+			for i := 0; time.Since(start) < 4*timeout; i++ { // 20 ms packets, in real time
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 1},
+					Payload: payload}
+				if err := c.WritePacketRTP(desc.Medias[0], pkt); err != nil {
+					t.Fatalf("after %v: %v", time.Since(start), err)
+				}
+				time.Sleep(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
+			}
+			c.Close()
+			rec := h.waitRecordings(dev, 1, 30*time.Second)[0]
+			if d := h.media(rec.ID); d < 4*timeout-500*time.Millisecond {
+				t.Fatalf("recording lasts %v, published %v (ended: %s)", d, 4*timeout, rec.EndReason)
+			}
+		})
+	}
+	if m := h.metric("bodycam_rtsp_connections_timed_out_total"); !strings.Contains(m, "value:0") {
+		t.Errorf("a tunneled publisher's connection timed out: %s", m)
 	}
 }

@@ -87,11 +87,12 @@ type Options struct {
 
 // Server is the ingest role.
 type Server struct {
-	o    Options
-	rtsp *gortsplib.Server
-	up   *uploader
-	m    *metrics
-	log  *slog.Logger
+	o     Options
+	rtsp  *gortsplib.Server
+	conns *connlimit.Listener // under rtsp's listener
+	up    *uploader
+	m     *metrics
+	log   *slog.Logger
 
 	mu       sync.Mutex
 	live     map[string]*session // by device id
@@ -164,8 +165,9 @@ func (s *Server) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			return connlimit.New(ln, connlimit.Options{Name: "rtsp", PerHost: s.o.MaxPendingPerHost,
-				RequestTimeout: s.o.RequestTimeout, Registry: s.o.Registry, Log: s.log}), nil
+			s.conns = connlimit.New(ln, connlimit.Options{Name: "rtsp", PerHost: s.o.MaxPendingPerHost,
+				RequestTimeout: s.o.RequestTimeout, Registry: s.o.Registry, Log: s.log})
+			return s.conns, nil
 		},
 	}
 	if s.o.UDPAddr != "" {
@@ -369,7 +371,9 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	// A recording connection is an authenticated device: no longer timed
 	// per request nor counted toward its address's cap (many recorders
 	// may share one carrier NAT address).
-	connlimit.Established(ctx.Conn.NetConn())
+	if nc := ctx.Conn.NetConn(); !connlimit.Established(nc) {
+		s.conns.EstablishedAddr(nc.RemoteAddr()) // tunneled over HTTP: its POST connection
+	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

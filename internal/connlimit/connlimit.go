@@ -50,8 +50,9 @@ type Listener struct {
 	m    *metrics
 	logs *logLimiter
 
-	mu    sync.Mutex
-	hosts map[string]int // connections not yet established, by host key
+	mu      sync.Mutex
+	hosts   map[string]int   // connections not yet established, by host key
+	pending map[string]*Conn // the same, by remote address
 }
 
 type metrics struct {
@@ -84,7 +85,8 @@ func New(ln net.Listener, o Options) *Listener {
 	if o.Registry != nil {
 		o.Registry.MustRegister(m.open, m.pending, m.refused, m.timedOut, m.fails)
 	}
-	return &Listener{Listener: ln, o: o, m: m, logs: newLogLimiter(logsPerMinute, time.Minute), hosts: map[string]int{}}
+	return &Listener{Listener: ln, o: o, m: m, logs: newLogLimiter(logsPerMinute, time.Minute),
+		hosts: map[string]int{}, pending: map[string]*Conn{}}
 }
 
 // logsPerMinute is how many lines one address can cause a minute; the rest
@@ -117,11 +119,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 				"remote", c.RemoteAddr().String(), "cap", l.o.PerHost)
 			continue
 		}
+		lc := &Conn{Conn: c, l: l, host: host, pending: true}
 		l.hosts[host]++
+		l.pending[c.RemoteAddr().String()] = lc
 		l.mu.Unlock()
 		l.m.open.Inc()
 		l.m.pending.Inc()
-		lc := &Conn{Conn: c, l: l, host: host, pending: true}
 		if l.o.RequestTimeout > 0 {
 			lc.requestBy = time.Now().Add(l.o.RequestTimeout)
 			c.SetReadDeadline(lc.requestBy) // a TLS handshake or a first byte that never comes
@@ -139,11 +142,12 @@ func temporary(err error) bool {
 }
 
 // release takes a connection off its host's pending count.
-func (l *Listener) release(host string) {
+func (l *Listener) release(c *Conn) {
 	l.mu.Lock()
-	if l.hosts[host]--; l.hosts[host] <= 0 {
-		delete(l.hosts, host)
+	if l.hosts[c.host]--; l.hosts[c.host] <= 0 {
+		delete(l.hosts, c.host)
 	}
+	delete(l.pending, c.RemoteAddr().String())
 	l.mu.Unlock()
 	l.m.pending.Dec()
 }
@@ -260,7 +264,7 @@ func (c *Conn) Close() error {
 	c.pending = false
 	c.mu.Unlock()
 	if wasPending {
-		c.l.release(c.host)
+		c.l.release(c)
 	}
 	c.l.m.open.Dec()
 	return c.Conn.Close()
@@ -284,14 +288,33 @@ func Established(c net.Conn) bool {
 	if lc == nil {
 		return false
 	}
-	lc.mu.Lock()
-	was := lc.pending && !lc.closed
-	lc.pending = false
-	lc.mu.Unlock()
-	if was {
-		lc.l.release(lc.host)
-	}
+	lc.establish()
 	return true
+}
+
+// EstablishedAddr does what Established does for the pending connection
+// from remote, for servers that wrap connections in types of their own
+// (gortsplib's RTSP-over-HTTP tunnel reads from the client's POST
+// connection and reports its address). It reports whether there was one.
+func (l *Listener) EstablishedAddr(remote net.Addr) bool {
+	l.mu.Lock()
+	lc := l.pending[remote.String()]
+	l.mu.Unlock()
+	if lc == nil {
+		return false
+	}
+	lc.establish()
+	return true
+}
+
+func (c *Conn) establish() {
+	c.mu.Lock()
+	was := c.pending && !c.closed
+	c.pending = false
+	c.mu.Unlock()
+	if was {
+		c.l.release(c)
+	}
 }
 
 // RequestDone says the server has read a whole request on c: the next one

@@ -425,3 +425,30 @@ func TestLogLimiter(t *testing.T) {
 		t.Fatalf("%d keys kept, want only the active one", len(l.keys))
 	}
 }
+
+// EstablishedAddr finds a pending connection by its client's address, for
+// servers that wrap connections in their own types.
+func TestEstablishedAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(ln, Options{Name: "test", PerHost: 1, Registry: prometheus.NewRegistry()})
+	defer l.Close()
+	c := dialFrom(t, "127.0.0.1", ln.Addr())
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if l.EstablishedAddr(ln.Addr()) {
+		t.Fatal("established a connection that is not there")
+	}
+	if !l.EstablishedAddr(c.LocalAddr()) || value(l.m.pending) != 0 {
+		t.Fatalf("not established by address; pending %v", value(l.m.pending))
+	}
+	sc.Close()
+	if value(l.m.pending) != 0 || value(l.m.open) != 0 {
+		t.Fatalf("after close: pending %v, open %v", value(l.m.pending), value(l.m.open))
+	}
+}
