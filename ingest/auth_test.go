@@ -142,7 +142,12 @@ func TestBasicAuthOverRTSPS(t *testing.T) {
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	h := newHarness(t, harnessOptions{tls: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}})
+	const timeout = 2 * time.Second
+	h := newHarness(t, harnessOptions{requestTimeout: timeout,
+		tls: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}})
+	// A connection that never starts its TLS handshake is closed at the
+	// request timeout (gortsplib itself would wait for ever).
+	silent := closeTimes(t, "127.0.0.2", h.rtsp, 1, "")
 	secret := h.register("cam-tls-basic")
 	url := "rtsps://" + h.rtsp + "/cam-tls-basic"
 	rc := dialRTSP(t, h.rtsp, &tls.Config{InsecureSkipVerify: true})
@@ -185,5 +190,8 @@ func TestBasicAuthOverRTSPS(t *testing.T) {
 	rec := h.waitRecordings("cam-tls-basic", 1, 30*time.Second)[0]
 	if v := h.verify(rec.ID); !v.OK {
 		t.Fatalf("verify: %+v", v)
+	}
+	if d := <-silent; d < timeout-200*time.Millisecond || d > timeout+3*time.Second {
+		t.Fatalf("a connection without a TLS handshake was closed after %v, want the request timeout (%v)", d, timeout)
 	}
 }
