@@ -347,7 +347,7 @@ func basicAuth(req *base.Request) bool {
 
 // OnRequest gives the connection's next request a full request timeout.
 func (s *Server) OnRequest(c *gortsplib.ServerConn, _ *base.Request) {
-	connlimit.RequestDone(c.NetConn())
+	s.conns.RequestDone(c.NetConn())
 }
 
 // OnSetup accepts the publisher's transports; bodycam serves no RTSP readers
@@ -371,9 +371,7 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	// A recording connection is an authenticated device: no longer timed
 	// per request nor counted toward its address's cap (many recorders
 	// may share one carrier NAT address).
-	if nc := ctx.Conn.NetConn(); !connlimit.Established(nc) {
-		s.conns.EstablishedAddr(nc.RemoteAddr()) // tunneled over HTTP: its POST connection
-	}
+	s.conns.Established(ctx.Conn.NetConn())
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

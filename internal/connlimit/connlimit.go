@@ -270,57 +270,47 @@ func (c *Conn) Close() error {
 	return c.Conn.Close()
 }
 
-// conn finds the Conn under c (itself, or under a server-side *tls.Conn).
-func conn(c net.Conn) *Conn {
+// find returns the pending or established Conn c is, or is over (a
+// server-side *tls.Conn), or, for servers that wrap connections in types of
+// their own, the pending Conn from c's remote address (gortsplib's
+// RTSP-over-HTTP tunnel reads from the client's POST connection and reports
+// its address). nil: none of this listener's.
+func (l *Listener) find(c net.Conn) *Conn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	lc, _ := c.(*Conn)
-	return lc
-}
-
-// Established marks c (a connection from a Listener, or a *tls.Conn over
-// one) as past its handshake: it no longer counts toward its address's cap
-// and its requests are no longer timed here. It reports whether c is one of
-// a Listener's.
-func Established(c net.Conn) bool {
-	lc := conn(c)
-	if lc == nil {
-		return false
+	if lc, ok := c.(*Conn); ok && lc.l == l {
+		return lc
 	}
-	lc.establish()
-	return true
-}
-
-// EstablishedAddr does what Established does for the pending connection
-// from remote, for servers that wrap connections in types of their own
-// (gortsplib's RTSP-over-HTTP tunnel reads from the client's POST
-// connection and reports its address). It reports whether there was one.
-func (l *Listener) EstablishedAddr(remote net.Addr) bool {
 	l.mu.Lock()
-	lc := l.pending[remote.String()]
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	return l.pending[c.RemoteAddr().String()]
+}
+
+// Established marks c as past its handshake: it no longer counts toward its
+// address's cap and its requests are no longer timed here. c is a
+// connection Accept returned, a *tls.Conn over one, or a wrapper with its
+// remote address. It reports whether c was found.
+func (l *Listener) Established(c net.Conn) bool {
+	lc := l.find(c)
 	if lc == nil {
 		return false
 	}
-	lc.establish()
+	lc.mu.Lock()
+	was := lc.pending && !lc.closed
+	lc.pending = false
+	lc.mu.Unlock()
+	if was {
+		l.release(lc)
+	}
 	return true
 }
 
-func (c *Conn) establish() {
-	c.mu.Lock()
-	was := c.pending && !c.closed
-	c.pending = false
-	c.mu.Unlock()
-	if was {
-		c.l.release(c)
-	}
-}
-
-// RequestDone says the server has read a whole request on c: the next one
-// gets a full RequestTimeout from when the server starts reading it.
-func RequestDone(c net.Conn) {
-	if lc := conn(c); lc != nil {
+// RequestDone says the server has read a whole request on c (found as
+// Established finds it): the next one gets a full RequestTimeout from when
+// the server starts reading it.
+func (l *Listener) RequestDone(c net.Conn) {
+	if lc := l.find(c); lc != nil {
 		lc.mu.Lock()
 		lc.requestBy = time.Time{}
 		lc.mu.Unlock()

@@ -31,7 +31,7 @@ type server struct {
 	wg sync.WaitGroup
 }
 
-func serve(t *testing.T, o Options, handle func(net.Conn)) *server {
+func serve(t *testing.T, o Options, handle func(*Listener, net.Conn)) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,7 +50,7 @@ func serve(t *testing.T, o Options, handle func(net.Conn)) *server {
 			go func() {
 				defer s.wg.Done()
 				defer c.Close()
-				handle(c)
+				handle(s.l, c)
 			}()
 		}
 	}()
@@ -95,7 +95,7 @@ func TestPerHostCap(t *testing.T) {
 		return logs.Write(p)
 	}), nil))
 	held := make(chan net.Conn, 100)
-	s := serve(t, Options{Name: "test", PerHost: 3, Registry: reg, Log: log}, func(c net.Conn) {
+	s := serve(t, Options{Name: "test", PerHost: 3, Registry: reg, Log: log}, func(_ *Listener, c net.Conn) {
 		io.WriteString(c, "hello\n")
 		held <- c
 		io.Copy(io.Discard, c) // until the client closes
@@ -135,7 +135,7 @@ func TestPerHostCap(t *testing.T) {
 	}
 	// Established connections do not count: establish all five held so far.
 	for range 5 {
-		Established(<-held)
+		s.l.Established(<-held)
 	}
 	if c := dialFrom(t, "127.0.0.2", addr); greeting(t, c) != "hello" {
 		t.Fatal("refused after connections were established")
@@ -177,7 +177,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 func TestRequestTimeout(t *testing.T) {
 	const timeout = time.Second
 	reg := prometheus.NewRegistry()
-	s := serve(t, Options{Name: "test", RequestTimeout: timeout, Registry: reg}, func(c net.Conn) {
+	s := serve(t, Options{Name: "test", RequestTimeout: timeout, Registry: reg}, func(l *Listener, c net.Conn) {
 		r := bufio.NewReader(c)
 		for {
 			c.SetReadDeadline(time.Now().Add(time.Hour))
@@ -185,9 +185,9 @@ func TestRequestTimeout(t *testing.T) {
 			if err != nil {
 				return
 			}
-			RequestDone(c)
+			l.RequestDone(c)
 			if strings.TrimSpace(line) == "establish" {
-				Established(c)
+				l.Established(c)
 			}
 			io.WriteString(c, "ok\n")
 		}
@@ -370,7 +370,7 @@ func TestEstablishedUnderTLS(t *testing.T) {
 	if value(l.m.pending) != 1 {
 		t.Fatal("not pending")
 	}
-	if !Established(sc) {
+	if !l.Established(sc) {
 		t.Fatal("Established did not find the connection under *tls.Conn")
 	}
 	if value(l.m.pending) != 0 {
@@ -426,29 +426,36 @@ func TestLogLimiter(t *testing.T) {
 	}
 }
 
-// EstablishedAddr finds a pending connection by its client's address, for
-// servers that wrap connections in their own types.
-func TestEstablishedAddr(t *testing.T) {
+// A server's own wrapper of a connection is found by its remote address.
+func TestEstablishedWrapped(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := New(ln, Options{Name: "test", PerHost: 1, Registry: prometheus.NewRegistry()})
 	defer l.Close()
-	c := dialFrom(t, "127.0.0.1", ln.Addr())
+	dialFrom(t, "127.0.0.1", ln.Addr())
 	sc, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	if l.EstablishedAddr(ln.Addr()) {
+	if l.Established(wrapped{remote: ln.Addr()}) {
 		t.Fatal("established a connection that is not there")
 	}
-	if !l.EstablishedAddr(c.LocalAddr()) || value(l.m.pending) != 0 {
-		t.Fatalf("not established by address; pending %v", value(l.m.pending))
+	if !l.Established(wrapped{remote: sc.RemoteAddr()}) || value(l.m.pending) != 0 {
+		t.Fatalf("not established through a wrapper; pending %v", value(l.m.pending))
 	}
 	sc.Close()
 	if value(l.m.pending) != 0 || value(l.m.open) != 0 {
 		t.Fatalf("after close: pending %v, open %v", value(l.m.pending), value(l.m.open))
 	}
 }
+
+// wrapped is a server's own connection type over one of the listener's.
+type wrapped struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (w wrapped) RemoteAddr() net.Addr { return w.remote }
