@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"io"
@@ -84,7 +85,10 @@ type Options struct {
 	Passwords Passwords
 	// RTSPPort goes into the publish URLs handed to new devices.
 	RTSPPort string
-	Log      *slog.Logger
+	// TLS, when set, makes Serve speak HTTPS only, with HSTS on every
+	// response.
+	TLS *tls.Config
+	Log *slog.Logger
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
 }
@@ -198,7 +202,7 @@ func New(o Options) *Server {
 		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	s.handler = s.logRequests(mux)
+	s.handler = hsts(s.logRequests(mux))
 	return s
 }
 
@@ -221,7 +225,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		MaxHeaderBytes: 64 << 10,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if s.o.TLS != nil {
+		srv.TLSConfig = s.o.TLS.Clone()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }() // HTTP/2 and HTTP/1.1
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -62,6 +62,8 @@ type harnessOptions struct {
 	segmentDuration time.Duration
 	minFree         uint64
 	readTimeout     time.Duration
+	requestTimeout  time.Duration
+	maxPending      int
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -92,6 +94,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h.srv = ingest.New(ingest.Options{
 		RTSPAddr: "127.0.0.1:0", UDPAddr: h.udp, TLS: o.tls, SegmentDuration: o.segmentDuration, ReadTimeout: o.readTimeout,
+		RequestTimeout: o.requestTimeout, MaxPendingPerHost: o.maxPending,
 		Spool: spool, Store: h.store, Catalog: h.cat, Keys: h.keys, Signer: h.keys, Events: h.bus,
 		Registry: h.reg, Log: log,
 	})

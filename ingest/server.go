@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"sort"
 	"strings"
@@ -20,12 +21,15 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/auth"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/internal/connlimit"
 	"github.com/bodycam/bodycam/media"
 )
 
@@ -70,15 +74,25 @@ type Options struct {
 	Registry        prometheus.Registerer
 	Log             *slog.Logger
 	UploadWorkers   int
+
+	// RequestTimeout: a connection that is not recording must complete each
+	// request (the first counted from the connection's accept, the TLS
+	// handshake included) within it, or it is closed. Default 10s.
+	RequestTimeout time.Duration
+	// MaxPendingPerHost caps the connections one client address (IPv4, or
+	// IPv6 /64) may hold before they record; recording connections do not
+	// count. Default 64.
+	MaxPendingPerHost int
 }
 
 // Server is the ingest role.
 type Server struct {
-	o    Options
-	rtsp *gortsplib.Server
-	up   *uploader
-	m    *metrics
-	log  *slog.Logger
+	o     Options
+	rtsp  *gortsplib.Server
+	conns *connlimit.Listener // under rtsp's listener
+	up    *uploader
+	m     *metrics
+	log   *slog.Logger
 
 	mu       sync.Mutex
 	live     map[string]*session // by device id
@@ -93,6 +107,12 @@ func New(o Options) *Server {
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 10 * time.Second
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.MaxPendingPerHost == 0 {
+		o.MaxPendingPerHost = 64
 	}
 	if o.UploadWorkers == 0 {
 		o.UploadWorkers = 8
@@ -135,6 +155,20 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadTimeout:  s.o.ReadTimeout,
 		WriteTimeout: 10 * time.Second,
 		TLSConfig:    s.o.TLS,
+		AuthMethods:  authMethods(s.o.TLS != nil),
+		// gortsplib reads a connection's first bytes (and its TLS
+		// handshake) with no deadline, and stops the whole server on an
+		// Accept error such as EMFILE: connlimit bounds both, and caps what
+		// one address may hold before it records.
+		Listen: func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			s.conns = connlimit.New(ln, connlimit.Options{Name: "rtsp", PerHost: s.o.MaxPendingPerHost,
+				RequestTimeout: s.o.RequestTimeout, Registry: s.o.Registry, Log: s.log})
+			return s.conns, nil
+		},
 	}
 	if s.o.UDPAddr != "" {
 		rtcp, err := nextPort(s.o.UDPAddr)
@@ -164,6 +198,16 @@ func (s *Server) Run(ctx context.Context) error {
 	stopUploads()
 	<-upDone
 	return err
+}
+
+// authMethods are the RTSP authentication methods offered and accepted:
+// Digest (MD5, the one FFmpeg and GStreamer speak) always, Basic only over
+// TLS, where the secret it carries is not in clear text.
+func authMethods(tls bool) []auth.VerifyMethod {
+	if tls {
+		return []auth.VerifyMethod{auth.VerifyMethodDigestMD5, auth.VerifyMethodBasic}
+	}
+	return []auth.VerifyMethod{auth.VerifyMethodDigestMD5}
 }
 
 func nextPort(addr string) (string, error) {
@@ -243,6 +287,17 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 			// The first request of every client: answer with the challenge.
 			return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
 		}
+		if s.o.TLS == nil && basicAuth(ctx.Request) {
+			s.m.refused.WithLabelValues("basic_auth").Inc()
+			log.Warn("publisher refused: it sent its secret in clear text (Basic authentication over plain RTSP); " +
+				"only Digest is accepted without RTSPS: set the recorder to Digest or use RTSPS, and treat the secret as exposed")
+			// Without the refused credentials gortsplib answers with a
+			// fresh Digest challenge and keeps the connection, instead of
+			// closing it as it does after wrong credentials: the recorder
+			// can still answer it with Digest.
+			delete(ctx.Request.Header, "Authorization")
+			return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+		}
 		s.m.refused.WithLabelValues("auth").Inc()
 		log.Warn("publisher refused: unknown device, wrong secret, or a path that is not the device's id")
 		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
@@ -284,6 +339,17 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
+// basicAuth reports whether req carries Basic credentials.
+func basicAuth(req *base.Request) bool {
+	var h headers.Authorization
+	return h.Unmarshal(req.Header["Authorization"]) == nil && h.Method == headers.AuthMethodBasic
+}
+
+// OnRequest gives the connection's next request a full request timeout.
+func (s *Server) OnRequest(c *gortsplib.ServerConn, _ *base.Request) {
+	s.conns.RequestDone(c.NetConn())
+}
+
 // OnSetup accepts the publisher's transports; bodycam serves no RTSP readers
 // (live viewing is WebRTC).
 func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
@@ -302,6 +368,10 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	if err := ss.start(); err != nil {
 		return &base.Response{StatusCode: base.StatusInternalServerError}, err
 	}
+	// A recording connection is an authenticated device: no longer timed
+	// per request nor counted toward its address's cap (many recorders
+	// may share one carrier NAT address).
+	s.conns.Established(ctx.Conn.NetConn())
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

@@ -59,6 +59,13 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+
+	RTSPRequestTimeout    time.Duration
+	RTSPMaxPendingPerHost int
+	HTTPMaxConnsPerHost   int
+	HTTPTLSCert           string
+	HTTPTLSKey            string
+	AdminTokenFile        string
 }
 
 func defaults() Config {
@@ -82,6 +89,10 @@ func defaults() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
+
+		RTSPRequestTimeout:    10 * time.Second,
+		RTSPMaxPendingPerHost: 64,
+		HTTPMaxConnsPerHost:   256,
 	}
 }
 
@@ -93,8 +104,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RTSPTLSCert, "rtsp-tls-cert", c.RTSPTLSCert, "PEM certificate: with --rtsp-tls-key, the RTSP port speaks RTSPS (TLS)")
 	fs.StringVar(&c.RTSPTLSKey, "rtsp-tls-key", c.RTSPTLSKey, "PEM private key for --rtsp-tls-cert")
 	fs.DurationVar(&c.RTSPReadTimeout, "rtsp-read-timeout", c.RTSPReadTimeout, "a publisher silent this long is disconnected and its recording closed")
+	fs.DurationVar(&c.RTSPRequestTimeout, "rtsp-request-timeout", c.RTSPRequestTimeout, "an RTSP connection that is not recording must complete each request (the first, TLS handshake included, from its connect) within this, or it is closed")
+	fs.IntVar(&c.RTSPMaxPendingPerHost, "rtsp-max-pending-per-host", c.RTSPMaxPendingPerHost, "RTSP connections one client address (IPv4, IPv6 /64) may hold before they record; more are closed at once; recording connections do not count")
 	fs.Var(&c.SpoolMinFree, "spool-min-free", "new publishers are refused when the spool disk has less free space than this (e.g. 1GiB, 500MiB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
+	fs.StringVar(&c.HTTPTLSCert, "http-tls-cert", c.HTTPTLSCert, "PEM certificate (chain): with --http-tls-key, the HTTP port speaks HTTPS only (TLS 1.2+, HSTS)")
+	fs.StringVar(&c.HTTPTLSKey, "http-tls-key", c.HTTPTLSKey, "PEM private key for --http-tls-cert")
+	fs.IntVar(&c.HTTPMaxConnsPerHost, "http-max-conns-per-host", c.HTTPMaxConnsPerHost, "HTTP connections one client address (IPv4, IPv6 /64) may hold at once; more are closed at once")
 	fs.StringVar(&c.WebRTCUDPAddr, "webrtc-udp-addr", c.WebRTCUDPAddr, "the one UDP port of live viewers' WebRTC (ICE UDP mux); empty disables ICE over UDP")
 	fs.StringVar(&c.WebRTCTCPAddr, "webrtc-tcp-addr", c.WebRTCTCPAddr, "ICE-TCP listener, the fallback for viewers whose UDP is blocked; empty disables it")
 	fs.StringVar(&c.WebRTCPublicIPs, "webrtc-public-ips", c.WebRTCPublicIPs, "comma-separated public IPs announced instead of the host's own (1:1 NAT)")
@@ -110,7 +126,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (postgres://...); empty uses SQLite in <data-dir>/catalog.db")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://...) for multi-node coordination; empty keeps it in-process")
 	fs.DurationVar(&c.SegmentDuration, "segment-duration", c.SegmentDuration, "target segment length; segments are cut at the next keyframe after it")
-	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role; generated into <data-dir>/admin-token when empty")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role (visible in ps: prefer --admin-token-file); generated into <data-dir>/admin-token when empty")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin bearer token (not readable by group or others); instead of --admin-token")
 	fs.StringVar(&c.RetentionMode, "retention-mode", c.RetentionMode, "object retention: compliance, governance or off")
 	fs.Var(&c.RetentionPeriod, "retention-period", "how long every stored object is locked against deletion (e.g. 180d, 72h)")
 	fs.Var(&c.CaseRetention, "unlinked-retention", "footage in no case is deleted this long after it ended or left its last case, leaving a signed tombstone (at least 180d outside tests; e.g. 180d)")
@@ -281,6 +298,18 @@ func (c Config) Validate() error {
 	if c.RTSPReadTimeout < time.Second {
 		return errors.New("rtsp-read-timeout: must be at least 1s")
 	}
+	if c.RTSPRequestTimeout < time.Second || c.RTSPRequestTimeout > 10*time.Minute {
+		return fmt.Errorf("rtsp-request-timeout: %v is outside 1s..10m", c.RTSPRequestTimeout)
+	}
+	if c.RTSPMaxPendingPerHost < 1 {
+		return errors.New("rtsp-max-pending-per-host: must be at least 1")
+	}
+	if c.HTTPMaxConnsPerHost < 1 {
+		return errors.New("http-max-conns-per-host: must be at least 1")
+	}
+	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
+		return errors.New("http-tls-cert: --http-tls-cert and --http-tls-key go together")
+	}
 	for name, addr := range map[string]string{"webrtc-udp-addr": c.WebRTCUDPAddr, "webrtc-tcp-addr": c.WebRTCTCPAddr} {
 		if addr == "" {
 			continue
@@ -347,6 +376,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return errors.New("admin-token: must be at least 16 characters")
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		return errors.New("admin-token-file: give --admin-token-file or --admin-token, not both (prefer the file: a flag is visible in ps)")
 	}
 	mode, err := storage.ParseMode(c.RetentionMode)
 	if err != nil {

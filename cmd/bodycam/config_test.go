@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -66,6 +67,14 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--http-addr", "8080"}, nil, "http-addr"},
 		{[]string{"--rtsp-addr", ":99999"}, nil, "rtsp-addr"},
 		{[]string{"--admin-token", "short"}, nil, "admin-token"},
+		{[]string{"--admin-token", "0123456789abcdef", "--admin-token-file", "/run/secrets/token"}, nil, "admin-token-file"},
+		{nil, map[string]string{"BODYCAM_ADMIN_TOKEN": "0123456789abcdef", "BODYCAM_ADMIN_TOKEN_FILE": "/run/secrets/token"}, "admin-token-file"},
+		{[]string{"--http-tls-key", "key.pem"}, nil, "http-tls-cert"},
+		{[]string{"--http-tls-cert", "cert.pem"}, nil, "http-tls-cert"},
+		{[]string{"--rtsp-request-timeout", "500ms"}, nil, "rtsp-request-timeout"},
+		{[]string{"--rtsp-max-pending-per-host", "0"}, nil, "rtsp-max-pending-per-host"},
+		{[]string{"--http-max-conns-per-host", "0"}, nil, "http-max-conns-per-host"},
+		{[]string{"--http-max-conns-per-host", "many"}, nil, "http-max-conns-per-host"},
 		{[]string{"--retention-mode", "forever"}, nil, "retention-mode"},
 		{[]string{"--retention-period", "ten"}, nil, "retention-period"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
@@ -95,4 +104,40 @@ func TestDefaultsAreValid(t *testing.T) {
 	if cfg.DataDir != "./data" || cfg.RTSPAddr != ":8554" || cfg.HTTPAddr != ":8080" || cfg.S3Bucket != "bodycam" {
 		t.Fatalf("defaults differ from PRODUCT.md: %+v", cfg)
 	}
+}
+
+// The transport settings come from a flag, the environment or the file
+// like every other.
+func TestTransportSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bodycam.yaml")
+	os.WriteFile(file, []byte("rtsp-request-timeout: 7s\nhttp-max-conns-per-host: 99\nhttp-tls-cert: /etc/bodycam/cert.pem\nhttp-tls-key: /etc/bodycam/key.pem\n"), 0o600)
+	cfg, err := loadConfig("serve", []string{"--config", file, "--rtsp-max-pending-per-host", "12"},
+		env(map[string]string{"BODYCAM_ADMIN_TOKEN_FILE": "/run/secrets/admin-token", "BODYCAM_RTSP_MAX_PENDING_PER_HOST": "5"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RTSPRequestTimeout != 7*time.Second || cfg.HTTPMaxConnsPerHost != 99 || cfg.RTSPMaxPendingPerHost != 12 ||
+		cfg.HTTPTLSCert != "/etc/bodycam/cert.pem" || cfg.HTTPTLSKey != "/etc/bodycam/key.pem" || cfg.AdminTokenFile != "/run/secrets/admin-token" {
+		t.Fatalf("%+v", cfg)
+	}
+	def := defaults()
+	if def.RTSPRequestTimeout != 10*time.Second || def.RTSPMaxPendingPerHost != 64 || def.HTTPMaxConnsPerHost != 256 {
+		t.Fatalf("defaults differ from the README: %+v", def)
+	}
+}
+
+// The README's configuration table lists every setting.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaults()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.flags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(string(readme), "| `--"+f.Name+"`") && !strings.Contains(string(readme), ", `--"+f.Name+"`") {
+			t.Errorf("--%s is not in the README's configuration table", f.Name)
+		}
+	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/ingest"
+	"github.com/bodycam/bodycam/internal/connlimit"
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
@@ -48,6 +49,15 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // serve runs every role until ctx ends, then shuts down in order: stop
 // accepting, drain, flush, close.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// Certificates first: a bad pair stops the start before anything is made.
+	rtspTLS, err := loadTLS(cfg.RTSPTLSCert, cfg.RTSPTLSKey)
+	if err != nil {
+		return fmt.Errorf("rtsp-tls-cert: %v", err)
+	}
+	httpTLS, err := loadTLS(cfg.HTTPTLSCert, cfg.HTTPTLSKey)
+	if err != nil {
+		return fmt.Errorf("http-tls-cert: %v", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data-dir: %v", err)
 	}
@@ -85,14 +95,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data-dir: %v", err)
 	}
-	var rtspTLS *tls.Config
-	if cfg.RTSPTLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.RTSPTLSCert, cfg.RTSPTLSKey)
-		if err != nil {
-			return fmt.Errorf("rtsp-tls-cert: %v", err)
-		}
-		rtspTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
 	bus := events.NewBus()
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
@@ -114,6 +116,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	rtsp := ingest.New(ingest.Options{
 		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
+		RequestTimeout: cfg.RTSPRequestTimeout, MaxPendingPerHost: cfg.RTSPMaxPendingPerHost,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
 		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: links, Registry: reg, Log: log.With("component", "ingest"),
 	})
@@ -121,13 +124,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
 		Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort,
-		Log: log.With("component", "api"), Registry: reg,
+		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
 	})
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	tcp, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http-addr: %v", err)
 	}
-	log.Info("bodycam serving", "http", ln.Addr().String(), "storage", storeDesc,
+	// The HTTP server closes connections that send no request header within
+	// its ReadHeaderTimeout; the cap keeps one address from holding more
+	// descriptors than that leaves (and backs off on EMFILE).
+	ln := connlimit.New(tcp, connlimit.Options{Name: "http", PerHost: cfg.HTTPMaxConnsPerHost, Registry: reg, Log: log.With("component", "api")})
+	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
 		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -143,6 +150,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ledger.Flush(context.Background()) // refusals counted while the API drained
 	log.Info("bodycam stopped")
 	return err
+}
+
+// loadTLS is the server configuration of a certificate and key pair (TLS
+// 1.2 or later), or nil without one.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // liveSink hands ingest's live copies to the relay.
@@ -188,29 +208,31 @@ func openStore(ctx context.Context, cfg Config) (storage.Store, string, error) {
 	return s, "s3 " + cfg.S3Endpoint + "/" + cfg.S3Bucket + " (" + checks + ")", nil
 }
 
-// adminToken returns the configured admin token, or the one kept in
-// <data-dir>/admin-token, generating it (mode 0600) on first start.
+// adminToken returns the configured admin token: --admin-token, the file
+// --admin-token-file names, or the one kept in <data-dir>/admin-token,
+// generating it (mode 0600) on first start.
 func adminToken(cfg Config, log *slog.Logger) (string, error) {
 	if cfg.AdminToken != "" {
 		return cfg.AdminToken, nil
 	}
+	if cfg.AdminTokenFile != "" {
+		token, err := readTokenFile(cfg.AdminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("admin-token-file: %v", err)
+		}
+		log.Info("admin token loaded", "path", cfg.AdminTokenFile)
+		return token, nil
+	}
 	path := filepath.Join(cfg.DataDir, "admin-token")
-	b, err := os.ReadFile(path)
+	token, err := readTokenFile(path)
 	if err == nil {
-		if st, _ := os.Stat(path); st != nil && st.Mode().Perm()&0o077 != 0 {
-			return "", fmt.Errorf("admin-token: %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
-		}
-		token := strings.TrimSpace(string(b))
-		if len(token) < 16 {
-			return "", fmt.Errorf("admin-token: %s holds fewer than 16 characters", path)
-		}
 		log.Info("admin token loaded", "path", path)
 		return token, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("admin-token: %v", err)
 	}
-	token := password.NewSecret()
+	token = password.NewSecret()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("admin-token: %v", err)
@@ -226,5 +248,30 @@ func adminToken(cfg Config, log *slog.Logger) (string, error) {
 		return "", fmt.Errorf("admin-token: %v", err)
 	}
 	log.Info("admin token generated; read it from the file", "path", path)
+	return token, nil
+}
+
+// readTokenFile reads an admin token from a file only its owner can read.
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", err
+	}
+	token := strings.TrimSpace(string(b))
+	if len(token) < 16 {
+		return "", fmt.Errorf("%s holds fewer than 16 characters", path)
+	}
 	return token, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -118,6 +119,7 @@ type server struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	url     string
+	client  *http.Client
 	dataDir string
 	log     *syncBuffer
 	done    chan error
@@ -143,14 +145,30 @@ func (s *syncBuffer) String() string {
 
 // start runs `bodycam serve` and waits for /healthz.
 func start(t *testing.T, dataDir string, extra ...string) *server {
+	return startWith(t, launch{}, dataDir, extra...)
+}
+
+// launch says how to run the server: under a wrapper command (prlimit),
+// and speaking HTTPS to clients trusting the given configuration.
+type launch struct {
+	wrapper []string
+	https   *tls.Config // nil: plain HTTP
+}
+
+func startWith(t *testing.T, l launch, dataDir string, extra ...string) *server {
 	t.Helper()
 	port, _ := testsvc.FreePort()
 	rtsp, _ := testsvc.FreePort()
 	args := append([]string{"serve", "--data-dir", dataDir, "--spool-min-free", "1MiB",
 		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp), "--rtsp-udp-addr", "",
 		"--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0"}, extra...)
-	s := &server{t: t, cmd: exec.Command(binary, args...), url: "http://127.0.0.1:" + strconv.Itoa(port),
+	cmdline := append(append(append([]string{}, l.wrapper...), binary), args...)
+	s := &server{t: t, cmd: exec.Command(cmdline[0], cmdline[1:]...), url: "http://127.0.0.1:" + strconv.Itoa(port), client: http.DefaultClient,
 		dataDir: dataDir, log: &syncBuffer{}, done: make(chan error, 1)}
+	if l.https != nil {
+		s.url = "https://127.0.0.1:" + strconv.Itoa(port)
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: l.https, ForceAttemptHTTP2: true}}
+	}
 	s.cmd.Stderr = s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,7 +182,7 @@ func start(t *testing.T, dataDir string, extra ...string) *server {
 			t.Fatalf("bodycam exited during start-up: %v\n%s", err, s.log)
 		default:
 		}
-		if resp, err := http.Get(s.url + "/healthz"); err == nil {
+		if resp, err := s.client.Get(s.url + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return s
@@ -199,7 +217,7 @@ func (s *server) call(method, path, token, body string) (int, string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
