@@ -26,9 +26,10 @@ const token = "test-admin-token-0123456789"
 var quiet = slog.New(slog.DiscardHandler)
 
 type fixture struct {
-	srv  *httptest.Server
-	cat  *catalog.Catalog
-	keys *keyring.Keyring
+	srv   *httptest.Server
+	cat   *catalog.Catalog
+	keys  *keyring.Keyring
+	store *dir.Store
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -50,7 +51,7 @@ func newFixture(t *testing.T) *fixture {
 	s := api.New(api.Options{Catalog: cat, Store: store, Keys: keys, AdminToken: token, RTSPPort: "8554", Registry: prometheus.NewRegistry(), Log: quiet})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, cat: cat, keys: keys}
+	return &fixture{srv: srv, cat: cat, keys: keys, store: store}
 }
 
 func (f *fixture) do(t *testing.T, method, path, auth, body string) (int, http.Header, string) {
@@ -152,6 +153,21 @@ func TestCreateReturnsSecretOnceStoresHash(t *testing.T) {
 	}
 	if strings.Contains(d.SecretSalt, got.RTSPPassword) || f.keys.DeviceSecret("cam-7", d.SecretSalt) != got.RTSPPassword {
 		t.Fatal("the server cannot re-derive the secret it handed out")
+	}
+	// With RTSPS the port speaks TLS only: the URL says rtsps.
+	tls := httptest.NewServer(api.New(api.Options{Catalog: f.cat, Store: f.store, Keys: f.keys, AdminToken: token, RTSPPort: "8322", RTSPS: true,
+		Registry: prometheus.NewRegistry(), Log: quiet}).Handler())
+	defer tls.Close()
+	req, _ := http.NewRequest("POST", tls.URL+"/api/v1/devices", strings.NewReader(`{"id":"cam-8"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"publish_url": "rtsps://127.0.0.1:8322/cam-8"`) {
+		t.Fatalf("publish_url with RTSPS: %s", b)
 	}
 	// The secret is never shown again.
 	_, _, body = f.do(t, "GET", "/api/v1/devices/cam-7", "Bearer "+token, "")

@@ -111,7 +111,11 @@ func (s *Server) publishURL(r *http.Request, id string) string {
 	if host == "" {
 		host = "localhost"
 	}
-	return "rtsp://" + net.JoinHostPort(host, s.o.RTSPPort) + "/" + id
+	scheme := "rtsp://"
+	if s.o.RTSPS {
+		scheme = "rtsps://"
+	}
+	return scheme + net.JoinHostPort(host, s.o.RTSPPort) + "/" + id
 }
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {

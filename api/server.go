@@ -83,8 +83,10 @@ type Options struct {
 	// Passwords hashes and checks passwords; nil: argon2id (package
 	// password). Tests count the checks through it.
 	Passwords Passwords
-	// RTSPPort goes into the publish URLs handed to new devices.
+	// RTSPPort goes into the publish URLs handed to new devices, with the
+	// scheme rtsps when RTSPS is set (the port then speaks TLS only).
 	RTSPPort string
+	RTSPS    bool
 	// TLS, when set, makes Serve speak HTTPS only, with HSTS on every
 	// response.
 	TLS *tls.Config

@@ -123,7 +123,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
-		Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort,
+		Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
 	})
 	tcp, err := net.Listen("tcp", cfg.HTTPAddr)
