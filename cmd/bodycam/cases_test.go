@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +57,29 @@ func TestPublishedForCase(t *testing.T) {
 	for _, want := range []string{`"action": "link"`, `"action": "ingest"`, `"actor": "device:cam-c2"`} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("custody lacks %s: %s", want, body)
+		}
+	}
+	// Every viewing is in the case's custody, whatever its Range (finding 2:
+	// these three returned the whole recording and left no record).
+	_, whole := s.call("GET", "/api/v1/recordings/"+rec.ID+"/media", officer, "")
+	for i, rg := range []string{"bytes=-999999999", "bytes= 0-", "bytes=1-,0-"} {
+		viewer := fmt.Sprintf("aud-%d", i)
+		tok := s.roleToken(admin, viewer, "auditor")
+		req, _ := http.NewRequest("GET", s.url+"/api/v1/recordings/"+rec.ID+"/media", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Range", rg)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 206 || string(b) != whole {
+			t.Fatalf("Range %q: %d, %d bytes of %d", rg, resp.StatusCode, len(b), len(whole))
+		}
+		_, body = s.call("GET", "/api/v1/cases/C-7/custody", officer, "")
+		if n := strings.Count(body, `"actor": "`+viewer+`"`); n != 1 || !strings.Contains(body, "Range "+rg) {
+			t.Fatalf("Range %q: %d custody events of %s: %s", rg, n, viewer, body)
 		}
 	}
 	// Every stored object of the recording is on legal hold.
