@@ -168,6 +168,12 @@ func TestCaseExcerptScoped(t *testing.T) {
 	json.Unmarshal([]byte(body), &link)
 	code, body = call(t, u, "POST", "/api/v1/recordings/rec-a/verify", "tok-aud", "")
 	must(code, body, 200)
+	// Another unit's attempt to take the footage into its case is refused,
+	// and is not this case's story either.
+	code, body = call(t, u, "POST", "/api/v1/cases", "tok-s-b", `{"id":"IA-B","title":"Complaint","officer":"o-b"}`)
+	must(code, body, 201)
+	code, body = call(t, u, "POST", "/api/v1/cases/IA-B/evidence", "tok-s-b", `{"recording_id":"rec-a","note":"complaint about o-a"}`)
+	must(code, body, 400)
 	code, body = call(t, u, "POST", "/api/v1/cases/C-1/evidence/"+link.ID+"/unlink", "tok-o-a", `{"reason":"wrong stop"}`)
 	must(code, body, 200)
 	code, body = call(t, u, "POST", "/api/v1/recordings/rec-a/verify", "tok-s-a", "")
@@ -175,7 +181,7 @@ func TestCaseExcerptScoped(t *testing.T) {
 
 	code, body = call(t, u, "GET", "/api/v1/cases/C-1/custody", "tok-o-a", "")
 	must(code, body, 200)
-	if strings.Contains(body, "internal affairs") || strings.Contains(body, "IA-1") {
+	if strings.Contains(body, "internal affairs") || strings.Contains(body, "IA-1") || strings.Contains(body, "IA-B") || strings.Contains(body, "complaint") {
 		t.Fatalf("another case's events in the excerpt: %s", body)
 	}
 	var x evidence.Excerpt

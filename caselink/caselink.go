@@ -27,6 +27,7 @@ type Catalog interface {
 	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
 	LinkEvidence(ctx context.Context, l evidence.EvidenceLink) error
 	UnlinkEvidence(ctx context.Context, id, by, reason string, at time.Time) error
+	WithdrawLink(ctx context.Context, id, by, reason string, at time.Time) error
 	EvidenceLink(ctx context.Context, id string) (evidence.EvidenceLink, error)
 	EvidenceLinks(ctx context.Context, caseID, recordingID string) ([]evidence.EvidenceLink, error)
 	SetRecordingCase(ctx context.Context, id, caseID string) error
@@ -211,17 +212,55 @@ func (k *Linker) link(ctx context.Context, a Actor, req Request) (evidence.Evide
 		window += ", from its first byte"
 	}
 	if err := k.hold(ctx, rec.ID, true); err != nil {
-		k.o.Log.Error("legal hold failed; the link is withdrawn", "recording", rec.ID, "case", c.ID, "err", err)
-		k.o.Catalog.UnlinkEvidence(ctx, l.ID, a.id(), "legal hold could not be placed: "+err.Error(), time.Now().UTC())
-		k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
-			Detail: "link " + l.ID + " (" + window + ") withdrawn: the legal hold could not be placed: " + err.Error(), Outcome: evidence.OutcomeFailed})
-		return l, fmt.Errorf("%w: %v", ErrHold, err)
+		return l, k.withdraw(ctx, a, l, window, err)
 	}
 	k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
 		Detail: "link " + l.ID + ": " + window + "; " + l.Note})
 	k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: rec.ID, CaseID: c.ID,
 		Detail: "legal hold placed on every stored object, and on each stored from now on"})
 	return l, nil
+}
+
+// withdraw takes back link l, whose legal hold failed with cause, on
+// record, and lifts what holds were placed when no other case holds the
+// recording. If the link cannot be taken back either, it stands, and the
+// record says that its footage may not all be held (ingest holds what it
+// stores from now on; linking again retries the rest).
+func (k *Linker) withdraw(ctx context.Context, a Actor, l evidence.EvidenceLink, window string, cause error) error {
+	k.o.Log.Error("legal hold failed; the link is withdrawn", "recording", l.RecordingID, "case", l.CaseID, "err", cause)
+	e := evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: l.RecordingID, CaseID: l.CaseID,
+		Outcome: evidence.OutcomeFailed}
+	if err := k.o.Catalog.WithdrawLink(ctx, l.ID, a.id(), "legal hold could not be placed: "+cause.Error(), time.Now().UTC()); err != nil {
+		k.o.Log.Error("a link whose legal hold failed could not be withdrawn; it stands, its footage perhaps not all held",
+			"recording", l.RecordingID, "case", l.CaseID, "link", l.ID, "err", err)
+		e.Detail = "link " + l.ID + " (" + window + ") stands, but the legal hold could not be placed on every object (" + cause.Error() +
+			") nor the link withdrawn (" + err.Error() + ")"
+		k.record(ctx, a, e)
+		return fmt.Errorf("%w: %v; the link could not be withdrawn: %v", ErrHold, cause, err)
+	}
+	e.Detail = "link " + l.ID + " (" + window + ") withdrawn: the legal hold could not be placed: " + cause.Error()
+	k.record(ctx, a, e)
+	k.release(ctx, a, l)
+	return fmt.Errorf("%w: %v", ErrHold, cause)
+}
+
+// release lifts the legal hold on a recording that link l no longer holds,
+// unless another active link does (when unsure, it stays held).
+func (k *Linker) release(ctx context.Context, a Actor, l evidence.EvidenceLink) {
+	links, err := k.o.Catalog.EvidenceLinks(ctx, "", l.RecordingID)
+	held := err != nil
+	for _, other := range links {
+		held = held || (other.Active() && other.ID != l.ID)
+	}
+	if held {
+		return
+	}
+	if err := k.hold(ctx, l.RecordingID, false); err != nil {
+		k.o.Log.Error("legal hold not lifted; the footage stays held", "recording", l.RecordingID, "err", err)
+		return
+	}
+	k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: l.RecordingID, CaseID: l.CaseID,
+		Detail: "legal hold lifted: in no case any more"})
 }
 
 // refused records a refused link. It names the case only in its detail:
@@ -288,21 +327,8 @@ func (k *Linker) unlink(ctx context.Context, a Actor, caseID, linkID, reason str
 	}
 	k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionUnlink, TargetKind: "recording", TargetID: l.RecordingID, CaseID: c.ID,
 		Detail: "link " + l.ID + " removed: " + reason})
-	links, err := k.o.Catalog.EvidenceLinks(ctx, "", l.RecordingID)
-	held := err != nil // when unsure, keep holding
-	for _, other := range links {
-		held = held || (other.Active() && other.ID != l.ID)
-	}
-	if !held {
-		if err := k.hold(ctx, l.RecordingID, false); err != nil {
-			k.o.Log.Error("legal hold not lifted; the footage stays held", "recording", l.RecordingID, "err", err)
-		} else {
-			k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionHold, TargetKind: "recording", TargetID: l.RecordingID, CaseID: c.ID,
-				Detail: "legal hold lifted: in no case any more"})
-		}
-	}
-	l, err = k.o.Catalog.EvidenceLink(ctx, l.ID)
-	return l, err
+	k.release(ctx, a, l)
+	return k.o.Catalog.EvidenceLink(ctx, l.ID)
 }
 
 // LinkFromStart links a recording published with ?case= to that case from

@@ -193,6 +193,21 @@ func TestLink(t *testing.T) {
 	if len(f.ledger.events) != 1 || f.ledger.events[0].Outcome != evidence.OutcomeFailed {
 		t.Fatalf("events %+v, want the withdrawn link", f.ledger.events)
 	}
+	// Also once the case is decided (its links can no longer be removed by
+	// anyone), a link without its hold is withdrawn.
+	if err := f.cat.CreateCase(ctx, evidence.Case{ID: "A-2", Officer: "o-a", Unit: "a", CreatedBy: "o-a"}); err != nil {
+		t.Fatal(err)
+	}
+	states := evidence.CaseStates()
+	for i, to := range states[1:4] {
+		if err := f.cat.TransitionCase(ctx, evidence.CaseTransition{CaseID: "A-2", From: states[i], To: to, By: "s", Reason: "r", At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err = broken.Link(ctx, as(oa), caselink.Request{CaseID: "A-2", RecordingID: recA.ID})
+	if got, _ := f.cat.EvidenceLink(ctx, l.ID); !errors.Is(err, caselink.ErrHold) || got.Active() {
+		t.Fatalf("link to a decided case without a hold: %v, %+v", err, got)
+	}
 	l, err = f.links.Link(ctx, as(oa), caselink.Request{CaseID: "A-1", RecordingID: recA.ID, Note: "the stop"})
 	if err != nil || !f.held(t, recA) {
 		t.Fatalf("link: %+v %v, held %v", l, err, f.held(t, recA))

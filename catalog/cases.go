@@ -239,6 +239,25 @@ func (c *Catalog) UnlinkEvidence(ctx context.Context, id, by, reason string, at 
 	return nil
 }
 
+// WithdrawLink takes back a link that could not be made whole (its legal
+// hold failed), whatever the case's state: unlike UnlinkEvidence it is not
+// a user's change of a case's evidence, but the link's own failure, kept on
+// record with why. ErrConflict when it is already removed.
+func (c *Catalog) WithdrawLink(ctx context.Context, id, by, reason string, at time.Time) error {
+	res, err := c.exec(ctx, `UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3 WHERE id = $4 AND unlinked_us IS NULL`,
+		by, micros(at), reason, id)
+	if err != nil {
+		return translate(err, "link "+id)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := c.EvidenceLink(ctx, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: link %s is already removed", ErrConflict, id)
+	}
+	return nil
+}
+
 // EvidenceLink returns one link.
 func (c *Catalog) EvidenceLink(ctx context.Context, id string) (evidence.EvidenceLink, error) {
 	l, err := scanLink(c.queryRow(ctx, `SELECT `+linkCols+` FROM evidence_links WHERE id = $1`, id))

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/catalog/catalogtest"
@@ -62,6 +63,51 @@ func TestReopen(t *testing.T) {
 				t.Fatalf("reopen: %v", err)
 			}
 			c.Close()
+		})
+	}
+}
+
+// Migration 9 revokes, once, the API tokens that the bootstrap admin
+// token's console sessions made before they no longer could (issue 10,
+// finding 11: they outlived a change of the token); other tokens stay.
+func TestBootstrapTokensRevoked(t *testing.T) {
+	for name, url := range map[string]func(t *testing.T) (string, string){
+		"sqlite":   func(t *testing.T) (string, string) { return "", t.TempDir() },
+		"postgres": func(t *testing.T) (string, string) { return testsvc.Postgres(t), "" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			u, dir := url(t)
+			ctx := context.Background()
+			c, err := catalog.Open(ctx, u, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, usr := range []evidence.User{{ID: "admin", Role: evidence.RoleAdmin, CertToken: "c1"},
+				{ID: "adm-2", Role: evidence.RoleAdmin, CertToken: "c2", PasswordHash: "$argon2id$x"}} {
+				if err := c.CreateUser(ctx, usr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for id, user := range map[string]string{"t-boot": "admin", "t-adm": "adm-2"} {
+				if err := c.CreateAPIToken(ctx, evidence.APIToken{ID: id, TokenHash: "h-" + id, UserID: user, CreatedAt: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// As if the tokens had been made before migration 9 ran.
+			if _, err := c.DB().Exec(`DELETE FROM schema_migrations WHERE version = 9`); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			before := time.Now().Add(-time.Second)
+			if c, err = catalog.Open(ctx, u, dir); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			boot, _ := c.APITokenByHash(ctx, "h-t-boot")
+			other, _ := c.APITokenByHash(ctx, "h-t-adm")
+			if boot.RevokedAt.Before(before) || boot.RevokedAt.After(time.Now().Add(time.Second)) || !other.RevokedAt.IsZero() {
+				t.Fatalf("bootstrap token revoked at %v, another admin's at %v", boot.RevokedAt, other.RevokedAt)
+			}
 		})
 	}
 }

@@ -61,14 +61,18 @@ func (s CaseState) EvidenceSettled() bool {
 // the case's evidence links, removed ones included. Shown: the case's own
 // events; and events about a recording linked to the case while it was
 // linked (from the link to its removal), plus the recording's ingest (its
-// origin), unless they belong to another case. Everything else reaches the
-// excerpt only as digests, so that a case's readers do not read other
-// cases' notes or what happened to footage after it left their case.
+// origin), unless they belong to another case. Links, unlinks and holds are
+// shown only as the case's own (refused attempts name no case: another
+// case's attempt to take the footage is not this case's story). Everything
+// else reaches the excerpt only as digests, so that a case's readers do not
+// read other cases' notes or what happened to footage after it left their
+// case.
 func InCaseRecord(e CustodyEvent, caseID string, links []EvidenceLink) bool {
 	if e.CaseID != "" {
 		return e.CaseID == caseID
 	}
-	if e.TargetKind != "recording" {
+	switch {
+	case e.TargetKind != "recording", e.Action == ActionLink, e.Action == ActionUnlink, e.Action == ActionHold:
 		return false
 	}
 	for _, l := range links {

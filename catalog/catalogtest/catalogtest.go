@@ -988,6 +988,13 @@ func testLinksFollowCaseState(t *testing.T, c *catalog.Catalog) {
 	if l, _ := c.EvidenceLink(ctx, "l0"); !l.Active() {
 		t.Fatalf("a decided case's link was removed: %+v", l)
 	}
+	// A link whose hold failed is withdrawn whatever the state.
+	if err := c.WithdrawLink(ctx, "l0", "o-1", "legal hold could not be placed", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WithdrawLink(ctx, "l0", "o-1", "again", t0); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("withdrawing twice: %v", err)
+	}
 	if err := c.SetRecordingCase(ctx, "r1", ""); err != nil {
 		t.Fatal(err)
 	}

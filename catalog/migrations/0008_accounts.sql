@@ -13,9 +13,9 @@ CREATE TABLE sign_in_failures (
 ALTER TABLE users DROP COLUMN failed_logins;
 ALTER TABLE users DROP COLUMN locked_until_us;
 
--- A password an admin set for someone else (at creation or as a reset) must
--- be replaced by its user at the next sign-in; when and by whom it was last
--- set so is shown to the user.
+-- A password an admin reset for someone else must be replaced by its user at
+-- the next sign-in; when and by whom an admin last set it (a new account's
+-- first password, or a reset) is shown to the user.
 ALTER TABLE users ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE users ADD COLUMN password_reset_us BIGINT;
 ALTER TABLE users ADD COLUMN password_reset_by TEXT NOT NULL DEFAULT '';
