@@ -50,6 +50,20 @@ type estimator struct {
 	size   int64 // of the JSON
 	cost   int64
 	budget int64
+	depth  int
+}
+
+// maxDepth bounds how deeply objects and arrays may nest: an export's JSON
+// nests a few levels, and a walk (this one, and json.Unmarshal's) takes
+// stack for each.
+const maxDepth = 64
+
+// nest enters one level of nesting, refusing past maxDepth.
+func (e *estimator) nest() error {
+	if e.depth++; e.depth > maxDepth {
+		return fmt.Errorf("%w: objects and arrays nested more than %d deep (JSON written by bodycam nests a few levels)", errTooBig, maxDepth)
+	}
+	return nil
 }
 
 func (e *estimator) add(n int64) error {
@@ -113,6 +127,10 @@ func (e *estimator) value(t reflect.Type) error {
 const mapEntry = 48
 
 func (e *estimator) object(t reflect.Type) error {
+	if err := e.nest(); err != nil {
+		return err
+	}
+	defer func() { e.depth-- }()
 	for e.dec.More() {
 		tok, err := e.dec.Token()
 		if err != nil {
@@ -155,6 +173,10 @@ func (e *estimator) array(t reflect.Type) error {
 	case t.Kind() == reflect.Interface: // []any
 		et, each = t, 16
 	}
+	if err := e.nest(); err != nil {
+		return err
+	}
+	defer func() { e.depth-- }()
 	for e.dec.More() {
 		if err := e.add(each); err != nil {
 			return err

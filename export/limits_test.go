@@ -115,6 +115,25 @@ func TestVerifyRefusesCustodyJSONBomb(t *testing.T) {
 	}
 }
 
+// A 2 KB zip whose custody.json nests arrays millions deep crashed verify
+// (stack overflow at 1.1 GB) in the walk that bounds decoding: nesting is
+// bounded too.
+func TestVerifyRefusesDeepNesting(t *testing.T) {
+	const depth = 4 << 20
+	nested := append(append([]byte(`{"x":`), bytes.Repeat([]byte("["), depth)...), bytes.Repeat([]byte("]"), depth)...)
+	nested = append(nested, '}')
+	z := pack(t, []string{"custody.json"}, map[string][]byte{"custody.json": nested}, map[string]uint16{"custody.json": zip.Deflate}, nil)
+	var rep export.Report
+	alloc := allocated(func() { rep = verify(z, export.Options{}) })
+	t.Logf("%d-byte zip: verify allocated %d MiB; %s", len(z), alloc>>20, failures(rep))
+	if rep.OK || !hasFailure(rep, "custody.json", "nested more than") {
+		t.Fatalf("deep nesting not refused: %s", failures(rep))
+	}
+	if alloc > 64<<20 {
+		t.Fatalf("verify allocated %d MiB for a %d-byte zip", alloc>>20, len(z))
+	}
+}
+
 // rawZip writes a zip by hand, so that central directory entries can
 // point where a zip writer never would.
 type rawZip struct {

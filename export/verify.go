@@ -585,21 +585,25 @@ func (v *verifier) checkCustody(cf *caseFile) {
 // case.json names.
 func (v *verifier) checkRecordings(cf *caseFile) {
 	var ids []string
+	inZip := map[string]bool{}
 	for _, name := range v.names {
 		if rest, ok := strings.CutPrefix(name, "recordings/"); ok {
-			if id, _, ok := strings.Cut(rest, "/"); ok && !slices.Contains(ids, id) {
+			if id, _, ok := strings.Cut(rest, "/"); ok && !inZip[id] {
+				inZip[id] = true
 				ids = append(ids, id)
 			}
 		}
 	}
 	if cf != nil {
+		listed := map[string]bool{}
 		for _, id := range cf.Recordings {
-			if !slices.Contains(ids, id) {
+			listed[id] = true
+			if !inZip[id] {
 				v.fail("recordings/"+id+"/", "recording %s, listed in case.json, is missing from the export", id)
 			}
 		}
 		for _, id := range ids {
-			if !slices.Contains(cf.Recordings, id) {
+			if !listed[id] {
 				v.fail("recordings/"+id+"/", "recording %s is not one case.json lists", id)
 			}
 		}
