@@ -57,19 +57,24 @@ func (s *Server) mayReadRecording(r *http.Request, rec evidence.Recording) bool 
 	return false
 }
 
-// conceal refuses a signed-in principal something that exists but is not
-// theirs to see with the very answer a missing one gets (404, notFound), so
-// that ids cannot be probed; the refusal is still logged, counted and
-// audited as one.
+// conceal answers a signed-in principal's request for a case, recording or
+// device that is missing, or that exists but is not theirs to see, with the
+// same 404 (notFound), after the same work: both are audited refusals (why
+// says which, in the ledger only), so that ids can be probed neither by the
+// answer nor by its time.
 func (s *Server) conceal(w http.ResponseWriter, r *http.Request, notFound, why string) {
+	s.audit(r, why)
+	writeError(w, http.StatusNotFound, notFound)
+}
+
+// audit logs, counts and records a signed-in principal's refused request.
+func (s *Server) audit(r *http.Request, why string) {
 	user := userOf(r)
-	s.o.Log.Warn("denied", "code", http.StatusForbidden, "answered", http.StatusNotFound, "user", user, "method", r.Method,
-		"path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+	s.o.Log.Warn("denied", "user", user, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
 	s.metrics.denied.Inc()
 	if s.o.Audit != nil {
 		s.o.Audit.Denied(r.Context(), user, r.Method+" "+r.URL.Path, r.RemoteAddr, why, true)
 	}
-	writeError(w, http.StatusNotFound, notFound)
 }
 
 // deviceScope tells, for one request, whether its principal may see each

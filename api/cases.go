@@ -116,6 +116,11 @@ func (s *Server) createCase(w http.ResponseWriter, r *http.Request) {
 		Members: req.Members, CreatedBy: p.ID, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := s.o.Cases.CreateCase(r.Context(), c); err != nil {
 		if errors.Is(err, catalog.ErrExists) {
+			// The id is taken. Saying so tells that the case exists, so a
+			// case the user may not read is an audited refusal as well.
+			if k, err := s.o.Cases.Case(r.Context(), c.ID); err != nil || !evidence.MayReadCase(p.User, k) {
+				s.audit(r, "filing case "+c.ID+", whose id is taken by a case this user may not read")
+			}
 			writeError(w, http.StatusConflict, "case "+c.ID+" exists")
 			return
 		}
@@ -157,7 +162,7 @@ func (s *Server) loadCase(w http.ResponseWriter, r *http.Request, change bool) (
 	id := r.PathValue("id")
 	c, err := s.o.Cases.Case(r.Context(), id)
 	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no case "+id)
+		s.conceal(w, r, "no case "+id, "no case "+id)
 		return c, false
 	}
 	if err != nil {

@@ -34,7 +34,7 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 	notLive := "device " + device + " is not live (unknown, or not publishing now)"
 	d, err := s.o.Catalog.Device(r.Context(), device)
 	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, notLive)
+		s.conceal(w, r, notLive, "no device "+device)
 		return
 	}
 	if err != nil {

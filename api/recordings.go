@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
@@ -145,7 +147,7 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) (evidence.Rec
 	id := r.PathValue("id")
 	rec, err := s.o.Catalog.Recording(r.Context(), id)
 	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no recording "+id)
+		s.conceal(w, r, "no recording "+id, "no recording "+id)
 		return rec, false
 	}
 	if err != nil {
@@ -337,8 +339,12 @@ func (s *Server) listLive(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
-// objectsReader reads a list of objects as one seekable stream.
+// objectsReader reads a list of objects as one seekable stream. It is safe
+// for use from two goroutines: http.ServeContent reads a multi-range answer
+// on one of its own, which may still be reading when the handler closes it.
 type objectsReader struct {
+	mu     sync.Mutex
+	closed bool
 	ctx    context.Context
 	store  Objects
 	segs   []evidence.Segment
@@ -351,7 +357,12 @@ type objectsReader struct {
 }
 
 func (o *objectsReader) Read(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for {
+		if o.closed {
+			return 0, os.ErrClosed
+		}
 		if o.off >= o.total {
 			return 0, io.EOF
 		}
@@ -379,7 +390,7 @@ func (o *objectsReader) Read(p []byte) (int, error) {
 // object or of the range being served, whichever comes first: a ranged
 // read, nothing before o.off or past what is served is asked of the store.
 func (o *objectsReader) open() error {
-	o.Close()
+	o.closeCurrent()
 	var start int64
 	for _, sg := range o.segs {
 		if o.off < start+sg.Size {
@@ -402,6 +413,8 @@ func (o *objectsReader) open() error {
 }
 
 func (o *objectsReader) Seek(offset int64, whence int) (int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	switch whence {
 	case io.SeekStart:
 	case io.SeekCurrent:
@@ -416,12 +429,20 @@ func (o *objectsReader) Seek(offset int64, whence int) (int64, error) {
 	return offset, nil
 }
 
+// Close closes the object being read; later reads fail.
 func (o *objectsReader) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	o.closeCurrent()
+	return nil
+}
+
+func (o *objectsReader) closeCurrent() {
 	if o.cur != nil {
 		o.cur.Close()
 		o.cur = nil
 	}
-	return nil
 }
 
 func fmtTime(t time.Time) string {

@@ -360,6 +360,11 @@ func TestBootstrapAdminSessions(t *testing.T) {
 	if a := withCookie(t, "GET", srv.URL+"/api/v1/session", cookie, ""); a.code != 200 || !strings.Contains(a.body, `"credential": "admin-token"`) {
 		t.Fatalf("who am I: %d %s", a.code, a.body)
 	}
+	// Its user was made then, on record like any account.
+	events, err := lastFixture.cat.CustodyEvents(context.Background(), catalog.CustodyFilter{TargetIDs: []string{"admin"}})
+	if err != nil || len(events) != 1 || events[0].Action != evidence.ActionAccount || events[0].Actor != "admin-token" {
+		t.Fatalf("the bootstrap user's creation in the ledger: %+v %v", events, err)
+	}
 	// The same catalog and keys, the token changed (a restart with a new one).
 	const newToken = "the-new-admin-token-9876543210"
 	f := lastFixture

@@ -136,6 +136,10 @@ func (s *Server) signInWithToken(w http.ResponseWriter, r *http.Request, token s
 		err = s.o.Users.CreateUser(r.Context(), u)
 		if errors.Is(err, catalog.ErrExists) {
 			u, err = s.o.Users.User(r.Context(), "admin")
+		} else if err == nil && s.o.Custody != nil { // an account change like any other
+			s.o.Custody.Record(r.Context(), evidence.CustodyEvent{Actor: "admin-token", Role: string(evidence.RoleAdmin), Remote: r.RemoteAddr,
+				Action: evidence.ActionAccount, TargetKind: "user", TargetID: u.ID,
+				Detail: "user created: role admin, the bootstrap admin token's console user (no password)"})
 		}
 	}
 	if err != nil {
