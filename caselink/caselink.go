@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -230,7 +231,7 @@ func (k *Linker) withdraw(ctx context.Context, a Actor, l evidence.EvidenceLink,
 	k.o.Log.Error("legal hold failed; the link is withdrawn", "recording", l.RecordingID, "case", l.CaseID, "err", cause)
 	e := evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: l.RecordingID, CaseID: l.CaseID,
 		Outcome: evidence.OutcomeFailed}
-	if err := k.o.Catalog.WithdrawLink(ctx, l.ID, a.id(), "legal hold could not be placed: "+cause.Error(), time.Now().UTC()); err != nil {
+	if err := k.o.Catalog.WithdrawLink(ctx, l.ID, a.id(), withdrawnForHold+cause.Error(), time.Now().UTC()); err != nil {
 		k.o.Log.Error("a link whose legal hold failed could not be withdrawn; it stands, its footage perhaps not all held",
 			"recording", l.RecordingID, "case", l.CaseID, "link", l.ID, "err", err)
 		e.Detail = "link " + l.ID + " (" + window + ") stands, but the legal hold could not be placed on every object (" + cause.Error() +
@@ -243,6 +244,10 @@ func (k *Linker) withdraw(ctx context.Context, a Actor, l evidence.EvidenceLink,
 	k.release(ctx, a, l)
 	return fmt.Errorf("%w: %v", ErrHold, cause)
 }
+
+// withdrawnForHold begins the reason of a link withdrawn because its hold
+// failed.
+const withdrawnForHold = "legal hold could not be placed: "
 
 // release lifts the legal hold on a recording that link l no longer holds,
 // unless another active link does (when unsure, it stays held).
@@ -337,8 +342,10 @@ func (k *Linker) unlink(ctx context.Context, a Actor, caseID, linkID, reason str
 // link leaves the recording recorded (evidence is never refused) but in no
 // case, and clears the case it names, so that neither the recording nor
 // its signed manifest claims a case it is not in; the refusal is a custody
-// event, a log line and a metric. Ingest calls it once the recording is in
-// the catalog.
+// event, a log line and a metric. A link that could not be decided (the
+// catalog or the store failing) is a "failed" event and leaves the claim:
+// EnsureLinked, before the manifest is signed, tries again. Ingest calls it
+// once the recording is in the catalog.
 func (k *Linker) LinkFromStart(ctx context.Context, rec evidence.Recording) error {
 	a := Actor{Device: rec.DeviceID, Remote: rec.RemoteAddr}
 	officer, err := k.o.Catalog.User(ctx, rec.OfficerID)
@@ -348,20 +355,64 @@ func (k *Linker) LinkFromStart(ctx context.Context, rec evidence.Recording) erro
 	case err == nil && officer.Disabled:
 		err = fmt.Errorf("%w: the device's officer %s is disabled", ErrForbidden, officer.ID)
 	}
-	if err != nil {
-		if errors.Is(err, ErrForbidden) {
-			k.refused(ctx, a, Request{CaseID: rec.CaseID, RecordingID: rec.ID}, err.Error())
-			k.count(a, "link", err)
+	if err == nil {
+		a.User = officer
+		_, err = k.Link(ctx, a, Request{CaseID: rec.CaseID, RecordingID: rec.ID, Note: "published with ?case=" + rec.CaseID})
+		if err == nil {
+			return nil
 		}
+	} else if errors.Is(err, ErrForbidden) {
+		k.refused(ctx, a, Request{CaseID: rec.CaseID, RecordingID: rec.ID}, err.Error())
+		k.count(a, "link", err)
+	}
+	if Refused(err) {
 		k.unclaim(ctx, rec)
 		return err
 	}
-	a.User = officer
-	_, err = k.Link(ctx, a, Request{CaseID: rec.CaseID, RecordingID: rec.ID, Note: "published with ?case=" + rec.CaseID})
-	if err != nil {
-		k.unclaim(ctx, rec)
+	k.o.Log.Error("a recording published for a case could not be linked yet; tried again before its manifest is signed",
+		"recording", rec.ID, "case", rec.CaseID, "err", err)
+	if !errors.Is(err, ErrHold) { // a failed hold is on record already
+		k.record(ctx, a, evidence.CustodyEvent{Action: evidence.ActionLink, TargetKind: "recording", TargetID: rec.ID,
+			Detail:  "published with ?case=" + rec.CaseID + ": not linked yet (tried again before the manifest is signed): " + err.Error(),
+			Outcome: evidence.OutcomeFailed})
 	}
 	return err
+}
+
+// Refused reports whether err is a link refused by the rules (as opposed to
+// one that could not be made: a failing catalog or store).
+func Refused(err error) bool {
+	for _, r := range []error{ErrForbidden, ErrNotYours, ErrNoCase, ErrNoRecording, ErrSettled, ErrInvalid} {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// EnsureLinked settles, before a recording's manifest is signed, the link
+// its recorder asked for with ?case= (rec.CaseID): nothing to do when the
+// device's link was made (whatever became of it since) or refused (then
+// the recording names no case); otherwise LinkFromStart again. It returns
+// an error only when that still cannot be decided, so the caller tries
+// again later.
+func (k *Linker) EnsureLinked(ctx context.Context, rec evidence.Recording) error {
+	if rec.CaseID == "" {
+		return nil
+	}
+	links, err := k.o.Catalog.EvidenceLinks(ctx, "", rec.ID)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.CaseID == rec.CaseID && l.LinkedBy == "device:"+rec.DeviceID && !strings.HasPrefix(l.UnlinkReason, withdrawnForHold) {
+			return nil
+		}
+	}
+	if err := k.LinkFromStart(ctx, rec); err != nil && !Refused(err) {
+		return err
+	}
+	return nil
 }
 
 // unclaim clears the case a recording names when it is not linked to it.
@@ -441,7 +492,7 @@ func (k *Linker) record(ctx context.Context, a Actor, e evidence.CustodyEvent) {
 func (k *Linker) count(a Actor, op string, err error) {
 	outcome := evidence.OutcomeOK
 	switch {
-	case errors.Is(err, ErrForbidden), errors.Is(err, ErrNotYours), errors.Is(err, ErrSettled), errors.Is(err, ErrNoCase):
+	case Refused(err):
 		outcome = evidence.OutcomeDenied
 	case err != nil:
 		outcome = evidence.OutcomeFailed

@@ -219,3 +219,55 @@ func TestLink(t *testing.T) {
 		t.Fatalf("unlink: %v, held %v", err, f.held(t, recA))
 	}
 }
+
+// flaky is the catalog failing User lookups while down is set.
+type flaky struct {
+	*catalog.Catalog
+	down bool
+}
+
+func (f *flaky) User(ctx context.Context, id string) (evidence.User, error) {
+	if f.down {
+		return evidence.User{}, errors.New("catalog: connection refused")
+	}
+	return f.Catalog.User(ctx, id)
+}
+
+// A link asked for with ?case= that could not be decided (the catalog
+// failing) keeps its claim, is on record as failed, and is made before the
+// manifest is signed (EnsureLinked); one made or refused is left alone.
+func TestEnsureLinked(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cat := &flaky{Catalog: f.cat, down: true}
+	links := caselink.New(caselink.Options{Catalog: cat, Holds: f.store, Custody: f.ledger, Log: slog.New(slog.DiscardHandler)})
+	rec := f.published(t, "r1", "cam-a", "o-a", "A-1")
+	f.ledger.events = nil
+	if err := links.LinkFromStart(ctx, rec); err == nil || caselink.Refused(err) {
+		t.Fatalf("link with the catalog down: %v", err)
+	}
+	if got, _ := f.cat.Recording(ctx, "r1"); got.CaseID != "A-1" {
+		t.Fatalf("the claim was dropped on a failure: %+v", got)
+	}
+	if len(f.ledger.events) != 1 || f.ledger.events[0].Outcome != evidence.OutcomeFailed {
+		t.Fatalf("events %+v, want the failed link", f.ledger.events)
+	}
+	cat.down = false
+	for i := 0; i < 2; i++ { // the second finds the link made
+		if err := links.EnsureLinked(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, _ := f.cat.EvidenceLinks(ctx, "A-1", ""); len(l) != 1 || !l[0].Active() || !f.held(t, rec) {
+		t.Fatalf("links of A-1: %+v, held %v", l, f.held(t, rec))
+	}
+	// Refused: nothing to settle later.
+	other := f.published(t, "r2", "cam-a", "o-a", "B-1")
+	if err := links.LinkFromStart(ctx, other); !caselink.Refused(err) {
+		t.Fatalf("link into another unit's case: %v", err)
+	}
+	other, _ = f.cat.Recording(ctx, "r2")
+	if err := links.EnsureLinked(ctx, other); err != nil || other.CaseID != "" {
+		t.Fatalf("after a refusal: %v, %+v", err, other)
+	}
+}

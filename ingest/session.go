@@ -88,9 +88,10 @@ func (ss *session) start() error {
 		ss.log.Warn("catalog: recording not created yet; it will be from the spool", "err", err)
 	} else if ss.caseID != "" && ss.srv.o.Holds != nil {
 		if err := ss.srv.o.Holds.LinkFromStart(ctx, rec); err != nil {
-			// Recorded all the same; the spool no longer names the case.
-			ss.log.Warn("recording not linked to the case it was published for; recording it in no case", "case", ss.caseID, "err", err)
-			ss.caseID = ""
+			// Recorded all the same: refused, it is in no case; not decided
+			// (the catalog failing), the link is tried again before the
+			// manifest is signed.
+			ss.log.Warn("recording not linked to the case it was published for", "case", ss.caseID, "err", err)
 		}
 	}
 	ss.srv.o.Events.Publish(events.Event{Kind: events.RecordingStarted, At: ss.started, Recording: rec})

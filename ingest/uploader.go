@@ -54,10 +54,12 @@ type Custody interface {
 }
 
 // Holds keeps footage linked to a case on legal hold as it is stored, and
-// links recordings published with ?case= from their first byte.
+// links recordings published with ?case= from their first byte (or, when
+// that could not be decided then, before the manifest is signed).
 type Holds interface {
 	HoldIfLinked(ctx context.Context, recordingID, key string) error
 	LinkFromStart(ctx context.Context, r evidence.Recording) error
+	EnsureLinked(ctx context.Context, r evidence.Recording) error
 }
 
 // Publisher receives ingest's events.
@@ -594,6 +596,16 @@ func (u *uploader) finish(ctx context.Context, r evidence.Recording, end endMeta
 		return fmt.Errorf("%w: %v", errCatalog, err)
 	}
 	if rec.ManifestKey == "" {
+		if rec.CaseID != "" && u.holds != nil {
+			// The signed manifest names the case only if the recording is
+			// in it: the link asked for with ?case= is settled first.
+			if err := u.holds.EnsureLinked(ctx, rec); err != nil {
+				return fmt.Errorf("%w: link to case %s: %v", errCatalog, rec.CaseID, err)
+			}
+			if rec, err = u.cat.Recording(ctx, r.ID); err != nil {
+				return fmt.Errorf("%w: %v", errCatalog, err)
+			}
+		}
 		if err := u.writeManifest(ctx, rec); err != nil {
 			return err
 		}

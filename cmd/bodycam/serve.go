@@ -58,7 +58,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http-tls-cert: %v", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := privateDir(cfg.DataDir, log); err != nil {
 		return fmt.Errorf("data-dir: %v", err)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -206,6 +206,26 @@ func openStore(ctx context.Context, cfg Config) (storage.Store, string, error) {
 		checks = "the server does not check SHA-256 checksums; uploads are hashed here"
 	}
 	return s, "s3 " + cfg.S3Endpoint + "/" + cfg.S3Bucket + " (" + checks + ")", nil
+}
+
+// privateDir makes the data directory, or narrows an existing one, to its
+// owner (0700): it holds the spool, the catalog, the keys and, with the
+// directory backend, the evidence itself.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
+		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", dir, "was", perm.String())
+	}
+	return nil
 }
 
 // adminToken returns the configured admin token: --admin-token, the file

@@ -243,8 +243,12 @@ func (s *server) token() string {
 // The embedded default: directory objects, SQLite, generated token and keys.
 func TestServeEmbeddedDefault(t *testing.T) {
 	dataDir := t.TempDir()
+	os.Chmod(dataDir, 0o755) // an operator's directory, open to others: narrowed
 	s := start(t, dataDir)
 	token := s.token()
+	if st, err := os.Stat(dataDir); err != nil || st.Mode().Perm() != 0o700 || !strings.Contains(s.log.String(), "narrowed to its owner") {
+		t.Fatalf("data directory %v, %v; want it 0700, and said so in the log", st.Mode().Perm(), err)
+	}
 	if !strings.Contains(s.log.String(), filepath.Join(dataDir, "admin-token")) {
 		t.Fatalf("admin token path not logged:\n%s", s.log)
 	}
