@@ -52,16 +52,21 @@ func (s *server) idleConns(from, addr string, n int) <-chan time.Duration {
 	return out
 }
 
-// metricValue reads one sample of the server's /metrics.
+// metricValue reads a metric of the server's /metrics: the sum of its
+// samples, whatever their labels.
 func (s *server) metricValue(name string) float64 {
 	s.t.Helper()
 	_, body := s.call("GET", "/metrics", "", "")
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
-	if m == nil {
+	samples := regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+`(?:\{[^}]*\})? (\S+)$`).FindAllStringSubmatch(body, -1)
+	if samples == nil {
 		s.t.Fatalf("no metric %s", name)
 	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	return v
+	var sum float64
+	for _, m := range samples {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		sum += v
+	}
+	return sum
 }
 
 // 2,000 idle connections against each port, from one address, while the
