@@ -215,11 +215,22 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // requests up to drain to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:     s.handler,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:    slog.NewLogLogger(s.o.Log.Handler(), slog.LevelWarn),
+
+		// How long a connection may hold a descriptor without doing its
+		// part. A request's headers within 10 s; the whole request, body
+		// included, within 30 s: bodies are at most 64 KiB (a WHEP offer
+		// too), and without it a body dribbled a byte at a time, even one
+		// refused unread (the server drains it for keep-alive), held a
+		// connection for ever. net/http lifts the read deadline once the
+		// body is read, so long answers (media, exports) are not cut, and
+		// there is no WriteTimeout for them. A keep-alive connection left
+		// idle is closed after a minute.
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ErrorLog:          slog.NewLogLogger(s.o.Log.Handler(), slog.LevelWarn),
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       time.Minute,
 
 		// A request line and headers fit in 64 KiB (Go's default is 1 MiB):
 		// what a client sends is bounded before it reaches a log or the

@@ -52,6 +52,8 @@ type harness struct {
 	rtsp    string // host:port
 	udp     string
 	reg     *prometheus.Registry
+	opts    ingest.Options // of srv, for a restart
+	minFree uint64         // of its spool
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -68,7 +70,7 @@ type harnessOptions struct {
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
-	h := &harness{t: t, dataDir: t.TempDir(), bus: events.NewBus(), reg: prometheus.NewRegistry()}
+	h := &harness{t: t, dataDir: t.TempDir(), bus: events.NewBus(), reg: prometheus.NewRegistry(), minFree: o.minFree}
 	var err error
 	if h.cat, err = catalog.Open(context.Background(), "", h.dataDir); err != nil {
 		t.Fatal(err)
@@ -92,21 +94,14 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.udp = freeUDPPair(t)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	h.srv = ingest.New(ingest.Options{
+	h.opts = ingest.Options{
 		RTSPAddr: "127.0.0.1:0", UDPAddr: h.udp, TLS: o.tls, SegmentDuration: o.segmentDuration, ReadTimeout: o.readTimeout,
 		RequestTimeout: o.requestTimeout, MaxPendingPerHost: o.maxPending,
 		Spool: spool, Store: h.store, Catalog: h.cat, Keys: h.keys, Signer: h.keys, Events: h.bus,
 		Registry: h.reg, Log: log,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan error, 1)
-	go func() { h.done <- h.srv.Run(ctx) }()
-	select {
-	case <-h.srv.Ready():
-	case err := <-h.done:
-		t.Fatalf("ingest did not start: %v", err)
 	}
-	h.rtsp = h.srv.Addr()
+	h.start()
+	ctx := context.Background()
 	// Admins do not read evidence: an auditor reads the recordings.
 	if err := h.cat.CreateUser(ctx, evidence.User{ID: "auditor-1", Role: evidence.RoleAuditor, CertToken: "cert-auditor-1"}); err != nil {
 		t.Fatal(err)
@@ -120,6 +115,37 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h.api = httptest.NewServer(a.Handler())
 	t.Cleanup(func() { h.api.Close(); h.stop() })
 	return h
+}
+
+// start runs a new ingest role with h.opts.
+func (h *harness) start() {
+	h.t.Helper()
+	h.srv = ingest.New(h.opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- h.srv.Run(ctx) }()
+	select {
+	case <-h.srv.Ready():
+	case err := <-h.done:
+		h.t.Fatalf("ingest did not start: %v", err)
+	}
+	h.rtsp = h.srv.Addr()
+}
+
+// restart stops the ingest role and starts it again on the same spool,
+// catalog and store, as a restart of the server would (its metrics start
+// again from zero).
+func (h *harness) restart() {
+	h.t.Helper()
+	h.stop()
+	h.reg = prometheus.NewRegistry()
+	h.opts.Registry = h.reg
+	spool, err := ingest.OpenSpool(filepath.Join(h.dataDir, "spool"), h.minFree) // a new process's
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.opts.Spool = spool
+	h.start()
 }
 
 // with returns a view of h whose helpers report to t, for subtests.

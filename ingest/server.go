@@ -83,6 +83,11 @@ type Options struct {
 	// IPv6 /64) may hold before they record; recording connections do not
 	// count. Default 64.
 	MaxPendingPerHost int
+	// MaxPending caps the connections all addresses together may hold
+	// before they record (recording connections do not count, so it never
+	// refuses a recorder for the number recording). Default
+	// connlimit.DefaultMaxPending: a quarter of the file limit.
+	MaxPending int
 }
 
 // Server is the ingest role.
@@ -113,6 +118,9 @@ func New(o Options) *Server {
 	}
 	if o.MaxPendingPerHost == 0 {
 		o.MaxPendingPerHost = 64
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = connlimit.DefaultMaxPending()
 	}
 	if o.UploadWorkers == 0 {
 		o.UploadWorkers = 8
@@ -159,13 +167,13 @@ func (s *Server) Run(ctx context.Context) error {
 		// gortsplib reads a connection's first bytes (and its TLS
 		// handshake) with no deadline, and stops the whole server on an
 		// Accept error such as EMFILE: connlimit bounds both, and caps what
-		// one address may hold before it records.
+		// one address, and all of them, may hold before they record.
 		Listen: func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
 			if err != nil {
 				return nil, err
 			}
-			s.conns = connlimit.New(ln, connlimit.Options{Name: "rtsp", PerHost: s.o.MaxPendingPerHost,
+			s.conns = connlimit.New(ln, connlimit.Options{Name: "rtsp", PerHost: s.o.MaxPendingPerHost, MaxPending: s.o.MaxPending,
 				RequestTimeout: s.o.RequestTimeout, Registry: s.o.Registry, Log: s.log})
 			return s.conns, nil
 		},
@@ -184,7 +192,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("rtsp-addr: %v", err)
 	}
 	close(s.ready)
-	s.log.Info("rtsp listening", "addr", s.Addr(), "udp", s.o.UDPAddr, "tls", s.o.TLS != nil)
+	s.log.Info("rtsp listening", "addr", s.Addr(), "udp", s.o.UDPAddr, "tls", s.o.TLS != nil,
+		"max_pending", s.o.MaxPending, "max_pending_per_host", s.o.MaxPendingPerHost)
 	errc := make(chan error, 1)
 	go func() { errc <- s.rtsp.Wait() }()
 	select {

@@ -214,6 +214,7 @@ func (ss *session) run() {
 				break
 			}
 			w.end(evidence.StateComplete, ss.endReason())
+			w.release()
 			return
 		}
 	}
@@ -277,12 +278,38 @@ func (w *writer) fail(err error) {
 	ss.log.Error("recording cannot be written to the spool; ending it as interrupted and closing the publisher", "err", err)
 	w.failed = true
 	if w.rec != nil {
+		// The segment being written stays on disk as it is, its file
+		// closed first: the descriptor is not kept, whatever happens next.
+		// Once end.json is written, the uploader salvages the segment
+		// (its complete fragments; the rest is in the gap).
+		w.rec.closeFile()
 		w.rec.gap(evidence.Gap{RecordingID: ss.recordingID, Kind: evidence.GapInterrupted, Start: w.rec.lastEnd, End: time.Now().UTC(),
 			Detail: "the spool could not be written (" + err.Error() + "); media after this point was refused"})
-		w.rec.end(evidence.StateInterrupted, w.rec.lastEnd, "spool write failed: "+err.Error())
+		if err := w.rec.end(evidence.StateInterrupted, w.rec.lastEnd, "spool write failed: "+err.Error()); err != nil {
+			ss.log.Error("the end of the recording could not be written to the spool either", "err", err)
+		}
 		ss.srv.up.kickDevice(ss.device.ID)
+	} else {
+		// Nothing of it is in the spool (it failed as it started): end the
+		// catalog's recording here, or it stays live.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := ss.srv.o.Catalog.FinishRecording(ctx, ss.recordingID, evidence.StateInterrupted, time.Now(),
+			"spool write failed before any media was stored: "+err.Error()); err != nil {
+			ss.log.Warn("catalog: could not end the recording", "err", err)
+		}
+		ss.srv.up.kickDevice(ss.device.ID) // what a failed start left in the spool
 	}
 	go ss.rtsp.Close()
+}
+
+// release lets the spool know the writer is done with its recording, ended
+// or not (then the uploader recovers it).
+func (w *writer) release() {
+	if w.rec != nil {
+		w.rec.release()
+		w.ss.srv.up.kickDevice(w.ss.device.ID)
+	}
 }
 
 func (w *writer) end(state evidence.RecordingState, reason string) {

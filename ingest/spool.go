@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +78,9 @@ type endMeta struct {
 type Spool struct {
 	root    string
 	minFree uint64
+
+	mu      sync.Mutex
+	writing map[string]bool // recording directories a writer holds
 }
 
 // OpenSpool opens (creating) the spool directory.
@@ -83,7 +88,7 @@ func OpenSpool(root string, minFree uint64) (*Spool, error) {
 	if err := os.MkdirAll(root, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return &Spool{root: root, minFree: minFree}, nil
+	return &Spool{root: root, minFree: minFree, writing: map[string]bool{}}, nil
 }
 
 // Free reports the bytes available to the spool.
@@ -112,6 +117,7 @@ func (sp *Spool) recDir(device, rec string) string { return filepath.Join(sp.roo
 
 // recWriter writes one recording into the spool; it implements sink.
 type recWriter struct {
+	sp      *Spool
 	dir     string
 	meta    recordingMeta
 	seg     *os.File
@@ -129,8 +135,16 @@ type recWriter struct {
 func segName(seq int64) string { return fmt.Sprintf("%06d", seq) }
 
 // create starts a recording in the spool with its init segment.
-func (sp *Spool) create(meta recordingMeta, init []byte) (*recWriter, error) {
+// The recording is held as being written until the writer releases it.
+// A failed create releases it at once: what it left is the uploader's.
+func (sp *Spool) create(meta recordingMeta, init []byte) (w *recWriter, err error) {
 	dir := sp.recDir(meta.DeviceID, meta.ID)
+	sp.hold(dir, true) // before the directory exists: the uploader never sees it unheld
+	defer func() {
+		if err != nil {
+			sp.hold(dir, false)
+		}
+	}()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -139,13 +153,44 @@ func (sp *Spool) create(meta recordingMeta, init []byte) (*recWriter, error) {
 	if err := writeFileSync(filepath.Join(dir, "init.mp4"), init); err != nil {
 		return nil, err
 	}
+	if err := injected("create", meta.DeviceID, 0); err != nil {
+		return nil, err
+	}
 	if err := writeJSONSync(filepath.Join(dir, "recording.json"), meta); err != nil {
 		return nil, err
 	}
 	if err := syncDir(filepath.Dir(dir)); err != nil {
 		return nil, err
 	}
-	return &recWriter{dir: dir, meta: meta, lastEnd: meta.StartedAt}, nil
+	return &recWriter{sp: sp, dir: dir, meta: meta, lastEnd: meta.StartedAt}, nil
+}
+
+// hold marks a recording directory as held by its writer, or not.
+func (sp *Spool) hold(dir string, on bool) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if on {
+		sp.writing[dir] = true
+	} else {
+		delete(sp.writing, dir)
+	}
+}
+
+// held reports whether a writer holds a recording directory. One that is not
+// held and has no end.json was left by a writer that could not end it (the
+// spool failed under it): the uploader recovers it as a restart would.
+// Release comes after the end is written, so a directory seen unheld shows
+// its end.json if it has one.
+func (sp *Spool) held(dir string) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.writing[dir]
+}
+
+// release says the writer is done with the recording, ended or not.
+func (w *recWriter) release() {
+	w.closeFile()
+	w.sp.hold(w.dir, false)
 }
 
 func (w *recWriter) path(name string) string { return filepath.Join(w.dir, name) }
@@ -163,7 +208,26 @@ func (w *recWriter) openSegment(seq int64, start, deviceTime time.Time, keyframe
 		return fmt.Errorf("spool: %w", err)
 	}
 	w.hash, w.size = sha256.New(), 0
+	if err := injected("open-segment", w.meta.DeviceID, seq); err != nil {
+		return err
+	}
 	return syncDir(w.dir)
+}
+
+// spoolFault is set by tests only (export_test.go): asked at a few points
+// of writing a recording ("create" once init.mp4 is written, "open-segment"
+// once the segment's files are made, the start of "end"), it fails there,
+// as a write or a directory sync that fails (no descriptor left, a full
+// disk, an I/O error) does.
+var spoolFault atomic.Pointer[func(op, device string, seq int64) error]
+
+func injected(op, device string, seq int64) error {
+	if f := spoolFault.Load(); f != nil {
+		if err := (*f)(op, device, seq); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
+	return nil
 }
 
 // writeFragment appends a fragment and makes it durable before returning.
@@ -240,11 +304,21 @@ func (w *recWriter) writeGaps() error {
 	return nil
 }
 
-// end marks the recording finished; the uploader takes it from there.
-func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason string) error {
-	if w.seg != nil { // a segment still open: an error stopped the segmenter
+// closeFile closes the file of a segment still open (an error stopped the
+// segmenter), leaving the segment on disk as it is: recovery, or the
+// uploader once the recording has ended, salvages it.
+func (w *recWriter) closeFile() {
+	if w.seg != nil {
 		w.seg.Close()
 		w.seg = nil
+	}
+}
+
+// end marks the recording finished; the uploader takes it from there.
+func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason string) error {
+	w.closeFile()
+	if err := injected("end", w.meta.DeviceID, 0); err != nil {
+		return err
 	}
 	if err := w.writeGaps(); err != nil {
 		return err
@@ -255,7 +329,8 @@ func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason stri
 // recover finishes what a crash left in the spool: open segments are cut
 // back to their last fsync'd fragment and closed, and every recording that
 // had not ended is ended as interrupted with an explicit gap. It returns the
-// recordings it ended.
+// recordings it ended. A recording that has ended is the uploader's, a
+// segment left open in it included (salvageOpenSegments).
 func (sp *Spool) recover(now time.Time) ([]string, error) {
 	var ended []string
 	devices, err := os.ReadDir(sp.root)
@@ -275,7 +350,7 @@ func (sp *Spool) recover(now time.Time) ([]string, error) {
 			if _, err := os.Stat(filepath.Join(dir, "end.json")); err == nil {
 				continue
 			}
-			if err := recoverRecording(dir, now); err != nil {
+			if err := recoverRecording(dir, now, afterCrash); err != nil {
 				return ended, fmt.Errorf("spool: recover %s: %w", dir, err)
 			}
 			ended = append(ended, r.Name())
@@ -284,47 +359,33 @@ func (sp *Spool) recover(now time.Time) ([]string, error) {
 	return ended, nil
 }
 
-func recoverRecording(dir string, now time.Time) error {
+// recovery says why a recording is recovered, in its gap and its end.
+type recovery struct{ detail, reason string }
+
+var (
+	afterCrash = recovery{
+		detail: "bodycam stopped abnormally; media after the last fsync'd fragment was lost; a publisher that reconnected started a new recording",
+		reason: "server stopped abnormally; recovered at restart"}
+	abandoned = recovery{
+		detail: "the spool failed under the recording and its end could not be written; media after the last fsync'd fragment was lost",
+		reason: "spool write failed; recovered from the spool"}
+)
+
+// recoverRecording ends a recording its writer did not end: its open
+// segments salvaged, an interrupted gap from its last durable media to now,
+// and end.json. A directory without recording.json held nothing durable and
+// is removed.
+func recoverRecording(dir string, now time.Time, why recovery) error {
 	var meta recordingMeta
-	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); err != nil {
+	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); errors.Is(err, fs.ErrNotExist) {
 		// Nothing durable was started: no init, no segments.
 		return os.RemoveAll(dir)
+	} else if err != nil {
+		return err // unreadable now (out of descriptors?) is not absent
 	}
 	lastEnd := meta.StartedAt
-	opens, _ := filepath.Glob(filepath.Join(dir, "*.m4s.open"))
-	for _, open := range opens {
-		name := strings.TrimSuffix(filepath.Base(open), ".m4s.open")
-		seq, _ := strconv.ParseInt(name, 10, 64)
-		var m segmentMeta
-		if err := readJSON(filepath.Join(dir, name+".json"), &m); err == nil {
-			if err := finishSegment(dir, m); err != nil { // closed, rename pending
-				return err
-			}
-			continue
-		}
-		if err := readJSON(filepath.Join(dir, name+".open.json"), &m); err != nil {
-			return err
-		}
-		b, err := os.ReadFile(open)
-		if err != nil {
-			return err
-		}
-		size, mediaEnd := durableFragments(b, meta.PrimaryTrack, meta.PrimaryTimescale)
-		if size == 0 {
-			os.Remove(open)
-			os.Remove(filepath.Join(dir, name+".open.json"))
-			continue
-		}
-		if err := os.Truncate(open, size); err != nil {
-			return err
-		}
-		b = b[:size]
-		sum := sha256.Sum256(b)
-		m.Seq, m.Size, m.SHA256 = seq, size, hex.EncodeToString(sum[:])
-		m.DurationUS, m.ClosedAt, m.Recovered = mediaEnd.Microseconds(), now.UTC(), true
-		if err := finishSegment(dir, m); err != nil {
-			return err
-		}
+	if _, err := salvageOpenSegments(dir, meta, now); err != nil {
+		return err
 	}
 	segs, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	for _, f := range segs {
@@ -337,11 +398,60 @@ func recoverRecording(dir string, now time.Time) error {
 		}
 	}
 	w := &recWriter{dir: dir}
-	if err := w.gap(evidence.Gap{RecordingID: meta.ID, Kind: evidence.GapInterrupted, Start: lastEnd, End: now.UTC(),
-		Detail: "bodycam stopped abnormally; media after the last fsync'd fragment was lost; a publisher that reconnected started a new recording"}); err != nil {
+	if err := w.gap(evidence.Gap{RecordingID: meta.ID, Kind: evidence.GapInterrupted, Start: lastEnd, End: now.UTC(), Detail: why.detail}); err != nil {
 		return err
 	}
-	return w.end(evidence.StateInterrupted, lastEnd, "server stopped abnormally; recovered at restart")
+	return w.end(evidence.StateInterrupted, lastEnd, why.reason)
+}
+
+// salvageOpenSegments finishes the segments a recording's writer left open
+// (NNNNNN.m4s.open): after a crash (recoverRecording), or after a write
+// failed and the writer ended the recording without closing its segment
+// (the uploader: once end.json is there, the writer is gone and an open
+// segment is a leftover that would hold the device's uploads for ever).
+// A segment closed but not yet renamed is renamed; an open one is cut back
+// to its last complete fragment and finished as recovered, or removed when
+// it holds none. It reports how many it finished or removed.
+func salvageOpenSegments(dir string, meta recordingMeta, now time.Time) (int, error) {
+	opens, err := filepath.Glob(filepath.Join(dir, "*.m4s.open"))
+	if err != nil {
+		return 0, err
+	}
+	for _, open := range opens {
+		if err := salvageOpenSegment(dir, open, meta, now); err != nil {
+			return 0, fmt.Errorf("spool: %s: %w", filepath.Base(open), err)
+		}
+	}
+	return len(opens), nil
+}
+
+func salvageOpenSegment(dir, open string, meta recordingMeta, now time.Time) error {
+	name := strings.TrimSuffix(filepath.Base(open), ".m4s.open")
+	seq, _ := strconv.ParseInt(name, 10, 64)
+	var m segmentMeta
+	if err := readJSON(filepath.Join(dir, name+".json"), &m); err == nil {
+		return finishSegment(dir, m) // closed, rename pending
+	}
+	if err := readJSON(filepath.Join(dir, name+".open.json"), &m); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(open)
+	if err != nil {
+		return err
+	}
+	size, mediaEnd := durableFragments(b, meta.PrimaryTrack, meta.PrimaryTimescale)
+	if size == 0 {
+		os.Remove(open)
+		os.Remove(filepath.Join(dir, name+".open.json"))
+		return syncDir(dir)
+	}
+	if err := os.Truncate(open, size); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b[:size])
+	m.Seq, m.Size, m.SHA256 = seq, size, hex.EncodeToString(sum[:])
+	m.DurationUS, m.ClosedAt, m.Recovered = mediaEnd.Microseconds(), now.UTC(), true
+	return finishSegment(dir, m)
 }
 
 // durableFragments finds the end of the last complete fragment (a moof
@@ -438,7 +548,7 @@ func (sp *Spool) pendingDevice(device string) ([]string, error) {
 }
 
 // hasWork reports whether any of a device's recordings has something for
-// the uploader: an init segment, a closed segment, or an end.
+// the uploader: an init segment, a closed segment, an end, or no writer.
 func (sp *Spool) hasWork(device string, recs []string) bool {
 	for _, rec := range recs {
 		entries, err := os.ReadDir(sp.recDir(device, rec))
@@ -450,6 +560,9 @@ func (sp *Spool) hasWork(device string, recs []string) bool {
 			if n == "init.mp4" || n == "end.json" || strings.HasSuffix(n, ".m4s") {
 				return true
 			}
+		}
+		if !sp.held(sp.recDir(device, rec)) {
+			return true // left by a writer that could not end it
 		}
 	}
 	return false

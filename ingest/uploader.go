@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -364,6 +365,25 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	t0 := time.Now()
 	u.setPhase(device, "scan")
 	dir := u.spool.recDir(device, rec)
+	if !u.spool.held(dir) { // first: a writer lets go only once its end is written
+		if _, err := os.Stat(filepath.Join(dir, "end.json")); errors.Is(err, fs.ErrNotExist) {
+			// Its writer has gone without ending it (the spool failed under
+			// it, the end too): end it now as a restart would, or the
+			// device's later recordings wait behind it.
+			if err := recoverRecording(dir, time.Now(), abandoned); err != nil {
+				u.m.errors.WithLabelValues("spool").Inc()
+				return false, fmt.Errorf("spool: recover %s: %w", rec, err)
+			}
+			if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+				u.log.Warn("removed what a recording whose start failed left in the spool (no media of it was durable)",
+					"device", device, "recording", rec)
+				return true, nil
+			}
+			u.m.gaps.WithLabelValues(string(evidence.GapInterrupted)).Inc()
+			u.log.Warn("recording left without an end by a failed spool write; ended from the spool as interrupted",
+				"device", device, "recording", rec)
+		}
+	}
 	var meta recordingMeta
 	if err := readJSON(filepath.Join(dir, "recording.json"), &meta); err != nil {
 		return false, nil // being created
@@ -396,6 +416,21 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		}
 		os.Remove(filepath.Join(dir, "init.mp4"))
 	}
+	if _, err := os.Stat(filepath.Join(dir, "end.json")); err == nil {
+		// The writer has ended the recording, so a segment still open is
+		// one it could not close (a write failed at its open): finish it
+		// as recovery would, or the device's uploads wait behind it for
+		// ever. The writer wrote end.json after closing its file.
+		n, err := salvageOpenSegments(dir, meta, time.Now())
+		if err != nil {
+			u.m.errors.WithLabelValues("spool").Inc()
+			return false, err
+		}
+		if n > 0 {
+			u.log.Warn("recording ended by a failed spool write with a segment left open; salvaged (its complete fragments are kept, the rest is in the recording's gap)",
+				"device", device, "recording", rec, "segments", n)
+		}
+	}
 	closed, err := closedSegments(dir)
 	if err != nil {
 		return false, err
@@ -421,7 +456,7 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		return false, nil // still recording
 	}
 	if open, _ := filepath.Glob(filepath.Join(dir, "*.m4s.open")); len(open) > 0 {
-		return false, nil
+		return false, nil // end.json came after the look above: the kick with it brings the next round
 	}
 	if left, _ := closedSegments(dir); len(left) > 0 {
 		return false, nil

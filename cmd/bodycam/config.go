@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/internal/connlimit"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/storage"
 )
@@ -62,7 +63,9 @@ type Config struct {
 
 	RTSPRequestTimeout    time.Duration
 	RTSPMaxPendingPerHost int
+	RTSPMaxPending        int // 0: connlimit.DefaultMaxPending
 	HTTPMaxConnsPerHost   int
+	HTTPMaxConns          int // 0: connlimit.DefaultMaxPending
 	HTTPTLSCert           string
 	HTTPTLSKey            string
 	AdminTokenFile        string
@@ -106,11 +109,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RTSPReadTimeout, "rtsp-read-timeout", c.RTSPReadTimeout, "a publisher silent this long is disconnected and its recording closed")
 	fs.DurationVar(&c.RTSPRequestTimeout, "rtsp-request-timeout", c.RTSPRequestTimeout, "an RTSP connection that is not recording must complete each request (the first, TLS handshake included, from its connect) within this, or it is closed")
 	fs.IntVar(&c.RTSPMaxPendingPerHost, "rtsp-max-pending-per-host", c.RTSPMaxPendingPerHost, "RTSP connections one client address (IPv4, IPv6 /64) may hold before they record; more are closed at once; recording connections do not count")
+	fs.IntVar(&c.RTSPMaxPending, "rtsp-max-pending", c.RTSPMaxPending, "RTSP connections all client addresses together may hold before they record; more are closed at once; recording connections do not count; 0: a quarter of the file limit, at most 4096")
 	fs.Var(&c.SpoolMinFree, "spool-min-free", "new publishers are refused when the spool disk has less free space than this (e.g. 1GiB, 500MiB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
 	fs.StringVar(&c.HTTPTLSCert, "http-tls-cert", c.HTTPTLSCert, "PEM certificate (chain): with --http-tls-key, the HTTP port speaks HTTPS only (TLS 1.2+, HSTS)")
 	fs.StringVar(&c.HTTPTLSKey, "http-tls-key", c.HTTPTLSKey, "PEM private key for --http-tls-cert")
 	fs.IntVar(&c.HTTPMaxConnsPerHost, "http-max-conns-per-host", c.HTTPMaxConnsPerHost, "HTTP connections one client address (IPv4, IPv6 /64) may hold at once; more are closed at once")
+	fs.IntVar(&c.HTTPMaxConns, "http-max-conns", c.HTTPMaxConns, "HTTP connections all client addresses together may hold at once; more are closed at once; 0: a quarter of the file limit, at most 4096")
 	fs.StringVar(&c.WebRTCUDPAddr, "webrtc-udp-addr", c.WebRTCUDPAddr, "the one UDP port of live viewers' WebRTC (ICE UDP mux); empty disables ICE over UDP")
 	fs.StringVar(&c.WebRTCTCPAddr, "webrtc-tcp-addr", c.WebRTCTCPAddr, "ICE-TCP listener, the fallback for viewers whose UDP is blocked; empty disables it")
 	fs.StringVar(&c.WebRTCPublicIPs, "webrtc-public-ips", c.WebRTCPublicIPs, "comma-separated public IPs announced instead of the host's own (1:1 NAT)")
@@ -306,6 +311,19 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPMaxConnsPerHost < 1 {
 		return errors.New("http-max-conns-per-host: must be at least 1")
+	}
+	for _, s := range []struct {
+		name string
+		v    int
+	}{{"rtsp-max-pending", c.RTSPMaxPending}, {"http-max-conns", c.HTTPMaxConns}} {
+		if s.v < 0 {
+			return fmt.Errorf("%s: must be at least 1, or 0 for a quarter of the file limit", s.name)
+		}
+		// Caps the descriptors could not hold would leave nothing for
+		// recordings, the spool and the backends.
+		if limit := connlimit.FileLimit(); uint64(s.v) > limit/2 {
+			return fmt.Errorf("%s: %d is more than half of the process's file limit (%d): the rest is for recordings, the spool and the backends; 0 takes a quarter", s.name, s.v, limit)
+		}
 	}
 	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
 		return errors.New("http-tls-cert: --http-tls-cert and --http-tls-key go together")

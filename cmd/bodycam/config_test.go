@@ -75,6 +75,10 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--rtsp-max-pending-per-host", "0"}, nil, "rtsp-max-pending-per-host"},
 		{[]string{"--http-max-conns-per-host", "0"}, nil, "http-max-conns-per-host"},
 		{[]string{"--http-max-conns-per-host", "many"}, nil, "http-max-conns-per-host"},
+		{[]string{"--http-max-conns", "-1"}, nil, "http-max-conns"},
+		{[]string{"--http-max-conns", "2000000000"}, nil, "http-max-conns: 2000000000 is more than half of the process's file limit"},
+		{nil, map[string]string{"BODYCAM_RTSP_MAX_PENDING": "-5"}, "rtsp-max-pending"},
+		{[]string{"--rtsp-max-pending", "2000000000"}, nil, "rtsp-max-pending: 2000000000 is more than half"},
 		{[]string{"--retention-mode", "forever"}, nil, "retention-mode"},
 		{[]string{"--retention-period", "ten"}, nil, "retention-period"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
@@ -110,18 +114,20 @@ func TestDefaultsAreValid(t *testing.T) {
 // like every other.
 func TestTransportSettings(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "bodycam.yaml")
-	os.WriteFile(file, []byte("rtsp-request-timeout: 7s\nhttp-max-conns-per-host: 99\nhttp-tls-cert: /etc/bodycam/cert.pem\nhttp-tls-key: /etc/bodycam/key.pem\n"), 0o600)
+	os.WriteFile(file, []byte("rtsp-request-timeout: 7s\nhttp-max-conns-per-host: 99\nhttp-max-conns: 300\nrtsp-max-pending: 100\nhttp-tls-cert: /etc/bodycam/cert.pem\nhttp-tls-key: /etc/bodycam/key.pem\n"), 0o600)
 	cfg, err := loadConfig("serve", []string{"--config", file, "--rtsp-max-pending-per-host", "12"},
-		env(map[string]string{"BODYCAM_ADMIN_TOKEN_FILE": "/run/secrets/admin-token", "BODYCAM_RTSP_MAX_PENDING_PER_HOST": "5"}), io.Discard)
+		env(map[string]string{"BODYCAM_ADMIN_TOKEN_FILE": "/run/secrets/admin-token", "BODYCAM_RTSP_MAX_PENDING_PER_HOST": "5", "BODYCAM_RTSP_MAX_PENDING": "200"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.RTSPRequestTimeout != 7*time.Second || cfg.HTTPMaxConnsPerHost != 99 || cfg.RTSPMaxPendingPerHost != 12 ||
+		cfg.HTTPMaxConns != 300 || cfg.RTSPMaxPending != 200 ||
 		cfg.HTTPTLSCert != "/etc/bodycam/cert.pem" || cfg.HTTPTLSKey != "/etc/bodycam/key.pem" || cfg.AdminTokenFile != "/run/secrets/admin-token" {
 		t.Fatalf("%+v", cfg)
 	}
 	def := defaults()
-	if def.RTSPRequestTimeout != 10*time.Second || def.RTSPMaxPendingPerHost != 64 || def.HTTPMaxConnsPerHost != 256 {
+	if def.RTSPRequestTimeout != 10*time.Second || def.RTSPMaxPendingPerHost != 64 || def.HTTPMaxConnsPerHost != 256 ||
+		def.HTTPMaxConns != 0 || def.RTSPMaxPending != 0 {
 		t.Fatalf("defaults differ from the README: %+v", def)
 	}
 }

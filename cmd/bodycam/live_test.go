@@ -34,8 +34,16 @@ func (s *server) register(token, id string) string {
 }
 
 // publishFFmpeg starts the real ffmpeg publishing a test pattern for the
-// given time with the given encoder arguments.
+// given time with the given encoder arguments, and waits until it is live.
 func (s *server) publishFFmpeg(id, password string, seconds int, codecArgs ...string) *exec.Cmd {
+	s.t.Helper()
+	cmd := s.startFFmpeg(id, password, seconds, codecArgs...)
+	s.waitLive(id)
+	return cmd
+}
+
+// startFFmpeg is publishFFmpeg without the wait (which asks the API).
+func (s *server) startFFmpeg(id, password string, seconds int, codecArgs ...string) *exec.Cmd {
 	s.t.Helper()
 	args := []string{"-hide_banner", "-loglevel", "error", "-re",
 		"-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -49,7 +57,6 @@ func (s *server) publishFFmpeg(id, password string, seconds int, codecArgs ...st
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	s.waitLive(id)
 	return cmd
 }
 

@@ -114,9 +114,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Warn("live viewing sessions left open by an abnormal stop were ended", "sessions", n)
 		}
 	}
+	// Descriptors: each listener's connections that are not recording get at
+	// most a quarter of the file limit by default, so a flood of both from
+	// many addresses leaves half to recordings, the spool and the backends.
+	rtspMaxPending, httpMaxConns := cfg.RTSPMaxPending, cfg.HTTPMaxConns
+	if rtspMaxPending == 0 {
+		rtspMaxPending = connlimit.DefaultMaxPending()
+	}
+	if httpMaxConns == 0 {
+		httpMaxConns = connlimit.DefaultMaxPending()
+	}
 	rtsp := ingest.New(ingest.Options{
 		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
-		RequestTimeout: cfg.RTSPRequestTimeout, MaxPendingPerHost: cfg.RTSPMaxPendingPerHost,
+		RequestTimeout: cfg.RTSPRequestTimeout, MaxPendingPerHost: cfg.RTSPMaxPendingPerHost, MaxPending: rtspMaxPending,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
 		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: links, Registry: reg, Log: log.With("component", "ingest"),
 	})
@@ -130,12 +140,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http-addr: %v", err)
 	}
-	// The HTTP server closes connections that send no request header within
-	// its ReadHeaderTimeout; the cap keeps one address from holding more
-	// descriptors than that leaves (and backs off on EMFILE).
-	ln := connlimit.New(tcp, connlimit.Options{Name: "http", PerHost: cfg.HTTPMaxConnsPerHost, Registry: reg, Log: log.With("component", "api")})
+	// The HTTP server closes connections that do not send a whole request in
+	// time, or idle after one (api.Server.Serve); the caps keep one address,
+	// and all of them, from holding more descriptors than that leaves (and
+	// back off on EMFILE). HTTP connections are never established: the
+	// total cap counts every one.
+	ln := connlimit.New(tcp, connlimit.Options{Name: "http", PerHost: cfg.HTTPMaxConnsPerHost, MaxPending: httpMaxConns,
+		Registry: reg, Log: log.With("component", "api")})
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
-		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir)
+		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir,
+		"file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })

@@ -1,11 +1,13 @@
 // Package connlimit owns what a listener allows a client before it has
 // proven who it is: at most PerHost such connections per client address (an
-// IPv4 address, or an IPv6 /64, which one subscriber holds whole), and,
-// optionally, a time limit on each request until the server marks the
-// connection established. A scanner or a broken client can then hold only a
-// few file descriptors, each for a few seconds, and real recorders still get
-// in. Refused and timed-out connections are counted in Prometheus and
-// logged, at most a few lines per address a minute.
+// IPv4 address, or an IPv6 /64, which one subscriber holds whole), at most
+// MaxPending of them in all, and, optionally, a time limit on each request
+// until the server marks the connection established. A scanner or a broken
+// client can then hold only a few file descriptors, each for a few seconds;
+// a flood from many addresses only the listener's share of them; and the
+// connections that matter (established ones: recorders recording) never
+// count toward either cap. Refused and timed-out connections are counted in
+// Prometheus and logged, at most a few lines per address a minute.
 //
 // Accept never hands a temporary error (EMFILE, ECONNABORTED) to the server
 // above: it backs off and accepts again, as net/http does, because some
@@ -19,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +35,12 @@ type Options struct {
 	// PerHost is how many connections one client address may hold until
 	// they are established; more are closed at once. 0: no cap.
 	PerHost int
+	// MaxPending is how many connections all addresses together may hold
+	// until they are established; more are closed at once. It bounds the
+	// file descriptors a flood from many addresses can take. A server that
+	// never marks connections established (HTTP) is capped in all its
+	// connections. 0: no cap.
+	MaxPending int
 	// RequestTimeout, when set, bounds a connection that is not
 	// established: its first request must be complete within RequestTimeout
 	// of the accept, each later one within RequestTimeout of the moment the
@@ -53,12 +62,20 @@ type Listener struct {
 	mu      sync.Mutex
 	hosts   map[string]int   // connections not yet established, by host key
 	pending map[string]*Conn // the same, by remote address
+	total   int              // the same, in all
 }
 
 type metrics struct {
-	open, pending            prometheus.Gauge
-	refused, timedOut, fails prometheus.Counter
+	open, pending   prometheus.Gauge
+	refused         *prometheus.CounterVec // by reason: refusedPerHost, refusedTotal
+	timedOut, fails prometheus.Counter
 }
+
+// Reasons of bodycam_<name>_connections_refused_total.
+const (
+	refusedPerHost = "per_host" // the address held PerHost pending connections
+	refusedTotal   = "total"    // all addresses held MaxPending
+)
 
 // New wraps ln. It registers the listener's metrics with o.Registry, so
 // call it once per name and registry.
@@ -75,8 +92,9 @@ func New(ln net.Listener, o Options) *Listener {
 			Help: "Connections open now."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "connections_pending",
 			Help: "Connections open now that are not established (they count toward the per-address cap)."}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: p + "connections_refused_total",
-			Help: "Connections closed at once because their address already held its cap of pending connections."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "connections_refused_total",
+			Help: "Connections closed at once: their address already held its cap of pending connections (reason per_host), or all addresses held the listener's (reason total)."},
+			[]string{"reason"}),
 		timedOut: prometheus.NewCounter(prometheus.CounterOpts{Name: p + "connections_timed_out_total",
 			Help: "Connections closed because the client sent no complete request in time (also keep-alive connections left idle)."}),
 		fails: prometheus.NewCounter(prometheus.CounterOpts{Name: p + "accept_errors_total",
@@ -85,15 +103,20 @@ func New(ln net.Listener, o Options) *Listener {
 	if o.Registry != nil {
 		o.Registry.MustRegister(m.open, m.pending, m.refused, m.timedOut, m.fails)
 	}
+	for _, r := range []string{refusedPerHost, refusedTotal} {
+		m.refused.WithLabelValues(r) // exported at 0 from the start
+	}
 	return &Listener{Listener: ln, o: o, m: m, logs: newLogLimiter(logsPerMinute, time.Minute),
 		hosts: map[string]int{}, pending: map[string]*Conn{}}
 }
 
-// logsPerMinute is how many lines one address can cause a minute; the rest
-// are counted and summed up in the next line.
+// logsPerMinute is how many lines one address (for the total cap: all
+// addresses together) can cause a minute; the rest are counted and summed up
+// in the next line.
 const logsPerMinute = 3
 
-// Accept returns the next connection whose address is under its cap.
+// Accept returns the next connection whose address, and the listener, are
+// under their caps.
 func (l *Listener) Accept() (net.Conn, error) {
 	var backoff time.Duration
 	for {
@@ -113,14 +136,25 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		if l.o.PerHost > 0 && l.hosts[host] >= l.o.PerHost {
 			l.mu.Unlock()
+			l.m.refused.WithLabelValues(refusedPerHost).Inc() // before the close the client sees
 			c.Close()
-			l.m.refused.Inc()
 			l.note("refused", host, slog.LevelWarn, l.o.Name+": connection refused: the address holds its cap of pending connections",
 				"remote", c.RemoteAddr().String(), "cap", l.o.PerHost)
 			continue
 		}
+		if l.o.MaxPending > 0 && l.total >= l.o.MaxPending {
+			l.mu.Unlock()
+			l.m.refused.WithLabelValues(refusedTotal).Inc() // before the close the client sees
+			c.Close()
+			// One key for every address: a flood from many logs a few
+			// lines a minute in all.
+			l.note("refused-total", "", slog.LevelWarn, l.o.Name+": connection refused: the listener holds its cap of pending connections from all addresses",
+				"remote", c.RemoteAddr().String(), "cap", l.o.MaxPending)
+			continue
+		}
 		lc := &Conn{Conn: c, l: l, host: host, pending: true}
 		l.hosts[host]++
+		l.total++
 		l.pending[c.RemoteAddr().String()] = lc
 		l.mu.Unlock()
 		l.m.open.Inc()
@@ -131,6 +165,28 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		return lc, nil
 	}
+}
+
+// DefaultMaxPending is the MaxPending a listener gets unless configured: a
+// quarter of the process's file limit (as Go raised it at start-up, to the
+// hard limit), so that an HTTP and an RTSP listener flooded together leave
+// at least half of the descriptors to recordings, the spool, the catalog and
+// the object store. It is at most 4,096, whatever the limit: every held
+// connection costs a goroutine and buffers (tens of KiB), and a flood of
+// cheap IPv6 /64s must not turn a generous file limit into gigabytes. A
+// limit that cannot be read counts as 1,024.
+func DefaultMaxPending() int {
+	return int(min(max(FileLimit()/4, 16), 4096))
+}
+
+// FileLimit is the process's limit of open files (the soft one, which Go
+// raises to the hard one at start-up), or 1,024 when it cannot be read.
+func FileLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 1024
+	}
+	return rl.Cur
 }
 
 func temporary(err error) bool {
@@ -147,6 +203,7 @@ func (l *Listener) release(c *Conn) {
 	if l.hosts[c.host]--; l.hosts[c.host] <= 0 {
 		delete(l.hosts, c.host)
 	}
+	l.total--
 	delete(l.pending, c.RemoteAddr().String())
 	l.mu.Unlock()
 	l.m.pending.Dec()

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -114,7 +115,7 @@ func TestPerHostCap(t *testing.T) {
 	if len(kept) != 3 || refused != 7 {
 		t.Fatalf("from one address: %d kept, %d refused; want 3 and 7", len(kept), refused)
 	}
-	if got := value(s.l.m.refused); got != 7 {
+	if got := value(s.l.m.refused.WithLabelValues(refusedPerHost)); got != 7 {
 		t.Fatalf("refused counted %v, want 7", got)
 	}
 	if c := dialFrom(t, "127.0.0.3", addr); greeting(t, c) != "hello" {
@@ -140,8 +141,70 @@ func TestPerHostCap(t *testing.T) {
 	if c := dialFrom(t, "127.0.0.2", addr); greeting(t, c) != "hello" {
 		t.Fatal("refused after connections were established")
 	}
-	if got := value(s.l.m.refused); got != 7 {
+	if got := value(s.l.m.refused.WithLabelValues(refusedPerHost)); got != 7 {
 		t.Fatalf("refused counted %v, want still 7", got)
+	}
+}
+
+// All addresses together hold at most MaxPending pending connections: a
+// flood from many addresses, each under its own cap, is refused at once
+// beyond it (counted with the reason "total", logged a few lines in all),
+// while established connections do not count and a slot frees when a
+// pending one closes.
+func TestMaxPending(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	held := make(chan net.Conn, 100)
+	s := serve(t, Options{Name: "test", PerHost: 4, MaxPending: 10, Registry: reg, Log: log}, func(_ *Listener, c net.Conn) {
+		io.WriteString(c, "hello\n")
+		held <- c
+		io.Copy(io.Discard, c)
+	})
+	addr := s.l.Addr()
+	kept, refused := 0, 0
+	for i := range 20 { // 4 from each of 5 addresses: each at its own cap
+		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%5), addr)
+		if greeting(t, c) == "hello" {
+			kept++
+		} else {
+			refused++
+		}
+	}
+	if kept != 10 || refused != 10 {
+		t.Fatalf("from five addresses: %d kept, %d refused; want 10 and 10", kept, refused)
+	}
+	if total, perHost := value(s.l.m.refused.WithLabelValues(refusedTotal)), value(s.l.m.refused.WithLabelValues(refusedPerHost)); total != 10 || perHost != 0 {
+		t.Fatalf("refused counted %v for the total cap and %v per host, want 10 and 0", total, perHost)
+	}
+	logMu.Lock()
+	lines := strings.Count(logs.String(), "connection refused")
+	logMu.Unlock()
+	if lines != logsPerMinute {
+		t.Fatalf("%d refusal lines logged for 10 refusals from five addresses, want %d in all:\n%s", lines, logsPerMinute, logs.String())
+	}
+	// Established connections leave the cap: a recorder gets in.
+	for range 3 {
+		s.l.Established(<-held)
+	}
+	for i := range 3 {
+		if c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), addr); greeting(t, c) != "hello" {
+			t.Fatalf("refused with %d of the 10 slots freed by established connections", 3-i)
+		}
+	}
+	if c := dialFrom(t, "127.0.0.20", addr); greeting(t, c) != "" {
+		t.Fatal("accepted beyond the cap")
+	}
+	// A pending connection's close frees its slot.
+	(<-held).Close()
+	waitGauge(t, s.l.m.pending, 9)
+	if c := dialFrom(t, "127.0.0.21", addr); greeting(t, c) != "hello" {
+		t.Fatal("refused after a pending connection closed")
 	}
 }
 
@@ -459,3 +522,24 @@ type wrapped struct {
 }
 
 func (w wrapped) RemoteAddr() net.Addr { return w.remote }
+
+// The default total cap is a quarter of the file limit, within 16..4,096.
+func TestDefaultMaxPending(t *testing.T) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	for _, c := range []struct{ limit, want uint64 }{{1024, 256}, {48, 16}, {old.Max, min(old.Max/4, 4096)}} {
+		rl := old
+		rl.Cur = c.limit
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			t.Fatal(err)
+		}
+		got := DefaultMaxPending()
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+		if uint64(got) != c.want {
+			t.Errorf("file limit %d: %d, want %d", c.limit, got, c.want)
+		}
+	}
+}
