@@ -58,7 +58,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http-tls-cert: %v", err)
 	}
-	if err := privateDir(cfg.DataDir, log); err != nil {
+	wasOpen, err := privateDir(cfg.DataDir)
+	if err != nil {
 		return fmt.Errorf("data-dir: %v", err)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -150,6 +151,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
 		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir,
 		"file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
+	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
+		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
@@ -224,22 +228,21 @@ func openStore(ctx context.Context, cfg Config) (storage.Store, string, error) {
 
 // privateDir makes the data directory, or narrows an existing one, to its
 // owner (0700): it holds the spool, the catalog, the keys and, with the
-// directory backend, the evidence itself.
-func privateDir(dir string, log *slog.Logger) error {
+// directory backend, the evidence itself. It returns the mode it narrowed
+// (0: none).
+func privateDir(dir string) (fs.FileMode, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return 0, err
 	}
 	st, err := os.Stat(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return err
-		}
-		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", dir, "was", perm.String())
+	perm := st.Mode().Perm()
+	if perm&0o077 == 0 {
+		return 0, nil
 	}
-	return nil
+	return perm, os.Chmod(dir, 0o700)
 }
 
 // adminToken returns the configured admin token: --admin-token, the file
