@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -61,7 +60,7 @@ func EnsureClip(ctx context.Context, dir string, s ClipSpec) (string, error) {
 	if s.BFrames >= 0 {
 		args = append(args[:len(args)-3], append([]string{"-bf", fmt.Sprint(s.BFrames)}, args[len(args)-3:]...)...)
 	}
-	if out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {
+	if out, err := ffmpegCmd(ctx, args...).CombinedOutput(); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("encode clip with ffmpeg: %v: %s", err, out)
 	}

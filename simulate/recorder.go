@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
-	"os/exec"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -111,7 +110,7 @@ func PublishLive(ctx context.Context, url string, s ClipSpec, tcp bool) error {
 		"-b:v", s.VideoBitrate, "-g", fmt.Sprint(s.FPS),
 		"-c:a", "aac", "-b:a", "64k", "-ac", "1",
 		"-f", "rtsp", "-rtsp_transport", transport, url}
-	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	cmd := ffmpegCmd(ctx, args...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return nil
