@@ -54,6 +54,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		if err == nil {
+			cfg, err = cfg.loadSecrets()
+		}
 		if err != nil {
 			return fail(exitUsage, err)
 		}
