@@ -71,6 +71,7 @@ type Config struct {
 	HTTPTLSKey            string
 	AdminTokenFile        string
 	SpoolDir              string // "": <data-dir>/spool
+	ShutdownDelay         time.Duration
 
 	// Secrets also come from files (a mounted Kubernetes or systemd
 	// secret), which loadSecrets reads into the plain settings.
@@ -100,6 +101,7 @@ func defaults() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
+		ShutdownDelay:   5 * time.Second,
 
 		RTSPRequestTimeout:    10 * time.Second,
 		RTSPMaxPendingPerHost: 64,
@@ -153,7 +155,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CredentialKey, "credential-key", c.CredentialKey, "file with the key device secrets are derived from (hex); empty creates <data-dir>/keys/credential.key; share it between nodes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to drain on SIGINT/SIGTERM before closing")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGINT/SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers stop sending work) before the listeners close; 0 closes them at once")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long running requests may take to finish once the listeners closed (after --shutdown-delay)")
 }
 
 // envName maps a flag name to its environment variable.
@@ -438,6 +441,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown-timeout: must be positive")
+	}
+	if c.ShutdownDelay < 0 || c.ShutdownDelay > 10*time.Minute {
+		return fmt.Errorf("shutdown-delay: %v is outside 0..10m", c.ShutdownDelay)
 	}
 	return nil
 }

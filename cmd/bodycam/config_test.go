@@ -77,6 +77,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/var/lib"}, nil, "spool-dir"},
 		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/var/lib/bodycam/objects/spool"}, nil, "spool-dir"},
 		{[]string{"--data-dir", "data", "--spool-dir", "./data/keys"}, nil, "spool-dir"},
+		{[]string{"--shutdown-delay", "-1s"}, nil, "shutdown-delay"},
+		{nil, map[string]string{"BODYCAM_SHUTDOWN_DELAY": "1h"}, "shutdown-delay"},
 		{[]string{"--http-tls-key", "key.pem"}, nil, "http-tls-cert"},
 		{[]string{"--http-tls-cert", "cert.pem"}, nil, "http-tls-cert"},
 		{[]string{"--rtsp-request-timeout", "500ms"}, nil, "rtsp-request-timeout"},

@@ -164,7 +164,30 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Warn("spool directory was open to group or others; narrowed to its owner", "dir", cfg.spoolDir(), "was", spoolWasOpen.String())
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
+	// A stop (SIGINT/SIGTERM) first only marks the node not ready: it goes
+	// on serving everything for --shutdown-delay while /readyz answers 503,
+	// so load balancers polling it stop sending work before the listeners
+	// close; then every part stops in order.
+	running, stopRunning := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRunning()
+	g, gctx := errgroup.WithContext(running)
+	g.Go(func() error {
+		select {
+		case <-gctx.Done(): // a part failed
+			return nil
+		case <-ctx.Done():
+		}
+		httpAPI.Drain()
+		log.Info("stopping: /readyz answers 503, serving on until the delay ends", "shutdown_delay", cfg.ShutdownDelay)
+		delay := time.NewTimer(cfg.ShutdownDelay)
+		defer delay.Stop()
+		select {
+		case <-delay.C:
+		case <-gctx.Done():
+		}
+		stopRunning()
+		return nil
+	})
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
 	g.Go(func() error { return rtsp.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })

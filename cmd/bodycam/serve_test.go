@@ -159,7 +159,9 @@ func startWith(t *testing.T, l launch, dataDir string, extra ...string) *server 
 	t.Helper()
 	port, _ := testsvc.FreePort()
 	rtsp, _ := testsvc.FreePort()
-	args := append([]string{"serve", "--data-dir", dataDir, "--spool-min-free", "1MiB",
+	// No delay before the listeners close on SIGTERM (no load balancer
+	// polls /readyz here); TestReadyzWhileDraining sets one.
+	args := append([]string{"serve", "--data-dir", dataDir, "--spool-min-free", "1MiB", "--shutdown-delay", "0",
 		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp), "--rtsp-udp-addr", "",
 		"--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0"}, extra...)
 	cmdline := append(append(append([]string{}, l.wrapper...), binary), args...)
