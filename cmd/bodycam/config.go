@@ -168,34 +168,48 @@ func envName(flagName string) string {
 // --config or BODYCAM_CONFIG, the environment and args, then validates it.
 // Every error names the setting it is about.
 func loadConfig(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg, rest, err := parseConfig(name, "[flags]", args, getenv, usage)
+	if err == nil && len(rest) > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (settings are flags: --name value)", rest[0])
+	}
+	return cfg, err
+}
+
+// parseConfig is loadConfig for commands that also take arguments (before
+// or after the flags), which it returns.
+func parseConfig(name, synopsis string, args []string, getenv func(string) string, usage io.Writer) (Config, []string, error) {
 	cfg := defaults()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfg.flags(fs)
 	configFile := fs.String("config", getenv("BODYCAM_CONFIG"), "YAML file with settings (keys are the flag names)")
 	printUsage := func() {
-		fmt.Fprintf(usage, "Usage: bodycam %s [flags]\n\nEach flag can also be set as BODYCAM_<NAME> (e.g. BODYCAM_DATA_DIR) or in the --config file.\n\n", name)
+		fmt.Fprintf(usage, "Usage: bodycam %s %s\n\nEach flag can also be set as BODYCAM_<NAME> (e.g. BODYCAM_DATA_DIR) or in the --config file.\n\n", name, synopsis)
 		fs.SetOutput(usage)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
 	fs.Usage = func() {} // errors are reported in one line by the caller
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage()
-			return cfg, err
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage()
+				return cfg, nil, err
+			}
+			return cfg, nil, flagError(err)
 		}
-		return cfg, flagError(err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q (settings are flags: --name value)", fs.Arg(0))
+		if fs.NArg() == 0 {
+			break
+		}
+		rest, args = append(rest, fs.Arg(0)), fs.Args()[1:]
 	}
 	explicit := map[string]string{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
 
 	if *configFile != "" {
 		if err := applyFile(fs, *configFile); err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 	}
 	var envErr error
@@ -210,12 +224,12 @@ func loadConfig(name string, args []string, getenv func(string) string, usage io
 		}
 	})
 	if envErr != nil {
-		return cfg, envErr
+		return cfg, nil, envErr
 	}
 	for name, v := range explicit {
 		fs.Set(name, v)
 	}
-	return cfg, cfg.Validate()
+	return cfg, rest, cfg.Validate()
 }
 
 // flagError rewrites the flag package's messages into one line that names
