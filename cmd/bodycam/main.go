@@ -100,6 +100,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	case "version":
 		fmt.Fprintln(stdout, "bodycam", version())
+		fmt.Fprintln(stdout, "live transcoding:", transcoding)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)

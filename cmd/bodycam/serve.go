@@ -156,7 +156,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Registry: reg, Log: log.With("component", "api")})
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
 		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir, "spool_dir", cfg.spoolDir(),
-		"file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
+		"transcoding", transcoding, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
 	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
 		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
 	}
