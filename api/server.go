@@ -343,8 +343,9 @@ func (s *Server) ping(ctx context.Context, limit time.Duration) (map[string]stri
 	pingers := map[string]Pinger{"storage": s.o.Store, "catalog": s.o.Catalog}
 	errs := make(map[string]chan error, len(pingers))
 	for name, p := range pingers {
-		errs[name] = make(chan error, 1)
-		go func() { errs[name] <- p.Ping(ctx) }()
+		c := make(chan error, 1)
+		errs[name] = c
+		go func() { c <- p.Ping(ctx) }()
 	}
 	checks, ok := map[string]string{}, true
 	for name, c := range errs {
