@@ -50,22 +50,22 @@ func TestSnapshotSQLiteWhileWriting(t *testing.T) {
 	}
 	before := committed.Load()
 	dst := filepath.Join(t.TempDir(), "catalog.db")
-	version, err := catalog.SnapshotSQLite(ctx, filepath.Join(dir, "catalog.db"), dst)
+	snap, err := catalog.SnapshotSQLite(ctx, filepath.Join(dir, "catalog.db"), dst)
 	after := committed.Load()
 	close(stop)
 	wg.Wait()
-	if err != nil || version < 9 {
-		t.Fatalf("snapshot: version %d, %v", version, err)
+	if err != nil || snap.SchemaVersion < 9 || snap.LiveRecordings != 0 {
+		t.Fatalf("snapshot: %+v, %v", snap, err)
 	}
 	if st, err := os.Stat(dst); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("snapshot file: %v %v", st.Mode(), err)
 	}
-	snap, err := catalog.OpenSQLite(ctx, dst)
+	copied, err := catalog.OpenSQLite(ctx, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer snap.Close()
-	devs, err := snap.Devices(ctx)
+	defer copied.Close()
+	devs, err := copied.Devices(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

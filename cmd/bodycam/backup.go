@@ -108,16 +108,22 @@ func backup(ctx context.Context, cfg Config, getenv func(string) string, dir str
 	if cfg.DatabaseURL == "" {
 		src := filepath.Join(cfg.DataDir, "catalog.db")
 		dst := filepath.Join(dir, "catalog.db")
-		version, err := catalog.SnapshotSQLite(ctx, src, dst)
+		snap, err := catalog.SnapshotSQLite(ctx, src, dst)
 		if err != nil {
 			return nil, nil, fmt.Errorf("data-dir: %v", err)
 		}
-		f, err := described(dst, src, fmt.Sprintf("SQLite, schema version %d, a consistent snapshot (VACUUM INTO) as of %s", version, started.Format(time.RFC3339)))
+		f, err := described(dst, src, fmt.Sprintf("SQLite, schema version %d, a consistent snapshot (VACUUM INTO) as of %s", snap.SchemaVersion, started.Format(time.RFC3339)))
 		if err != nil {
 			return nil, nil, err
 		}
 		files = append(files, f)
 		catalogLine = "catalog.db: " + f.note
+		if snap.LiveRecordings > 0 {
+			live := fmt.Sprintf("%d recording(s) were being recorded at the snapshot: a catalog restored from it lists them\n"+
+				"as live, with the segments stored by then (the rest of them is in the object store only)", snap.LiveRecordings)
+			catalogLine += "\n" + live
+			notes = append(notes, live)
+		}
 	} else {
 		dump, restore := pgCommands(cfg, getenv, dir)
 		catalogLine = "the catalog is in PostgreSQL and NOT in this backup: back it up with pg_dump (or the database's own\n" +

@@ -99,6 +99,9 @@ func testBackupRestore(t *testing.T, store []string) {
 	if !s.isLive("cam-r") {
 		t.Fatal("recording B ended before the backup did: the backup was not taken while it recorded")
 	}
+	if !strings.Contains(string(out), "1 recording(s) were being recorded at the snapshot") {
+		t.Fatalf("the backup does not say a recording was in progress:\n%s", out)
+	}
 	if err := ff.Wait(); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
