@@ -265,3 +265,43 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 }
+
+// /readyz: 200 while serving with both backing services answering; 503
+// when the object store does not answer; 503 "draining" once Drain is
+// called, while /healthz (liveness) and everything else still serve.
+func TestReadyz(t *testing.T) {
+	f := newFixture(t)
+	code, _, body := f.do(t, "GET", "/readyz", "", "")
+	if code != 200 || !strings.Contains(body, `"status": "ready"`) || !strings.Contains(body, `"storage": "ok"`) || !strings.Contains(body, `"catalog": "ok"`) {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+
+	dataDir := t.TempDir()
+	cat, _ := catalog.Open(context.Background(), "", dataDir)
+	defer cat.Close()
+	keys, _ := keyring.Open(dataDir+"/keys", keyring.Options{})
+	down := api.New(api.Options{Catalog: cat, Store: failing{}, Keys: keys, AdminToken: token, Log: quiet})
+	rec := httptest.NewRecorder()
+	down.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if b := rec.Body.String(); rec.Code != 503 || !strings.Contains(b, `"status": "unavailable"`) || !strings.Contains(b, "connection refused") || !strings.Contains(b, `"catalog": "ok"`) {
+		t.Fatalf("readyz with the object store down: %d %s", rec.Code, b)
+	}
+
+	s := api.New(api.Options{Catalog: f.cat, Store: f.store, Keys: f.keys, AdminToken: token, Log: quiet})
+	s.Drain()
+	for _, c := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/readyz", 503, `"status": "draining"`},
+		{"/healthz", 200, `"status": "ok"`},
+		{"/api/v1/keys", 200, `"items"`},
+	} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", c.path, nil))
+		if rec.Code != c.code || !strings.Contains(rec.Body.String(), c.want) {
+			t.Errorf("%s while draining: %d %s", c.path, rec.Code, rec.Body)
+		}
+	}
+}

@@ -108,6 +108,10 @@ type Server struct {
 	hashing    *hashSlots
 	signIns    *hostLimiter
 	lastSweep  atomic.Int64 // unix nanoseconds of the last sweep of sign-in failures
+	// draining is set when the server is about to stop: /readyz says so
+	// while everything still serves (Drain).
+	draining atomic.Bool
+	srv      atomic.Pointer[http.Server] // while Serve runs
 }
 
 // Routes lists the "METHOD /path" patterns the server serves.
@@ -141,6 +145,7 @@ func New(o Options) *Server {
 		}
 	}
 	route("GET /healthz", s.healthz)
+	route("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
 	s.patterns = append(s.patterns, "GET /metrics")
 	route("GET /api/v1/openapi.yaml", s.openapi)
@@ -237,6 +242,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		// ledger.
 		MaxHeaderBytes: 64 << 10,
 	}
+	s.srv.Store(srv)
+	if s.draining.Load() {
+		srv.SetKeepAlivesEnabled(false)
+	}
 	errc := make(chan error, 1)
 	if s.o.TLS != nil {
 		srv.TLSConfig = s.o.TLS.Clone()
@@ -249,6 +258,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		return err
 	case <-ctx.Done():
 	}
+	s.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	err := srv.Shutdown(sctx)
@@ -260,6 +270,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		err = serr
 	}
 	return err
+}
+
+// Drain marks the server as about to stop: /readyz answers 503 from now on,
+// so a load balancer polling it sends no more work, while everything still
+// serves; answers from now on close their connection (Connection: close),
+// and idle keep-alive connections are closed, so clients reconnect through
+// the balancer to another node. Serve stops accepting when its context
+// ends. Drain may be called more than once.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	if srv := s.srv.Load(); srv != nil {
+		srv.SetKeepAlivesEnabled(false)
+	}
 }
 
 // allowed lists the methods other routes accept for r's path, so a wrong
@@ -283,20 +306,57 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 
 // healthz reports whether the storage and the catalog answer.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	checks := map[string]string{}
+	checks, ok := s.ping(r.Context(), 3*time.Second)
 	status, code := "ok", http.StatusOK
-	for name, p := range map[string]Pinger{"storage": s.o.Store, "catalog": s.o.Catalog} {
-		if err := p.Ping(ctx); err != nil {
-			checks[name] = err.Error()
-			status, code = "unavailable", http.StatusServiceUnavailable
+	if !ok {
+		status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+// readyTimeout bounds /readyz's pings: a backing service slower than this
+// is as good as down for new work, and the answer stays within a
+// probe's timeout (3 s is enough).
+const readyTimeout = 2 * time.Second
+
+// readyz says whether this node should be sent work: not while it drains
+// before a stop (Drain), nor while the catalog or the object store does
+// not answer. Unlike /healthz (liveness), a 503 here never means the
+// process should be restarted.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining", "checks": map[string]string{}})
+		return
+	}
+	checks, ok := s.ping(r.Context(), readyTimeout)
+	status, code := "ready", http.StatusOK
+	if !ok {
+		status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+// ping asks the object store and the catalog at once, each within limit.
+func (s *Server) ping(ctx context.Context, limit time.Duration) (map[string]string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	pingers := map[string]Pinger{"storage": s.o.Store, "catalog": s.o.Catalog}
+	errs := make(map[string]chan error, len(pingers))
+	for name, p := range pingers {
+		c := make(chan error, 1)
+		errs[name] = c
+		go func() { c <- p.Ping(ctx) }()
+	}
+	checks, ok := map[string]string{}, true
+	for name, c := range errs {
+		if err := <-c; err != nil {
+			checks[name], ok = err.Error(), false
 			s.o.Log.Warn("health check failed", "check", name, "err", err)
 		} else {
 			checks[name] = "ok"
 		}
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	return checks, ok
 }
 
 type keyJSON struct {

@@ -94,7 +94,13 @@ func (v *viewer) negotiate(ctx context.Context, sdpOffer string) (string, error)
 		}
 	}
 	if len(v.tracks) == 0 {
-		return "", fmt.Errorf("%w (stream: %s; the viewer offered %s)", ErrNoMedia, v.s.describe(), off.describe())
+		why := ""
+		for _, d := range []string{v.videoDesc, v.audioDesc} {
+			if d != "" {
+				why += "; " + d
+			}
+		}
+		return "", fmt.Errorf("%w (stream: %s; the viewer offered %s%s)", ErrNoMedia, v.s.describe(), off.describe(), why)
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
@@ -160,6 +166,10 @@ func (v *viewer) chooseVideo(off offer) error {
 		v.derived = append(v.derived, d)
 		v.videoDesc = "H264 (transcoded: " + why + ")"
 		return v.addTrack("video", d.out, capFor(media.H264, off.h264Profile(nil)))
+	case tc == nil && c == media.H265 && off.h264Profile(nil) != "":
+		// A build without transcoders (-tags nocgo): said, so the viewer,
+		// the audit and the operator know why there is no picture.
+		v.videoDesc = "none (H265 needs a transcoder for this viewer; this server has none)"
 	}
 	return nil
 }
@@ -181,6 +191,8 @@ func (v *viewer) chooseAudio(off offer) error {
 		v.derived = append(v.derived, d)
 		v.audioDesc = "Opus (transcoded from AAC)"
 		return v.addTrack("audio", d.out, opusCap)
+	case c == media.AAC && v.r.o.Transcoders.Audio == nil && off.has(webrtc.MimeTypeOpus):
+		v.audioDesc = "none (AAC needs a transcoder; this server has none)"
 	}
 	return nil
 }

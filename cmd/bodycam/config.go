@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -69,6 +70,14 @@ type Config struct {
 	HTTPTLSCert           string
 	HTTPTLSKey            string
 	AdminTokenFile        string
+	SpoolDir              string // "": <data-dir>/spool
+	ShutdownDelay         time.Duration
+
+	// Secrets also come from files (a mounted Kubernetes or systemd
+	// secret), which loadSecrets reads into the plain settings.
+	S3AccessKeyFile string
+	S3SecretKeyFile string
+	DatabaseURLFile string
 }
 
 func defaults() Config {
@@ -92,6 +101,7 @@ func defaults() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
+		ShutdownDelay:   5 * time.Second,
 
 		RTSPRequestTimeout:    10 * time.Second,
 		RTSPMaxPendingPerHost: 64,
@@ -110,6 +120,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RTSPRequestTimeout, "rtsp-request-timeout", c.RTSPRequestTimeout, "an RTSP connection that is not recording must complete each request (the first, TLS handshake included, from its connect) within this, or it is closed")
 	fs.IntVar(&c.RTSPMaxPendingPerHost, "rtsp-max-pending-per-host", c.RTSPMaxPendingPerHost, "RTSP connections one client address (IPv4, IPv6 /64) may hold before they record; more are closed at once; recording connections do not count")
 	fs.IntVar(&c.RTSPMaxPending, "rtsp-max-pending", c.RTSPMaxPending, "RTSP connections all client addresses together may hold before they record; more are closed at once; recording connections do not count; 0: a quarter of the file limit, at most 4096")
+	fs.StringVar(&c.SpoolDir, "spool-dir", c.SpoolDir, "directory of the spool, media not yet in the object store (a fast local disk, or a volume per pod); empty: <data-dir>/spool")
 	fs.Var(&c.SpoolMinFree, "spool-min-free", "new publishers are refused when the spool disk has less free space than this (e.g. 1GiB, 500MiB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
 	fs.StringVar(&c.HTTPTLSCert, "http-tls-cert", c.HTTPTLSCert, "PEM certificate (chain): with --http-tls-key, the HTTP port speaks HTTPS only (TLS 1.2+, HSTS)")
@@ -124,11 +135,14 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LiveMaxPerUser, "live-max-per-user", c.LiveMaxPerUser, "live viewing sessions one user may hold at once; more get 429")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3/MinIO endpoint host:port; empty keeps objects in <data-dir>/objects")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", c.S3AccessKey, "S3 access key")
-	fs.StringVar(&c.S3SecretKey, "s3-secret-key", c.S3SecretKey, "S3 secret key")
+	fs.StringVar(&c.S3AccessKeyFile, "s3-access-key-file", c.S3AccessKeyFile, "file holding the S3 access key (not readable by group or others); instead of --s3-access-key")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", c.S3SecretKey, "S3 secret key (visible in ps: prefer --s3-secret-key-file)")
+	fs.StringVar(&c.S3SecretKeyFile, "s3-secret-key-file", c.S3SecretKeyFile, "file holding the S3 secret key (not readable by group or others); instead of --s3-secret-key")
 	fs.StringVar(&c.S3Bucket, "s3-bucket", c.S3Bucket, "S3 bucket; created with Object Lock when missing")
 	fs.BoolVar(&c.S3TLS, "s3-tls", c.S3TLS, "use HTTPS to reach S3")
 	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region (default us-east-1)")
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (postgres://...); empty uses SQLite in <data-dir>/catalog.db")
+	fs.StringVar(&c.DatabaseURLFile, "database-url-file", c.DatabaseURLFile, "file holding the PostgreSQL URL with its password (not readable by group or others); instead of --database-url")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://...) for multi-node coordination; empty keeps it in-process")
 	fs.DurationVar(&c.SegmentDuration, "segment-duration", c.SegmentDuration, "target segment length; segments are cut at the next keyframe after it")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role (visible in ps: prefer --admin-token-file); generated into <data-dir>/admin-token when empty")
@@ -141,7 +155,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CredentialKey, "credential-key", c.CredentialKey, "file with the key device secrets are derived from (hex); empty creates <data-dir>/keys/credential.key; share it between nodes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to drain on SIGINT/SIGTERM before closing")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGINT/SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers stop sending work) before the listeners close; 0 closes them at once")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long running requests may take to finish once the listeners closed (after --shutdown-delay)")
 }
 
 // envName maps a flag name to its environment variable.
@@ -153,34 +168,48 @@ func envName(flagName string) string {
 // --config or BODYCAM_CONFIG, the environment and args, then validates it.
 // Every error names the setting it is about.
 func loadConfig(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg, rest, err := parseConfig(name, "[flags]", args, getenv, usage)
+	if err == nil && len(rest) > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (settings are flags: --name value)", rest[0])
+	}
+	return cfg, err
+}
+
+// parseConfig is loadConfig for commands that also take arguments (before
+// or after the flags), which it returns.
+func parseConfig(name, synopsis string, args []string, getenv func(string) string, usage io.Writer) (Config, []string, error) {
 	cfg := defaults()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfg.flags(fs)
 	configFile := fs.String("config", getenv("BODYCAM_CONFIG"), "YAML file with settings (keys are the flag names)")
 	printUsage := func() {
-		fmt.Fprintf(usage, "Usage: bodycam %s [flags]\n\nEach flag can also be set as BODYCAM_<NAME> (e.g. BODYCAM_DATA_DIR) or in the --config file.\n\n", name)
+		fmt.Fprintf(usage, "Usage: bodycam %s %s\n\nEach flag can also be set as BODYCAM_<NAME> (e.g. BODYCAM_DATA_DIR) or in the --config file.\n\n", name, synopsis)
 		fs.SetOutput(usage)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
 	fs.Usage = func() {} // errors are reported in one line by the caller
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage()
-			return cfg, err
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage()
+				return cfg, nil, err
+			}
+			return cfg, nil, flagError(err)
 		}
-		return cfg, flagError(err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q (settings are flags: --name value)", fs.Arg(0))
+		if fs.NArg() == 0 {
+			break
+		}
+		rest, args = append(rest, fs.Arg(0)), fs.Args()[1:]
 	}
 	explicit := map[string]string{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
 
 	if *configFile != "" {
 		if err := applyFile(fs, *configFile); err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 	}
 	var envErr error
@@ -195,12 +224,12 @@ func loadConfig(name string, args []string, getenv func(string) string, usage io
 		}
 	})
 	if envErr != nil {
-		return cfg, envErr
+		return cfg, nil, envErr
 	}
 	for name, v := range explicit {
 		fs.Set(name, v)
 	}
-	return cfg, cfg.Validate()
+	return cfg, rest, cfg.Validate()
 }
 
 // flagError rewrites the flag package's messages into one line that names
@@ -288,6 +317,14 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir: must not be empty")
 	}
+	if err := c.validSpoolDir(); err != nil {
+		return err
+	}
+	for _, s := range c.secretFiles() {
+		if *s.file != "" && *s.plain != "" {
+			return fmt.Errorf("%s: give --%s or --%s, not both (prefer the file: a flag is visible in ps)", s.fileName, s.fileName, s.plainName)
+		}
+	}
 	if c.RTSPUDPAddr != "" {
 		if err := validAddr(c.RTSPUDPAddr); err != nil {
 			return fmt.Errorf("rtsp-udp-addr: %v", err)
@@ -362,11 +399,11 @@ func (c Config) Validate() error {
 		if err := validAddr(c.S3Endpoint); err != nil || strings.HasPrefix(c.S3Endpoint, ":") {
 			return fmt.Errorf("s3-endpoint: want host:port, got %q", c.S3Endpoint)
 		}
-		if c.S3AccessKey == "" {
-			return errors.New("s3-access-key: required with --s3-endpoint")
+		if c.S3AccessKey == "" && c.S3AccessKeyFile == "" {
+			return errors.New("s3-access-key: required with --s3-endpoint (or --s3-access-key-file)")
 		}
-		if c.S3SecretKey == "" {
-			return errors.New("s3-secret-key: required with --s3-endpoint")
+		if c.S3SecretKey == "" && c.S3SecretKeyFile == "" {
+			return errors.New("s3-secret-key: required with --s3-endpoint (or --s3-secret-key-file)")
 		}
 		if !bucketName.MatchString(c.S3Bucket) || strings.Contains(c.S3Bucket, "..") {
 			return fmt.Errorf("s3-bucket: %q is not a valid bucket name (3-63 of a-z 0-9 . -)", c.S3Bucket)
@@ -395,9 +432,6 @@ func (c Config) Validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return errors.New("admin-token: must be at least 16 characters")
 	}
-	if c.AdminToken != "" && c.AdminTokenFile != "" {
-		return errors.New("admin-token-file: give --admin-token-file or --admin-token, not both (prefer the file: a flag is visible in ps)")
-	}
 	mode, err := storage.ParseMode(c.RetentionMode)
 	if err != nil {
 		return fmt.Errorf("retention-mode: %v", err)
@@ -422,7 +456,137 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown-timeout: must be positive")
 	}
+	if c.ShutdownDelay < 0 || c.ShutdownDelay > 10*time.Minute {
+		return fmt.Errorf("shutdown-delay: %v is outside 0..10m", c.ShutdownDelay)
+	}
 	return nil
+}
+
+// spoolDir is where the spool lives: --spool-dir, or <data-dir>/spool.
+func (c Config) spoolDir() string {
+	if c.SpoolDir != "" {
+		return c.SpoolDir
+	}
+	return filepath.Join(c.DataDir, "spool")
+}
+
+// validSpoolDir refuses a spool that would share names with the data
+// directory's own files: the spool holds a directory per device, and a
+// device may be called "keys" or "objects".
+func (c Config) validSpoolDir() error {
+	if c.SpoolDir == "" {
+		return nil
+	}
+	spool, err1 := filepath.Abs(c.SpoolDir)
+	data, err2 := filepath.Abs(c.DataDir)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("spool-dir: %v", err)
+	}
+	if within(data, spool) {
+		return fmt.Errorf("spool-dir: %q holds the data directory %q; give the spool a directory of its own", c.SpoolDir, c.DataDir)
+	}
+	for _, sub := range []string{"objects", "keys"} {
+		if within(spool, filepath.Join(data, sub)) {
+			return fmt.Errorf("spool-dir: %q is inside the data directory's %s; give the spool a directory of its own", c.SpoolDir, sub)
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// secretFile pairs a secret's -file setting with its plain twin.
+type secretFile struct {
+	fileName, plainName string
+	file, plain         *string
+}
+
+func (c *Config) secretFiles() []secretFile {
+	return []secretFile{
+		{"admin-token-file", "admin-token", &c.AdminTokenFile, &c.AdminToken},
+		{"s3-access-key-file", "s3-access-key", &c.S3AccessKeyFile, &c.S3AccessKey},
+		{"s3-secret-key-file", "s3-secret-key", &c.S3SecretKeyFile, &c.S3SecretKey},
+		{"database-url-file", "database-url", &c.DatabaseURLFile, &c.DatabaseURL},
+	}
+}
+
+// loadSecrets reads the secrets the -file settings name into their plain
+// twins. A file must be readable by its owner only, as the keys are; one
+// trailing newline is dropped. Errors name the -file setting and never
+// show what the file holds.
+func (c Config) loadSecrets() (Config, error) {
+	for _, s := range c.secretFiles() {
+		if *s.file == "" {
+			continue
+		}
+		v, err := readSecretFile(*s.file)
+		if err != nil {
+			return c, fmt.Errorf("%s: %v", s.fileName, err)
+		}
+		*s.plain = v
+	}
+	if c.AdminTokenFile != "" {
+		// A token file written by hand may end in spaces too.
+		if c.AdminToken = strings.TrimSpace(c.AdminToken); len(c.AdminToken) < 16 {
+			return c, fmt.Errorf("admin-token-file: %s holds fewer than 16 characters", c.AdminTokenFile)
+		}
+	}
+	if c.DatabaseURLFile != "" {
+		// Not catalog.ValidateURL's message: a URL that does not parse
+		// would be quoted whole, password and all.
+		u, err := url.Parse(c.DatabaseURL)
+		switch {
+		case err != nil:
+			return c, fmt.Errorf("database-url-file: %s does not hold a URL", c.DatabaseURLFile)
+		case u.Scheme != "postgres" && u.Scheme != "postgresql":
+			return c, fmt.Errorf("database-url-file: %s holds a URL of scheme %q (want postgres://)", c.DatabaseURLFile, u.Scheme)
+		case u.Host == "":
+			return c, fmt.Errorf("database-url-file: %s holds a URL without a host", c.DatabaseURLFile)
+		}
+	}
+	return c, nil
+}
+
+// maxSecret bounds what a secret file may hold: a PostgreSQL URL with many
+// parameters fits, a file named by mistake is refused rather than read.
+const maxSecret = 16 << 10
+
+// readSecretFile reads a secret from a file only its owner can read.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxSecret {
+		return "", fmt.Errorf("%s is larger than %d KiB, too large for a secret", path, maxSecret>>10)
+	}
+	v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	switch {
+	case v == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case strings.ContainsAny(v, "\r\n"):
+		return "", fmt.Errorf("%s holds more than one line", path)
+	}
+	return v, nil
 }
 
 func validAddr(addr string) error {

@@ -69,6 +69,16 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--admin-token", "short"}, nil, "admin-token"},
 		{[]string{"--admin-token", "0123456789abcdef", "--admin-token-file", "/run/secrets/token"}, nil, "admin-token-file"},
 		{nil, map[string]string{"BODYCAM_ADMIN_TOKEN": "0123456789abcdef", "BODYCAM_ADMIN_TOKEN_FILE": "/run/secrets/token"}, "admin-token-file"},
+		{[]string{"--s3-secret-key", "x", "--s3-secret-key-file", "/run/secrets/s3"}, nil, "s3-secret-key-file: give --s3-secret-key-file or --s3-secret-key, not both"},
+		{[]string{"--s3-access-key-file", "/run/secrets/a"}, map[string]string{"BODYCAM_S3_ACCESS_KEY": "a"}, "s3-access-key-file"},
+		{[]string{"--database-url-file", "/run/secrets/db", "--database-url", "postgres://db/x"}, nil, "database-url-file"},
+		{[]string{"--s3-endpoint", "minio:9000", "--s3-access-key-file", "/run/secrets/a"}, nil, "s3-secret-key: required with --s3-endpoint (or --s3-secret-key-file)"},
+		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/var/lib/bodycam"}, nil, "spool-dir"},
+		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/var/lib"}, nil, "spool-dir"},
+		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/var/lib/bodycam/objects/spool"}, nil, "spool-dir"},
+		{[]string{"--data-dir", "data", "--spool-dir", "./data/keys"}, nil, "spool-dir"},
+		{[]string{"--shutdown-delay", "-1s"}, nil, "shutdown-delay"},
+		{nil, map[string]string{"BODYCAM_SHUTDOWN_DELAY": "1h"}, "shutdown-delay"},
 		{[]string{"--http-tls-key", "key.pem"}, nil, "http-tls-cert"},
 		{[]string{"--http-tls-cert", "cert.pem"}, nil, "http-tls-cert"},
 		{[]string{"--rtsp-request-timeout", "500ms"}, nil, "rtsp-request-timeout"},
@@ -146,4 +156,82 @@ func TestREADMEListsEverySetting(t *testing.T) {
 			t.Errorf("--%s is not in the README's configuration table", f.Name)
 		}
 	})
+}
+
+// The spool goes where --spool-dir says, <data-dir>/spool by default; any
+// directory of its own is fine, also inside the data directory.
+func TestSpoolDirSetting(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--data-dir", "/var/lib/bodycam"}, nil, "/var/lib/bodycam/spool"},
+		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/fast/spool"}, nil, "/fast/spool"},
+		{nil, map[string]string{"BODYCAM_DATA_DIR": "/d", "BODYCAM_SPOOL_DIR": "/d/spool"}, "/d/spool"},
+		{[]string{"--data-dir", "/var/lib/bodycam", "--spool-dir", "/var/lib/bodycam-spool"}, nil, "/var/lib/bodycam-spool"},
+	} {
+		cfg, err := loadConfig("serve", c.args, env(c.env), io.Discard)
+		if err != nil || cfg.spoolDir() != c.want {
+			t.Errorf("%v %v: spool %q, %v; want %q", c.args, c.env, cfg.spoolDir(), err, c.want)
+		}
+	}
+}
+
+// Every secret can come from a file: read whole, one trailing newline
+// dropped, refused when others could read it, empty, of several lines or
+// missing, with an error that names the -file setting and never shows
+// what the file holds.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	const dbURL = "postgres://bodycam:s3cr3t-pw@db.internal:5432/bodycam?sslmode=verify-full"
+	access := write("access", "AKIAEXAMPLE\n", 0o600)
+	secret := write("secret", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY\r\n", 0o400)
+	db := write("db", dbURL+"\n", 0o600)
+	token := write("token", "  an-admin-token-of-a-good-length \n", 0o600)
+	cfg, err := loadConfig("serve", []string{"--s3-endpoint", "minio:9000", "--s3-access-key-file", access, "--database-url-file", db},
+		env(map[string]string{"BODYCAM_S3_SECRET_KEY_FILE": secret, "BODYCAM_ADMIN_TOKEN_FILE": token}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = cfg.loadSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.S3AccessKey != "AKIAEXAMPLE" || cfg.S3SecretKey != "wJalrXUtnFEMI/K7MDENG+bPxRfiCY" || cfg.DatabaseURL != dbURL ||
+		cfg.AdminToken != "an-admin-token-of-a-good-length" {
+		t.Fatalf("secrets read: %q %q %q %q", cfg.S3AccessKey, cfg.S3SecretKey, cfg.DatabaseURL, cfg.AdminToken)
+	}
+
+	for _, c := range []struct {
+		setting, path, want string
+	}{
+		{"s3-secret-key-file", write("open", "secret\n", 0o640), "readable by group or others (mode -rw-r-----); chmod 600 it"},
+		{"s3-access-key-file", write("world", "secret\n", 0o604), "readable by group or others"},
+		{"s3-secret-key-file", write("empty", "\n", 0o600), "is empty"},
+		{"s3-secret-key-file", write("lines", "secret\nmore\n", 0o600), "more than one line"},
+		{"s3-secret-key-file", filepath.Join(dir, "missing"), "no such file"},
+		{"s3-secret-key-file", dir, "not a regular file"},
+		{"database-url-file", write("mysql", "mysql://u:s3cr3t-pw@db/x\n", 0o600), `scheme "mysql"`},
+		{"database-url-file", write("nohost", "postgres:///x?password=s3cr3t-pw\n", 0o600), "without a host"},
+		{"database-url-file", write("unparsable", "postgres://u:s3cr3t-pw@db:port/x\n", 0o600), "does not hold a URL"},
+		{"admin-token-file", write("short", "s3cr3t-pw\n", 0o600), "fewer than 16 characters"},
+		{"s3-secret-key-file", write("huge", strings.Repeat("x", 17<<10), 0o600), "too large"},
+	} {
+		cfg, err := loadConfig("serve", []string{"--" + c.setting, c.path}, env(nil), io.Discard)
+		if err == nil {
+			_, err = cfg.loadSecrets()
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), c.setting+": ") || !strings.Contains(err.Error(), c.want) ||
+			strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s %s: %v; want one line naming the setting, saying %q, without the secret", c.setting, filepath.Base(c.path), err, c.want)
+		}
+	}
 }

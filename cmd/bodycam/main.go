@@ -25,6 +25,8 @@ Usage:
   bodycam simulate [flags]     publish simulated recorders (test pattern, or a clip for load)
   bodycam keys list [flags]    list the signing keys in the data directory
   bodycam keys rotate [flags]  make a new signing key; old public keys are kept
+  bodycam backup [flags] <dir> back up the catalog (SQLite), keys and admin token into <dir>,
+                               beside a running server (serve's flags, file and environment)
   bodycam verify <export.zip> [--json] [--key trusted.pem]
                                check a court export offline (exit 0 only if it all checks out)
   bodycam version              print the version
@@ -53,6 +55,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		cfg, err := loadConfig("serve", args[1:], getenv, stdout)
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		if err == nil {
+			cfg, err = cfg.loadSecrets()
 		}
 		if err != nil {
 			return fail(exitUsage, err)
@@ -84,8 +89,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	case "verify":
 		return verifyCmd(args[1:], stdout, stderr)
+	case "backup":
+		code, err := backupCmd(context.Background(), args[1:], getenv, stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			return fail(code, err)
+		}
+		return 0
 	case "version":
 		fmt.Fprintln(stdout, "bodycam", version())
+		fmt.Fprintln(stdout, "live transcoding:", transcoding)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)

@@ -62,6 +62,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data-dir: %v", err)
 	}
+	// The spool is evidence not yet stored: as private as the data
+	// directory, wherever it lives.
+	spoolWasOpen, err := privateDir(cfg.spoolDir())
+	if err != nil {
+		return fmt.Errorf("spool-dir: %v", err)
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 
@@ -92,9 +98,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
-	spool, err := ingest.OpenSpool(filepath.Join(cfg.DataDir, "spool"), uint64(cfg.SpoolMinFree))
+	spool, err := ingest.OpenSpool(cfg.spoolDir(), uint64(cfg.SpoolMinFree))
 	if err != nil {
-		return fmt.Errorf("data-dir: %v", err)
+		return fmt.Errorf("spool-dir: %v", err)
 	}
 	bus := events.NewBus()
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
@@ -149,13 +155,39 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ln := connlimit.New(tcp, connlimit.Options{Name: "http", PerHost: cfg.HTTPMaxConnsPerHost, MaxPending: httpMaxConns,
 		Registry: reg, Log: log.With("component", "api")})
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
-		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir,
-		"file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
+		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir, "spool_dir", cfg.spoolDir(),
+		"transcoding", transcoding, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
 	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
 		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
 	}
+	if spoolWasOpen != 0 {
+		log.Warn("spool directory was open to group or others; narrowed to its owner", "dir", cfg.spoolDir(), "was", spoolWasOpen.String())
+	}
 
-	g, gctx := errgroup.WithContext(ctx)
+	// A stop (SIGINT/SIGTERM) first only marks the node not ready: it goes
+	// on serving everything for --shutdown-delay while /readyz answers 503,
+	// so load balancers polling it stop sending work before the listeners
+	// close; then every part stops in order.
+	running, stopRunning := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRunning()
+	g, gctx := errgroup.WithContext(running)
+	g.Go(func() error {
+		select {
+		case <-gctx.Done(): // a part failed
+			return nil
+		case <-ctx.Done():
+		}
+		httpAPI.Drain()
+		log.Info("stopping: /readyz answers 503, serving on until the delay ends", "shutdown_delay", cfg.ShutdownDelay)
+		delay := time.NewTimer(cfg.ShutdownDelay)
+		defer delay.Stop()
+		select {
+		case <-delay.C:
+		case <-gctx.Done():
+		}
+		stopRunning()
+		return nil
+	})
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
 	g.Go(func() error { return rtsp.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
@@ -226,9 +258,9 @@ func openStore(ctx context.Context, cfg Config) (storage.Store, string, error) {
 	return s, "s3 " + cfg.S3Endpoint + "/" + cfg.S3Bucket + " (" + checks + ")", nil
 }
 
-// privateDir makes the data directory, or narrows an existing one, to its
-// owner (0700): it holds the spool, the catalog, the keys and, with the
-// directory backend, the evidence itself. It returns the mode it narrowed
+// privateDir makes the data (or spool) directory, or narrows an existing
+// one, to its owner (0700): they hold the spool, the catalog, the keys and,
+// with the directory backend, the evidence itself. It returns the mode it narrowed
 // (0: none).
 func privateDir(dir string) (fs.FileMode, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -249,16 +281,12 @@ func privateDir(dir string) (fs.FileMode, error) {
 // --admin-token-file names, or the one kept in <data-dir>/admin-token,
 // generating it (mode 0600) on first start.
 func adminToken(cfg Config, log *slog.Logger) (string, error) {
-	if cfg.AdminToken != "" {
+	if cfg.AdminTokenFile != "" { // read by loadSecrets
+		log.Info("admin token loaded", "path", cfg.AdminTokenFile)
 		return cfg.AdminToken, nil
 	}
-	if cfg.AdminTokenFile != "" {
-		token, err := readTokenFile(cfg.AdminTokenFile)
-		if err != nil {
-			return "", fmt.Errorf("admin-token-file: %v", err)
-		}
-		log.Info("admin token loaded", "path", cfg.AdminTokenFile)
-		return token, nil
+	if cfg.AdminToken != "" {
+		return cfg.AdminToken, nil
 	}
 	path := filepath.Join(cfg.DataDir, "admin-token")
 	token, err := readTokenFile(path)
@@ -288,26 +316,13 @@ func adminToken(cfg Config, log *slog.Logger) (string, error) {
 	return token, nil
 }
 
-// readTokenFile reads an admin token from a file only its owner can read.
+// readTokenFile reads the admin token kept in the data directory.
 func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
+	token, err := readSecretFile(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return "", err
-	}
-	token := strings.TrimSpace(string(b))
-	if len(token) < 16 {
+	if token = strings.TrimSpace(token); len(token) < 16 {
 		return "", fmt.Errorf("%s holds fewer than 16 characters", path)
 	}
 	return token, nil

@@ -153,16 +153,23 @@ func start(t *testing.T, dataDir string, extra ...string) *server {
 type launch struct {
 	wrapper []string
 	https   *tls.Config // nil: plain HTTP
+	bin     string      // "": the binary TestMain built
 }
 
 func startWith(t *testing.T, l launch, dataDir string, extra ...string) *server {
 	t.Helper()
 	port, _ := testsvc.FreePort()
 	rtsp, _ := testsvc.FreePort()
-	args := append([]string{"serve", "--data-dir", dataDir, "--spool-min-free", "1MiB",
+	// No delay before the listeners close on SIGTERM (no load balancer
+	// polls /readyz here); TestReadyzWhileDraining sets one.
+	args := append([]string{"serve", "--data-dir", dataDir, "--spool-min-free", "1MiB", "--shutdown-delay", "0",
 		"--http-addr", "127.0.0.1:" + strconv.Itoa(port), "--rtsp-addr", "127.0.0.1:" + strconv.Itoa(rtsp), "--rtsp-udp-addr", "",
 		"--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0"}, extra...)
-	cmdline := append(append(append([]string{}, l.wrapper...), binary), args...)
+	bin := binary
+	if l.bin != "" {
+		bin = l.bin
+	}
+	cmdline := append(append(append([]string{}, l.wrapper...), bin), args...)
 	s := &server{t: t, cmd: exec.Command(cmdline[0], cmdline[1:]...), url: "http://127.0.0.1:" + strconv.Itoa(port), client: http.DefaultClient,
 		dataDir: dataDir, log: &syncBuffer{}, done: make(chan error, 1)}
 	if l.https != nil {

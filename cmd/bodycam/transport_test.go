@@ -485,8 +485,8 @@ func TestAdminTokenFile(t *testing.T) {
 		args []string
 		code int
 	}{
-		{"readable by the group", []string{"--admin-token-file", file}, 1},
-		{"missing file", []string{"--admin-token-file", filepath.Join(dir, "none")}, 1},
+		{"readable by the group", []string{"--admin-token-file", file}, 2},
+		{"missing file", []string{"--admin-token-file", filepath.Join(dir, "none")}, 2},
 		{"both settings", []string{"--admin-token-file", file, "--admin-token", token}, 2},
 	} {
 		code, stderr := runOnce(t, append(base, tc.args...)...)

@@ -1,0 +1,14 @@
+//go:build nocgo
+
+package main
+
+import "github.com/bodycam/bodycam/live"
+
+// A build with -tags nocgo (CGO_ENABLED=0, a static binary) leaves out
+// transcode/, the only package with cgo (FFmpeg): it records, stores,
+// verifies and serves everything, and the live relay passes through what
+// browsers play as sent (H.264, H.265 to viewers that offer it, Opus,
+// G.711) and says per viewer what it cannot convert.
+const transcoding = "none (built with -tags nocgo: no live AAC to Opus, H.265 or B-frame H.264 to H.264)"
+
+func transcoders() live.Transcoders { return live.Transcoders{} }
