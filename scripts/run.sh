@@ -22,7 +22,8 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 child() { setpriv --pdeathsig TERM -- "$@"; }
 
-child ./bin/bodycam serve --data-dir "$DATA" --http-addr "$HTTP" &
+# No load balancer to drain from here: stop at once.
+child ./bin/bodycam serve --data-dir "$DATA" --http-addr "$HTTP" --shutdown-delay 0 &
 serve=$!
 # Wait until it answers; if it exits first, say so with its own error (its
 # log, above) and its exit code.
