@@ -69,6 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, k := range []string{"video", "audio"} {
 		m.sent.WithLabelValues(k)
+		m.delay.WithLabelValues(k)
 	}
 	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.dropped, m.errors, m.delay, m.firstFrame)
 	return m

@@ -17,7 +17,7 @@ func series(t *testing.T, reg *prometheus.Registry, name string) (n int, sum flo
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
 				n++
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
@@ -35,6 +35,7 @@ func TestMetricsExportedAtZero(t *testing.T) {
 		"bodycam_live_dropped_units_total":    2,
 		"bodycam_live_errors_total":           3,
 		"bodycam_live_sent_units_total":       2,
+		"bodycam_live_send_delay_seconds":     2,
 	}
 	for name, n := range want {
 		if got, sum := series(t, reg, name); got != n || sum != 0 {
