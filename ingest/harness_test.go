@@ -367,6 +367,35 @@ func (h *harness) media(rec string) time.Duration {
 	return d
 }
 
+// value is the value of name's series whose labels include the given
+// name/value pairs (a counter or a gauge; summed over the series that
+// match), and whether there is one.
+func (h *harness) value(name string, labels ...string) (float64, bool) {
+	mfs, _ := h.reg.Gather()
+	var sum float64
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				ok := false
+				for _, l := range m.GetLabel() {
+					ok = ok || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+				}
+				if !ok {
+					continue series
+				}
+			}
+			found = true
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum, found
+}
+
 func (h *harness) metric(name string) string {
 	mfs, _ := h.reg.Gather()
 	var b strings.Builder

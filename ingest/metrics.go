@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"math"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	publishers   prometheus.Gauge
@@ -16,9 +20,21 @@ type metrics struct {
 	gaps         *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	backpressure prometheus.Counter
+	// Per device (one series each for every device that published since
+	// the node started: devices are registered and authenticated before
+	// they get one, so the count is bounded by the fleet, not by
+	// clients), for telling a recorder that dropped off from one whose
+	// officer stopped it.
+	lastPublish *prometheus.GaugeVec
+	lastStop    *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// Kinds of bodycam_ingest_errors_total, exported at 0 from the start so that
+// a rate or an alert sees the first error (a series born at 1 has no
+// increase).
+var errorKinds = []string{"catalog", "upload", "conflict", "legal_hold", "spool", "spool_write", "spool_damaged", "depacketize", "rtp_decode"}
+
+func newMetrics(reg prometheus.Registerer, spool *Spool) *metrics {
 	m := &metrics{
 		publishers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_ingest_publishers", Help: "Recorders publishing now."}),
 		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_received_bytes_total", Help: "RTP payload bytes received from recorders."}),
@@ -39,8 +55,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_refused_total", Help: "Publishers refused, by reason."}, []string{"reason"}),
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_backpressure_total",
 			Help: "Times a publisher's reader waited because the recording writer was behind (media is never dropped)."}),
+		lastPublish: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bodycam_ingest_device_last_publish_timestamp_seconds",
+			Help: "Unix time of the last packet received from the device on this node (kept after its recording ends)."}, []string{"device"}),
+		lastStop: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bodycam_ingest_device_last_stop_timestamp_seconds",
+			Help: "Unix time the device itself last ended a recording on this node (RTSP TEARDOWN; not a lost connection or a server stop)."}, []string{"device"}),
+	}
+	for _, k := range errorKinds {
+		m.errors.WithLabelValues(k)
 	}
 	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.stepTime, m.backlogSegs,
-		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure)
+		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure, m.lastPublish, m.lastStop)
+	if spool != nil {
+		// Read at each scrape: the disk is shared with whatever else the
+		// host writes, so only statfs knows.
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bodycam_spool_free_bytes",
+			Help: "Bytes free to the spool's file system (NaN if it cannot be read). Below bodycam_spool_min_free_bytes new recordings are refused."},
+			func() float64 {
+				free, err := spool.Free()
+				if err != nil {
+					return math.NaN()
+				}
+				return float64(free)
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bodycam_spool_min_free_bytes",
+				Help: "--spool-min-free: below this much free space the spool refuses new recordings (those in progress go on)."},
+				func() float64 { return float64(spool.minFree) }))
+	}
 	return m
 }

@@ -128,7 +128,7 @@ func New(o Options) *Server {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry), live: map[string]*session{}, ready: make(chan struct{})}
+	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.Spool), live: map[string]*session{}, ready: make(chan struct{})}
 	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events, custody: o.Custody, holds: o.Holds,
 		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
 		notify: make(chan struct{}, 1), busy: map[string]bool{}, dirty: map[string]bool{}, retry: map[string]retryState{}}

@@ -14,6 +14,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
@@ -49,6 +50,7 @@ type session struct {
 	connErr     atomic.Pointer[error] // why the publisher's connection closed
 	dropped     atomic.Uint64         // samples before the tracks were ready
 	feed        LiveFeed              // nil without a live relay
+	lastPacket  prometheus.Gauge      // the device's bodycam_ingest_device_last_publish_timestamp_seconds
 }
 
 func newRecordingID(t time.Time) string {
@@ -70,6 +72,8 @@ func (ss *session) start() error {
 	ss.srv.mu.Unlock()
 	ss.quit = make(chan struct{})
 	ss.log = ss.log.With("recording", ss.recordingID)
+	ss.lastPacket = ss.srv.m.lastPublish.WithLabelValues(ss.device.ID) // before the first packet
+	ss.lastPacket.Set(unixSeconds(ss.started))
 	for i, t := range ss.tracks {
 		ss.rtsp.OnPacketRTP(t.media, t.format, func(pkt *rtp.Packet) { ss.packet(i, t, pkt) })
 	}
@@ -110,6 +114,7 @@ func (ss *session) recording() evidence.Recording {
 // packet runs on gortsplib's reader goroutine.
 func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 	recv := time.Now()
+	ss.lastPacket.Set(unixSeconds(recv))
 	ss.srv.m.packets.Inc()
 	ss.srv.m.bytes.Add(float64(len(pkt.Payload)))
 	pts, ok := ss.rtsp.PacketPTS(t.media, pkt)
@@ -169,7 +174,13 @@ func (ss *session) stop(err error) {
 	})
 }
 
-func (ss *session) endReason() string {
+// unixSeconds is t as a timestamp metric's value.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// endReason says why the recording ended, and whether the publisher ended
+// it itself (TEARDOWN, or its stream ended cleanly): then the recorder was
+// stopped, not lost.
+func (ss *session) endReason() (reason string, byPublisher bool) {
 	err := ss.endErr
 	var notInUse liberrors.ErrServerSessionNotInUse
 	if errors.As(err, &notInUse) {
@@ -181,17 +192,17 @@ func (ss *session) endReason() string {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &netErr) && netErr.Timeout():
-		return fmt.Sprintf("no data for %v (read timeout)", ss.srv.o.ReadTimeout)
+		return fmt.Sprintf("no data for %v (read timeout)", ss.srv.o.ReadTimeout), false
 	case err == nil:
-		return "publisher stopped"
+		return "publisher stopped", true
 	case errors.As(err, &term):
-		return "server shutting down"
+		return "server shutting down", false
 	case strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "timed out"):
-		return fmt.Sprintf("no data for %v (read timeout)", ss.srv.o.ReadTimeout)
+		return fmt.Sprintf("no data for %v (read timeout)", ss.srv.o.ReadTimeout), false
 	case errors.Is(err, liberrors.ErrServerSessionTornDown{}) || strings.Contains(err.Error(), "torn down"):
-		return "publisher stopped"
+		return "publisher stopped", true
 	}
-	return "publisher disconnected: " + err.Error()
+	return "publisher disconnected: " + err.Error(), false
 }
 
 // run is the session's writer goroutine.
@@ -213,7 +224,11 @@ func (ss *session) run() {
 				}
 				break
 			}
-			w.end(evidence.StateComplete, ss.endReason())
+			reason, byPublisher := ss.endReason()
+			if byPublisher {
+				ss.srv.m.lastStop.WithLabelValues(ss.device.ID).SetToCurrentTime()
+			}
+			w.end(evidence.StateComplete, reason)
 			w.release()
 			return
 		}

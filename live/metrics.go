@@ -56,6 +56,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5},
 		}),
 	}
+	// Exported at 0 from the start, so that a rate or an alert sees the
+	// first one (a series born at 1 has no increase).
+	for _, r := range []string{"limit", "user_limit"} {
+		m.refused.WithLabelValues(r)
+	}
+	for _, w := range []string{"viewer", "transcoder"} {
+		m.dropped.WithLabelValues(w)
+	}
+	for _, k := range []string{"audit", "send", "transcode"} {
+		m.errors.WithLabelValues(k)
+	}
+	for _, k := range []string{"video", "audio"} {
+		m.sent.WithLabelValues(k)
+		m.delay.WithLabelValues(k)
+	}
 	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.dropped, m.errors, m.delay, m.firstFrame)
 	return m
 }
