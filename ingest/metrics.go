@@ -34,7 +34,7 @@ type metrics struct {
 // increase).
 var errorKinds = []string{"catalog", "upload", "conflict", "legal_hold", "spool", "spool_write", "spool_damaged", "depacketize", "rtp_decode"}
 
-func newMetrics(reg prometheus.Registerer, spool *Spool) *metrics {
+func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 	m := &metrics{
 		publishers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_ingest_publishers", Help: "Recorders publishing now."}),
 		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_received_bytes_total", Help: "RTP payload bytes received from recorders."}),
@@ -64,7 +64,10 @@ func newMetrics(reg prometheus.Registerer, spool *Spool) *metrics {
 		m.errors.WithLabelValues(k)
 	}
 	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.stepTime, m.backlogSegs,
-		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure, m.lastPublish, m.lastStop)
+		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure)
+	if devices != nil {
+		devices.MustRegister(m.lastPublish, m.lastStop)
+	}
 	if spool != nil {
 		// Read at each scrape: the disk is shared with whatever else the
 		// host writes, so only statfs knows.

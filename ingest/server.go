@@ -72,8 +72,12 @@ type Options struct {
 	Custody         Custody  // optional
 	Holds           Holds    // optional
 	Registry        prometheus.Registerer
-	Log             *slog.Logger
-	UploadWorkers   int
+	// DeviceRegistry receives the per-device series (which devices publish,
+	// and when): who may read them is narrower than who may read the rest.
+	// nil: Registry.
+	DeviceRegistry prometheus.Registerer
+	Log            *slog.Logger
+	UploadWorkers  int
 
 	// RequestTimeout: a connection that is not recording must complete each
 	// request (the first counted from the connection's accept, the TLS
@@ -128,7 +132,10 @@ func New(o Options) *Server {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.Spool), live: map[string]*session{}, ready: make(chan struct{})}
+	if o.DeviceRegistry == nil {
+		o.DeviceRegistry = o.Registry
+	}
+	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.DeviceRegistry, o.Spool), live: map[string]*session{}, ready: make(chan struct{})}
 	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events, custody: o.Custody, holds: o.Holds,
 		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
 		notify: make(chan struct{}, 1), busy: map[string]bool{}, dirty: map[string]bool{}, retry: map[string]retryState{}}

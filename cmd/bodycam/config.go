@@ -71,6 +71,7 @@ type Config struct {
 	HTTPTLSKey            string
 	AdminTokenFile        string
 	SpoolDir              string // "": <data-dir>/spool
+	MetricsAddr           string // "": no operations metrics listener
 	ShutdownDelay         time.Duration
 
 	// Secrets also come from files (a mounted Kubernetes or systemd
@@ -123,6 +124,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SpoolDir, "spool-dir", c.SpoolDir, "directory of the spool, media not yet in the object store (a fast local disk, or a volume per pod); empty: <data-dir>/spool")
 	fs.Var(&c.SpoolMinFree, "spool-min-free", "new publishers are refused when the spool disk has less free space than this (e.g. 1GiB, 500MiB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address for the API, console and metrics")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "a second listener for Prometheus, on a network clients do not reach: /metrics with the per-device series (which recorders publish, and when) that the HTTP port's /metrics leaves out; empty: none")
 	fs.StringVar(&c.HTTPTLSCert, "http-tls-cert", c.HTTPTLSCert, "PEM certificate (chain): with --http-tls-key, the HTTP port speaks HTTPS only (TLS 1.2+, HSTS)")
 	fs.StringVar(&c.HTTPTLSKey, "http-tls-key", c.HTTPTLSKey, "PEM private key for --http-tls-cert")
 	fs.IntVar(&c.HTTPMaxConnsPerHost, "http-max-conns-per-host", c.HTTPMaxConnsPerHost, "HTTP connections one client address (IPv4, IPv6 /64) may hold at once; more are closed at once")
@@ -386,6 +388,11 @@ func (c Config) Validate() error {
 	}
 	if c.LiveMaxSessions < 1 || c.LiveMaxPerUser < 1 {
 		return errors.New("live-max-sessions: --live-max-sessions and --live-max-per-user must be at least 1")
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics-addr: want host:port, got %q", c.MetricsAddr)
+		}
 	}
 	for name, addr := range map[string]string{"rtsp-addr": c.RTSPAddr, "http-addr": c.HTTPAddr} {
 		if err := validAddr(addr); err != nil {

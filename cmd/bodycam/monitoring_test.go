@@ -12,7 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,7 +33,13 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bodycam/bodycam/internal/testsvc"
 )
+
+// deployMetricsPort is the --metrics-addr port deploy/ runs its nodes with
+// and deploy/prometheus scrapes (every metric, the per-device ones too).
+const deployMetricsPort = "9464"
 
 const (
 	dashboardFile    = "../../deploy/grafana/bodycam.json"
@@ -550,7 +556,7 @@ func TestPrometheusConfig(t *testing.T) {
 	if len(c.RuleFiles) != 1 || filepath.Join(filepath.Dir(promConfigFile), c.RuleFiles[0]) != filepath.Clean(rulesFile) {
 		t.Errorf("rule_files %v: want alerts.yml beside prometheus.yml", c.RuleFiles)
 	}
-	_, port, _ := net.SplitHostPort(defaults().HTTPAddr)
+	port := deployMetricsPort
 	want := []string{"bodycam-1:" + port, "bodycam-2:" + port, "bodycam-3:" + port}
 	if len(c.ScrapeConfigs) != 1 || c.ScrapeConfigs[0].JobName != "bodycam" || c.ScrapeConfigs[0].MetricsPath != "/metrics" ||
 		len(c.ScrapeConfigs[0].StaticConfigs) != 1 || !slices.Equal(c.ScrapeConfigs[0].StaticConfigs[0].Targets, want) {
@@ -594,7 +600,9 @@ func TestMonitoringMetricsExist(t *testing.T) {
 	}
 
 	dataDir := t.TempDir()
-	s := start(t, dataDir, "--segment-duration", "1s")
+	mport, _ := testsvc.FreePort()
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(mport)
+	s := start(t, dataDir, "--segment-duration", "1s", "--metrics-addr", metricsAddr)
 	admin := s.token()
 	aud := s.roleToken(admin, "aud-m", "auditor")
 	// A recording over a lossy uplink (lost packets, gaps), published for a
@@ -636,25 +644,48 @@ func TestMonitoringMetricsExist(t *testing.T) {
 		t.Fatal("64 sign-ins at once from one address: none held back")
 	}
 
-	_, body := s.call("GET", "/metrics", "", "")
-	exported := map[string]bool{}
-	for _, line := range strings.Split(body, "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	// The operations listener (--metrics-addr) has everything; the HTTP
+	// port's /metrics, which clients reach, not which recorders publish
+	// and when.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, public := s.call("GET", "/metrics", "", "")
+	names := func(body string) map[string]bool {
+		out := map[string]bool{}
+		for _, line := range strings.Split(body, "\n") {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			out[line[:strings.IndexAny(line, "{ ")]] = true // a histogram's as _bucket, _sum, _count
 		}
-		exported[line[:strings.IndexAny(line, "{ ")]] = true // a histogram's as _bucket, _sum, _count
+		return out
 	}
-	var names []string
+	exported, open := names(string(all)), names(public)
+	for _, n := range []string{"bodycam_ingest_device_last_publish_timestamp_seconds", "bodycam_ingest_device_last_stop_timestamp_seconds"} {
+		if !exported[n] || open[n] || strings.Contains(public, "mon-1") {
+			t.Errorf("%s: on --metrics-addr %v, on the HTTP port %v (device ids there: %v); want only the former", n, exported[n], open[n], strings.Contains(public, "mon-1"))
+		}
+	}
+	for n := range open {
+		if !exported[n] {
+			t.Errorf("%s is on the HTTP port's /metrics but not on --metrics-addr", n)
+		}
+	}
+	var usedNames []string
 	for n := range used {
-		names = append(names, n)
+		usedNames = append(usedNames, n)
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	sort.Strings(usedNames)
+	for _, n := range usedNames {
 		if !exported[n] && !synthetic[n] {
 			t.Errorf("%s (used by %s) is not in a running bodycam's /metrics", n, strings.Join(used[n], "; "))
 		}
 	}
-	t.Logf("%d metrics used by the dashboard and the rules: %s", len(names), strings.Join(names, " "))
+	t.Logf("%d metrics used by the dashboard and the rules: %s", len(usedNames), strings.Join(usedNames, " "))
 	s.stop()
 }
 

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bodycam/bodycam/api"
@@ -131,12 +133,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if httpMaxConns == 0 {
 		httpMaxConns = connlimit.DefaultMaxPending()
 	}
+	// Which recorders publish and when is not for whoever reaches the HTTP
+	// port: those series are served only on --metrics-addr.
+	devices := prometheus.NewRegistry()
 	rtsp := ingest.New(ingest.Options{
 		RTSPAddr: cfg.RTSPAddr, UDPAddr: cfg.RTSPUDPAddr, TLS: rtspTLS, ReadTimeout: cfg.RTSPReadTimeout,
 		RequestTimeout: cfg.RTSPRequestTimeout, MaxPendingPerHost: cfg.RTSPMaxPendingPerHost, MaxPending: rtspMaxPending,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
-		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: links, Registry: reg, Log: log.With("component", "ingest"),
+		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: links, Registry: reg, DeviceRegistry: devices,
+		Log: log.With("component", "ingest"),
 	})
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics-addr: %v", err)
+		}
+	}
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
@@ -189,6 +201,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	})
 	g.Go(func() error { return httpAPI.Serve(gctx, ln, cfg.ShutdownTimeout) })
+	if metricsLn != nil {
+		g.Go(func() error { return serveMetrics(gctx, metricsLn, prometheus.Gatherers{reg, devices}) })
+	}
 	g.Go(func() error { return rtsp.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
 	job := &retention.Job{Period: time.Duration(cfg.CaseRetention), Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
@@ -213,6 +228,24 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// serveMetrics serves every metric, the per-device series included, at
+// /metrics on ln (--metrics-addr) until ctx ends.
+func serveMetrics(ctx context.Context, ln net.Listener, g prometheus.Gatherer) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics-addr: %v", err)
+	case <-ctx.Done():
+	}
+	srv.Close()
+	<-errc
+	return nil
 }
 
 // liveSink hands ingest's live copies to the relay.
