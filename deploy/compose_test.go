@@ -203,9 +203,9 @@ func TestComposeNodes(t *testing.T) {
 		}
 
 		// The engine kills at stop_grace_period: the drain must end first.
-		shutdown := duration(t, "shutdown-timeout", s.setting(t, args, "shutdown-timeout"))
+		shutdown := s.stopTime(t, args)
 		if grace := duration(t, name+" stop_grace_period", n.StopGracePeriod); grace <= shutdown {
-			t.Errorf("%s: stop_grace_period %v is not longer than --shutdown-timeout %v", name, grace, shutdown)
+			t.Errorf("%s: stop_grace_period %v is not longer than --shutdown-delay plus --shutdown-timeout, %v", name, grace, shutdown)
 		}
 		if n.StopSignal != "" && n.StopSignal != "SIGTERM" {
 			t.Errorf("%s: stop_signal %s: bodycam drains on SIGTERM", name, n.StopSignal)
@@ -385,7 +385,7 @@ func TestComposeBackingServices(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"../prometheus/prometheus.yml", "../prometheus/alerts.yml", "../grafana/bodycam.json"} {
+	for _, want := range []string{"../prometheus/prometheus.yml", "../prometheus/alerts.yml", "../grafana/bodycam.json", "../grafana/provisioning"} {
 		found := false
 		for _, s := range c.Services {
 			for _, v := range s.Volumes {

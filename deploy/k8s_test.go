@@ -500,13 +500,13 @@ func TestK8sSecurityAndShutdown(t *testing.T) {
 	}
 
 	// The drain must end before the kubelet kills.
-	shutdown := duration(t, "shutdown-timeout", s.setting(t, r.args, "shutdown-timeout"))
+	shutdown := s.stopTime(t, r.args)
 	if pod.TerminationGracePeriodSeconds == nil {
 		t.Fatal("no terminationGracePeriodSeconds")
 	}
 	grace := *pod.TerminationGracePeriodSeconds
 	if float64(grace) <= shutdown.Seconds() {
-		t.Errorf("terminationGracePeriodSeconds %d is not longer than --shutdown-timeout %v", grace, shutdown)
+		t.Errorf("terminationGracePeriodSeconds %d is not longer than --shutdown-delay plus --shutdown-timeout, %v", grace, shutdown)
 	}
 }
 

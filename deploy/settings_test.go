@@ -248,6 +248,18 @@ func (s serveSettings) setting(t *testing.T, args map[string]string, flag string
 	return s.def(t, flag)
 }
 
+// stopTime is how long bodycam may take to stop after SIGTERM: it serves on
+// for --shutdown-delay (where the code has it), then drains for up to
+// --shutdown-timeout. A grace period must be longer.
+func (s serveSettings) stopTime(t *testing.T, args map[string]string) time.Duration {
+	t.Helper()
+	d := duration(t, "shutdown-timeout", s.setting(t, args, "shutdown-timeout"))
+	if s.flags["shutdown-delay"] {
+		d += duration(t, "shutdown-delay", s.setting(t, args, "shutdown-delay"))
+	}
+	return d
+}
+
 func duration(t *testing.T, what, v string) time.Duration {
 	t.Helper()
 	d, err := time.ParseDuration(v)

@@ -161,12 +161,12 @@ func TestSystemdUnit(t *testing.T) {
 	}
 
 	// The drain on stop.
-	shutdown := duration(t, "shutdown-timeout", s.setting(t, args, "shutdown-timeout"))
+	shutdown := s.stopTime(t, args)
 	if got := u.one("Service", "KillSignal"); got != "SIGTERM" {
 		t.Errorf("KillSignal=%q, want SIGTERM (bodycam drains on it)", got)
 	}
 	if stop := systemdSeconds(t, u.one("Service", "TimeoutStopSec")); stop <= shutdown {
-		t.Errorf("TimeoutStopSec %v is not longer than --shutdown-timeout %v", stop, shutdown)
+		t.Errorf("TimeoutStopSec %v is not longer than --shutdown-delay plus --shutdown-timeout, %v", stop, shutdown)
 	}
 	if n, err := strconv.Atoi(u.one("Service", "LimitNOFILE")); err != nil || n < 65536 {
 		t.Errorf("LimitNOFILE=%q: want at least 65536", u.one("Service", "LimitNOFILE"))
