@@ -124,7 +124,7 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(sw, r)
 		level := slog.LevelDebug
-		if sw.code >= 500 {
+		if sw.code >= 500 && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" { // those say why once (healthLog)
 			level = slog.LevelError
 		}
 		s.o.Log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,6 +103,7 @@ type Server struct {
 	metrics  *httpMetrics
 	patterns []string
 	views    viewings // viewings of media already in the custody ledger
+	health   healthLog
 	// adminPrint is the fingerprint of the bootstrap admin token that the
 	// sessions it opens carry.
 	adminPrint string
@@ -351,12 +353,35 @@ func (s *Server) ping(ctx context.Context, limit time.Duration) (map[string]stri
 	for name, c := range errs {
 		if err := <-c; err != nil {
 			checks[name], ok = err.Error(), false
-			s.o.Log.Warn("health check failed", "check", name, "err", err)
 		} else {
 			checks[name] = "ok"
 		}
+		s.health.note(s.o.Log, name, checks[name])
 	}
 	return checks, ok
+}
+
+// healthLog logs each check's changes (failing, then answering again), not
+// every probe: a load balancer asks every few seconds.
+type healthLog struct {
+	mu   sync.Mutex
+	last map[string]string
+}
+
+func (h *healthLog) note(log *slog.Logger, check, state string) {
+	h.mu.Lock()
+	was, seen := h.last[check]
+	if h.last == nil {
+		h.last = map[string]string{}
+	}
+	h.last[check] = state
+	h.mu.Unlock()
+	switch {
+	case state != "ok" && state != was:
+		log.Warn("health check failed", "check", check, "err", state)
+	case state == "ok" && seen && was != "ok":
+		log.Info("health check answers again", "check", check)
+	}
 }
 
 type keyJSON struct {

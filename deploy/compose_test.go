@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -86,6 +87,37 @@ func mountAt(s composeService, dir string) string {
 		}
 	}
 	return ""
+}
+
+// scrapePort is the port deploy/prometheus/prometheus.yml scrapes the
+// nodes at (each node's --metrics-addr).
+func scrapePort(t *testing.T) int {
+	t.Helper()
+	var c struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	b, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range c.ScrapeConfigs {
+		if sc.JobName == "bodycam" && len(sc.StaticConfigs) > 0 && len(sc.StaticConfigs[0].Targets) > 0 {
+			_, p, err := net.SplitHostPort(sc.StaticConfigs[0].Targets[0])
+			if n, err2 := strconv.Atoi(p); err == nil && err2 == nil {
+				return n
+			}
+		}
+	}
+	t.Fatal("deploy/prometheus/prometheus.yml: no bodycam scrape target")
+	return 0
 }
 
 // published reports whether a service publishes container port p/proto on
@@ -176,6 +208,18 @@ func TestComposeNodes(t *testing.T) {
 			}
 			if slices.Contains(plain, f) {
 				t.Errorf("%s: %s carries a secret in the environment", name, k)
+			}
+		}
+
+		// Metrics: every series on --metrics-addr, where Prometheus
+		// scrapes, never published (it names which recorders publish).
+		mp := addrPort(t, "metrics-addr", args["metrics-addr"])
+		if mp != scrapePort(t) {
+			t.Errorf("%s: --metrics-addr port %d, but deploy/prometheus scrapes %d", name, mp, scrapePort(t))
+		}
+		for _, spec := range n.Ports {
+			if strings.HasSuffix(strings.Split(spec, "/")[0], ":"+strconv.Itoa(mp)) {
+				t.Errorf("%s: the metrics port is published (%s)", name, spec)
 			}
 		}
 

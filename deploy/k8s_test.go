@@ -311,7 +311,14 @@ func TestK8sProbesAndPorts(t *testing.T) {
 			t.Errorf("%s port %d differs from bodycam's default %d: keep the defaults, or change this test with them", what, got[0], got[1])
 		}
 	}
-	want := map[string]int{"TCP/" + strconv.Itoa(httpPort): 0, "TCP/" + strconv.Itoa(rtspPort): 0, "UDP/" + strconv.Itoa(udpPort): 0, "TCP/" + strconv.Itoa(tcpPort): 0}
+	// Every metric, the per-device ones too, on --metrics-addr, where
+	// Prometheus scrapes (the pod's annotations say so).
+	metricsPort := addrPort(t, "metrics-addr", s.setting(t, r.args, "metrics-addr"))
+	if metricsPort != scrapePort(t) {
+		t.Errorf("--metrics-addr port %d, but deploy/prometheus scrapes %d", metricsPort, scrapePort(t))
+	}
+	want := map[string]int{"TCP/" + strconv.Itoa(httpPort): 0, "TCP/" + strconv.Itoa(rtspPort): 0, "UDP/" + strconv.Itoa(udpPort): 0,
+		"TCP/" + strconv.Itoa(tcpPort): 0, "TCP/" + strconv.Itoa(metricsPort): 0}
 	for _, p := range c.Ports {
 		proto := p.Protocol
 		if proto == "" {
