@@ -15,7 +15,6 @@ import (
 
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
-	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/verify"
 )
 
@@ -322,21 +321,6 @@ func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "first_bad_seq": res.FirstBadSeq, "reason": res.Reason,
 		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps})
-}
-
-// listLive lists who is publishing now, scoped like footage for a
-// supervisor of a unit.
-func (s *Server) listLive(w http.ResponseWriter, r *http.Request) {
-	items := []ingest.Live{}
-	if s.o.Live != nil {
-		visible := s.deviceScope(r)
-		for _, l := range s.o.Live.Live() {
-			if visible(l.DeviceID) {
-				items = append(items, l)
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
 // objectsReader reads a list of objects as one seekable stream. It is safe

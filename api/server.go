@@ -67,10 +67,14 @@ type Keys interface {
 
 // Options wire a Server.
 type Options struct {
-	Catalog    Catalog
-	Store      Objects
-	Keys       Keys
-	Live       LiveLister
+	Catalog Catalog
+	Store   Objects
+	Keys    Keys
+	Live    LiveLister
+	// Cluster and Leases: the cluster's nodes and who publishes on each;
+	// nil: this node alone.
+	Cluster    Cluster
+	Leases     LeaseLister
 	Relay      Relay // nil: live viewing disabled
 	Users      Users
 	Audit      DeniedAudit // nil: refusals are only logged and counted
@@ -175,6 +179,7 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings/{id}", readers(s.getRecording))
 	route("GET /api/v1/recordings/{id}/media", readers(s.media))
 	route("POST /api/v1/recordings/{id}/verify", readers(s.verifyRecording))
+	route("GET /api/v1/nodes", s.allow(evidence.RoleAdmin, evidence.RoleAuditor)(s.listNodes))
 	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))
 	route("POST /api/v1/live/{device}/whep", watchers(s.whepOffer))
 	route("DELETE /api/v1/live/{device}/whep/{session}", watchers(s.whepDelete))
@@ -312,6 +317,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	status, code := "ok", http.StatusOK
 	if !ok {
 		status, code = "unavailable", http.StatusServiceUnavailable
+	} else if s.degraded(r.Context(), checks) {
+		status = "degraded"
 	}
 	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
 }
@@ -334,8 +341,27 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	status, code := "ready", http.StatusOK
 	if !ok {
 		status, code = "unavailable", http.StatusServiceUnavailable
+	} else if s.degraded(r.Context(), checks) {
+		status = "degraded"
 	}
 	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+// degraded notes whether coordination answers in checks. A node without
+// it records alone (degraded) but is still alive and ready: coordination
+// never stops evidence coming in.
+func (s *Server) degraded(ctx context.Context, checks map[string]string) bool {
+	if s.o.Cluster == nil {
+		return false
+	}
+	if err := s.o.Cluster.Ping(ctx); err != nil {
+		checks["coordination"] = err.Error()
+		s.health.note(s.o.Log, "coordination", checks["coordination"])
+		return true
+	}
+	checks["coordination"] = "ok"
+	s.health.note(s.o.Log, "coordination", "ok")
+	return false
 }
 
 // ping asks the object store and the catalog at once, each within limit.

@@ -33,6 +33,9 @@ var (
 	ErrNotFound = errors.New("catalog: not found")
 	ErrExists   = errors.New("catalog: already exists")
 	ErrConflict = errors.New("catalog: conflicting state")
+	// ErrStaleFence: a segment recorded under a device lease after a later
+	// grant of that lease began (another node took the device).
+	ErrStaleFence = errors.New("catalog: stale fence")
 )
 
 // Dialect names the SQL engine behind a Catalog.

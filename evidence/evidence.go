@@ -85,6 +85,11 @@ type Recording struct {
 	// DeletedAt is when retention deleted the recording's media (zero while
 	// kept); its tombstone is then the last link of the recording.
 	DeletedAt time.Time
+	// NodeID is the node that records it.
+	NodeID string
+	// Fence is the grant of the device's lease it was recorded under (see
+	// coord.DeviceLease.Fence and catalog.AppendSegment).
+	Fence int64
 }
 
 // SegmentKind tells an init segment from a media segment.

@@ -20,6 +20,7 @@ type metrics struct {
 	gaps         *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	backpressure prometheus.Counter
+	coordErrors  *prometheus.CounterVec
 	// Per device (one series each for every device that published since
 	// the node started: devices are registered and authenticated before
 	// they get one, so the count is bounded by the fleet, not by
@@ -32,7 +33,7 @@ type metrics struct {
 // Kinds of bodycam_ingest_errors_total, exported at 0 from the start so that
 // a rate or an alert sees the first error (a series born at 1 has no
 // increase).
-var errorKinds = []string{"catalog", "upload", "conflict", "legal_hold", "spool", "spool_write", "spool_damaged", "depacketize", "rtp_decode"}
+var errorKinds = []string{"catalog", "upload", "conflict", "legal_hold", "spool", "spool_write", "spool_damaged", "depacketize", "rtp_decode", "superseded"}
 
 func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 	m := &metrics{
@@ -55,6 +56,8 @@ func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_refused_total", Help: "Publishers refused, by reason."}, []string{"reason"}),
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_backpressure_total",
 			Help: "Times a publisher's reader waited because the recording writer was behind (media is never dropped)."}),
+		coordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_coord_errors_total",
+			Help: "Device lease calls the coordination backend did not answer (acquire: a publisher accepted without a cluster lease)."}, []string{"op"}),
 		lastPublish: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bodycam_ingest_device_last_publish_timestamp_seconds",
 			Help: "Unix time of the last packet received from the device on this node (kept after its recording ends)."}, []string{"device"}),
 		lastStop: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bodycam_ingest_device_last_stop_timestamp_seconds",
@@ -64,7 +67,10 @@ func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 		m.errors.WithLabelValues(k)
 	}
 	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.stepTime, m.backlogSegs,
-		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure)
+		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure, m.coordErrors)
+	for _, op := range []string{"acquire", "update", "release"} {
+		m.coordErrors.WithLabelValues(op)
+	}
 	if devices != nil {
 		devices.MustRegister(m.lastPublish, m.lastStop)
 	}

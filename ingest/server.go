@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -78,6 +79,11 @@ type Options struct {
 	DeviceRegistry prometheus.Registerer
 	Log            *slog.Logger
 	UploadWorkers  int
+	// NodeID names this node in the cluster (device leases, recordings).
+	NodeID string
+	// Leases makes one publisher per device hold across nodes; nil: this
+	// node alone decides (fences are issued here).
+	Leases Leases
 
 	// RequestTimeout: a connection that is not recording must complete each
 	// request (the first counted from the connection's accept, the TLS
@@ -105,8 +111,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	live     map[string]*session // by device id
+	fences   map[string]int64    // the last fence issued or seen here, by device
 	sessions sync.WaitGroup
 	ready    chan struct{}
+	draining atomic.Bool
 }
 
 // New builds a Server; Run starts it.
@@ -135,8 +143,8 @@ func New(o Options) *Server {
 	if o.DeviceRegistry == nil {
 		o.DeviceRegistry = o.Registry
 	}
-	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.DeviceRegistry, o.Spool), live: map[string]*session{}, ready: make(chan struct{})}
-	s.up = &uploader{spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events, custody: o.Custody, holds: o.Holds,
+	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.DeviceRegistry, o.Spool), live: map[string]*session{}, fences: map[string]int64{}, ready: make(chan struct{})}
+	s.up = &uploader{superseded: s.supersede, spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events, custody: o.Custody, holds: o.Holds,
 		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
 		notify: make(chan struct{}, 1), busy: map[string]bool{}, dirty: map[string]bool{}, retry: map[string]retryState{}}
 	return s
@@ -199,6 +207,13 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("rtsp-addr: %v", err)
 	}
 	close(s.ready)
+	var leases sync.WaitGroup
+	if s.o.Leases != nil {
+		leaseCtx, stopLeases := context.WithCancel(ctx)
+		defer func() { stopLeases(); leases.Wait() }()
+		leases.Add(1)
+		go func() { defer leases.Done(); s.reassert(leaseCtx, 3*time.Second) }()
+	}
 	s.log.Info("rtsp listening", "addr", s.Addr(), "udp", s.o.UDPAddr, "tls", s.o.TLS != nil,
 		"max_pending", s.o.MaxPending, "max_pending_per_host", s.o.MaxPendingPerHost)
 	errc := make(chan error, 1)
@@ -245,6 +260,7 @@ type Live struct {
 	Since       time.Time `json:"since"`
 	RemoteAddr  string    `json:"remote_addr"`
 	Codecs      []string  `json:"codecs"`
+	NodeID      string    `json:"node_id"`
 }
 
 // Live lists who is publishing now, by device id.
@@ -256,7 +272,7 @@ func (s *Server) Live() []Live {
 		if ss.recordingID == "" {
 			continue
 		}
-		out = append(out, Live{DeviceID: ss.device.ID, RecordingID: ss.recordingID, Since: ss.started, RemoteAddr: ss.remote, Codecs: ss.codecNames()})
+		out = append(out, Live{DeviceID: ss.device.ID, RecordingID: ss.recordingID, Since: ss.started, RemoteAddr: ss.remote, Codecs: ss.codecNames(), NodeID: s.o.NodeID})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
 	return out
@@ -342,6 +358,9 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	if err := s.o.Spool.CheckSpace(); err != nil {
 		return s.refuse("spool_full", base.StatusServiceUnavailable, log.Error, "publisher refused: "+err.Error())
 	}
+	if s.draining.Load() {
+		return s.refuse("draining", base.StatusServiceUnavailable, log.Info, "publisher refused: this node is draining before it stops; publish to another")
+	}
 	ss := &session{srv: s, device: dev, caseID: caseID, remote: remote, tracks: tracks, rtsp: ctx.Session,
 		log: log, in: make(chan input, 4096), done: make(chan struct{})}
 	s.mu.Lock()
@@ -351,6 +370,14 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	}
 	s.live[id] = ss
 	s.mu.Unlock()
+	if err := s.lease(ss); err != nil {
+		s.mu.Lock()
+		delete(s.live, id)
+		s.mu.Unlock()
+		var held errHeld
+		errors.As(err, &held)
+		return s.refuse("duplicate", base.StatusCode(409), log.Warn, err.Error(), "other_node", held.holder.Node)
+	}
 	ctx.Session.SetUserData(ss)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
@@ -384,6 +411,7 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	if err := ss.start(); err != nil {
 		return &base.Response{StatusCode: base.StatusInternalServerError}, err
 	}
+	s.leaseRecording(ss)
 	// A recording connection is an authenticated device: no longer timed
 	// per request nor counted toward its address's cap (many recorders
 	// may share one carrier NAT address).
@@ -428,4 +456,30 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 		delete(s.live, ss.device.ID)
 	}
 	s.mu.Unlock()
+	s.unlease(ss)
 }
+
+// Stats is what this node records, for its presence in the cluster.
+type Stats struct {
+	Publishers    int
+	BacklogBytes  int64 // closed segments waiting for upload
+	UploadBacklog int64 // how many
+}
+
+// Stats reports the publishers recording and the upload backlog as last
+// measured.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := 0
+	for _, ss := range s.live {
+		if ss.recordingID != "" {
+			n++
+		}
+	}
+	s.mu.Unlock()
+	return Stats{Publishers: n, BacklogBytes: s.up.backlogBytes.Load(), UploadBacklog: s.up.backlogSegs.Load()}
+}
+
+// Drain refuses new publishers (503, so recorders go to another node)
+// while those recording go on until the server stops.
+func (s *Server) Drain() { s.draining.Store(true) }

@@ -51,6 +51,11 @@ type session struct {
 	dropped     atomic.Uint64         // samples before the tracks were ready
 	feed        LiveFeed              // nil without a live relay
 	lastPacket  prometheus.Gauge      // the device's bodycam_ingest_device_last_publish_timestamp_seconds
+
+	leaseID    string      // the session's id in the device's lease
+	fence      int64       // the lease grant it records under
+	unleased   atomic.Bool // accepted while coordination did not answer
+	superseded atomic.Bool // ended because another node was granted the device
 }
 
 func newRecordingID(t time.Time) string {
@@ -108,7 +113,8 @@ func (ss *session) start() error {
 
 func (ss *session) recording() evidence.Recording {
 	return evidence.Recording{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID, CaseID: ss.caseID,
-		State: evidence.StateLive, StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote}
+		State: evidence.StateLive, StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote,
+		NodeID: ss.srv.o.NodeID, Fence: ss.fence}
 }
 
 // packet runs on gortsplib's reader goroutine.
@@ -228,7 +234,11 @@ func (ss *session) run() {
 			if byPublisher {
 				ss.srv.m.lastStop.WithLabelValues(ss.device.ID).SetToCurrentTime()
 			}
-			w.end(evidence.StateComplete, reason)
+			state := evidence.StateComplete
+			if ss.superseded.Load() {
+				state, reason = evidence.StateInterrupted, errSuperseded.Error()
+			}
+			w.end(state, reason)
 			w.release()
 			return
 		}
@@ -266,7 +276,7 @@ func (w *writer) push(in input) {
 		init, err := w.seg.init()
 		if err == nil {
 			meta := recordingMeta{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID, CaseID: ss.caseID,
-				StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote,
+				StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote, NodeID: ss.srv.o.NodeID, Fence: ss.fence,
 				PrimaryTrack: w.seg.primary.info.id, PrimaryTimescale: w.seg.primary.info.timescale}
 			w.rec, err = ss.srv.o.Spool.create(meta, init)
 		}

@@ -48,6 +48,8 @@ type recordingMeta struct {
 	StartedAt  time.Time `json:"started_at"`
 	Codecs     []string  `json:"codecs"`
 	RemoteAddr string    `json:"remote_addr"`
+	NodeID     string    `json:"node_id,omitempty"`
+	Fence      int64     `json:"fence,omitempty"`
 	InitSHA256 string    `json:"init_sha256"`
 	InitSize   int64     `json:"init_size"`
 	// The track segments are timed by, so recovery can measure a segment
@@ -338,7 +340,7 @@ func (sp *Spool) recover(now time.Time) ([]string, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	for _, d := range devices {
-		if !d.IsDir() {
+		if !d.IsDir() || evidence.ValidateDeviceID(d.Name()) != nil { // e.g. _superseded
 			continue
 		}
 		recs, err := os.ReadDir(filepath.Join(sp.root, d.Name()))
@@ -514,7 +516,7 @@ func (sp *Spool) pending() (map[string][]string, error) {
 		return nil, err
 	}
 	for _, d := range devices {
-		if !d.IsDir() {
+		if !d.IsDir() || evidence.ValidateDeviceID(d.Name()) != nil { // e.g. _superseded
 			continue
 		}
 		recs, err := os.ReadDir(filepath.Join(sp.root, d.Name()))

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
@@ -75,7 +76,10 @@ func ObjectKey(device, recording, name string) string { return device + "/" + re
 // catalog, per device in order (the chain is per device), with retries and
 // back-off, and finishes recordings with their signed manifests.
 type uploader struct {
-	spool   *Spool
+	// superseded ends the live session of a recording the catalog refused
+	// for a stale fence, if this node has it.
+	superseded func(device, rec string)
+	spool      *Spool
 	store   Store
 	cat     Catalog
 	signer  Signer
@@ -95,6 +99,8 @@ type uploader struct {
 	dirty  map[string]bool // a segment closed while the device was busy
 	kicked map[string]bool // devices with work since the last pass
 	retry  map[string]retryState
+
+	backlogSegs, backlogBytes atomic.Int64 // as last measured
 }
 
 // phase is what a device's upload goroutine is doing, and since when.
@@ -337,6 +343,8 @@ func (u *uploader) measureBacklog(work map[string][]string) {
 	}
 	u.m.backlogSegs.Set(float64(n))
 	u.m.backlogBytes.Set(float64(size))
+	u.backlogSegs.Store(n)
+	u.backlogBytes.Store(size)
 }
 
 // device works through one device's recordings, oldest first, stopping at
@@ -389,7 +397,8 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		return false, nil // being created
 	}
 	r := evidence.Recording{ID: meta.ID, DeviceID: meta.DeviceID, OfficerID: meta.OfficerID, CaseID: meta.CaseID,
-		State: evidence.StateLive, StartedAt: meta.StartedAt, Codecs: meta.Codecs, RemoteAddr: meta.RemoteAddr}
+		State: evidence.StateLive, StartedAt: meta.StartedAt, Codecs: meta.Codecs, RemoteAddr: meta.RemoteAddr,
+		NodeID: meta.NodeID, Fence: meta.Fence}
 	if _, err := u.cat.Recording(ctx, rec); errors.Is(err, catalog.ErrNotFound) {
 		// The catalog was down when the recording started: create it now,
 		// and link it to the case it was published for, as start would have.
@@ -411,7 +420,9 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 			meta.InitSHA256, meta.InitSize = found.SHA256, found.Size
 			return writeJSONSync(filepath.Join(dir, "recording.json"), meta)
 		}
-		if err := u.put(ctx, r, evidence.KindInit, "init.mp4", filepath.Join(dir, "init.mp4"), init, asFound); err != nil {
+		if err := u.put(ctx, r, evidence.KindInit, "init.mp4", filepath.Join(dir, "init.mp4"), init, asFound); errors.Is(err, catalog.ErrStaleFence) {
+			return u.supersededRest(ctx, r, dir, init)
+		} else if err != nil {
 			return false, err
 		}
 		os.Remove(filepath.Join(dir, "init.mp4"))
@@ -444,7 +455,9 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		}
 		name := segName(m.Seq)
 		asFound := func(found segmentMeta) error { return writeJSONSync(filepath.Join(dir, name+".json"), found) }
-		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m, asFound); err != nil {
+		if err := u.put(ctx, r, evidence.KindMedia, name+".m4s", filepath.Join(dir, name+".m4s"), m, asFound); errors.Is(err, catalog.ErrStaleFence) {
+			return u.supersededRest(ctx, r, dir, m)
+		} else if err != nil {
 			return false, err
 		}
 		u.m.durable.Observe(time.Since(m.ClosedAt).Seconds())
@@ -465,6 +478,71 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 		return false, err
 	}
 	return true, os.RemoveAll(dir)
+}
+
+// supersededDir is where the spool keeps what the catalog refused for a
+// stale fence, by device and recording: not a device id, so never scanned
+// for upload, and never deleted by bodycam.
+const supersededDir = "_superseded"
+
+// supersededRest handles a recording whose media from `from` on the
+// catalog refused: another node was granted the device's lease before it
+// was recorded (two nodes took the device while coordination was down, or
+// this node lost its lease). The record keeps the other node's timeline;
+// what this node recorded after the takeover is kept in the spool's
+// _superseded directory, never deleted, and the recording ends there as
+// interrupted with a gap saying so. Its session, if still live, is ended
+// first.
+func (u *uploader) supersededRest(ctx context.Context, r evidence.Recording, dir string, from segmentMeta) (bool, error) {
+	u.m.errors.WithLabelValues("superseded").Inc()
+	if u.spool.held(dir) {
+		u.log.Error("the catalog refused a segment: another node was granted the device after this recording's lease; ending its session",
+			"device", r.DeviceID, "recording", r.ID, "seq", from.Seq, "fence", r.Fence)
+		if u.superseded != nil {
+			u.superseded(r.DeviceID, r.ID)
+		}
+		return false, nil // its end kicks the next round
+	}
+	keep := filepath.Join(u.spool.root, supersededDir, r.DeviceID, r.ID)
+	if err := os.MkdirAll(keep, 0o700); err != nil {
+		return false, fmt.Errorf("spool: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("spool: %w", err)
+	}
+	moved := 0
+	for _, e := range entries {
+		n := e.Name()
+		if n == "recording.json" || n == "end.json" || n == "gaps.jsonl" || e.IsDir() {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, n), filepath.Join(keep, n)); err != nil {
+			return false, fmt.Errorf("spool: %w", err)
+		}
+		moved++
+	}
+	var end endMeta
+	if err := readJSON(filepath.Join(dir, "end.json"), &end); err != nil {
+		end = endMeta{EndedAt: time.Now().UTC()}
+	}
+	detail := fmt.Sprintf("superseded: another node was granted the device's lease after this recording's (fence %d); "+
+		"what was recorded here from then on is kept apart in the spool (%s), not in the record", r.Fence, keep)
+	g := evidence.Gap{RecordingID: r.ID, Kind: evidence.GapInterrupted, Start: from.StartedAt, End: end.EndedAt, Detail: detail}
+	if g.End.Before(g.Start) {
+		g.End = g.Start
+	}
+	if err := appendGapOnce(filepath.Join(dir, "gaps.jsonl"), g); err != nil {
+		return false, fmt.Errorf("spool: %w", err)
+	}
+	end.State, end.Reason = evidence.StateInterrupted, detail
+	if err := writeJSONSync(filepath.Join(dir, "end.json"), end); err != nil {
+		return false, fmt.Errorf("spool: %w", err)
+	}
+	u.m.gaps.WithLabelValues(string(evidence.GapInterrupted)).Inc()
+	u.log.Error("recording superseded: the catalog keeps another node's timeline of the device; the rest of this one is kept apart in the spool",
+		"device", r.DeviceID, "recording", r.ID, "from_seq", from.Seq, "files", moved, "kept_in", keep)
+	return u.recording(ctx, r.DeviceID, r.ID)
 }
 
 // damaged handles a spooled object the store refused because its bytes do
@@ -585,6 +663,9 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	t0 = time.Now()
 	stored, err := u.cat.AppendSegment(ctx, seg)
 	u.m.stepTime.WithLabelValues("catalog").Observe(time.Since(t0).Seconds())
+	if errors.Is(err, catalog.ErrStaleFence) {
+		return fmt.Errorf("%w: %w", errCatalog, err)
+	}
 	retried := errors.Is(err, catalog.ErrExists)
 	if retried && stored.SHA256 != m.SHA256 {
 		u.m.errors.WithLabelValues("conflict").Inc()
