@@ -80,15 +80,15 @@ type uploader struct {
 	// for a stale fence, if this node has it.
 	superseded func(device, rec string)
 	spool      *Spool
-	store   Store
-	cat     Catalog
-	signer  Signer
-	events  Publisher
-	custody Custody
-	holds   Holds
-	log     *slog.Logger
-	m       *metrics
-	workers int
+	store      Store
+	cat        Catalog
+	signer     Signer
+	events     Publisher
+	custody    Custody
+	holds      Holds
+	log        *slog.Logger
+	m          *metrics
+	workers    int
 
 	notify chan struct{}
 	sem    chan struct{}  // upload slots
