@@ -66,6 +66,8 @@ type harnessOptions struct {
 	readTimeout     time.Duration
 	requestTimeout  time.Duration
 	maxPending      int
+	leases          ingest.Leases
+	nodeID          string
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -98,7 +100,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		RTSPAddr: "127.0.0.1:0", UDPAddr: h.udp, TLS: o.tls, SegmentDuration: o.segmentDuration, ReadTimeout: o.readTimeout,
 		RequestTimeout: o.requestTimeout, MaxPendingPerHost: o.maxPending,
 		Spool: spool, Store: h.store, Catalog: h.cat, Keys: h.keys, Signer: h.keys, Events: h.bus,
-		Registry: h.reg, Log: log,
+		Registry: h.reg, Log: log, Leases: o.leases, NodeID: o.nodeID,
 	}
 	h.start()
 	ctx := context.Background()
