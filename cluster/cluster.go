@@ -64,9 +64,13 @@ type Options struct {
 	// backend's, default 15s): the reaper acts only after its own
 	// heartbeats have answered for longer, so that a node that could not
 	// heartbeat during an outage is not taken for dead when it ends.
-	NodeTTL  time.Duration
-	Registry prometheus.Registerer
-	Log      *slog.Logger
+	NodeTTL time.Duration
+	// Recovered is called when coordination answers again after it did
+	// not: what the backend held may be gone (ingest takes its device
+	// leases again).
+	Recovered func()
+	Registry  prometheus.Registerer
+	Log       *slog.Logger
 }
 
 // Node is this node's presence; Run keeps it.
@@ -192,6 +196,9 @@ func (n *Node) beat(ctx context.Context) {
 	case err == nil && was != nil:
 		n.healthy = time.Now()
 		n.o.Log.Info("coordination answers again; this node is back in the cluster", "node", n.o.ID)
+		if n.o.Recovered != nil {
+			defer n.o.Recovered() // outside n.mu
+		}
 	case err == nil && n.healthy.IsZero():
 		n.healthy = time.Now()
 	case err != nil && was == nil:

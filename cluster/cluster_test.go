@@ -175,4 +175,3 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
-

@@ -33,7 +33,9 @@ func (e errHeld) Error() string {
 // taken when coordination answers again (reassert). A session of the same
 // device on another node is refused with errHeld.
 func (s *Server) lease(ss *session) error {
+	s.mu.Lock() // recordsSession reads it
 	ss.leaseID = randHex(8)
+	s.mu.Unlock()
 	if s.o.Leases == nil {
 		ss.fence = s.localFence(ss.device.ID)
 		return nil
@@ -41,6 +43,13 @@ func (s *Server) lease(ss *session) error {
 	ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
 	defer cancel()
 	got, err := s.o.Leases.AcquireDevice(ctx, ss.deviceLease())
+	if errors.Is(err, coord.ErrHeld) && got.Node == s.o.NodeID && !s.recordsSession(got.Session) {
+		// A lease this node failed to give back (coordination did not
+		// answer at the session's end): it is this node's to clear.
+		if rerr := s.o.Leases.ReleaseDevice(ctx, got.Device, got.Session); rerr == nil {
+			got, err = s.o.Leases.AcquireDevice(ctx, ss.deviceLease())
+		}
+	}
 	switch {
 	case err == nil:
 		ss.fence = got.Fence
@@ -55,6 +64,19 @@ func (s *Server) lease(ss *session) error {
 	ss.log.Warn("coordination unavailable: publisher accepted without a cluster lease; the device's lease is taken when it answers again",
 		"err", err, "fence", ss.fence)
 	return nil
+}
+
+// recordsSession reports whether a session of this node with that lease id
+// is live.
+func (s *Server) recordsSession(leaseID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.live {
+		if ss.leaseID == leaseID {
+			return true
+		}
+	}
+	return false
 }
 
 // deviceLease is what this session holds (or asks for).
@@ -98,7 +120,7 @@ func (s *Server) leaseRecording(ss *session) {
 
 // unlease gives the device's lease back when its session ends.
 func (s *Server) unlease(ss *session) {
-	if s.o.Leases == nil || ss.unleased.Load() || ss.leaseID == "" {
+	if s.o.Leases == nil || ss.leaseID == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
@@ -162,6 +184,20 @@ func (s *Server) reassertOne(ctx context.Context, ss *session) {
 			"other_node", got.Node, "other_fence", got.Fence, "fence", ss.fence)
 	default:
 		s.m.coordErrors.WithLabelValues("acquire").Inc()
+	}
+}
+
+// Reassert takes again, within seconds, the leases of every session
+// recording here: after an outage the coordination backend may have lost
+// them (a restart without persistence).
+func (s *Server) Reassert() {
+	if s.o.Leases == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.live {
+		ss.unleased.Store(true)
 	}
 }
 
