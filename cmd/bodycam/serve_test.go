@@ -154,11 +154,17 @@ type launch struct {
 	wrapper []string
 	https   *tls.Config // nil: plain HTTP
 	bin     string      // "": the binary TestMain built
+	// httpPort: the HTTP API's port (0: a free one); a node that others
+	// reach at an advertised URL keeps it across a restart.
+	httpPort int
 }
 
 func startWith(t *testing.T, l launch, dataDir string, extra ...string) *server {
 	t.Helper()
 	port, _ := testsvc.FreePort()
+	if l.httpPort != 0 {
+		port = l.httpPort
+	}
 	rtsp, _ := testsvc.FreePort()
 	// No delay before the listeners close on SIGTERM (no load balancer
 	// polls /readyz here); TestReadyzWhileDraining sets one.
