@@ -260,11 +260,12 @@ func (s *Server) peerViewers(r *http.Request) ([]viewerJSON, []string) {
 	return items, unreachable
 }
 
-// peerFailed answers 503 for a node that could not be asked.
+// peerFailed answers 503 for a node that could not be asked. Why goes to
+// the log only: it holds the node's internal address.
 func (s *Server) peerFailed(w http.ResponseWriter, op, node, msg string, err error) {
 	s.metrics.peer.WithLabelValues(op, "unreachable").Inc()
 	s.o.Log.Warn("live: a request to another node failed", "op", op, "node", node, "err", err)
-	writeError(w, http.StatusServiceUnavailable, msg+" ("+err.Error()+"); try again")
+	writeError(w, http.StatusServiceUnavailable, msg+" now; try again")
 }
 
 // peerRefused gives the viewer another node's refusal as this node would

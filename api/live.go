@@ -59,20 +59,20 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
 	defer cancel()
-	where := s.publisherNode(ctx, device)
+	at := s.publisherNode(ctx, device)
 	switch {
-	case where.err != "":
-		writeError(w, http.StatusServiceUnavailable, where.err)
+	case at.err != "":
+		writeError(w, http.StatusServiceUnavailable, at.err)
 		return
-	case where.node.ID != "":
-		s.forwardOffer(ctx, w, r, where.node, device, body)
+	case at.node.ID != "":
+		s.forwardOffer(ctx, w, r, at.node, device, body)
 		return
 	case s.o.Relay == nil:
 		writeError(w, http.StatusServiceUnavailable, "live viewing is not enabled on this server")
 		return
 	}
 	s.offer(ctx, w, live.OfferRequest{Device: device, User: userOf(r), Remote: r.RemoteAddr,
-		UserAgent: r.UserAgent(), SDP: string(body)}, where.unsure)
+		UserAgent: r.UserAgent(), SDP: string(body)}, at.unsure)
 }
 
 func notLiveMsg(device string) string {
