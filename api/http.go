@@ -57,6 +57,7 @@ type httpMetrics struct {
 	duration *prometheus.HistogramVec
 	denied   prometheus.Counter
 	limited  *prometheus.CounterVec
+	peer     *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -77,6 +78,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		}, []string{"why"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.denied, m.limited)
+	m.peer = newPeerMetric(reg)
 	return m
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/ingest"
+	"github.com/bodycam/bodycam/internal/peer"
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/verify"
 )
@@ -73,9 +74,19 @@ type Options struct {
 	Live    LiveLister
 	// Cluster and Leases: the cluster's nodes and who publishes on each;
 	// nil: this node alone.
-	Cluster    Cluster
-	Leases     LeaseLister
-	Relay      Relay // nil: live viewing disabled
+	Cluster Cluster
+	Leases  LeaseLister
+	Relay   Relay // nil: live viewing disabled
+	// Directory and Peers let viewers watch, through this node, devices
+	// that other nodes of a cluster record (cluster.go); either nil: this
+	// node's relay only. Peers also lets other nodes' requests in at the
+	// internal endpoints (nil: they refuse everything).
+	Directory Directory
+	Peers     *peer.Auth
+	// PeerClient makes the requests to other nodes (nil: a client with a
+	// 10 s timeout that follows no redirect; give one with the TLS roots
+	// that other nodes' HTTPS advertise URLs need).
+	PeerClient *http.Client
 	Users      Users
 	Audit      DeniedAudit // nil: refusals are only logged and counted
 	Cases      Cases
@@ -185,6 +196,11 @@ func New(o Options) *Server {
 	route("DELETE /api/v1/live/{device}/whep/{session}", watchers(s.whepDelete))
 	route("GET /api/v1/live/viewers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listViewers))
 	route("GET /api/v1/live/views", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listLiveViews))
+	// For other nodes only (cluster.go): no sign-in, a node's word for its
+	// user instead; not in Routes (nor the API description).
+	for pattern, h := range map[string]http.HandlerFunc{internalOffer: s.internalOffer, internalHangup: s.internalHangup, internalViewers: s.internalViewers} {
+		mux.Handle(pattern, s.metrics.wrap(pattern, h))
+	}
 	caseWriters := s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)
 	route("POST /api/v1/cases", caseWriters(s.createCase))
 	route("GET /api/v1/cases", readers(s.listCases))

@@ -14,6 +14,7 @@ type metrics struct {
 	errors      *prometheus.CounterVec
 	delay       *prometheus.HistogramVec
 	firstFrame  prometheus.Histogram
+	slotsDown   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,6 +56,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from a viewer's connection to its first keyframe sent.",
 			Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5},
 		}),
+		slotsDown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bodycam_live_slots_unavailable_total",
+			Help: "Calls to the cluster-wide viewing limits (take, renew, release) that got no answer; this node's own limits held meanwhile.",
+		}, []string{"op"}),
 	}
 	// Exported at 0 from the start, so that a rate or an alert sees the
 	// first one (a series born at 1 has no increase).
@@ -71,6 +76,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.sent.WithLabelValues(k)
 		m.delay.WithLabelValues(k)
 	}
-	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.dropped, m.errors, m.delay, m.firstFrame)
+	for _, op := range []string{"take", "renew", "release"} {
+		m.slotsDown.WithLabelValues(op)
+	}
+	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.dropped, m.errors, m.delay, m.firstFrame, m.slotsDown)
 	return m
 }

@@ -31,11 +31,12 @@ func TestMetricsExportedAtZero(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	want := map[string]int{
-		"bodycam_live_sessions_refused_total": 2,
-		"bodycam_live_dropped_units_total":    2,
-		"bodycam_live_errors_total":           3,
-		"bodycam_live_sent_units_total":       2,
-		"bodycam_live_send_delay_seconds":     2,
+		"bodycam_live_sessions_refused_total":  2,
+		"bodycam_live_dropped_units_total":     2,
+		"bodycam_live_errors_total":            3,
+		"bodycam_live_sent_units_total":        2,
+		"bodycam_live_send_delay_seconds":      2,
+		"bodycam_live_slots_unavailable_total": 3,
 	}
 	for name, n := range want {
 		if got, sum := series(t, reg, name); got != n || sum != 0 {

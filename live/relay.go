@@ -16,6 +16,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -45,6 +46,28 @@ type Audit interface {
 	EndLiveView(ctx context.Context, id string, endedAt time.Time, reason string) error
 }
 
+// Slots make the viewing limits cluster-wide: every node's viewers count
+// in shared pools (coord.Local, coord.Redis). TakeSlot is idempotent per
+// id, answers coord.ErrFull at the limit, and members not renewed within
+// ttl stop counting; RenewSlots extends several members of a pool in one
+// call. coord.ErrUnavailable (or any other error) means the backend did not
+// answer: the relay then goes on with its own counters alone.
+type Slots interface {
+	TakeSlot(ctx context.Context, pool, id string, limit int, ttl time.Duration) error
+	RenewSlots(ctx context.Context, pool string, ids []string, ttl time.Duration) error
+	ReleaseSlot(ctx context.Context, pool, id string) error
+}
+
+// The slot pools of the viewing limits: every session, and each user's.
+const PoolAll = "view:all"
+
+// PoolUser is the pool of one user's sessions.
+func PoolUser(user string) string { return "view:user:" + user }
+
+// slotTimeout bounds one call to the slots: past it the backend is taken as
+// down for that call, and the local counters decide.
+const slotTimeout = 2 * time.Second
+
 // Options configure a Relay.
 type Options struct {
 	// UDPAddr is the one UDP port of every viewer's ICE (a UDP mux), e.g.
@@ -60,12 +83,20 @@ type Options struct {
 	// Loopback includes 127.0.0.1 among the candidates (tests, one-machine
 	// set-ups).
 	Loopback bool
-	// MaxSessions bounds viewing sessions in all; MaxPerUser per user.
+	// MaxSessions bounds viewing sessions in all; MaxPerUser per user. With
+	// Slots they bound the sessions of every node together (pools PoolAll
+	// and PoolUser); each node also holds its own to them, which is all
+	// that holds while the slots do not answer.
 	MaxSessions, MaxPerUser int
-	Transcoders             Transcoders
-	Audit                   Audit
-	Registry                prometheus.Registerer
-	Log                     *slog.Logger
+	// Slots: nil keeps the limits to this relay.
+	Slots Slots
+	// SlotTTL is how long a session's slot counts without renewal (default
+	// 20 s); the relay renews its sessions' slots every quarter of it.
+	SlotTTL     time.Duration
+	Transcoders Transcoders
+	Audit       Audit
+	Registry    prometheus.Registerer
+	Log         *slog.Logger
 }
 
 // Relay is the live role.
@@ -82,6 +113,8 @@ type Relay struct {
 	streams  map[string]*stream // by device
 	sessions map[string]*viewer // by session id
 	perUser  map[string]int     // sessions by user
+
+	slotsWarned atomic.Int64 // unix nanoseconds of the last warning that the slots do not answer
 }
 
 // New opens the relay's ICE sockets and prepares its WebRTC engine.
@@ -97,6 +130,9 @@ func New(o Options) (*Relay, error) {
 	}
 	if o.MaxPerUser <= 0 {
 		o.MaxPerUser = 32
+	}
+	if o.SlotTTL <= 0 {
+		o.SlotTTL = 20 * time.Second
 	}
 	if o.UDPAddr == "" && o.TCPAddr == "" {
 		return nil, errors.New("live: neither a UDP nor a TCP address for ICE")
@@ -174,9 +210,22 @@ func (r *Relay) UDPAddr() net.Addr {
 	return r.udp.LocalAddr()
 }
 
-// Run serves until ctx ends, then closes every viewing session.
+// Run serves until ctx ends, then closes every viewing session. With
+// Slots, it renews its sessions' slots meanwhile.
 func (r *Relay) Run(ctx context.Context) error {
-	<-ctx.Done()
+	var renew <-chan time.Time
+	if r.o.Slots != nil {
+		t := time.NewTicker(r.o.SlotTTL / 4)
+		defer t.Stop()
+		renew = t.C
+	}
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-renew:
+			r.renewSlots(ctx)
+		}
+	}
 	r.mu.Lock()
 	close(r.done)
 	viewers := make([]*viewer, 0, len(r.sessions))
@@ -261,10 +310,15 @@ func (r *Relay) Offer(ctx context.Context, req OfferRequest) (Session, error) {
 		return Session{}, fmt.Errorf("%w: %s already has %d, the most one user may", ErrLimit, req.User, r.o.MaxPerUser)
 	}
 	id := newID()
-	v := &viewer{r: r, s: s, id: id, user: req.User, done: make(chan struct{}), connected: make(chan struct{})}
+	v := &viewer{r: r, s: s, id: id, user: req.User, done: make(chan struct{}), connected: make(chan struct{}),
+		held: map[string]bool{}}
 	r.sessions[id] = v // reserved; released by close
 	r.perUser[req.User]++
 	r.mu.Unlock()
+	if err := r.takeSlots(ctx, v); err != nil {
+		v.abandon()
+		return Session{}, err
+	}
 
 	answer, err := v.negotiate(ctx, req.SDP)
 	if err != nil {

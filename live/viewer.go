@@ -44,6 +44,7 @@ type viewer struct {
 	videoDesc string
 	audioDesc string
 	audited   bool
+	held      map[string]bool // slot pools holding this session (Options.Slots); under r.mu
 
 	connected chan struct{}
 	connOnce  sync.Once
@@ -379,6 +380,7 @@ func (v *viewer) close(reason string) {
 		}
 		v.s.drop(v)
 		v.r.release(v)
+		v.r.releaseSlots(v)
 		go v.pc.Close()
 		if !v.audited {
 			return
@@ -400,6 +402,7 @@ func (v *viewer) abandon() {
 	v.closeOnce.Do(func() {
 		close(v.done)
 		v.r.release(v)
+		v.r.releaseSlots(v)
 		if v.pc != nil {
 			v.pc.Close()
 		}

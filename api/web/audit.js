@@ -51,7 +51,7 @@ async function load() {
     const active = (viewers.items || []).filter((v) => !device || v.device_id === device);
     els.viewersCount.textContent = String(active.length);
     clear(els.viewers, active.length
-      ? active.map((v) => h('tr', { testid: 'viewer' },
+      ? active.map((v) => h('tr', { testid: 'viewer', title: v.node_id ? `served by node ${v.node_id}` : '' },
         h('td', {}, v.connected ? badge('CONNECTED', 'ok') : badge('CONNECTING', 'muted')),
         h('td', { class: 'device-id' }, v.device_id), h('td', {}, v.user), h('td', { class: 'mono' }, v.remote_addr),
         h('td', {}, [v.video, v.audio].filter(Boolean).join(' · ')),
@@ -70,7 +70,11 @@ async function load() {
         h('td', {}, v.end_reason || ''),
         h('td', { class: 'mono small clip', title: v.recording_id }, v.recording_id)))
       : h('tr', { class: 'empty' }, h('td', { colspan: 10 }, 'No viewing sessions recorded.')));
-    els.error.hidden = true;
+    // Viewers of nodes that did not answer are missing: say so.
+    const unreachable = viewers.unreachable_nodes || [];
+    els.error.hidden = !unreachable.length;
+    els.error.textContent = unreachable.length
+      ? `Viewers of ${unreachable.includes('*') ? 'other nodes' : 'node ' + unreachable.join(', ')} are not listed: not answering now.` : '';
   } catch (err) {
     els.error.hidden = false;
     els.error.textContent = `Could not load the audit: ${err.message}`;

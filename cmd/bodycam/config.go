@@ -50,6 +50,8 @@ type Config struct {
 	S3Region        string
 	DatabaseURL     string
 	RedisURL        string
+	NodeID          string
+	AdvertiseURL    string
 	SegmentDuration time.Duration
 	AdminToken      string
 	RetentionMode   string
@@ -93,6 +95,7 @@ func defaults() Config {
 		WebRTCTCPAddr:   ":8189",
 		LiveMaxSessions: 200,
 		LiveMaxPerUser:  32,
+		NodeID:          hostName(),
 		S3Bucket:        "bodycam",
 		SegmentDuration: 4 * time.Second,
 		RetentionMode:   "compliance",
@@ -133,8 +136,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebRTCTCPAddr, "webrtc-tcp-addr", c.WebRTCTCPAddr, "ICE-TCP listener, the fallback for viewers whose UDP is blocked; empty disables it")
 	fs.StringVar(&c.WebRTCPublicIPs, "webrtc-public-ips", c.WebRTCPublicIPs, "comma-separated public IPs announced instead of the host's own (1:1 NAT)")
 	fs.StringVar(&c.WebRTCICE, "webrtc-ice-servers", c.WebRTCICE, "comma-separated STUN/TURN servers: stun:host:port, turn:user:password@host:port")
-	fs.IntVar(&c.LiveMaxSessions, "live-max-sessions", c.LiveMaxSessions, "live viewing sessions the server takes in all; more get 429")
-	fs.IntVar(&c.LiveMaxPerUser, "live-max-per-user", c.LiveMaxPerUser, "live viewing sessions one user may hold at once; more get 429")
+	fs.IntVar(&c.LiveMaxSessions, "live-max-sessions", c.LiveMaxSessions, "live viewing sessions the server takes in all (every node together, with --redis-url); more get 429")
+	fs.IntVar(&c.LiveMaxPerUser, "live-max-per-user", c.LiveMaxPerUser, "live viewing sessions one user may hold at once (on every node together, with --redis-url); more get 429")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3/MinIO endpoint host:port; empty keeps objects in <data-dir>/objects")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", c.S3AccessKey, "S3 access key")
 	fs.StringVar(&c.S3AccessKeyFile, "s3-access-key-file", c.S3AccessKeyFile, "file holding the S3 access key (not readable by group or others); instead of --s3-access-key")
@@ -146,6 +149,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (postgres://...); empty uses SQLite in <data-dir>/catalog.db")
 	fs.StringVar(&c.DatabaseURLFile, "database-url-file", c.DatabaseURLFile, "file holding the PostgreSQL URL with its password (not readable by group or others); instead of --database-url")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://...) for multi-node coordination; empty keeps it in-process")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's name among the nodes of a cluster (letters, digits, . _ -; at most 64); default: the host name")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "http(s)://host:port at which the other nodes reach this node's HTTP API (live views of devices this node records go through it); empty: --http-addr's host and port when it names a host, else none (required with --redis-url then)")
 	fs.DurationVar(&c.SegmentDuration, "segment-duration", c.SegmentDuration, "target segment length; segments are cut at the next keyframe after it")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role (visible in ps: prefer --admin-token-file); generated into <data-dir>/admin-token when empty")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin bearer token (not readable by group or others); instead of --admin-token")
@@ -433,6 +438,16 @@ func (c Config) Validate() error {
 			return errors.New("redis-url: no host")
 		}
 	}
+	if !nodeIDPattern.MatchString(c.NodeID) {
+		return fmt.Errorf("node-id: %q is not a node name (letters, digits, . _ -, at most 64, starting with a letter or digit); set --node-id", c.NodeID)
+	}
+	if c.AdvertiseURL != "" {
+		if err := validAdvertiseURL(c.AdvertiseURL); err != nil {
+			return fmt.Errorf("advertise-url: %v", err)
+		}
+	} else if c.RedisURL != "" && !namesHost(c.HTTPAddr) {
+		return fmt.Errorf("advertise-url: required with --redis-url when --http-addr (%q) names no host: the other nodes forward live views to this node there", c.HTTPAddr)
+	}
 	if c.SegmentDuration < 500*time.Millisecond || c.SegmentDuration > 10*time.Minute {
 		return fmt.Errorf("segment-duration: %v is outside 500ms..10m", c.SegmentDuration)
 	}
@@ -467,6 +482,77 @@ func (c Config) Validate() error {
 		return fmt.Errorf("shutdown-delay: %v is outside 0..10m", c.ShutdownDelay)
 	}
 	return nil
+}
+
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// hostName is the default node id: the host name up to its first dot
+// (what a node id may hold), or "bodycam".
+func hostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "bodycam"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}
+
+// validAdvertiseURL accepts http(s)://host[:port] with nothing else: the
+// other nodes add the internal paths to it, and a path a proxy rewrote
+// would not match what the node vouching for a request signed.
+func validAdvertiseURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: want http:// or https://", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q: no host", s)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q: want only scheme, host and port (no path, query or credentials)", s)
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%q: %s is no address another node can reach", s, u.Hostname())
+	}
+	return nil
+}
+
+// namesHost reports whether a listen address names a host another node
+// could reach (not ":8080", "0.0.0.0:8080" or "[::]:8080").
+func namesHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsUnspecified()
+}
+
+// advertiseURL is how the other nodes reach this node's HTTP API:
+// --advertise-url, or --http-addr's host with the port the listener got
+// (ln, which tells the port when --http-addr asks for port 0), over https
+// when --http-tls-cert is set. "" when --http-addr names no host: such a
+// node cannot be reached by others, and devices it records can be watched
+// only through it.
+func (c Config) advertiseURL(ln net.Addr) string {
+	if c.AdvertiseURL != "" {
+		return strings.TrimRight(c.AdvertiseURL, "/")
+	}
+	if !namesHost(c.HTTPAddr) {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(c.HTTPAddr)
+	if ln != nil {
+		if _, p, err := net.SplitHostPort(ln.String()); err == nil {
+			port = p
+		}
+	}
+	scheme := "http"
+	if c.HTTPTLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // spoolDir is where the spool lives: --spool-dir, or <data-dir>/spool.

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,14 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--database-url", "mysql://db/x"}, nil, "database-url"},
 		{[]string{"--database-url", "postgres://"}, nil, "database-url"},
 		{[]string{"--redis-url", "http://r"}, nil, "redis-url"},
+		{[]string{"--node-id", "node/1"}, nil, "node-id"},
+		{[]string{"--node-id", ""}, nil, "node-id"},
+		{[]string{"--advertise-url", "node-a:8080"}, nil, "advertise-url"},
+		{[]string{"--advertise-url", "ftp://node-a:8080"}, nil, "advertise-url"},
+		{[]string{"--advertise-url", "http://node-a:8080/bodycam"}, nil, "advertise-url"},
+		{[]string{"--advertise-url", "http://0.0.0.0:8080"}, nil, "advertise-url"},
+		{[]string{"--redis-url", "redis://r:6379"}, nil, "advertise-url: required with --redis-url"},
+		{[]string{"--redis-url", "redis://r:6379", "--http-addr", "0.0.0.0:8080"}, nil, "advertise-url: required with --redis-url"},
 		{[]string{"--s3-endpoint", "https://minio:9000"}, nil, "s3-endpoint"},
 		{[]string{"--s3-endpoint", "minio"}, nil, "s3-endpoint"},
 		{[]string{"--s3-endpoint", "minio:9000"}, nil, "s3-access-key"},
@@ -117,6 +126,37 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 	if cfg.DataDir != "./data" || cfg.RTSPAddr != ":8554" || cfg.HTTPAddr != ":8080" || cfg.S3Bucket != "bodycam" {
 		t.Fatalf("defaults differ from PRODUCT.md: %+v", cfg)
+	}
+}
+
+// The advertise URL is --advertise-url, or --http-addr's host with the
+// port its listener got; none when --http-addr names no host.
+func TestAdvertiseURL(t *testing.T) {
+	port := func(p int) net.Addr { return &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: p} }
+	for _, c := range []struct {
+		args []string
+		ln   net.Addr
+		want string
+	}{
+		{nil, port(8080), ""},
+		{[]string{"--http-addr", "0.0.0.0:8080"}, port(8080), ""},
+		{[]string{"--http-addr", "10.0.0.1:8080"}, port(8080), "http://10.0.0.1:8080"},
+		{[]string{"--http-addr", "127.0.0.1:0"}, port(41234), "http://127.0.0.1:41234"},
+		{[]string{"--http-addr", "[::1]:0"}, port(41234), "http://[::1]:41234"},
+		{[]string{"--http-addr", "node-a.internal:8443", "--http-tls-cert", "c.pem", "--http-tls-key", "k.pem"}, port(8443), "https://node-a.internal:8443"},
+		{[]string{"--advertise-url", "https://node-a.example:8443/", "--redis-url", "redis://r:6379"}, port(8080), "https://node-a.example:8443"},
+		{[]string{"--http-addr", "127.0.0.1:8080", "--redis-url", "redis://r:6379"}, port(8080), "http://127.0.0.1:8080"},
+	} {
+		cfg, err := loadConfig("serve", c.args, env(nil), io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got := cfg.advertiseURL(c.ln); got != c.want {
+			t.Errorf("%v: %q, want %q", c.args, got, c.want)
+		}
+	}
+	if cfg, _ := loadConfig("serve", nil, env(nil), io.Discard); cfg.NodeID == "" || strings.Contains(cfg.NodeID, ".") {
+		t.Errorf("default node id %q: want the host name up to its first dot", cfg.NodeID)
 	}
 }
 
