@@ -33,6 +33,10 @@ var (
 	ErrNotFound = errors.New("catalog: not found")
 	ErrExists   = errors.New("catalog: already exists")
 	ErrConflict = errors.New("catalog: conflicting state")
+	// ErrStaleFence: AppendSegment refused a segment that its node recorded
+	// after another node was granted the device (a newer fence); nothing
+	// was written.
+	ErrStaleFence = errors.New("catalog: stale fence")
 )
 
 // Dialect names the SQL engine behind a Catalog.
