@@ -396,7 +396,12 @@ func (s *Server) caseExcerpt(r *http.Request, caseID string) (evidence.Excerpt, 
 // event against its digest, the chain, every checkpoint's signature. An
 // event edited or removed in the database is named.
 func (s *Server) verifyLedger(w http.ResponseWriter, r *http.Request) {
-	n, err := s.o.Cases.VerifyLedger(r.Context(), s.publicKey)
+	lookup, err := s.keyLookup(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	n, err := s.o.Cases.VerifyLedger(r.Context(), lookup)
 	out := map[string]any{"ok": err == nil, "events_checked": n}
 	outcome, detail := evidence.OutcomeOK, fmt.Sprintf("ledger ok: %d events", n)
 	if err != nil {
@@ -410,14 +415,4 @@ func (s *Server) verifyLedger(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(r, evidence.CustodyEvent{Action: evidence.ActionVerify, TargetKind: "ledger", TargetID: "custody", Detail: detail, Outcome: outcome})
 	writeJSON(w, http.StatusOK, out)
-}
-
-// publicKey looks a server key up by id.
-func (s *Server) publicKey(id string) ed25519.PublicKey {
-	for _, k := range s.o.Keys.Public() {
-		if k.ID == id {
-			return k.Key
-		}
-	}
-	return nil
 }

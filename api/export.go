@@ -65,8 +65,14 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 		recs = append(recs, export.RecordingData{Recording: rec, Segments: segs, Gaps: gaps})
 		ids = append(ids, rec.ID)
 	}
+	// Every node's keys: the footage may have been signed on any of them.
+	pubs, err := s.o.Keys.PublicKeys(ctx)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	var keys []export.PublicKey
-	for _, k := range s.o.Keys.Public() {
+	for _, k := range pubs {
 		keys = append(keys, export.PublicKey{ID: k.ID, Key: k.Key})
 	}
 	at := time.Now().UTC().Truncate(time.Microsecond)

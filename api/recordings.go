@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +30,9 @@ type recordingJSON struct {
 	SegmentCount int        `json:"segment_count"`
 	ManifestKey  string     `json:"manifest_key,omitempty"`
 	DeletedAt    *time.Time `json:"deleted_at,omitempty"`
+	NodeID       string     `json:"node_id"`
+	Fence        int64      `json:"fence"`
+	ReapedAt     *time.Time `json:"reaped_at,omitempty"`
 }
 
 func toRecordingJSON(r evidence.Recording) recordingJSON {
@@ -44,6 +46,7 @@ func toRecordingJSON(r evidence.Recording) recordingJSON {
 		j.EndedAt = &t
 	}
 	j.DeletedAt = timePtr(r.DeletedAt)
+	j.NodeID, j.Fence, j.ReapedAt = r.NodeID, r.Fence, timePtr(r.ReapedAt)
 	return j
 }
 
@@ -296,13 +299,10 @@ func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	lookup := func(id string) ed25519.PublicKey {
-		for _, k := range s.o.Keys.Public() {
-			if k.ID == id {
-				return k.Key
-			}
-		}
-		return nil
+	lookup, err := s.keyLookup(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
 	}
 	res, err := verify.Recording(r.Context(), s.o.Catalog, s.o.Store, lookup, rec.ID)
 	if err != nil {
@@ -319,8 +319,12 @@ func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
 	for _, g := range res.Gaps {
 		gaps = append(gaps, toGapJSON(g))
 	}
+	notes := res.Notes
+	if notes == nil {
+		notes = []string{}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "first_bad_seq": res.FirstBadSeq, "reason": res.Reason,
-		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps})
+		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps, "notes": notes})
 }
 
 // objectsReader reads a list of objects as one seekable stream. It is safe

@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	_ "embed"
 	"errors"
@@ -60,9 +61,12 @@ type LiveLister interface {
 	Live() []ingest.Live
 }
 
-// Keys lists the server's public keys and derives device secrets.
+// Keys lists the public keys signatures are checked with, and derives
+// device secrets. A *keyring.Keyring lists its own keys; in a cluster,
+// keyring.WithCatalog lists every node's, so that what one node signed
+// verifies on every other.
 type Keys interface {
-	Public() []keyring.PublicKey
+	PublicKeys(ctx context.Context) ([]keyring.PublicKey, error)
 	DeviceSecret(deviceID, salt string) string
 }
 
@@ -433,14 +437,34 @@ type keyJSON struct {
 	PublicKeyPEM string    `json:"public_key_pem"`
 	CreatedAt    time.Time `json:"created_at,omitzero"`
 	Current      bool      `json:"current"`
+	NodeID       string    `json:"node_id,omitempty"`
 }
 
-// listKeys is public: anyone checking a signature needs the keys.
+// listKeys is public: anyone checking a signature needs the keys, every
+// node's.
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.o.Keys.PublicKeys(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	items := []keyJSON{}
-	for _, k := range s.o.Keys.Public() {
+	for _, k := range keys {
 		items = append(items, keyJSON{ID: k.ID, Algorithm: "Ed25519", PublicKey: k.Key,
-			PublicKeyPEM: string(keyring.PublicPEM(k.Key)), CreatedAt: k.Created, Current: k.Current})
+			PublicKeyPEM: string(keyring.PublicPEM(k.Key)), CreatedAt: k.Created, Current: k.Current, NodeID: k.Node})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// keyLookup returns a lookup of every key signatures may be checked with.
+func (s *Server) keyLookup(ctx context.Context) (func(id string) ed25519.PublicKey, error) {
+	keys, err := s.o.Keys.PublicKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]ed25519.PublicKey, len(keys))
+	for _, k := range keys {
+		byID[k.ID] = k.Key
+	}
+	return func(id string) ed25519.PublicKey { return byID[id] }, nil
 }

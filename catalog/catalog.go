@@ -33,8 +33,9 @@ var (
 	ErrNotFound = errors.New("catalog: not found")
 	ErrExists   = errors.New("catalog: already exists")
 	ErrConflict = errors.New("catalog: conflicting state")
-	// ErrStaleFence: a segment recorded under a device lease after a later
-	// grant of that lease began (another node took the device).
+	// ErrStaleFence: AppendSegment refused a segment that its node recorded
+	// after another node was granted the device (a newer fence); nothing
+	// was written.
 	ErrStaleFence = errors.New("catalog: stale fence")
 )
 

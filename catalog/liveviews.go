@@ -9,14 +9,14 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 )
 
-const liveViewCols = `id, device_id, recording_id, username, remote_addr, user_agent, video, audio, started_us, ended_us, end_reason`
+const liveViewCols = `id, device_id, recording_id, username, remote_addr, user_agent, video, audio, started_us, ended_us, end_reason, node_id`
 
 func scanLiveView(s scanner) (evidence.LiveView, error) {
 	var v evidence.LiveView
 	var started int64
 	var ended = nullMicros(time.Time{})
 	err := s.Scan(&v.ID, &v.DeviceID, &v.RecordingID, &v.User, &v.RemoteAddr, &v.UserAgent, &v.Video, &v.Audio,
-		&started, &ended, &v.EndReason)
+		&started, &ended, &v.EndReason, &v.NodeID)
 	v.StartedAt, v.EndedAt = fromMicros(started), fromNullMicros(ended)
 	return v, err
 }
@@ -26,9 +26,9 @@ func (c *Catalog) StartLiveView(ctx context.Context, v evidence.LiveView) error 
 	if v.ID == "" || v.DeviceID == "" || v.User == "" || v.StartedAt.IsZero() {
 		return fmt.Errorf("catalog: a live view needs an id, a device, a user and a start time")
 	}
-	_, err := c.exec(ctx, `INSERT INTO live_views (`+liveViewCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	_, err := c.exec(ctx, `INSERT INTO live_views (`+liveViewCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		v.ID, v.DeviceID, v.RecordingID, v.User, v.RemoteAddr, v.UserAgent, v.Video, v.Audio,
-		micros(v.StartedAt), nullMicros(v.EndedAt), v.EndReason)
+		micros(v.StartedAt), nullMicros(v.EndedAt), v.EndReason, v.NodeID)
 	return translate(err, "live view "+v.ID)
 }
 
@@ -106,7 +106,8 @@ func (c *Catalog) LiveViews(ctx context.Context, f LiveViewFilter) ([]evidence.L
 }
 
 // EndOpenLiveViews ends every session still open, for a start after an
-// abnormal stop: nobody is watching a server that was not running.
+// abnormal stop: nobody is watching a server that was not running. With
+// several nodes on one catalog, EndNodeLiveViews ends only one node's.
 func (c *Catalog) EndOpenLiveViews(ctx context.Context, endedAt time.Time, reason string) (int64, error) {
 	res, err := c.exec(ctx, `UPDATE live_views SET ended_us = $1, end_reason = $2 WHERE ended_us IS NULL`, micros(endedAt), reason)
 	if err != nil {

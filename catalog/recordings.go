@@ -15,23 +15,30 @@ var errNoRows = sql.ErrNoRows
 
 const recordingCols = `r.id, r.device_id, r.officer_id, r.case_id, r.state, r.started_us, r.ended_us,
 	r.end_reason, r.codecs, r.remote_addr, r.manifest_key,
-	(SELECT COUNT(*) FROM segments s WHERE s.recording_id = r.id AND s.kind <> 'tombstone'), r.deleted_us`
+	(SELECT COUNT(*) FROM segments s WHERE s.recording_id = r.id AND s.kind <> 'tombstone'), r.deleted_us,
+	r.node_id, r.fence, r.reaped_us`
 
 func scanRecording(s scanner) (evidence.Recording, error) {
 	var r evidence.Recording
 	var started int64
-	var ended, deleted sql.NullInt64
+	var ended, deleted, reaped sql.NullInt64
 	var codecs string
 	err := s.Scan(&r.ID, &r.DeviceID, &r.OfficerID, &r.CaseID, &r.State, &started, &ended,
-		&r.EndReason, &codecs, &r.RemoteAddr, &r.ManifestKey, &r.SegmentCount, &deleted)
+		&r.EndReason, &codecs, &r.RemoteAddr, &r.ManifestKey, &r.SegmentCount, &deleted,
+		&r.NodeID, &r.Fence, &reaped)
 	r.StartedAt, r.EndedAt, r.DeletedAt = fromMicros(started), fromNullMicros(ended), fromNullMicros(deleted)
+	r.ReapedAt = fromNullMicros(reaped)
 	if codecs != "" {
 		r.Codecs = strings.Split(codecs, "\n")
 	}
 	return r, err
 }
 
-// CreateRecording adds a recording for a registered device.
+// CreateRecording adds a recording for a registered device. In the same
+// transaction it raises the device's fence to the recording's (devices.fence
+// is the highest seen), taking the device row first, as AppendSegment does:
+// from its commit on, AppendSegment refuses segments of older fences
+// recorded after this one's grant.
 func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) error {
 	if r.ID == "" || r.DeviceID == "" || r.StartedAt.IsZero() {
 		return fmt.Errorf("catalog: recording needs an id, a device and a start time")
@@ -42,12 +49,29 @@ func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) err
 	if !r.State.Valid() {
 		return fmt.Errorf("catalog: recording state %q", r.State)
 	}
-	_, err := c.exec(ctx, `INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us,
-		end_reason, codecs, remote_addr, manifest_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	if r.Fence < 0 {
+		return fmt.Errorf("catalog: recording fence %d", r.Fence)
+	}
+	what := "recording " + r.ID
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err, what)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET fence = CASE WHEN fence < $1 THEN $1 ELSE fence END WHERE id = $2`),
+		r.Fence, r.DeviceID); err != nil {
+		return translate(err, what)
+	}
+	_, err = tx.ExecContext(ctx, c.q(`INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us,
+		end_reason, codecs, remote_addr, manifest_key, node_id, fence, reaped_us)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`),
 		r.ID, r.DeviceID, r.OfficerID, r.CaseID, string(r.State), micros(r.StartedAt), nullMicros(r.EndedAt),
-		r.EndReason, strings.Join(r.Codecs, "\n"), r.RemoteAddr, r.ManifestKey)
-	return translate(err, "recording "+r.ID)
+		r.EndReason, strings.Join(r.Codecs, "\n"), r.RemoteAddr, r.ManifestKey, r.NodeID, r.Fence, nullMicros(r.ReapedAt))
+	if err != nil {
+		return translate(err, what)
+	}
+	return translate(tx.Commit(), what)
 }
 
 // Recording returns one recording with its segment count.
@@ -115,11 +139,16 @@ func (c *Catalog) recordings(ctx context.Context, q string, args ...any) ([]evid
 
 // FinishRecording moves a live recording to complete or interrupted. A
 // recording that is not live is ErrConflict: its end is already on record.
+// One exception: a recording the reaper ended (InterruptNode; ReapedAt set)
+// and that has no manifest yet takes the end its owning node gives now,
+// which knows when its media ended; that clears ReapedAt, so a second
+// finish is ErrConflict again.
 func (c *Catalog) FinishRecording(ctx context.Context, id string, state evidence.RecordingState, endedAt time.Time, reason string) error {
 	if state != evidence.StateComplete && state != evidence.StateInterrupted {
 		return fmt.Errorf("catalog: a recording cannot finish as %q", state)
 	}
-	res, err := c.exec(ctx, `UPDATE recordings SET state = $1, ended_us = $2, end_reason = $3 WHERE id = $4 AND state = 'live'`,
+	res, err := c.exec(ctx, `UPDATE recordings SET state = $1, ended_us = $2, end_reason = $3, reaped_us = NULL
+		WHERE id = $4 AND (state = 'live' OR (reaped_us IS NOT NULL AND manifest_key = ''))`,
 		string(state), micros(endedAt), reason, id)
 	if err != nil {
 		return translate(err, "recording "+id)
@@ -192,6 +221,14 @@ func scanSegment(s scanner) (evidence.Segment, error) {
 // If the recording already has a segment with that seq, nothing changes and
 // the recorded segment is returned with ErrExists, so an upload retried
 // after a crash can check that it is the same object.
+//
+// A media or init segment of a recording with fence f is refused with
+// ErrStaleFence, nothing written, when the device has a recording with a
+// fence above f (the smallest such f2) and the segment started at or after
+// f2 read as Unix µs: its node recorded it after another node took the
+// device. Segments that started before f2 (a dead node's spool uploaded
+// late) are accepted. Recordings from before clusters have fence 0 and
+// follow the same rule.
 func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error) {
 	if s.Kind != evidence.KindInit && s.Kind != evidence.KindMedia && s.Kind != evidence.KindTombstone {
 		return s, fmt.Errorf("catalog: segment kind %q", s.Kind)
@@ -213,10 +250,10 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	if c.dialect == Postgres {
 		lock = " FOR UPDATE"
 	}
-	var seq int64
+	var seq, fence int64
 	var head, recDevice string
-	err = tx.QueryRowContext(ctx, c.q(`SELECT d.chain_seq, d.chain_head, r.device_id FROM recordings r
-		JOIN devices d ON d.id = r.device_id WHERE r.id = $1`+lock), s.RecordingID).Scan(&seq, &head, &recDevice)
+	err = tx.QueryRowContext(ctx, c.q(`SELECT d.chain_seq, d.chain_head, r.device_id, r.fence FROM recordings r
+		JOIN devices d ON d.id = r.device_id WHERE r.id = $1`+lock), s.RecordingID).Scan(&seq, &head, &recDevice, &fence)
 	if err != nil {
 		return s, translate(err, "recording "+s.RecordingID)
 	}
@@ -232,6 +269,24 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return s, translate(err, what)
+	}
+	// Fencing: a segment recorded at or after a newer grant of the device
+	// (the smallest fence above this recording's) was recorded after
+	// another node took the device, and would fork its timeline. The device
+	// row is locked, and CreateRecording takes it too, so a newer recording
+	// is either on record here or created after this link. A tombstone is
+	// not recorded media: retention links it whenever it runs.
+	if s.Kind != evidence.KindTombstone {
+		var newer sql.NullInt64
+		if err := tx.QueryRowContext(ctx, c.q(`SELECT MIN(fence) FROM recordings WHERE device_id = $1 AND fence > $2`),
+			recDevice, fence).Scan(&newer); err != nil {
+			return s, translate(err, what)
+		}
+		if newer.Valid && micros(s.StartedAt) >= newer.Int64 {
+			return s, fmt.Errorf("%w: %s (fence %d) started at %s, after device %s was granted again at %s (fence %d)",
+				ErrStaleFence, what, fence, s.StartedAt.Format(time.RFC3339Nano), recDevice,
+				fromMicros(newer.Int64).Format(time.RFC3339Nano), newer.Int64)
+		}
 	}
 	if head == "" {
 		head = evidence.GenesisHash

@@ -85,11 +85,16 @@ type Recording struct {
 	// DeletedAt is when retention deleted the recording's media (zero while
 	// kept); its tombstone is then the last link of the recording.
 	DeletedAt time.Time
-	// NodeID is the node that records it.
+	// NodeID names the node that records it ("" before clusters).
 	NodeID string
-	// Fence is the grant of the device's lease it was recorded under (see
-	// coord.DeviceLease.Fence and catalog.AppendSegment).
+	// Fence is the fence of the device lease its node held when it began
+	// (coord.DeviceLease.Fence, Unix µs of the grant; 0 before clusters).
+	// The catalog refuses its segments recorded after a newer grant.
 	Fence int64
+	// ReapedAt is when the cluster's reaper ended it as interrupted because
+	// its node stopped answering; zero otherwise, and zero again once the
+	// owning node has finished it itself (Catalog.FinishRecording).
+	ReapedAt time.Time
 }
 
 // SegmentKind tells an init segment from a media segment.
@@ -184,4 +189,15 @@ type LiveView struct {
 	StartedAt    time.Time
 	EndedAt      time.Time // zero while watching
 	EndReason    string
+	// NodeID names the node that serves the session ("" before clusters).
+	NodeID string
+}
+
+// SigningKey is a node's public signing key as the catalog keeps it, so
+// that what one node signed verifies on every other.
+type SigningKey struct {
+	ID           string // keyring.KeyID of the key
+	PublicKeyPEM string // PKIX PEM
+	NodeID       string // the node that first published it
+	CreatedAt    time.Time
 }

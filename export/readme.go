@@ -175,7 +175,10 @@ func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
 	p("        bodycam-chain-v1\\n<prev_chain_hash>\\n<device>\\n<chain_seq>\\n<recording>\\n<seq>\\n<sha256>\\n<started_at in µs since 1970>\\n<duration_us>\\n")
 	p("")
 	p("      and prev_chain_hash is the chain_hash of the device's object before it, so")
-	p("      a removed, altered or reordered object breaks the chain. For example:")
+	p("      a removed, altered or reordered object breaks the chain. A recording's")
+	p("      chain_seq may jump: the objects between are other recordings of the device,")
+	p("      stored interleaved with it (its node uploaded it late), and the object after")
+	p("      the jump links to the last of them. For example:")
 	for _, r := range c.Recordings {
 		if len(r.Segments) == 0 {
 			continue

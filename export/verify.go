@@ -608,37 +608,76 @@ func (v *verifier) checkRecordings(cf *caseFile) {
 			}
 		}
 	}
-	lastLink := map[string]map[int64]string{} // device -> chain_seq -> chain_hash, from verified manifests
-	var firsts []firstLink
+	links := map[string]map[int64]linkRef{} // device -> chain_seq -> link, from the manifests
+	var joins []join
 	for _, id := range ids {
-		if f, ok := v.checkRecording(id, lastLink); ok {
-			firsts = append(firsts, f)
-		}
+		joins = append(joins, v.checkRecording(id, links)...)
 	}
-	// Recordings of one device in this export must chain into each other.
-	for _, f := range firsts {
-		if f.chainSeq <= 1 {
+	// Where a recording's chain comes from outside its own links (before
+	// its first, or where its chain_seq jumps because its node uploaded it
+	// interleaved with another recording), the link it names must be that
+	// link when the export holds it.
+	for _, j := range joins {
+		if j.chainSeq <= 1 {
 			continue
 		}
-		if prev, ok := lastLink[f.device][f.chainSeq-1]; ok {
-			if prev != f.prev {
-				v.fail(f.path, "chain breaks before seq 0: it links to %s, but chain link %d of device %s (in this export) is %s",
-					short(f.prev), f.chainSeq-1, f.device, short(prev))
+		prev, ok := links[j.device][j.chainSeq-1]
+		switch {
+		case ok && prev.recording == j.recording:
+			v.fail(j.path, "chain breaks at seq %d: chain link %d of device %s, before it, is this recording's own (seq %d) but out of order", j.seq, j.chainSeq-1, j.device, prev.seq)
+		case ok && prev.hash != j.prev && j.seq == 0:
+			v.fail(j.path, "chain breaks before seq 0: it links to %s, but chain link %d of device %s (in this export) is %s",
+				short(j.prev), j.chainSeq-1, j.device, short(prev.hash))
+		case ok && prev.hash != j.prev:
+			v.fail(j.path, "chain breaks at seq %d: it links to %s, but chain link %d of device %s (recording %s seq %d, in this export) is %s",
+				j.seq, short(j.prev), j.chainSeq-1, j.device, prev.recording, prev.seq, short(prev.hash))
+		case j.seq == 0 && !ok:
+			v.note("%s: the chain link before it (device %s, chain_seq %d) is not in this export; the signed manifest vouches for its prev_chain_hash", j.path, j.device, j.chainSeq-1)
+		case j.seq > 0:
+			var in []string
+			missing := 0
+			for cs := j.after + 1; cs < j.chainSeq; cs++ {
+				l, ok := links[j.device][cs]
+				switch {
+				case !ok:
+					missing++
+				case l.recording == j.recording:
+					v.fail(j.path, "chain link %d of device %s, between seq %d and %d, is this recording's own (seq %d) but out of order", cs, j.device, j.seq-1, j.seq, l.seq)
+				case !slices.Contains(in, l.recording):
+					in = append(in, l.recording)
+				}
 			}
-		} else {
-			v.note("%s: the chain link before it (device %s, chain_seq %d) is not in this export; the signed manifest vouches for its prev_chain_hash", f.path, f.device, f.chainSeq-1)
+			what := fmt.Sprintf("%s: chain links %d to %d of device %s, between seq %d and %d, are of other recordings of the device (uploaded interleaved with this one)",
+				j.path, j.after+1, j.chainSeq-1, j.device, j.seq-1, j.seq)
+			if len(in) > 0 {
+				what += "; in this export: " + strings.Join(in, ", ")
+			}
+			if missing > 0 {
+				what += fmt.Sprintf("; %d not in this export, for which the signed manifest vouches for seq %d's prev_chain_hash", missing, j.seq)
+			} else {
+				what += "; they chain through"
+			}
+			v.note("%s", what)
 		}
 	}
 }
 
-type firstLink struct {
-	path     string
-	device   string
-	chainSeq int64
-	prev     string
+// linkRef is a chain link as a verified manifest gives it.
+type linkRef struct {
+	hash, recording string
+	seq             int64
 }
 
-func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) (firstLink, bool) {
+// join is where a recording's chain comes from a link not its own: before
+// its first object, or where its chain_seq jumps past other recordings'
+// links (after is the chain_seq of its own link before the jump).
+type join struct {
+	path, recording, device string
+	seq, chainSeq, after    int64
+	prev                    string
+}
+
+func (v *verifier) checkRecording(id string, chain map[string]map[int64]linkRef) []join {
 	dir := "recordings/" + id + "/"
 	v.rep.Checked.Recordings++
 	var rf recordingFile
@@ -673,7 +712,7 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 		}
 	}
 	if !mOK && !rfOK {
-		return firstLink{}, false
+		return nil
 	}
 	// What the objects must be: the signed manifest, else recording.json.
 	var segs []evidence.Segment
@@ -727,18 +766,30 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 			}
 		}
 	}
-	// The chain, recomputed link by link.
-	var first firstLink
+	// The chain, recomputed link by link. A recording's links are a
+	// subsequence of its device's chain: consecutive when its node uploads
+	// it as it records, with other recordings' links between where its
+	// node's spool came back late.
+	var joins []join
 	for i, s := range segs {
 		if s.Seq != int64(i) {
 			v.fail(mpath, "seq %d is missing: the list goes from %d to %d", i, i-1, s.Seq)
 			break
 		}
-		if i > 0 {
+		if i == 0 {
+			joins = append(joins, join{path: dir + ObjectFile(s.Key), recording: id, device: s.DeviceID, chainSeq: s.ChainSeq, prev: s.PrevChainHash})
+		} else {
 			prev := segs[i-1]
-			if s.ChainSeq != prev.ChainSeq+1 || s.PrevChainHash != prev.ChainHash {
+			switch {
+			case s.ChainSeq <= prev.ChainSeq:
+				v.fail(mpath, "chain breaks at seq %d: its chain_seq %d does not follow seq %d's %d", s.Seq, s.ChainSeq, prev.Seq, prev.ChainSeq)
+				continue
+			case s.ChainSeq == prev.ChainSeq+1 && s.PrevChainHash != prev.ChainHash:
 				v.fail(mpath, "chain breaks at seq %d: it does not link to seq %d", s.Seq, prev.Seq)
 				continue
+			case s.ChainSeq > prev.ChainSeq+1:
+				joins = append(joins, join{path: mpath, recording: id, device: s.DeviceID, seq: s.Seq, chainSeq: s.ChainSeq,
+					after: prev.ChainSeq, prev: s.PrevChainHash})
 			}
 		}
 		if got := evidence.ChainHash(s.Link()); got != s.ChainHash {
@@ -747,15 +798,12 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 		}
 		v.rep.Checked.ChainLinks++
 		if chain[s.DeviceID] == nil {
-			chain[s.DeviceID] = map[int64]string{}
+			chain[s.DeviceID] = map[int64]linkRef{}
 		}
-		chain[s.DeviceID][s.ChainSeq] = s.ChainHash
+		chain[s.DeviceID][s.ChainSeq] = linkRef{hash: s.ChainHash, recording: id, seq: s.Seq}
 	}
 	if mOK && len(segs) > 0 && m.ChainHead != segs[len(segs)-1].ChainHash {
 		v.fail(mpath, "chain_head %s is not the last object's chain hash", short(m.ChainHead))
-	}
-	if len(segs) > 0 {
-		first = firstLink{path: dir + ObjectFile(segs[0].Key), device: segs[0].DeviceID, chainSeq: segs[0].ChainSeq, prev: segs[0].PrevChainHash}
 	}
 	if mOK {
 		for _, g := range m.Gaps {
@@ -774,7 +822,7 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]string) 
 		}
 		v.checkDerived(dir, rf, segs)
 	}
-	return first, len(segs) > 0
+	return joins
 }
 
 // compareRecordingJSON checks recording.json agrees with the manifest.

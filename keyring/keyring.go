@@ -37,6 +37,9 @@ type PublicKey struct {
 	Key     ed25519.PublicKey
 	Created time.Time
 	Current bool
+	// Node is the node that published the key to the catalog (Shared),
+	// when known.
+	Node string
 }
 
 // Keyring holds the current signing key, all known public keys and the

@@ -50,6 +50,18 @@ type Custody interface {
 	Record(ctx context.Context, e evidence.CustodyEvent) error
 }
 
+// Lease is a named lease that one holder at a time has (coord's named
+// leases): with several nodes, one runs retention.
+type Lease interface {
+	// Acquire takes the lease, or renews it for holder; an error when
+	// another holds it (or it cannot be told).
+	Acquire(ctx context.Context, name, holder string, ttl time.Duration) error
+	Release(ctx context.Context, name, holder string) error
+}
+
+// LeaseName is the lease the job runs under.
+const LeaseName = "retention"
+
 // Job is the retention job.
 type Job struct {
 	Period   time.Duration // footage in no case is kept this long after it ended (or left its last case)
@@ -59,6 +71,12 @@ type Job struct {
 	Signer   Signer
 	Custody  Custody
 	Log      *slog.Logger
+	// Lease, when set, lets one runner at a time pass: the job takes the
+	// lease LeaseName as Holder before a pass and renews it before each
+	// recording, and a pass stops when it cannot. Nil: every pass runs (one
+	// node).
+	Lease  Lease
+	Holder string
 
 	deleted, skipped prometheus.Counter
 }
@@ -72,10 +90,18 @@ func (j *Job) Register(reg prometheus.Registerer) {
 	reg.MustRegister(j.deleted, j.skipped)
 }
 
-// Run makes a pass every Interval until ctx ends.
+// Run makes a pass every Interval until ctx ends, and then gives the
+// lease up (when it has one).
 func (j *Job) Run(ctx context.Context) error {
 	t := time.NewTicker(j.Interval)
 	defer t.Stop()
+	if j.Lease != nil {
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			j.Lease.Release(rctx, LeaseName, j.Holder)
+		}()
+	}
 	for {
 		if _, err := j.Pass(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			j.Log.Error("retention pass failed", "err", err)
@@ -88,14 +114,45 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 }
 
-// Pass deletes what is due at now and reports how many recordings it deleted.
+// leaseTTL outlasts the time between passes, so that the runner keeps the
+// lease from one pass to the next, and lapses soon after it stops.
+func (j *Job) leaseTTL() time.Duration { return max(2*j.Interval, time.Minute) }
+
+// hold takes or renews the lease; false when another runner has it.
+func (j *Job) hold(ctx context.Context) bool {
+	if j.Lease == nil {
+		return true
+	}
+	if err := j.Lease.Acquire(ctx, LeaseName, j.Holder, j.leaseTTL()); err != nil {
+		j.Log.Debug("retention: not this node's turn", "holder", j.Holder, "why", err)
+		return false
+	}
+	return true
+}
+
+// Pass deletes what is due at now and reports how many recordings it
+// deleted. With a Lease it does nothing while another holds it, and stops
+// when it loses it.
+//
+// Only recordings with a signed manifest are candidates
+// (Catalog.RetentionCandidates): one without may still be being uploaded
+// by its node, from its spool after an outage.
 func (j *Job) Pass(ctx context.Context, now time.Time) (int, error) {
+	if j.Lease != nil && j.Holder == "" {
+		return 0, errors.New("retention: a lease needs a holder")
+	}
+	if !j.hold(ctx) {
+		return 0, nil
+	}
 	recs, err := j.Catalog.RetentionCandidates(ctx, now.Add(-j.Period), 100)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, rec := range recs {
+	for i, rec := range recs {
+		if i > 0 && !j.hold(ctx) {
+			return n, nil
+		}
 		if err := j.delete(ctx, rec, now); err != nil {
 			if j.skipped != nil {
 				j.skipped.Inc()

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/bodycam/bodycam/evidence"
@@ -48,6 +49,10 @@ type Result struct {
 	// Gaps are the recording's explicit holes: not failures, but part of
 	// what a reader of the evidence must know.
 	Gaps []evidence.Gap `json:"gaps"`
+	// Notes are other things a reader must know without being failures:
+	// chain links between this recording's that are other recordings'
+	// (its node uploaded it late, interleaved with a newer recording).
+	Notes []string `json:"notes,omitempty"`
 }
 
 func bad(seq int64, format string, args ...any) Result {
@@ -107,8 +112,23 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 		if s.Seq != int64(i) {
 			return bad(int64(i), "segment %d is missing from the record (next on record is %d)", i, s.Seq)
 		}
-		if i > 0 && s.ChainSeq != segs[i-1].ChainSeq+1 {
-			return bad(s.Seq, "segment %d: chain position %d does not follow %d", s.Seq, s.ChainSeq, segs[i-1].ChainSeq)
+		if i > 0 {
+			// A recording's links are a subsequence of its device's chain:
+			// consecutive when one node uploads it as it records, with
+			// other recordings' links between when its node's spool came
+			// back late. Those must be on record and chain through.
+			p := segs[i-1]
+			if s.ChainSeq <= p.ChainSeq {
+				return bad(s.Seq, "segment %d: chain position %d does not follow %d", s.Seq, s.ChainSeq, p.ChainSeq)
+			}
+			if s.ChainSeq > p.ChainSeq+1 {
+				head, note, r := between(ctx, cat, rec, p, s)
+				if !r.OK {
+					return r
+				}
+				prev = head
+				res.Notes = append(res.Notes, note)
+			}
 		}
 		if s.PrevChainHash != prev {
 			return bad(s.Seq, "segment %d: chain broken: it links to %s, the link before it is %s", s.Seq, short(s.PrevChainHash), short(prev))
@@ -146,6 +166,55 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 		res.Reason = "manifest: " + res.Manifest
 	}
 	return res
+}
+
+// between checks the device's chain links between two consecutive segments
+// of rec, p and s, whose chain positions jump: each must be on record, of
+// another recording, link to the one before (the first to p) and hash to
+// what it records. It returns the last one's hash, for s to link to, and a
+// note naming the recordings they belong to.
+func between(ctx context.Context, cat Catalog, rec evidence.Recording, p, s evidence.Segment) (string, string, Result) {
+	links, err := cat.ChainLinks(ctx, rec.DeviceID, p.ChainSeq+1, s.ChainSeq-1)
+	if err != nil {
+		return "", "", Result{OK: false, Reason: "catalog: " + err.Error()}
+	}
+	prev := p.ChainHash
+	var others []string
+	for i, want := 0, p.ChainSeq+1; want < s.ChainSeq; i, want = i+1, want+1 {
+		if i >= len(links) || links[i].ChainSeq != want {
+			return "", "", bad(s.Seq, "chain link %d of device %s (between segments %d and %d) is missing: a recording or segment was removed", want, rec.DeviceID, p.Seq, s.Seq)
+		}
+		l := links[i]
+		if l.RecordingID == rec.ID {
+			return "", "", bad(s.Seq, "chain link %d of device %s is of this recording (seq %d) but not between its segments %d and %d", want, rec.DeviceID, l.Seq, p.Seq, s.Seq)
+		}
+		if l.PrevChainHash != prev {
+			return "", "", bad(s.Seq, "chain broken at link %d of device %s (recording %s seq %d, between segments %d and %d): it links to %s, the link before it is %s",
+				want, rec.DeviceID, l.RecordingID, l.Seq, p.Seq, s.Seq, short(l.PrevChainHash), short(prev))
+		}
+		if got := evidence.ChainHash(l.Link()); got != l.ChainHash {
+			return "", "", bad(s.Seq, "chain link %d of device %s (recording %s seq %d, between segments %d and %d): chain hash does not match its record",
+				want, rec.DeviceID, l.RecordingID, l.Seq, p.Seq, s.Seq)
+		}
+		prev = l.ChainHash
+		if len(others) == 0 || others[len(others)-1] != l.RecordingID {
+			others = append(others, l.RecordingID)
+		}
+	}
+	return prev, fmt.Sprintf("chain links %d to %d of device %s, between segments %d and %d, are of other recordings (%s): this one was uploaded interleaved with them; they chain through",
+		p.ChainSeq+1, s.ChainSeq-1, rec.DeviceID, p.Seq, s.Seq, strings.Join(dedupe(others), ", ")), Result{OK: true}
+}
+
+func dedupe(ids []string) []string {
+	seen := map[string]bool{}
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // checkTombstone checks a deleted recording's tombstone: its object's hash,

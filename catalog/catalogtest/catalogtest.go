@@ -45,6 +45,13 @@ func Run(t *testing.T, open Opener) {
 		{"CasesAndLinks", testCasesAndLinks},
 		{"LinksFollowCaseState", testLinksFollowCaseState},
 		{"CustodyConcurrent", testCustodyConcurrent},
+		{"NodeAndFenceRoundTrip", testNodeAndFence},
+		{"Fencing", testFencing},
+		{"FencingOldRecordings", testFencingOldRecordings},
+		{"InterruptNode", testInterruptNode},
+		{"NodeLiveViews", testNodeLiveViews},
+		{"SigningKeys", testSigningKeys},
+		{"RetentionNeedsManifest", testRetentionNeedsManifest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
