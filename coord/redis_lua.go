@@ -148,7 +148,7 @@ return 1
 `)
 
 // KEYS devices, devices:info, devices:fence, nodes:seen, nodes:left
-// ARGV node ttl (µs), device ('' for all)
+// ARGV node ttl (µs), device (empty: all)
 // -> {holder JSON, info JSON, fence, ...} of the leases held by nodes up
 var deviceLeasesLua = script(`
 local now = now_us()
