@@ -3,6 +3,8 @@ package coord_test
 import (
 	"context"
 	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +98,59 @@ func TestRedisUnavailable(t *testing.T) {
 	if err := r.Ping(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Ping, cancelled: %v", err)
 	}
+}
+
+// TestRedisNotAnswering: a Redis that takes connections and never replies
+// (hung, or a black hole on the way) is ErrUnavailable within seconds too.
+func TestRedisNotAnswering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-accepted
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+
+	r, err := coord.OpenRedis(t.Context(), "redis://"+ln.Addr().String()+"/0", coord.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var wg sync.WaitGroup
+	for name, call := range coordtest.Calls() {
+		wg.Go(func() {
+			start := time.Now()
+			err := call(t.Context(), r)
+			if !errors.Is(err, coord.ErrUnavailable) {
+				t.Errorf("%s: %v, want ErrUnavailable", name, err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("%s took %v", name, d)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestOpenRedisURL(t *testing.T) {

@@ -66,8 +66,13 @@ func OpenRedis(ctx context.Context, url string, o Options) (*Redis, error) {
 	if ro.PoolTimeout == 0 {
 		ro.PoolTimeout = redisPoolTimeout
 	}
+	// One dial per attempt, and one retry (a stale pooled connection):
+	// more would only delay ErrUnavailable.
+	if ro.DialerRetries == 0 {
+		ro.DialerRetries = 1
+	}
 	if ro.MaxRetries == 0 {
-		ro.MaxRetries = 1 // a stale pooled connection; more would only delay ErrUnavailable
+		ro.MaxRetries = 1
 	}
 	ro.ContextTimeoutEnabled = true
 	// Cluster maintenance notices are a Redis Enterprise/Cloud feature;
@@ -151,31 +156,24 @@ func (r *Redis) Heartbeat(ctx context.Context, n NodeInfo) error {
 // Nodes lists every node seen within 24 h by ID, LastSeen its last
 // heartbeat, State NodeDown when it expired or left.
 func (r *Redis) Nodes(ctx context.Context) ([]NodeInfo, error) {
-	var now *redis.TimeCmd
-	var nodes, seen, left *redis.MapStringStringCmd
-	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		now = p.Time(ctx)
-		nodes = p.HGetAll(ctx, r.key("nodes"))
-		seen = p.HGetAll(ctx, r.key("nodes:seen"))
-		left = p.HGetAll(ctx, r.key("nodes:left"))
-		return nil
-	})
+	keys := []string{r.key("nodes"), r.key("nodes:seen"), r.key("nodes:left")}
+	res, err := nodesLua.Run(ctx, r.c, keys, r.ttlUS, forgetAfter.Microseconds()).Slice()
 	if err != nil {
 		return nil, r.fail(ctx, err)
 	}
-	nowUS := now.Val().UnixMicro()
-	out := []NodeInfo{}
-	for id, js := range nodes.Val() {
-		us, err := strconv.ParseInt(seen.Val()[id], 10, 64)
-		if err != nil || nowUS-us > forgetAfter.Microseconds() {
-			continue
-		}
+	out := make([]NodeInfo, 0, len(res)/4)
+	for i := 0; i+3 < len(res); i += 4 {
+		id, js, seen := fieldString(res[i]), fieldString(res[i+1]), fieldString(res[i+2])
 		var n NodeInfo
 		if err := json.Unmarshal([]byte(js), &n); err != nil {
 			return nil, fmt.Errorf("coord: node %s: %w", id, err)
 		}
+		us, err := strconv.ParseInt(seen, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("coord: node %s: last seen: %w", id, err)
+		}
 		n.LastSeen = time.UnixMicro(us)
-		if _, gone := left.Val()[id]; gone || nowUS-us > r.opt.NodeTTL.Microseconds() {
+		if up, _ := res[i+3].(int64); up == 0 {
 			n.State = NodeDown
 		}
 		out = append(out, n)

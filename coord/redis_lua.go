@@ -82,6 +82,26 @@ end
 return 1
 `)
 
+// KEYS nodes, nodes:seen, nodes:left
+// ARGV node ttl (µs), forget after (µs)
+// -> {id, info JSON, last heartbeat (µs), 1 up or 0 down, ...}
+var nodesLua = script(`
+local now = now_us()
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local seen = tonumber(redis.call('HGET', KEYS[2], all[i]))
+  if seen and now - seen <= tonumber(ARGV[2]) then
+    local live = up(KEYS[2], KEYS[3], all[i], now, tonumber(ARGV[1]))
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+    out[#out + 1] = int(seen)
+    out[#out + 1] = live and 1 or 0
+  end
+end
+return out
+`)
+
 // KEYS nodes, nodes:left, devices, devices:info
 // ARGV id
 var leaveLua = script(`
