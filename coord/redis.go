@@ -141,6 +141,7 @@ func (r *Redis) Heartbeat(ctx context.Context, n NodeInfo) error {
 		return errEmptyNode
 	}
 	n.LastSeen = time.Time{}
+	n.StartedAt = n.StartedAt.UTC() // compared as text by the script: one instant, one text
 	if n.State == "" {
 		n.State = NodeUp
 	}
