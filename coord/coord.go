@@ -16,6 +16,40 @@ import (
 	"time"
 )
 
+// Options configure either implementation; zero values mean the defaults.
+type Options struct {
+	// Prefix begins every Redis key ("bodycam:"), so that clusters, or
+	// tests, can share one Redis. Local ignores it.
+	Prefix string
+	// NodeTTL: a node whose last heartbeat is older is down, and its device
+	// leases lapse with it (15 s). Every node of a cluster must use the same.
+	NodeTTL time.Duration
+	// Now is Local's clock (time.Now), for tests that move time. Redis
+	// ignores it: it uses its server's clock, which every node shares, so
+	// the nodes' own clocks need not agree.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Prefix == "" {
+		o.Prefix = "bodycam:"
+	}
+	if o.NodeTTL <= 0 {
+		o.NodeTTL = 15 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// forgetAfter: Nodes lists a node this long after its last heartbeat, then
+// it is forgotten (and whatever it still held with it).
+const forgetAfter = 24 * time.Hour
+
+// streamMaxLen bounds a stream: Publish trims its oldest entries beyond it.
+const streamMaxLen = 1_000_000
+
 var (
 	// ErrHeld: another holder has the lease (a device publishing on another
 	// node, a job running elsewhere).
