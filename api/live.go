@@ -53,6 +53,13 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "live viewing is not enabled on this server")
 		return
 	}
+	if s.draining.Load() {
+		// New viewers go to another node (the load balancer's /readyz
+		// already fails); those watching go on until the node stops.
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "this node is draining before it stops; ask again (another node answers)")
+		return
+	}
 	body, ok := readOffer(w, r)
 	if !ok {
 		return

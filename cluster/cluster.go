@@ -142,6 +142,11 @@ func (n *Node) Ping(context.Context) error {
 	return nil
 }
 
+// Join sends the node's first heartbeat: a device lease is only as good
+// as its node's heartbeat, so a node joins before it takes publishers.
+// Coordination that does not answer is noted (degraded), not an error.
+func (n *Node) Join(ctx context.Context) { n.beat(ctx) }
+
 // Nodes lists every node the backend knows, this one included.
 func (n *Node) Nodes(ctx context.Context) ([]coord.NodeInfo, error) { return n.o.Coord.Nodes(ctx) }
 

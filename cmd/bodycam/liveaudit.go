@@ -13,9 +13,11 @@ import (
 type liveAudit struct {
 	cat    *catalog.Catalog
 	ledger *custody.Ledger
+	node   string // this node's id, on each viewing session
 }
 
 func (a liveAudit) StartLiveView(ctx context.Context, v evidence.LiveView) error {
+	v.NodeID = a.node
 	if err := a.cat.StartLiveView(ctx, v); err != nil {
 		return err
 	}

@@ -23,11 +23,13 @@ import (
 	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/caselink"
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/cluster"
 	"github.com/bodycam/bodycam/custody"
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/internal/connlimit"
+	"github.com/bodycam/bodycam/internal/peer"
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
@@ -93,6 +95,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Every node's public keys are in the catalog, so that what one node
+	// signed verifies on any other.
+	if err := keys.Publish(startCtx, cat, cfg.NodeID); err != nil {
+		return fmt.Errorf("signing key: publishing it in the catalog: %v", err)
+	}
+	co, coDesc, err := openCoord(startCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer co.Close()
+	peers, err := peer.New(peer.Options{Node: cfg.NodeID, Key: peer.KeyFrom(keys)})
+	if err != nil {
+		return fmt.Errorf("node-id: %v", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -113,15 +129,26 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	relay, err := live.New(live.Options{
 		UDPAddr: cfg.WebRTCUDPAddr, TCPAddr: cfg.WebRTCTCPAddr, PublicIPs: cfg.publicIPs(), ICEServers: iceServers,
 		Loopback: loopbackOnly(cfg.HTTPAddr), MaxSessions: cfg.LiveMaxSessions, MaxPerUser: cfg.LiveMaxPerUser,
-		Transcoders: transcoders(), Audit: liveAudit{cat, ledger}, Registry: reg, Log: log.With("component", "live"),
+		Transcoders: transcoders(), Audit: liveAudit{cat, ledger, cfg.NodeID}, Registry: reg, Log: log.With("component", "live"),
+		Slots: co,
 	})
 	if err != nil {
 		return fmt.Errorf("webrtc-udp-addr: %v", err)
 	}
-	if cat.Dialect() == catalog.SQLite { // one node: nobody can be watching a server that was not running
-		if n, err := cat.EndOpenLiveViews(startCtx, time.Now(), "server stopped abnormally"); err == nil && n > 0 {
-			log.Warn("live viewing sessions left open by an abnormal stop were ended", "sessions", n)
+	// Nobody can be watching through a node that was not running: its
+	// viewing sessions left open by an abnormal stop end now (one node:
+	// every open one, those of older versions included).
+	endOpen := func() (int, error) {
+		return cat.EndNodeLiveViews(startCtx, cfg.NodeID, time.Now(), "server stopped abnormally")
+	}
+	if cat.Dialect() == catalog.SQLite && cfg.RedisURL == "" {
+		endOpen = func() (int, error) {
+			n, err := cat.EndOpenLiveViews(startCtx, time.Now(), "server stopped abnormally")
+			return int(n), err
 		}
+	}
+	if n, err := endOpen(); err == nil && n > 0 {
+		log.Warn("live viewing sessions left open by an abnormal stop were ended", "sessions", n)
 	}
 	// Descriptors: each listener's connections that are not recording get at
 	// most a quarter of the file limit by default, so a flood of both from
@@ -141,7 +168,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		RequestTimeout: cfg.RTSPRequestTimeout, MaxPendingPerHost: cfg.RTSPMaxPendingPerHost, MaxPending: rtspMaxPending,
 		SegmentDuration: cfg.SegmentDuration, Spool: spool, Store: store, Catalog: cat, Keys: keys, Signer: keys,
 		Events: bus, Live: liveSink{relay}, Custody: ledger, Holds: links, Registry: reg, DeviceRegistry: devices,
-		Log: log.With("component", "ingest"),
+		Log: log.With("component", "ingest"), NodeID: cfg.NodeID, Leases: co,
 	})
 	var metricsLn net.Listener
 	if cfg.MetricsAddr != "" {
@@ -150,15 +177,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	_, rtspPort, _ := net.SplitHostPort(cfg.RTSPAddr)
-	httpAPI := api.New(api.Options{
-		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
-		Store: store, Keys: keys, Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
-		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
-	})
 	tcp, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http-addr: %v", err)
 	}
+	node := cluster.New(cluster.Options{ID: cfg.NodeID, AdvertiseURL: cfg.advertiseURL(tcp.Addr()), Coord: co, Catalog: cat, Custody: ledger,
+		Recovered: rtsp.Reassert, Registry: reg, Log: log.With("component", "cluster"),
+		Stats: func() cluster.Stats {
+			st := rtsp.Stats()
+			return cluster.Stats{Publishers: st.Publishers, Viewers: len(relay.Viewers()), SpoolBytes: st.BacklogBytes, UploadBacklog: st.UploadBacklog}
+		}})
+	// In the cluster before the first publisher: a lease is only as good
+	// as its node's heartbeat.
+	node.Join(startCtx)
+	httpAPI := api.New(api.Options{
+		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
+		Cluster: node, Leases: co, Directory: co, Peers: peers,
+		Store: store, Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
+		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
+	})
 	// The HTTP server closes connections that do not send a whole request in
 	// time, or idle after one (api.Server.Serve); the caps keep one address,
 	// and all of them, from holding more descriptors than that leaves (and
@@ -168,7 +205,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Registry: reg, Log: log.With("component", "api")})
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
 		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir, "spool_dir", cfg.spoolDir(),
-		"transcoding", transcoding, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
+		"transcoding", transcoding, "node", cfg.NodeID, "coordination", coDesc, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
 	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
 		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
 	}
@@ -190,6 +227,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case <-ctx.Done():
 		}
 		httpAPI.Drain()
+		rtsp.Drain()
+		node.Drain()
 		log.Info("stopping: /readyz answers 503, serving on until the delay ends", "shutdown_delay", cfg.ShutdownDelay)
 		delay := time.NewTimer(cfg.ShutdownDelay)
 		defer delay.Stop()
@@ -205,9 +244,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Go(func() error { return serveMetrics(gctx, metricsLn, prometheus.Gatherers{reg, devices}) })
 	}
 	g.Go(func() error { return rtsp.Run(gctx) })
+	g.Go(func() error { return node.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
 	job := &retention.Job{Period: time.Duration(cfg.CaseRetention), Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
-		Signer: keys, Custody: ledger, Log: log.With("component", "retention")}
+		Signer: keys, Custody: ledger, Log: log.With("component", "retention"),
+		Lease: co, Holder: cfg.NodeID}
 	job.Register(reg)
 	g.Go(func() error { return job.Run(gctx) })
 	g.Go(func() error { return ledger.Run(gctx) })
