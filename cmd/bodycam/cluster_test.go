@@ -390,6 +390,9 @@ func browserWatch(t *testing.T, s *server, token, device string) {
 	if err != nil {
 		t.Fatal("this test needs Node.js (apt-get install nodejs npm), then: npm ci --prefix test/browser")
 	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core", "package.json")); err != nil {
+		t.Fatalf("this test needs its npm packages: run `npm ci --prefix test/browser` in %s (%v)", root, err)
+	}
 	chromium := os.Getenv("BODYCAM_CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
