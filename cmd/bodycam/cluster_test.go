@@ -183,7 +183,7 @@ func TestCluster(t *testing.T) {
 	}
 	waitFrames(t, v, 30)
 	v.Close()
-	browserWatch(t, a.server, sup, onC)
+	browserWatch(t, a.server, "sup-cluster", "a long enough test password of their own", onC)
 
 	// kill -9 of node B mid-stream.
 	onB := map[string]string{} // device -> its recording on B
@@ -381,8 +381,8 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 }
 
 // browserWatch runs test/browser/cluster-live.mjs: the console on s in
-// Chromium watches device with token.
-func browserWatch(t *testing.T, s *server, token, device string) {
+// Chromium, signed in as user, watches device.
+func browserWatch(t *testing.T, s *server, user, password, device string) {
 	t.Helper()
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	dir := filepath.Join(root, "test", "browser")
@@ -401,7 +401,7 @@ func browserWatch(t *testing.T, s *server, token, device string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "cluster-live.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BODYCAM_URL="+s.url, "BODYCAM_TOKEN="+token, "BODYCAM_DEVICE="+device, "BODYCAM_CHROMIUM="+chromium)
+	cmd.Env = append(os.Environ(), "BODYCAM_URL="+s.url, "BODYCAM_USER="+user, "BODYCAM_PASSWORD="+password, "BODYCAM_DEVICE="+device, "BODYCAM_CHROMIUM="+chromium)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second

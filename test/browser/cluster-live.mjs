@@ -1,9 +1,9 @@
 // Real-browser check of live viewing across cluster nodes: Chromium (the
-// Debian package) opens the console on one node, signs in with a
-// supervisor's API token and watches a device that publishes on another
+// Debian package) opens the console on one node, signs in as a supervisor
+// (with their own password) and watches a device that publishes on another
 // node; the video element must play.
 //
-//   BODYCAM_URL=http://node-a:8080 BODYCAM_TOKEN=... BODYCAM_DEVICE=cam-1 node cluster-live.mjs
+//   BODYCAM_URL=http://node-a:8080 BODYCAM_USER=sup-1 BODYCAM_PASSWORD=... BODYCAM_DEVICE=cam-1 node cluster-live.mjs
 //
 // cmd/bodycam/cluster_test.go runs it against three real nodes.
 
@@ -13,11 +13,12 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const URL_ = process.env.BODYCAM_URL;
-const TOKEN = process.env.BODYCAM_TOKEN;
+const USER = process.env.BODYCAM_USER;
+const PASSWORD = process.env.BODYCAM_PASSWORD;
 const DEVICE = process.env.BODYCAM_DEVICE;
 const CHROMIUM = process.env.BODYCAM_CHROMIUM || '/usr/bin/chromium';
-if (!URL_ || !TOKEN || !DEVICE) {
-  console.error('usage: BODYCAM_URL=... BODYCAM_TOKEN=... BODYCAM_DEVICE=... node cluster-live.mjs');
+if (!URL_ || !USER || !PASSWORD || !DEVICE) {
+  console.error('usage: BODYCAM_URL=... BODYCAM_USER=... BODYCAM_PASSWORD=... BODYCAM_DEVICE=... node cluster-live.mjs');
   process.exit(2);
 }
 
@@ -44,8 +45,9 @@ try {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   await page.goto(URL_);
-  await page.click(tid('mode-token'));
-  await page.fill(tid('token'), TOKEN);
+  await page.click(tid('mode-account'));
+  await page.fill(tid('user'), USER);
+  await page.fill(tid('password'), PASSWORD);
   await page.click(tid('signin'));
   await page.locator(tid('console')).waitFor({ state: 'visible' });
   const item = page.locator(tid('live-item', `[data-device="${DEVICE}"]`));
