@@ -51,7 +51,9 @@ type simRecorder struct {
 // on A or C; B restarts and uploads its spool, completing its recordings
 // with what it had; then Redis is stopped for 30 s: recording goes on, a new
 // publisher is accepted, and nothing is lost; when Redis is back (empty),
-// the leases come back. At the end every recording verifies, every device
+// the leases come back. Node C then drains (SIGTERM): it turns new
+// publishers and viewers away while its recorders go on, stores their
+// recordings, exits, and they publish on A or B. At the end every recording verifies, every device
 // chain is whole (no fork, no hole), no two recordings of a device overlap,
 // and nothing B had received a second before it was killed is missing.
 func TestCluster(t *testing.T) {
@@ -76,7 +78,8 @@ func TestCluster(t *testing.T) {
 		n := &clusterNode{name: name, dir: t.TempDir(), port: port}
 		n.args = []string{"--node-id", name, "--advertise-url", "http://127.0.0.1:" + strconv.Itoa(port), "--redis-url", rd.URL,
 			"--database-url", db, "--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey,
-			"--s3-bucket", "cluster", "--admin-token", admin, "--credential-key", credKey, "--segment-duration", "1s"}
+			"--s3-bucket", "cluster", "--admin-token", admin, "--credential-key", credKey, "--segment-duration", "1s",
+			"--shutdown-delay", "3s"}
 		n.server = startWith(t, launch{httpPort: port}, n.dir, n.args...)
 		nodes[i] = n
 	}
@@ -280,6 +283,57 @@ func TestCluster(t *testing.T) {
 		})
 	}
 
+	// Node C drains (SIGTERM): /readyz fails and it is draining in the
+	// node list at once; new publishers and viewers are turned away (503)
+	// while its recorders go on; then it ends and stores their recordings,
+	// exits, and they publish again on A or B.
+	onC = ""
+	onCNow := map[string]string{}
+	for id, l := range waitLiveOn(t, a.server, admin, 31, 10*time.Second, func(map[string]liveItem) bool { return true }) {
+		if l.NodeID == "node-c" {
+			onCNow[id] = l.RecordingID
+			onC = id
+		}
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 2*time.Second, "node C's /readyz answering draining", func() bool {
+		code, body, _ := c.probe("/readyz")
+		return code == 503 && strings.Contains(body, "draining")
+	})
+	dctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	err = simulate.PublishClip(dctx, fmt.Sprintf("rtsp://cam-late:%s@%s/cam-late", late.secret, c.arg("--rtsp-addr")), clip, true, 0)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a publisher at a draining node: %v", err)
+	}
+	if code, body := c.call("POST", "/api/v1/live/"+onC+"/whep", sup, "v=0"); code != 503 {
+		t.Fatalf("a viewer at a draining node: %d %s", code, body)
+	}
+	if _, body := a.call("GET", "/api/v1/nodes", admin, ""); !strings.Contains(body, `"state": "draining"`) {
+		t.Fatalf("node C is not draining in the node list: %s", body)
+	}
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatalf("node C's exit after SIGTERM: %v\n%s", err, c.log)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatalf("node C did not stop within 40 s of SIGTERM\n%s", c.log)
+	}
+	for dev, rec := range onCNow {
+		if r, err := cat.Recording(context.Background(), rec); err != nil || r.ManifestKey == "" || r.State != evidence.StateComplete {
+			t.Errorf("%s's recording %s on node C after its drain: %+v %v", dev, rec, r, err)
+		}
+	}
+	waitLiveOn(t, a.server, admin, 31, 20*time.Second, func(now map[string]liveItem) bool {
+		for id := range onCNow {
+			if now[id].NodeID != "node-a" && now[id].NodeID != "node-b" {
+				return false
+			}
+		}
+		return true
+	})
+
 	// The end: every recording stored, signed and verified; every chain whole.
 	stopRecorders()
 	wg.Wait()
@@ -304,9 +358,10 @@ func TestCluster(t *testing.T) {
 		sort.Slice(recs, func(i, j int) bool { return recs[i].StartedAt.Before(recs[j].StartedAt) })
 		var prevEnd time.Time
 		for _, rec := range recs {
-			code, body := nodes[i%3].call("POST", "/api/v1/recordings/"+rec.ID+"/verify", aud, "")
+			n := nodes[i%2] // A or B (C has gone)
+			code, body := n.call("POST", "/api/v1/recordings/"+rec.ID+"/verify", aud, "")
 			if code != 200 || !strings.Contains(body, `"ok": true`) {
-				t.Errorf("verify %s (%s, %s) on %s: %d %s", rec.ID, r.id, rec.NodeID, nodes[i%3].name, code, body)
+				t.Errorf("verify %s (%s, %s) on %s: %d %s", rec.ID, r.id, rec.NodeID, n.name, code, body)
 			}
 			verified++
 			segs, _ := cat.Segments(context.Background(), rec.ID)
@@ -331,9 +386,8 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	t.Logf("%d recordings of %d devices verified", verified, len(devices))
-	for _, n := range nodes {
-		n.stop()
-	}
+	a.stop()
+	b.stop()
 }
 
 // liveItem is one publisher as GET /api/v1/live lists it.
