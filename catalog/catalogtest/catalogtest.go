@@ -45,6 +45,10 @@ func Run(t *testing.T, open Opener) {
 		{"CasesAndLinks", testCasesAndLinks},
 		{"LinksFollowCaseState", testLinksFollowCaseState},
 		{"CustodyConcurrent", testCustodyConcurrent},
+		{"OutboxEvents", testOutboxEvents},
+		{"OutboxAtomic", testOutboxAtomic},
+		{"OutboxConcurrent", testOutboxConcurrent},
+		{"DeadLetters", testDeadLetters},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
