@@ -69,8 +69,8 @@ type WebhookOptions struct {
 
 // Hook is a configured webhook as the API shows it.
 type Hook struct {
-	ID  string // "wh-" and 12 hex digits of the URL's SHA-256: names it in metrics and dead letters
-	URL string // without credentials, query or fragment
+	ID  string `json:"id"`  // "wh-" and 12 hex digits of the URL's SHA-256: names it in metrics and dead letters
+	URL string `json:"url"` // without credentials, query or fragment
 }
 
 // Webhooks delivers the outbox's events to the configured webhooks.
