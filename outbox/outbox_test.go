@@ -735,7 +735,7 @@ func TestWebhookOptions(t *testing.T) {
 		want   string
 	}{
 		{[]string{"https://a.example/h"}, []byte("short"), "at least 16 bytes"},
-		{[]string{"ftp://a.example/h"}, secret, "not an http"},
+		{[]string{"ftp://a.example/h"}, secret, `scheme "ftp"`},
 		{[]string{"https://user:pw@a.example/h?k=v", "https://user:pw@a.example/h?k=v"}, secret, "given twice"},
 		{[]string{"a.example/h"}, secret, "not an http"},
 	} {

@@ -141,9 +141,8 @@ func NewWebhooks(o WebhookOptions) (*Webhooks, error) {
 		Help: "1 on the node that delivers to the webhooks (holds the lease \"webhooks\")."})}
 	register(o.Registry, m.delivered, m.failed, m.dead, m.missed, m.redelivered, m.lag, w.held)
 	for _, raw := range o.URLs {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("webhook-url: %q is not an http:// or https:// URL", redact(raw))
+		if err := ValidateURL(raw); err != nil {
+			return nil, fmt.Errorf("webhook-url: %w", err)
 		}
 		sum := sha256.Sum256([]byte(raw))
 		id := "wh-" + hex.EncodeToString(sum[:6])
@@ -158,6 +157,19 @@ func NewWebhooks(o WebhookOptions) (*Webhooks, error) {
 		w.byID[id] = h
 	}
 	return w, nil
+}
+
+// ValidateURL checks a webhook's URL: http:// or https:// with a host. Its
+// error never quotes credentials or the query.
+func ValidateURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "":
+		return errors.New("a value is not an http:// or https:// URL with a host")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%s: scheme %q is not an http:// or https:// URL", redact(raw), u.Scheme)
+	}
+	return nil
 }
 
 // redact drops a URL's credentials, query and fragment, which may hold
