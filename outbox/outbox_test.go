@@ -758,3 +758,52 @@ func TestWebhookOptions(t *testing.T) {
 		t.Fatalf("no webhooks and no secret: %v", err)
 	}
 }
+
+// downLease is a lease whose backend can stop answering.
+type downLease struct {
+	lease
+	mu   sync.Mutex
+	down bool
+}
+
+func (l *downLease) Acquire(ctx context.Context, name, holder string, ttl time.Duration) error {
+	l.mu.Lock()
+	down := l.down
+	l.mu.Unlock()
+	if down {
+		return coord.ErrUnavailable
+	}
+	return l.lease.Acquire(ctx, name, holder, ttl)
+}
+
+// Coordination down: the node holding the lease goes on relaying; a node
+// that does not hold it does not start.
+func TestRelayWhileCoordinationDown(t *testing.T) {
+	c, err := catalog.Open(context.Background(), "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	setup(t, c, "cam-1")
+	l := &downLease{lease: lease{holder: map[string]string{}, until: map[string]time.Time{}}}
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	runParts(t, outbox.NewRelay(outbox.RelayOptions{Catalog: c, Lease: l, Holder: "node-a", LeaseTTL: 30 * time.Millisecond,
+		Interval: 5 * time.Millisecond, Log: quiet, Registry: regA}))
+	waitFor(t, "node-a to run", 5*time.Second, func() bool { return metric(t, regA, "bodycam_events_relay_running") == 1 })
+	l.mu.Lock()
+	l.down = true
+	l.mu.Unlock()
+	runParts(t, outbox.NewRelay(outbox.RelayOptions{Catalog: c, Lease: l, Holder: "node-b", LeaseTTL: 30 * time.Millisecond,
+		Interval: 5 * time.Millisecond, Log: quiet, Registry: regB}))
+	if err := activity(ctx, c, "cam-1", 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if evs := allEvents(t, c); len(evs) != 6 {
+		t.Fatalf("%d events relayed while coordination is down", len(evs))
+	}
+	time.Sleep(100 * time.Millisecond) // several renewals failed meanwhile
+	if a, b := metric(t, regA, "bodycam_events_relay_running"), metric(t, regB, "bodycam_events_relay_running"); a != 1 || b != 0 {
+		t.Fatalf("running: node-a %v, node-b %v; want 1 and 0", a, b)
+	}
+}

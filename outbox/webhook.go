@@ -447,7 +447,11 @@ func (h *hook) advance(ctx context.Context) {
 		h.lag.Set(time.Since(h.window[0].CreatedAt).Seconds())
 	}
 	if h.cursor > h.saved {
-		if err := h.w.o.Catalog.AdvanceOutboxCursor(ctx, h.cursorName(), h.cursor); err != nil {
+		// Saved also when the runner is stopping: what it delivered is
+		// then not delivered again by the next one.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := h.w.o.Catalog.AdvanceOutboxCursor(sctx, h.cursorName(), h.cursor); err != nil {
 			h.trouble("cursor not saved", err)
 			return
 		}
