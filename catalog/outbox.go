@@ -239,11 +239,16 @@ func (c *Catalog) AdvanceOutboxCursor(ctx context.Context, name string, seq int6
 	return translate(err, "outbox cursor "+name)
 }
 
-// PruneOutbox deletes the sequenced events written before before, and
-// reports how many. Events without a seq stay whatever their age: nobody
-// has had them yet.
-func (c *Catalog) PruneOutbox(ctx context.Context, before time.Time) (int64, error) {
-	res, err := c.exec(ctx, `DELETE FROM outbox WHERE seq IS NOT NULL AND created_us < $1`, micros(before))
+// PruneOutbox deletes sequenced events written before before, the oldest
+// first, at most limit of them (default 1000: a short hold of the write
+// lock, which ingest shares), and reports how many. Events without a seq
+// stay whatever their age: nobody has had them yet.
+func (c *Catalog) PruneOutbox(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	res, err := c.exec(ctx, `DELETE FROM outbox WHERE pos IN (SELECT pos FROM outbox WHERE seq IS NOT NULL AND created_us < $1
+		ORDER BY created_us LIMIT $2)`, micros(before), limit)
 	if err != nil {
 		return 0, translate(err, "outbox")
 	}

@@ -19,7 +19,7 @@ type RelayCatalog interface {
 	OutboxStats(ctx context.Context) (catalog.OutboxStats, error)
 	OutboxCursor(ctx context.Context, name string, start int64) (int64, error)
 	AdvanceOutboxCursor(ctx context.Context, name string, seq int64) error
-	PruneOutbox(ctx context.Context, before time.Time) (int64, error)
+	PruneOutbox(ctx context.Context, before time.Time, limit int) (int64, error)
 }
 
 // RelayOptions configure a Relay. Zero values mean the defaults.
@@ -129,19 +129,33 @@ func (r *Relay) run(ctx context.Context) {
 		if r.o.Stream != nil {
 			r.publish(ctx, &st)
 		}
-		if now.Sub(lastPrune) > time.Hour {
-			if n, err := r.o.Catalog.PruneOutbox(ctx, now.Add(-r.o.Keep)); err != nil {
-				r.o.Log.Warn("outbox: old events not pruned", "err", err)
-			} else {
-				lastPrune = now
-				r.m.pruned.Add(float64(n))
-			}
+		if now.Sub(lastPrune) > time.Minute {
+			r.prune(ctx, now)
+			lastPrune = now
 		}
 		wait := r.o.Interval
 		if !st.retryAt.IsZero() && r.o.Stream != nil {
 			wait = minDuration(wait, max(time.Until(st.retryAt), time.Millisecond))
 		}
 		sleep(ctx, wait)
+	}
+}
+
+// prune deletes the events written more than Keep before now, in small
+// batches: each holds the catalog's write lock briefly.
+func (r *Relay) prune(ctx context.Context, now time.Time) {
+	const batch = 1000
+	for ctx.Err() == nil {
+		n, err := r.o.Catalog.PruneOutbox(ctx, now.Add(-r.o.Keep), batch)
+		if err != nil {
+			r.o.Log.Warn("outbox: old events not pruned", "err", err)
+			return
+		}
+		r.m.pruned.Add(float64(n))
+		if n < batch {
+			return
+		}
+		sleep(ctx, 10*time.Millisecond)
 	}
 }
 

@@ -222,8 +222,14 @@ func testOutboxEvents(t *testing.T, c *catalog.Catalog) {
 	if err != nil || st.Head != 16 || st.Unsequenced != 1 || st.OldestWaiting.IsZero() {
 		t.Fatalf("OutboxStats = %+v, %v", st, err)
 	}
-	if n, err := c.PruneOutbox(ctx, time.Now().Add(time.Minute)); err != nil || n != 16 {
-		t.Fatalf("PruneOutbox = %d, %v; want the 16 sequenced", n, err)
+	if n, err := c.PruneOutbox(ctx, time.Now().Add(time.Minute), 10); err != nil || n != 10 {
+		t.Fatalf("PruneOutbox = %d, %v; want a batch of 10", n, err)
+	}
+	if evs, _ := c.OutboxEvents(ctx, 0, 100); len(evs) != 6 || evs[0].Seq != 11 {
+		t.Fatalf("after pruning 10: %d events from seq %d; want the oldest gone", len(evs), evs[0].Seq)
+	}
+	if n, err := c.PruneOutbox(ctx, time.Now().Add(time.Minute), 0); err != nil || n != 6 {
+		t.Fatalf("PruneOutbox = %d, %v; want the 6 sequenced left", n, err)
 	}
 	evs = sequenced(t, c, 0)
 	if len(evs) != 1 || evs[0].Seq != 17 || evs[0].Kind != events.LiveViewStarted {
