@@ -164,6 +164,9 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401}},
+		// No webhook is configured in this fixture: 503 past authorization.
+		{"GET", "/api/v1/webhooks/dead-letters", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401}},
+		{"POST", "/api/v1/webhooks/dead-letters/1/retry", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401}},
 		// The bootstrap admin token makes no API tokens (they would outlive a change of it).
 		{"POST", "/api/v1/tokens", `{"name":"t"}`, []int{401, 201, 201, 201, 201, 201, 201, 403, 401}},
 		// Changing one's own password takes the current one (o-a has none, so

@@ -94,8 +94,9 @@ type Options struct {
 	Users      Users
 	Audit      DeniedAudit // nil: refusals are only logged and counted
 	Cases      Cases
-	Custody    Custody // nil: no custody ledger (tests of other parts)
-	Links      Linker  // links footage to cases (caselink)
+	Custody    Custody  // nil: no custody ledger (tests of other parts)
+	Links      Linker   // links footage to cases (caselink)
+	Webhooks   Webhooks // nil: webhook delivery not configured (its endpoints answer 503)
 	Signer     catalog.Signer
 	AdminToken string
 	// SignIn bounds the work sign-ins may cause (zero: the defaults).
@@ -215,6 +216,8 @@ func New(o Options) *Server {
 	route("GET /api/v1/cases/{id}/custody", readers(s.caseCustody))
 	route("POST /api/v1/custody/verify", s.allow(evidence.RoleAuditor)(s.verifyLedger))
 	route("GET /api/v1/cases/{id}/export", readers(s.exportCase))
+	route("GET /api/v1/webhooks/dead-letters", s.admin(s.listDeadLetters))
+	route("POST /api/v1/webhooks/dead-letters/{id}/retry", s.admin(s.retryDeadLetter))
 	route("POST /api/v1/session", s.signIn)
 	route("GET /api/v1/session", pending(s.whoAmI))
 	route("DELETE /api/v1/session", s.signOut)

@@ -3,10 +3,12 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 )
 
@@ -53,6 +55,10 @@ func (c *Catalog) CreateCase(ctx context.Context, k evidence.Case) error {
 		if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO case_members (case_id, user_id) VALUES ($1, $2)`), k.ID, m); err != nil {
 			return translate(err, "case member "+m)
 		}
+	}
+	if err := c.emit(ctx, tx, events.CaseStep, "", k.ID, k.CreatedAt,
+		caseStepData{CaseID: k.ID, To: k.State, By: k.CreatedBy, At: k.CreatedAt.UTC()}); err != nil {
+		return err
 	}
 	return translate(tx.Commit(), "case "+k.ID)
 }
@@ -137,6 +143,10 @@ func (c *Catalog) TransitionCase(ctx context.Context, t evidence.CaseTransition)
 		t.CaseID, string(t.From), string(t.To), t.By, t.Reason, micros(t.At)); err != nil {
 		return translate(err, "case transition")
 	}
+	if err := c.emit(ctx, tx, events.CaseStep, "", t.CaseID, t.At,
+		caseStepData{CaseID: t.CaseID, From: t.From, To: t.To, By: t.By, Reason: t.Reason, At: t.At.UTC()}); err != nil {
+		return err
+	}
 	return translate(tx.Commit(), "case "+t.CaseID)
 }
 
@@ -194,13 +204,11 @@ func (c *Catalog) LinkEvidence(ctx context.Context, l evidence.EvidenceLink) err
 	if l.LinkedAt.IsZero() {
 		l.LinkedAt = time.Now()
 	}
-	res, err := c.exec(ctx, `INSERT INTO evidence_links (`+linkCols+`)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM cases WHERE id = $12 AND state IN `+statesWhere(evidence.CaseState.TakesEvidence),
-		l.ID, l.CaseID, l.RecordingID, nullMicros(l.From), nullMicros(l.To), l.LinkedBy, micros(l.LinkedAt), l.Note, "", nil, "", l.CaseID)
+	linked, err := c.linkEvidence(ctx, l)
 	if err != nil {
-		return translate(err, "link of "+l.RecordingID+" to "+l.CaseID)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if !linked {
 		k, err := c.Case(ctx, l.CaseID)
 		if err != nil {
 			return err
@@ -210,19 +218,70 @@ func (c *Catalog) LinkEvidence(ctx context.Context, l evidence.EvidenceLink) err
 	return nil
 }
 
+// linkEvidence writes the link with its event, if the case takes evidence.
+func (c *Catalog) linkEvidence(ctx context.Context, l evidence.EvidenceLink) (bool, error) {
+	what := "link of " + l.RecordingID + " to " + l.CaseID
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, translate(err, what)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, c.q(`INSERT INTO evidence_links (`+linkCols+`)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM cases WHERE id = $12 AND state IN `+statesWhere(evidence.CaseState.TakesEvidence)),
+		l.ID, l.CaseID, l.RecordingID, nullMicros(l.From), nullMicros(l.To), l.LinkedBy, micros(l.LinkedAt), l.Note, "", nil, "", l.CaseID)
+	if err != nil {
+		return false, translate(err, what)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	if err := c.emit(ctx, tx, events.EvidenceLinked, "", l.CaseID, l.LinkedAt, linkData{LinkID: l.ID, CaseID: l.CaseID,
+		RecordingID: l.RecordingID, From: optTime(l.From), To: optTime(l.To), By: l.LinkedBy, At: l.LinkedAt.UTC()}); err != nil {
+		return false, err
+	}
+	return true, translate(tx.Commit(), what)
+}
+
+// unlink marks a link removed where cond (SQL, on evidence_links) holds,
+// with its event, and reports whether it did.
+func (c *Catalog) unlink(ctx context.Context, id, by, reason string, at time.Time, cond string, withdrawn bool) (bool, error) {
+	what := "link " + id
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, translate(err, what)
+	}
+	defer tx.Rollback()
+	var from, to sql.NullInt64
+	d := linkData{LinkID: id, By: by, At: at.UTC(), Reason: reason, Withdrawn: withdrawn}
+	err = tx.QueryRowContext(ctx, c.q(`UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3
+		WHERE id = $4 AND unlinked_us IS NULL`+cond+` RETURNING case_id, recording_id, from_us, to_us`),
+		by, micros(at), reason, id).Scan(&d.CaseID, &d.RecordingID, &from, &to)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err, what)
+	}
+	d.From, d.To = optTime(fromNullMicros(from)), optTime(fromNullMicros(to))
+	if err := c.emit(ctx, tx, events.EvidenceUnlinked, "", d.CaseID, at, d); err != nil {
+		return false, err
+	}
+	return true, translate(tx.Commit(), what)
+}
+
 // UnlinkEvidence removes a link, keeping it on record with who and why. A
 // link of a case whose evidence is settled (evidence.CaseState.
 // EvidenceSettled: decided or later) is not removed, checked in the same
 // statement: ErrConflict.
 func (c *Catalog) UnlinkEvidence(ctx context.Context, id, by, reason string, at time.Time) error {
-	res, err := c.exec(ctx, `UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3
-		WHERE id = $4 AND unlinked_us IS NULL AND NOT EXISTS (
-			SELECT 1 FROM cases k WHERE k.id = evidence_links.case_id AND k.state IN `+statesWhere(evidence.CaseState.EvidenceSettled)+`)`,
-		by, micros(at), reason, id)
+	done, err := c.unlink(ctx, id, by, reason, at, ` AND NOT EXISTS (
+			SELECT 1 FROM cases k WHERE k.id = evidence_links.case_id AND k.state IN `+statesWhere(evidence.CaseState.EvidenceSettled)+`)`, false)
 	if err != nil {
-		return translate(err, "link "+id)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if !done {
 		l, err := c.EvidenceLink(ctx, id)
 		if err != nil {
 			return err
@@ -244,12 +303,11 @@ func (c *Catalog) UnlinkEvidence(ctx context.Context, id, by, reason string, at 
 // a user's change of a case's evidence, but the link's own failure, kept on
 // record with why. ErrConflict when it is already removed.
 func (c *Catalog) WithdrawLink(ctx context.Context, id, by, reason string, at time.Time) error {
-	res, err := c.exec(ctx, `UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3 WHERE id = $4 AND unlinked_us IS NULL`,
-		by, micros(at), reason, id)
+	done, err := c.unlink(ctx, id, by, reason, at, "", true)
 	if err != nil {
-		return translate(err, "link "+id)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if !done {
 		if _, err := c.EvidenceLink(ctx, id); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 )
 
@@ -25,21 +26,37 @@ func (c *Catalog) InterruptNode(ctx context.Context, node string, at time.Time, 
 	}
 	ids, err := func() ([]string, error) {
 		defer c.writing()()
-		rows, err := c.db.QueryContext(ctx, c.q(`UPDATE recordings SET state = 'interrupted', ended_us = $1, end_reason = $2, reaped_us = $1
-			WHERE node_id = $3 AND state = 'live' RETURNING id`), micros(at), reason, node)
+		tx, err := c.db.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, translate(err, "recordings of node "+node)
 		}
-		defer rows.Close()
-		var ids []string
+		defer tx.Rollback()
+		rows, err := tx.QueryContext(ctx, c.q(`UPDATE recordings SET state = 'interrupted', ended_us = $1, end_reason = $2, reaped_us = $1
+			WHERE node_id = $3 AND state = 'live' RETURNING id, device_id`), micros(at), reason, node)
+		if err != nil {
+			return nil, translate(err, "recordings of node "+node)
+		}
+		var ids, devices []string
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			var id, device string
+			if err := rows.Scan(&id, &device); err != nil {
+				rows.Close()
 				return nil, translate(err, "recordings of node "+node)
 			}
-			ids = append(ids, id)
+			ids, devices = append(ids, id), append(devices, device)
 		}
-		return ids, translate(rows.Err(), "recordings of node "+node)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, translate(err, "recordings of node "+node)
+		}
+		// Each device is offline from then on, told in the same transaction.
+		for i, id := range ids {
+			if err := c.emit(ctx, tx, events.DeviceOffline, devices[i], "", at,
+				deviceData{DeviceID: devices[i], RecordingID: id, State: evidence.StateInterrupted, Reason: reason}); err != nil {
+				return nil, err
+			}
+		}
+		return ids, translate(tx.Commit(), "recordings of node "+node)
 	}()
 	if err != nil || len(ids) == 0 {
 		return []evidence.Recording{}, err
@@ -58,12 +75,7 @@ func (c *Catalog) EndNodeLiveViews(ctx context.Context, node string, at time.Tim
 	if node == "" {
 		return 0, errors.New("catalog: EndNodeLiveViews needs a node id")
 	}
-	res, err := c.exec(ctx, `UPDATE live_views SET ended_us = $1, end_reason = $2 WHERE node_id = $3 AND ended_us IS NULL`,
-		micros(at), reason, node)
-	if err != nil {
-		return 0, translate(err, "live views of node "+node)
-	}
-	n, err := res.RowsAffected()
+	n, err := c.endLiveViews(ctx, at, reason, " AND node_id = $3", node)
 	return int(n), err
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 )
 
@@ -26,21 +27,75 @@ func (c *Catalog) StartLiveView(ctx context.Context, v evidence.LiveView) error 
 	if v.ID == "" || v.DeviceID == "" || v.User == "" || v.StartedAt.IsZero() {
 		return fmt.Errorf("catalog: a live view needs an id, a device, a user and a start time")
 	}
-	_, err := c.exec(ctx, `INSERT INTO live_views (`+liveViewCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+	what := "live view " + v.ID
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err, what)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, c.q(`INSERT INTO live_views (`+liveViewCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`),
 		v.ID, v.DeviceID, v.RecordingID, v.User, v.RemoteAddr, v.UserAgent, v.Video, v.Audio,
 		micros(v.StartedAt), nullMicros(v.EndedAt), v.EndReason, v.NodeID)
-	return translate(err, "live view "+v.ID)
+	if err != nil {
+		return translate(err, what)
+	}
+	if err := c.emit(ctx, tx, events.LiveViewStarted, v.DeviceID, "", v.StartedAt, liveViewEvent(v)); err != nil {
+		return err
+	}
+	return translate(tx.Commit(), what)
+}
+
+// liveViewEvent is what other systems learn of a live view: who watched
+// which device, when; not from where.
+func liveViewEvent(v evidence.LiveView) liveViewData {
+	return liveViewData{ViewID: v.ID, DeviceID: v.DeviceID, RecordingID: v.RecordingID, User: v.User, Video: v.Video, Audio: v.Audio,
+		StartedAt: v.StartedAt.UTC(), EndedAt: optTime(v.EndedAt), EndReason: v.EndReason}
+}
+
+// endLiveViews ends the open sessions where cond (SQL on live_views, with
+// args from $3) holds, with an event each, and returns how many it ended.
+func (c *Catalog) endLiveViews(ctx context.Context, endedAt time.Time, reason, cond string, args ...any) (int64, error) {
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, translate(err, "live views")
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, c.q(`UPDATE live_views SET ended_us = $1, end_reason = $2 WHERE ended_us IS NULL`+cond+`
+		RETURNING `+liveViewCols), append([]any{micros(endedAt), reason}, args...)...)
+	if err != nil {
+		return 0, translate(err, "live views")
+	}
+	var ended []evidence.LiveView
+	for rows.Next() {
+		v, err := scanLiveView(rows)
+		if err != nil {
+			rows.Close()
+			return 0, translate(err, "live views")
+		}
+		ended = append(ended, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, translate(err, "live views")
+	}
+	for _, v := range ended {
+		if err := c.emit(ctx, tx, events.LiveViewEnded, v.DeviceID, "", endedAt, liveViewEvent(v)); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(ended)), translate(tx.Commit(), "live views")
 }
 
 // EndLiveView records the end of a live viewing session. Ending one that
 // has already ended is ErrConflict: its end is on record.
 func (c *Catalog) EndLiveView(ctx context.Context, id string, endedAt time.Time, reason string) error {
-	res, err := c.exec(ctx, `UPDATE live_views SET ended_us = $1, end_reason = $2 WHERE id = $3 AND ended_us IS NULL`,
-		micros(endedAt), reason, id)
+	n, err := c.endLiveViews(ctx, endedAt, reason, " AND id = $3", id)
 	if err != nil {
-		return translate(err, "live view "+id)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		if _, err := c.LiveView(ctx, id); err != nil {
 			return err
 		}
@@ -109,9 +164,5 @@ func (c *Catalog) LiveViews(ctx context.Context, f LiveViewFilter) ([]evidence.L
 // abnormal stop: nobody is watching a server that was not running. With
 // several nodes on one catalog, EndNodeLiveViews ends only one node's.
 func (c *Catalog) EndOpenLiveViews(ctx context.Context, endedAt time.Time, reason string) (int64, error) {
-	res, err := c.exec(ctx, `UPDATE live_views SET ended_us = $1, end_reason = $2 WHERE ended_us IS NULL`, micros(endedAt), reason)
-	if err != nil {
-		return 0, translate(err, "live views")
-	}
-	return res.RowsAffected()
+	return c.endLiveViews(ctx, endedAt, reason, "")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 )
 
@@ -70,6 +71,16 @@ func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) err
 		r.EndReason, strings.Join(r.Codecs, "\n"), r.RemoteAddr, r.ManifestKey, r.NodeID, r.Fence, nullMicros(r.ReapedAt))
 	if err != nil {
 		return translate(err, what)
+	}
+	if err := c.emit(ctx, tx, events.RecordingStarted, r.DeviceID, "", r.StartedAt, recordingEvent(r)); err != nil {
+		return err
+	}
+	// A device is online while it records: from its recording's start to
+	// its end (FinishRecording).
+	if r.State == evidence.StateLive {
+		if err := c.emit(ctx, tx, events.DeviceOnline, r.DeviceID, "", r.StartedAt, deviceData{DeviceID: r.DeviceID, RecordingID: r.ID}); err != nil {
+			return err
+		}
 	}
 	return translate(tx.Commit(), what)
 }
@@ -147,19 +158,54 @@ func (c *Catalog) FinishRecording(ctx context.Context, id string, state evidence
 	if state != evidence.StateComplete && state != evidence.StateInterrupted {
 		return fmt.Errorf("catalog: a recording cannot finish as %q", state)
 	}
-	res, err := c.exec(ctx, `UPDATE recordings SET state = $1, ended_us = $2, end_reason = $3, reaped_us = NULL
-		WHERE id = $4 AND (state = 'live' OR (reaped_us IS NOT NULL AND manifest_key = ''))`,
-		string(state), micros(endedAt), reason, id)
+	ended, err := c.finishRecording(ctx, id, state, endedAt, reason)
 	if err != nil {
-		return translate(err, "recording "+id)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if !ended {
 		if _, err := c.Recording(ctx, id); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: recording %s is not live", ErrConflict, id)
 	}
 	return nil
+}
+
+// finishRecording ends a live recording, with the device's offline event,
+// and reports whether it was live.
+func (c *Catalog) finishRecording(ctx context.Context, id string, state evidence.RecordingState, endedAt time.Time, reason string) (bool, error) {
+	what := "recording " + id
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, translate(err, what)
+	}
+	defer tx.Rollback()
+	// A recording the reaper ended has had its offline event: its owner's
+	// end replaces the reaper's, with no second one.
+	var was string
+	err = tx.QueryRowContext(ctx, c.q(`SELECT state FROM recordings WHERE id = $1`), id).Scan(&was)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, translate(err, what)
+	}
+	var device string
+	err = tx.QueryRowContext(ctx, c.q(`UPDATE recordings SET state = $1, ended_us = $2, end_reason = $3, reaped_us = NULL
+		WHERE id = $4 AND (state = 'live' OR (reaped_us IS NOT NULL AND manifest_key = ''))
+		RETURNING device_id`), string(state), micros(endedAt), reason, id).Scan(&device)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err, what)
+	}
+	if was != string(evidence.StateLive) {
+		return true, translate(tx.Commit(), what)
+	}
+	if err := c.emit(ctx, tx, events.DeviceOffline, device, "", endedAt,
+		deviceData{DeviceID: device, RecordingID: id, State: state, Reason: reason}); err != nil {
+		return false, err
+	}
+	return true, translate(tx.Commit(), what)
 }
 
 // SetRecordingCase sets the case a recording was published for (empty: none):
@@ -182,11 +228,11 @@ func (c *Catalog) SetRecordingCase(ctx context.Context, id, caseID string) error
 
 // SetManifest records where a finished recording's signed manifest is.
 func (c *Catalog) SetManifest(ctx context.Context, id, key string) error {
-	res, err := c.exec(ctx, `UPDATE recordings SET manifest_key = $1 WHERE id = $2 AND manifest_key = ''`, key, id)
+	set, err := c.setManifest(ctx, id, key)
 	if err != nil {
-		return translate(err, "recording "+id)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if !set {
 		r, err := c.Recording(ctx, id)
 		if err != nil {
 			return err
@@ -196,6 +242,36 @@ func (c *Catalog) SetManifest(ctx context.Context, id, key string) error {
 		}
 	}
 	return nil
+}
+
+// setManifest sets a recording's manifest, with the event that the
+// recording is closed (complete, signed, its links all stored), and reports
+// whether it had none.
+func (c *Catalog) setManifest(ctx context.Context, id, key string) (bool, error) {
+	what := "recording " + id
+	defer c.writing()()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, translate(err, what)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, c.q(`UPDATE recordings SET manifest_key = $1 WHERE id = $2 AND manifest_key = ''`), key, id)
+	if err != nil {
+		return false, translate(err, what)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	r, err := scanRecording(tx.QueryRowContext(ctx, c.q(`SELECT `+recordingCols+` FROM recordings r WHERE r.id = $1`), id))
+	if err != nil {
+		return false, translate(err, what)
+	}
+	data := recordingEvent(r)
+	data.Segments, data.ManifestKey, data.Codecs = &r.SegmentCount, r.ManifestKey, nil
+	if err := c.emit(ctx, tx, events.RecordingClosed, r.DeviceID, "", time.Time{}, data); err != nil {
+		return false, err
+	}
+	return true, translate(tx.Commit(), what)
 }
 
 const segmentCols = `recording_id, device_id, seq, kind, object_key, size, sha256, chain_seq, prev_chain_hash, chain_hash,
@@ -303,6 +379,9 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3`),
 		s.ChainSeq, s.ChainHash, s.DeviceID); err != nil {
 		return s, translate(err, what)
+	}
+	if err := c.emit(ctx, tx, events.SegmentStored, s.DeviceID, "", time.Time{}, segmentEvent(s)); err != nil {
+		return s, err
 	}
 	return s, translate(tx.Commit(), what)
 }

@@ -13,13 +13,23 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 )
 
-// Kind names an event.
+// Kind names an event. The same names are used for the events other
+// systems get (the catalog's outbox, relayed by package outbox).
 type Kind string
 
 const (
 	RecordingStarted Kind = "recording.started"
 	SegmentStored    Kind = "segment.stored"
 	RecordingClosed  Kind = "recording.closed"
+
+	// Kinds only the outbox carries.
+	DeviceOnline     Kind = "device.online"
+	DeviceOffline    Kind = "device.offline"
+	CaseStep         Kind = "case.step"
+	EvidenceLinked   Kind = "evidence.linked"
+	EvidenceUnlinked Kind = "evidence.unlinked"
+	LiveViewStarted  Kind = "live_view.started"
+	LiveViewEnded    Kind = "live_view.ended"
 )
 
 // Event is one notification.

@@ -47,6 +47,9 @@ const (
 	// read no evidence; the ledger is how what they do to accounts, and so
 	// who could act as whom, is watched.
 	ActionAccount = "account"
+	// ActionWebhook: an admin queued again an event a webhook had given
+	// up on (target kind event), sending what it tells out once more.
+	ActionWebhook = "webhook"
 )
 
 // Outcomes of custody events.

@@ -52,6 +52,10 @@ func Run(t *testing.T, open Opener) {
 		{"NodeLiveViews", testNodeLiveViews},
 		{"SigningKeys", testSigningKeys},
 		{"RetentionNeedsManifest", testRetentionNeedsManifest},
+		{"OutboxEvents", testOutboxEvents},
+		{"OutboxAtomic", testOutboxAtomic},
+		{"OutboxConcurrent", testOutboxConcurrent},
+		{"DeadLetters", testDeadLetters},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

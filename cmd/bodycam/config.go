@@ -20,6 +20,7 @@ import (
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/internal/connlimit"
 	"github.com/bodycam/bodycam/live"
+	"github.com/bodycam/bodycam/outbox"
 	"github.com/bodycam/bodycam/storage"
 )
 
@@ -81,6 +82,13 @@ type Config struct {
 	S3AccessKeyFile string
 	S3SecretKeyFile string
 	DatabaseURLFile string
+
+	// Events for other systems (package outbox).
+	WebhookURLs       list
+	WebhookSecretFile string
+	WebhookSecret     []byte // read from WebhookSecretFile by loadSecrets
+	WebhookRetryFor   time.Duration
+	EventsKeep        days
 }
 
 func defaults() Config {
@@ -106,6 +114,8 @@ func defaults() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
 		ShutdownDelay:   5 * time.Second,
+		WebhookRetryFor: 24 * time.Hour,
+		EventsKeep:      days(7 * 24 * time.Hour),
 
 		RTSPRequestTimeout:    10 * time.Second,
 		RTSPMaxPendingPerHost: 64,
@@ -151,6 +161,10 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://...) for multi-node coordination; empty keeps it in-process")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's name among the nodes of a cluster (letters, digits, . _ -; at most 64); default: the host name")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "http(s)://host:port at which the other nodes reach this node's HTTP API (live views of devices this node records go through it); empty: --http-addr's host and port when it names a host, else none (required with --redis-url then)")
+	fs.Var(&c.WebhookURLs, "webhook-url", "a URL (http:// or https://) every event for other systems is POSTed to, signed; give it again for more (comma-separated in the environment and the file)")
+	fs.StringVar(&c.WebhookSecretFile, "webhook-secret-file", c.WebhookSecretFile, "file holding the secret (16+ bytes, not readable by group or others) that signs webhook deliveries (HMAC-SHA256); required with --webhook-url")
+	fs.DurationVar(&c.WebhookRetryFor, "webhook-retry-for", c.WebhookRetryFor, "a webhook event not delivered this long after its first attempt becomes a dead letter (admins queue it again) and the webhook goes on")
+	fs.Var(&c.EventsKeep, "events-keep", "events for other systems stay in the catalog's outbox this long (e.g. 7d); a webhook or stream down longer misses the older ones")
 	fs.DurationVar(&c.SegmentDuration, "segment-duration", c.SegmentDuration, "target segment length; segments are cut at the next keyframe after it")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role (visible in ps: prefer --admin-token-file); generated into <data-dir>/admin-token when empty")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin bearer token (not readable by group or others); instead of --admin-token")
@@ -225,6 +239,7 @@ func parseConfig(name, synopsis string, args []string, getenv func(string) strin
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			resetList(f)
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("%s (from %s): %v", f.Name, envName(f.Name), cause(err))
 			}
@@ -234,6 +249,7 @@ func parseConfig(name, synopsis string, args []string, getenv func(string) strin
 		return cfg, nil, envErr
 	}
 	for name, v := range explicit {
+		resetList(fs.Lookup(name))
 		fs.Set(name, v)
 	}
 	return cfg, rest, cfg.Validate()
@@ -289,14 +305,29 @@ func applyFile(fs *flag.FlagSet, path string) error {
 			return fmt.Errorf("config: %s: unknown setting %q", path, k)
 		}
 		var v string
+		_, isList := fs.Lookup(k).Value.(*list)
 		switch x := settings[k].(type) {
 		case string:
 			v = x
 		case bool, int, float64:
 			v = fmt.Sprint(x)
+		case []any:
+			if !isList {
+				return fmt.Errorf("%s (in %s): want a single value", k, path)
+			}
+			var items []string
+			for _, item := range x {
+				s, ok := item.(string)
+				if !ok {
+					return fmt.Errorf("%s (in %s): want a list of strings", k, path)
+				}
+				items = append(items, s)
+			}
+			v = strings.Join(items, ",")
 		default:
 			return fmt.Errorf("%s (in %s): want a single value", k, path)
 		}
+		resetList(fs.Lookup(k))
 		if err := fs.Set(k, v); err != nil {
 			return fmt.Errorf("%s (in %s): %v", k, path, cause(err))
 		}
@@ -447,6 +478,20 @@ func (c Config) Validate() error {
 		}
 	} else if c.RedisURL != "" && !namesHost(c.HTTPAddr) {
 		return fmt.Errorf("advertise-url: required with --redis-url when --http-addr (%q) names no host: the other nodes forward live views to this node there", c.HTTPAddr)
+	}
+	for _, u := range c.WebhookURLs {
+		if err := outbox.ValidateURL(u); err != nil {
+			return fmt.Errorf("webhook-url: %v", err)
+		}
+	}
+	if len(c.WebhookURLs) > 0 && c.WebhookSecretFile == "" {
+		return errors.New("webhook-secret-file: required with --webhook-url (webhook deliveries are signed)")
+	}
+	if c.WebhookRetryFor < time.Second {
+		return errors.New("webhook-retry-for: at least 1s")
+	}
+	if time.Duration(c.EventsKeep) <= c.WebhookRetryFor {
+		return fmt.Errorf("events-keep: %v must be longer than --webhook-retry-for (%v): events still being retried would be pruned", c.EventsKeep.String(), c.WebhookRetryFor)
 	}
 	if c.SegmentDuration < 500*time.Millisecond || c.SegmentDuration > 10*time.Minute {
 		return fmt.Errorf("segment-duration: %v is outside 500ms..10m", c.SegmentDuration)
@@ -628,6 +673,16 @@ func (c Config) loadSecrets() (Config, error) {
 			return c, fmt.Errorf("admin-token-file: %s holds fewer than 16 characters", c.AdminTokenFile)
 		}
 	}
+	if c.WebhookSecretFile != "" {
+		v, err := readSecretFile(c.WebhookSecretFile)
+		if err != nil {
+			return c, fmt.Errorf("webhook-secret-file: %v", err)
+		}
+		if len(v) < outbox.MinSecret {
+			return c, fmt.Errorf("webhook-secret-file: %s holds fewer than %d bytes", c.WebhookSecretFile, outbox.MinSecret)
+		}
+		c.WebhookSecret = []byte(v)
+	}
 	if c.DatabaseURLFile != "" {
 		// Not catalog.ValidateURL's message: a URL that does not parse
 		// would be quoted whole, password and all.
@@ -728,6 +783,34 @@ func (d *days) Set(s string) error {
 	}
 	*d = days(v)
 	return nil
+}
+
+// list is a setting that may be given several times (--webhook-url a
+// --webhook-url b), or as a comma-separated list (in the environment; in
+// the file also a YAML list). Each source replaces what a lower one set.
+type list []string
+
+func (l *list) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *list) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l = append(*l, item)
+		}
+	}
+	return nil
+}
+
+// resetList empties a list setting before a source sets it again.
+func resetList(f *flag.Flag) {
+	if l, ok := f.Value.(*list); ok {
+		*l = nil
+	}
 }
 
 // size is a byte count that accepts KiB, MiB and GiB suffixes.

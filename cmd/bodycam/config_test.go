@@ -106,6 +106,11 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--config", bad}, nil, "segment-duration"},
 		{[]string{"--config", unknown}, nil, `unknown setting "colour"`},
 		{[]string{"--config", "/no/such/file.yaml"}, nil, "config"},
+		{[]string{"--webhook-url", "https://receiver.example/hook"}, nil, "webhook-secret-file: required with --webhook-url"},
+		{[]string{"--webhook-url", "ftp://u:s3cr3t-pw@receiver.example/hook", "--webhook-secret-file", "/run/secrets/wh"}, nil, `webhook-url: ftp://receiver.example/hook: scheme "ftp"`},
+		{nil, map[string]string{"BODYCAM_WEBHOOK_URL": "https://a.example/h,receiver.example/h", "BODYCAM_WEBHOOK_SECRET_FILE": "/s"}, "webhook-url"},
+		{[]string{"--webhook-retry-for", "0s"}, nil, "webhook-retry-for"},
+		{[]string{"--events-keep", "1d", "--webhook-retry-for", "48h"}, nil, "events-keep: 1d must be longer than --webhook-retry-for"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig("serve", c.args, env(c.env), io.Discard)
@@ -113,7 +118,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 			t.Errorf("%v %v: accepted", c.args, c.env)
 			continue
 		}
-		if msg := err.Error(); !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
+		if msg := err.Error(); !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "s3cr3t") {
 			t.Errorf("%v %v: error %q, want one line containing %q", c.args, c.env, msg, c.want)
 		}
 	}
@@ -182,6 +187,45 @@ func TestTransportSettings(t *testing.T) {
 	}
 }
 
+// --webhook-url may be given several times, or as a comma-separated list
+// in the environment, or a YAML list in the file; each source replaces a
+// lower one's, as every setting does.
+func TestWebhookURLsSetting(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bodycam.yaml")
+	os.WriteFile(file, []byte("webhook-url: [https://f1.example/h, https://f2.example/h]\nwebhook-secret-file: /run/secrets/wh\nevents-keep: 14d\n"), 0o600)
+	one := filepath.Join(t.TempDir(), "one.yaml")
+	os.WriteFile(one, []byte("webhook-url: https://f3.example/h\nwebhook-secret-file: /run/secrets/wh\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, ""},
+		{[]string{"--webhook-url", "https://a.example/h", "--webhook-url", "http://b.example:8080/h", "--webhook-secret-file", "/s"}, nil,
+			"https://a.example/h,http://b.example:8080/h"},
+		{nil, map[string]string{"BODYCAM_WEBHOOK_URL": "https://a.example/h, https://b.example/h", "BODYCAM_WEBHOOK_SECRET_FILE": "/s"},
+			"https://a.example/h,https://b.example/h"},
+		{[]string{"--config", file}, nil, "https://f1.example/h,https://f2.example/h"},
+		{[]string{"--config", one}, nil, "https://f3.example/h"},
+		{[]string{"--config", file}, map[string]string{"BODYCAM_WEBHOOK_URL": "https://env.example/h"}, "https://env.example/h"},
+		{[]string{"--config", file, "--webhook-url", "https://flag.example/h"}, map[string]string{"BODYCAM_WEBHOOK_URL": "https://env.example/h"},
+			"https://flag.example/h"},
+	} {
+		cfg, err := loadConfig("serve", c.args, env(c.env), io.Discard)
+		if err != nil || cfg.WebhookURLs.String() != c.want {
+			t.Errorf("%v %v: %q, %v; want %q", c.args, c.env, cfg.WebhookURLs.String(), err, c.want)
+		}
+	}
+	cfg, _ := loadConfig("serve", []string{"--config", file}, env(nil), io.Discard)
+	if cfg.EventsKeep.String() != "14d" || cfg.WebhookRetryFor != 24*time.Hour {
+		t.Errorf("events-keep %s, webhook-retry-for %v", cfg.EventsKeep.String(), cfg.WebhookRetryFor)
+	}
+	def := defaults()
+	if def.EventsKeep.String() != "7d" || def.WebhookRetryFor != 24*time.Hour || len(def.WebhookURLs) != 0 {
+		t.Errorf("defaults differ from the README: %+v", def)
+	}
+}
+
 // The README's configuration table lists every setting.
 func TestREADMEListsEverySetting(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
@@ -245,6 +289,12 @@ func TestSecretsFromFiles(t *testing.T) {
 	if cfg, err = cfg.loadSecrets(); err != nil {
 		t.Fatal(err)
 	}
+	wh := write("webhook", "a webhook secret of a good length\n", 0o600)
+	if whCfg, err := loadConfig("serve", []string{"--webhook-url", "https://r.example/h", "--webhook-secret-file", wh}, env(nil), io.Discard); err != nil {
+		t.Fatal(err)
+	} else if whCfg, err = whCfg.loadSecrets(); err != nil || string(whCfg.WebhookSecret) != "a webhook secret of a good length" {
+		t.Fatalf("webhook secret %q, %v", whCfg.WebhookSecret, err)
+	}
 	if cfg.S3AccessKey != "AKIAEXAMPLE" || cfg.S3SecretKey != "wJalrXUtnFEMI/K7MDENG+bPxRfiCY" || cfg.DatabaseURL != dbURL ||
 		cfg.AdminToken != "an-admin-token-of-a-good-length" {
 		t.Fatalf("secrets read: %q %q %q %q", cfg.S3AccessKey, cfg.S3SecretKey, cfg.DatabaseURL, cfg.AdminToken)
@@ -264,6 +314,8 @@ func TestSecretsFromFiles(t *testing.T) {
 		{"database-url-file", write("unparsable", "postgres://u:s3cr3t-pw@db:port/x\n", 0o600), "does not hold a URL"},
 		{"admin-token-file", write("short", "s3cr3t-pw\n", 0o600), "fewer than 16 characters"},
 		{"s3-secret-key-file", write("huge", strings.Repeat("x", 17<<10), 0o600), "too large"},
+		{"webhook-secret-file", write("whshort", "s3cr3t-pw-15byt\n", 0o600), "fewer than 16 bytes"},
+		{"webhook-secret-file", write("whopen", "s3cr3t-pw-of-a-good-length\n", 0o644), "readable by group or others"},
 	} {
 		cfg, err := loadConfig("serve", []string{"--" + c.setting, c.path}, env(nil), io.Discard)
 		if err == nil {
