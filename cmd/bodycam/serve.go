@@ -33,6 +33,7 @@ import (
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
+	"github.com/bodycam/bodycam/outbox"
 	"github.com/bodycam/bodycam/password"
 	"github.com/bodycam/bodycam/retention"
 	"github.com/bodycam/bodycam/storage"
@@ -181,6 +182,24 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http-addr: %v", err)
 	}
+	// Events for other systems: the outbox the catalog writes with each
+	// change, relayed to the Redis stream (with several nodes; nothing
+	// reads coord.Local's) and to the webhooks, each by one node at a time.
+	ro := outbox.RelayOptions{Catalog: cat, Lease: co, Holder: cfg.NodeID, Keep: time.Duration(cfg.EventsKeep),
+		Log: log.With("component", "outbox"), Registry: reg}
+	if cfg.RedisURL != "" {
+		ro.Stream = co
+	}
+	evRelay := outbox.NewRelay(ro)
+	hooks, err := outbox.NewWebhooks(outbox.WebhookOptions{Catalog: cat, URLs: cfg.WebhookURLs, Secret: cfg.WebhookSecret,
+		Lease: co, Holder: cfg.NodeID, RetryFor: cfg.WebhookRetryFor, Log: log.With("component", "webhooks"), Registry: reg})
+	if err != nil {
+		return fmt.Errorf("webhook-url: %v", err)
+	}
+	var apiHooks api.Webhooks // nil unless configured (not a typed nil)
+	if len(cfg.WebhookURLs) > 0 {
+		apiHooks = hooks
+	}
 	node := cluster.New(cluster.Options{ID: cfg.NodeID, AdvertiseURL: cfg.advertiseURL(tcp.Addr()), Coord: co, Catalog: cat, Custody: ledger,
 		Recovered: rtsp.Reassert, Registry: reg, Log: log.With("component", "cluster"),
 		Stats: func() cluster.Stats {
@@ -192,7 +211,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	node.Join(startCtx)
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
-		Cluster: node, Leases: co, Directory: co, Peers: peers,
+		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks,
 		Store: store, Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
 	})
@@ -245,6 +264,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	g.Go(func() error { return rtsp.Run(gctx) })
 	g.Go(func() error { return node.Run(gctx) })
+	g.Go(func() error { return evRelay.Run(gctx) })
+	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
 	job := &retention.Job{Period: time.Duration(cfg.CaseRetention), Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
 		Signer: keys, Custody: ledger, Log: log.With("component", "retention"),
