@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,9 +21,11 @@ import (
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/coord"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/internal/testsvc"
 	"github.com/bodycam/bodycam/internal/whep"
+	"github.com/bodycam/bodycam/outbox"
 	"github.com/bodycam/bodycam/simulate"
 )
 
@@ -71,6 +76,12 @@ func TestCluster(t *testing.T) {
 	if err := os.WriteFile(credKey, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	secret := []byte("a webhook secret for the cluster test")
+	secretFile := filepath.Join(shared, "webhook.secret")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hook := newHookReceiver(t, secret)
 	const admin = "a-cluster-admin-token-for-tests"
 	nodes := make([]*clusterNode, 3)
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
@@ -79,7 +90,7 @@ func TestCluster(t *testing.T) {
 		n.args = []string{"--node-id", name, "--advertise-url", "http://127.0.0.1:" + strconv.Itoa(port), "--redis-url", rd.URL,
 			"--database-url", db, "--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey,
 			"--s3-bucket", "cluster", "--admin-token", admin, "--credential-key", credKey, "--segment-duration", "1s",
-			"--shutdown-delay", "3s"}
+			"--shutdown-delay", "3s", "--webhook-url", hook.srv.URL + "/events", "--webhook-secret-file", secretFile}
 		n.server = startWith(t, launch{httpPort: port}, n.dir, n.args...)
 		nodes[i] = n
 	}
@@ -195,6 +206,7 @@ func TestCluster(t *testing.T) {
 			onB[id] = l.RecordingID
 		}
 	}
+	hook.setDown(true) // and the webhook receiver is down until B is back
 	killed := time.Now()
 	b.cmd.Process.Signal(syscall.SIGKILL)
 	<-b.done
@@ -220,6 +232,7 @@ func TestCluster(t *testing.T) {
 
 	// B comes back with its spool: its recordings are completed and signed.
 	b.server = startWith(t, launch{httpPort: b.port}, b.dir, b.args...)
+	hook.setDown(false)
 	waitUntil(t, 60*time.Second, "node B's recordings signed after its restart", func() bool {
 		for _, rec := range onB {
 			r, err := cat.Recording(context.Background(), rec)
@@ -386,6 +399,35 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	t.Logf("%d recordings of %d devices verified", verified, len(devices))
+
+	// The webhook got every event once after de-duplication by id, in order
+	// per device, signed; every stored segment and closed recording is
+	// among them.
+	waitUntil(t, 60*time.Second, "every device's segments and closings at the webhook", func() bool {
+		for _, r := range devices {
+			recs, _ := cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: r.id})
+			segs := 0
+			for _, rec := range recs {
+				segs += rec.SegmentCount
+			}
+			if hook.count(r.id, "segment.stored") != segs || hook.count(r.id, "recording.closed") != len(recs) {
+				return false
+			}
+		}
+		return true
+	})
+	hook.check(t)
+	// The Redis stream "events" (restarted empty in the outage) carries
+	// what was relayed since, for consumer groups.
+	co, err := coord.OpenRedis(context.Background(), rd.URL, coord.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := co.ReadGroup(context.Background(), "events", "cluster-test", "reader-1", 100, time.Second)
+	co.Close()
+	if err != nil || len(msgs) == 0 || msgs[0].ID == "" || !json.Valid(msgs[0].Payload) {
+		t.Fatalf("the Redis stream events: %d messages, %v", len(msgs), err)
+	}
 	a.stop()
 	b.stop()
 }
@@ -464,4 +506,97 @@ func browserWatch(t *testing.T, s *server, user, password, device string) {
 		t.Fatalf("Chromium on node A watching %s: %v\n%s", device, err, out)
 	}
 	t.Logf("Chromium:\n%s", out)
+}
+
+// hookReceiver is a webhook receiver that checks each delivery's signature
+// and keeps each event once (by id), in the order it first came, and can
+// be down (503).
+type hookReceiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	secret []byte
+	mu     sync.Mutex
+	down   bool
+	seen   map[string]bool
+	dups   int
+	bad    []string
+	order  map[string][]int64 // order key -> seqs, as first received
+	kinds  map[string]int     // device + " " + kind -> events
+}
+
+func newHookReceiver(t *testing.T, secret []byte) *hookReceiver {
+	h := &hookReceiver{t: t, secret: secret, seen: map[string]bool{}, order: map[string][]int64{}, kinds: map[string]int{}}
+	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if err := outbox.Verify(h.secret, r.Header.Get("X-Bodycam-Signature"), r.Header.Get("X-Bodycam-Timestamp"), body, time.Now(), 5*time.Minute); err != nil {
+		h.bad = append(h.bad, err.Error())
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var e struct {
+		ID     string `json:"id"`
+		Seq    int64  `json:"seq"`
+		Kind   string `json:"kind"`
+		Device string `json:"device"`
+		Case   string `json:"case"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.ID == "" || e.ID != r.Header.Get("X-Bodycam-Event-Id") {
+		h.bad = append(h.bad, "bad event: "+string(body))
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if h.seen[e.ID] {
+		h.dups++
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.seen[e.ID] = true
+	key := e.Device
+	if key == "" {
+		key = "case " + e.Case
+	}
+	h.order[key] = append(h.order[key], e.Seq)
+	h.kinds[e.Device+" "+e.Kind]++
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *hookReceiver) setDown(down bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down = down
+}
+
+func (h *hookReceiver) count(device, kind string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.kinds[device+" "+kind]
+}
+
+// check: every signature good, and each device's events in order.
+func (h *hookReceiver) check(t *testing.T) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.bad) > 0 {
+		t.Fatalf("webhook deliveries refused: %v", h.bad)
+	}
+	for key, seqs := range h.order {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] <= seqs[i-1] {
+				t.Fatalf("webhook events of %s out of order: %v", key, seqs)
+			}
+		}
+	}
+	t.Logf("webhook: %d events, %d duplicate deliveries ignored", len(h.seen), h.dups)
 }
