@@ -140,6 +140,11 @@ func TestAlertRulesFire(t *testing.T) {
 			series(t, `up{job="minio",instance="minio-1:9000"}`, h, 0, constant(0)), // another job's target
 		}, []string{"bodycam-2:8080"}},
 
+		"BodycamCoordinationDegraded": {"instance", []storage.Series{
+			series(t, `bodycam_coord_degraded{`+n1+`}`, h, 0, constant(0)),
+			series(t, `bodycam_coord_degraded{`+n2+`}`, h, 0, stepUp(5*m, 0, 1)), // Redis away for 5 minutes
+		}, []string{"bodycam-2:8080"}},
+
 		"BodycamUploadBacklogGrowing": {"instance", []storage.Series{
 			// Growing past two per recorder plus ten.
 			series(t, `bodycam_spool_backlog_segments{`+n1+`}`, h, 0, func(age time.Duration) float64 { return 300 * (1 - age.Hours()) }),
