@@ -58,7 +58,10 @@ type simRecorder struct {
 // publisher is accepted, and nothing is lost; when Redis is back (empty),
 // the leases come back. Node C then drains (SIGTERM): it turns new
 // publishers and viewers away while its recorders go on, stores their
-// recordings, exits, and they publish on A or B. At the end every recording verifies, every device
+// recordings, exits, and they publish on A or B. A webhook receiver, down
+// from B's kill to its restart, gets every event once (by id), signed and
+// in order per device; the Redis stream carries them to a consumer group.
+// At the end every recording verifies, every device
 // chain is whole (no fork, no hole), no two recordings of a device overlap,
 // and nothing B had received a second before it was killed is missing.
 func TestCluster(t *testing.T) {
