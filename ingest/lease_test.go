@@ -2,12 +2,16 @@ package ingest_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/coord"
+	"github.com/bodycam/bodycam/evidence"
 )
 
 // fakeLeases is a coordination backend with one other node's lease, that
@@ -151,5 +155,89 @@ func TestDeviceLeaseWhileCoordinationDown(t *testing.T) {
 	rec := h.waitRecordings("cam-alone", 1, 30*time.Second)[0]
 	if rec.Fence == 0 || rec.Fence > time.Now().UnixMicro() || rec.State != "complete" {
 		t.Fatalf("recording made without coordination: %+v", rec)
+	}
+}
+
+// Two nodes took one device while coordination was down: another node's
+// recording of it, under a later grant, reaches the catalog while this one
+// records. The catalog refuses this one's segments recorded from then on;
+// this node ends the session (the publisher is disconnected), keeps what it
+// recorded after the takeover apart in the spool's _superseded directory,
+// and ends the recording interrupted with a gap that says so. It is signed
+// and verifies; nothing of the device is left waiting in the spool.
+func TestSupersededByAnotherNode(t *testing.T) {
+	fl := &fakeLeases{held: map[string]coord.DeviceLease{}, down: true}
+	h := newHarness(t, harnessOptions{leases: fl, nodeID: "node-a", segmentDuration: time.Second})
+	secret := h.register("cam-twice")
+	done := make(chan error, 1)
+	started := time.Now()
+	go func() {
+		_, err := h.publish(stream{video: h264}, 20, "tcp", h.url("cam-twice", secret, ""))
+		done <- err
+	}()
+	// Some of it stored, then node B's grant.
+	deadline := time.Now().Add(20 * time.Second)
+	var mine evidence.Recording
+	for {
+		recs, _ := h.cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: "cam-twice"})
+		if len(recs) == 1 && recs[0].SegmentCount >= 3 {
+			mine = recs[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recording: %+v", recs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	takeover := time.Now().UTC()
+	other := evidence.Recording{ID: "20990101T000000Z-0000b0b0", DeviceID: "cam-twice", OfficerID: "o-cam-twice", State: evidence.StateLive,
+		StartedAt: takeover, NodeID: "node-b", Fence: takeover.UnixMicro()}
+	if err := h.cat.CreateRecording(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done: // ffmpeg is disconnected
+	case <-time.After(15 * time.Second):
+		t.Fatal("the publisher of a superseded recording was not disconnected")
+	}
+	if time.Since(started) > 18*time.Second {
+		t.Fatal("the publisher ran to its end: it was not disconnected")
+	}
+	rec := h.waitRecordings("cam-twice", 1, 30*time.Second)
+	var got evidence.Recording
+	for _, r := range rec {
+		if r.ID == mine.ID {
+			got = r
+		}
+	}
+	if got.State != evidence.StateInterrupted || !strings.Contains(got.EndReason, "superseded") || got.ManifestKey == "" {
+		t.Fatalf("superseded recording: %+v", got)
+	}
+	segs, err := h.cat.Segments(context.Background(), got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if !s.StartedAt.Before(takeover) {
+			t.Fatalf("segment %d started at %v, after the takeover at %v, is in the record", s.Seq, s.StartedAt, takeover)
+		}
+	}
+	v := h.verify(got.ID)
+	found := false
+	for _, g := range v.Gaps {
+		found = found || (g.Kind == "interrupted" && strings.Contains(g.Detail, "superseded"))
+	}
+	if !v.OK || !found {
+		t.Fatalf("verify: %+v", v)
+	}
+	kept, _ := filepath.Glob(filepath.Join(h.dataDir, "spool", "_superseded", "cam-twice", got.ID, "*.m4s"))
+	if len(kept) == 0 {
+		t.Fatal("nothing kept apart in the spool's _superseded directory")
+	}
+	if left, _ := os.ReadDir(filepath.Join(h.dataDir, "spool", "cam-twice")); len(left) != 0 {
+		t.Fatalf("left waiting in the spool: %v", left)
+	}
+	if v, _ := h.value("bodycam_ingest_errors_total", "kind", "superseded"); v < 1 {
+		t.Fatalf("superseded not counted: %v", v)
 	}
 }
