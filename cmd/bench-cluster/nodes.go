@@ -78,7 +78,11 @@ func startNode(ctx context.Context, s shared, id string, local bool) (*node, err
 		}
 		select {
 		case <-n.done:
-			return nil, fmt.Errorf("node %s exited during start-up (log: %s)", id, logf.Name())
+			log, _ := os.ReadFile(logf.Name())
+			if len(log) > 2000 {
+				log = log[len(log)-2000:]
+			}
+			return nil, fmt.Errorf("node %s exited during start-up: %s", id, log)
 		case <-ctx.Done():
 			n.kill()
 			return nil, ctx.Err()

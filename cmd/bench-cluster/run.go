@@ -71,6 +71,10 @@ type failover struct {
 	pollInterval time.Duration
 }
 
+// steady is how long after their start the nodes' Redis traffic is steady:
+// cluster.Options' NodeTTL (15 s) and heartbeat period (5 s), and 5 s more.
+const steady = 25 * time.Second
+
 // run starts spec.nodes nodes, publishes every recorder to them, measures
 // the window, then (several nodes) kills one and times the failover.
 func (e *benchEnv) run(ctx context.Context, spec runSpec, index int) (result, error) {
@@ -85,6 +89,7 @@ func (e *benchEnv) run(ctx context.Context, spec runSpec, index int) (result, er
 		}
 		wg.Wait()
 	}()
+	started := time.Now()
 	for i := 0; i < spec.nodes; i++ {
 		n, err := startNode(ctx, e.s, tag+string(rune('a'+i)), spec.local)
 		if err != nil {
@@ -123,6 +128,15 @@ func (e *benchEnv) run(ctx context.Context, spec runSpec, index int) (result, er
 	fmt.Fprintf(os.Stderr, "%s node(s): every recorder live %v; warming up %v\n", spec, r.spread, e.o.warmup)
 	if err := sleep(ctx, e.o.warmup); err != nil {
 		return r, err
+	}
+	// A node reaps dead nodes only once its own heartbeats have answered
+	// for a node's TTL and a period (15 s + 5 s): the window starts after
+	// that, so that it holds the reaper's steady Redis traffic.
+	if wait := time.Until(started.Add(steady)); wait > 0 && !spec.local {
+		fmt.Fprintf(os.Stderr, "%s node(s): %v more, until the nodes have been up %v\n", spec, wait.Round(time.Second), steady)
+		if err := sleep(ctx, wait); err != nil {
+			return r, err
+		}
 	}
 	if err := e.measure(ctx, nodes, &r); err != nil {
 		return r, err
@@ -199,9 +213,11 @@ func (e *benchEnv) measure(ctx context.Context, nodes []*node, r *result) error 
 	r.load[1] = loadAvg()
 	// A backend that ended inside the window takes its time with it; the
 	// pools keep theirs, so this is close.
-	for pid, c1 := range e.pg.backendPIDs(ctx) {
+	pg1 := e.pg.backendPIDs(ctx)
+	for pid, c1 := range pg1 {
 		r.postgres += pct(c1, pg0[pid])
 	}
+	fmt.Fprintf(os.Stderr, "%s node(s): %d PostgreSQL backends at the window's start, %d at its end\n", r.spec, len(pg0), len(pg1))
 	info1, err := redisInfo(e.redis.Addr)
 	if err != nil {
 		return err
@@ -386,6 +402,12 @@ func summary(results []result) string {
 			s += fmt.Sprintf(", node kill → its %d devices live elsewhere %s, its recordings interrupted %s", f.devices, secs(f.allMoved), secs(f.interrupted))
 		}
 		parts = append(parts, s)
+	}
+	for _, r := range results {
+		if r.spec.local && base != nil {
+			parts = append(parts, fmt.Sprintf("1 node on Redis vs without: bodycam CPU %.1f vs %.1f %% of a core, close→durable p99 %s vs %s",
+				base.cpu, r.cpu, base.p99, r.p99))
+		}
 	}
 	if len(parts) == 0 && base != nil {
 		parts = append(parts, fmt.Sprintf("1 node: Redis %.3f commands/s per stream, close→durable p99 %s", base.redisOps/float64(base.n), base.p99))
