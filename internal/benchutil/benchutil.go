@@ -1,5 +1,5 @@
 // Package benchutil holds what the load benchmarks (cmd/bench-ingest,
-// cmd/bench-live) measure with: a process's CPU time and resident memory,
+// cmd/bench-live, cmd/bench-cluster) measure with: a process's CPU time and resident memory,
 // the machine's CPU, and the server's Prometheus metrics.
 package benchutil
 
