@@ -336,7 +336,7 @@ func (r *Relay) Offer(ctx context.Context, req OfferRequest) (Session, error) {
 		v.abandon()
 		return Session{}, fmt.Errorf("%w: %v", ErrAudit, err)
 	}
-	v.audited = true
+	v.audited.Store(true)
 	if !s.add(v) {
 		v.close("publisher stopped")
 		return Session{}, fmt.Errorf("%w: %s", ErrNotLive, req.Device)
@@ -377,7 +377,7 @@ func (r *Relay) Viewers() []ViewerInfo {
 	defer r.mu.Unlock()
 	out := make([]ViewerInfo, 0, len(r.sessions))
 	for _, v := range r.sessions {
-		if !v.audited {
+		if !v.audited.Load() {
 			continue
 		}
 		out = append(out, ViewerInfo{ID: v.id, Device: v.s.device, User: v.user, Remote: v.view.RemoteAddr,

@@ -90,7 +90,7 @@ func (r *Relay) renewSlots(ctx context.Context) {
 				missing = true
 			}
 		}
-		if missing && v.audited { // not one whose offer is still taking them
+		if missing && v.audited.Load() { // not one whose offer is still taking them
 			retake = append(retake, v)
 		}
 	}

@@ -77,7 +77,8 @@ func TestSlotsTakenAgainAfterAnOutage(t *testing.T) {
 	r := &Relay{o: Options{Slots: m, MaxSessions: 2, MaxPerUser: 5, SlotTTL: time.Minute}, m: newMetrics(reg),
 		log: slog.New(slog.DiscardHandler), sessions: map[string]*viewer{}, perUser: map[string]int{}}
 	add := func(id string) *viewer {
-		v := &viewer{r: r, id: id, user: "u", audited: true, held: map[string]bool{}}
+		v := &viewer{r: r, id: id, user: "u", held: map[string]bool{}}
+		v.audited.Store(true)
 		r.sessions[id] = v
 		return v
 	}

@@ -43,7 +43,7 @@ type viewer struct {
 	derived   []*derived
 	videoDesc string
 	audioDesc string
-	audited   bool
+	audited   atomic.Bool
 	held      map[string]bool // slot pools holding this session (Options.Slots); under r.mu
 
 	connected chan struct{}
@@ -382,7 +382,7 @@ func (v *viewer) close(reason string) {
 		v.r.release(v)
 		v.r.releaseSlots(v)
 		go v.pc.Close()
-		if !v.audited {
+		if !v.audited.Load() {
 			return
 		}
 		v.r.m.sessions.Dec()
