@@ -34,8 +34,8 @@ type Coord interface {
 type Catalog interface {
 	// InterruptNode ends the node's live recordings as interrupted.
 	InterruptNode(ctx context.Context, node string, at time.Time, reason string) ([]evidence.Recording, error)
-	// EndNodeLiveViews ends the node's open viewing sessions.
-	EndNodeLiveViews(ctx context.Context, node string, at time.Time, reason string) (int, error)
+	// EndNodeLiveViews ends the node's open viewing sessions and returns them.
+	EndNodeLiveViews(ctx context.Context, node string, at time.Time, reason string) ([]evidence.LiveView, error)
 }
 
 // Custody records what the reaper did to evidence.
@@ -84,7 +84,6 @@ type Node struct {
 	mu        sync.Mutex
 	lastErr   error     // the last heartbeat's error; nil when it answered
 	healthy   time.Time // since when heartbeats answer (zero: they do not)
-	reapedFor map[string]time.Time
 
 	degraded prometheus.Gauge
 	beats    *prometheus.CounterVec
@@ -105,7 +104,7 @@ func New(o Options) *Node {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	n := &Node{o: o, started: time.Now().UTC(), wake: make(chan struct{}, 1), reapedFor: map[string]time.Time{},
+	n := &Node{o: o, started: time.Now().UTC(), wake: make(chan struct{}, 1),
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_coord_degraded",
 			Help: "1 while the coordination backend does not answer this node's heartbeats (the node records alone)."}),
 		beats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_coord_heartbeats_total",
@@ -265,6 +264,11 @@ func (n *Node) reapNode(ctx context.Context, d coord.NodeInfo) {
 	if err != nil {
 		n.o.Log.Error("reaper: the dead node's viewing sessions could not be ended", "dead_node", d.ID, "err", err)
 	}
+	for _, v := range views {
+		if n.o.Custody != nil { // the ledger has each viewing's end, as when the viewer hangs up
+			n.o.Custody.Record(ctx, LiveViewEnded(v, now, "node "+d.ID+" stopped answering"))
+		}
+	}
 	for _, r := range recs {
 		n.reaped.Inc()
 		n.o.Log.Warn("recording of a dead node marked interrupted", "dead_node", d.ID, "device", r.DeviceID, "recording", r.ID)
@@ -274,7 +278,14 @@ func (n *Node) reapNode(ctx context.Context, d coord.NodeInfo) {
 				Detail: "recording marked interrupted: " + reason})
 		}
 	}
-	if len(recs) > 0 || views > 0 {
-		n.o.Log.Warn("reaped a dead node", "dead_node", d.ID, "recordings", len(recs), "viewing_sessions", views)
+	if len(recs) > 0 || len(views) > 0 {
+		n.o.Log.Warn("reaped a dead node", "dead_node", d.ID, "recordings", len(recs), "viewing_sessions", len(views))
 	}
+}
+
+// LiveViewEnded is the custody event of a viewing session ended for the
+// viewer (its node stopped): who watched what, and why it ended.
+func LiveViewEnded(v evidence.LiveView, at time.Time, reason string) evidence.CustodyEvent {
+	return evidence.CustodyEvent{At: at, Actor: v.User, Remote: v.RemoteAddr, Action: evidence.ActionLiveView,
+		TargetKind: "recording", TargetID: v.RecordingID, Detail: "live view " + v.ID + " of " + v.DeviceID + " ended: " + reason}
 }

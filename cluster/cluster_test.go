@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +62,7 @@ type fakeCatalog struct {
 	mu          sync.Mutex
 	interrupted map[string]int
 	live        map[string][]evidence.Recording
+	views       map[string][]evidence.LiveView
 }
 
 func (c *fakeCatalog) InterruptNode(_ context.Context, node string, at time.Time, reason string) ([]evidence.Recording, error) {
@@ -71,8 +73,12 @@ func (c *fakeCatalog) InterruptNode(_ context.Context, node string, at time.Time
 	delete(c.live, node)
 	return recs, nil
 }
-func (c *fakeCatalog) EndNodeLiveViews(context.Context, string, time.Time, string) (int, error) {
-	return 0, nil
+func (c *fakeCatalog) EndNodeLiveViews(_ context.Context, node string, _ time.Time, _ string) ([]evidence.LiveView, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	views := c.views[node]
+	delete(c.views, node)
+	return views, nil
 }
 
 func (c *fakeCatalog) count(node string) int {
@@ -90,7 +96,8 @@ func TestReaper(t *testing.T) {
 	fc := &fakeCoord{nodes: []coord.NodeInfo{
 		{ID: "a", State: coord.NodeUp}, {ID: "b", State: coord.NodeDown}, {ID: "c", State: coord.NodeDraining},
 	}}
-	cat := &fakeCatalog{interrupted: map[string]int{}, live: map[string][]evidence.Recording{"b": {{ID: "r1", DeviceID: "cam-1"}}}}
+	cat := &fakeCatalog{interrupted: map[string]int{}, live: map[string][]evidence.Recording{"b": {{ID: "r1", DeviceID: "cam-1"}}},
+		views: map[string][]evidence.LiveView{"b": {{ID: "v1", DeviceID: "cam-1", RecordingID: "r1", User: "sup-1"}}}}
 	var recorded []evidence.CustodyEvent
 	n := New(Options{ID: "a", Coord: fc, Catalog: cat, Every: 10 * time.Millisecond, NodeTTL: 50 * time.Millisecond,
 		Custody: custodyFunc(func(e evidence.CustodyEvent) { recorded = append(recorded, e) })})
@@ -106,7 +113,12 @@ func TestReaper(t *testing.T) {
 	if cat.count("b") != 1 || cat.count("a") != 0 || cat.count("c") != 0 {
 		t.Fatalf("reaped: %v", cat.interrupted)
 	}
-	if len(recorded) != 1 || recorded[0].TargetID != "r1" || recorded[0].Actor != "node:a" {
+	byActor := map[string]evidence.CustodyEvent{}
+	for _, e := range recorded {
+		byActor[e.Actor] = e
+	}
+	if rec, view := byActor["node:a"], byActor["sup-1"]; len(recorded) != 2 || rec.TargetID != "r1" || rec.Action != evidence.ActionIngest ||
+		view.Action != evidence.ActionLiveView || view.TargetID != "r1" || !strings.Contains(view.Detail, "live view v1") {
 		t.Fatalf("custody: %+v", recorded)
 	}
 	// Another node holds the lease: nothing here.

@@ -182,8 +182,8 @@ func testOutboxEvents(t *testing.T, c *catalog.Catalog) {
 	if err := c.EndLiveView(ctx, "v1", t0.Add(time.Minute), "viewer left"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.EndOpenLiveViews(ctx, t0.Add(2*time.Minute), "server stopped"); err != nil || n != 1 {
-		t.Fatalf("EndOpenLiveViews = %d, %v", n, err)
+	if ended, err := c.EndOpenLiveViews(ctx, t0.Add(2*time.Minute), "server stopped"); err != nil || len(ended) != 1 {
+		t.Fatalf("EndOpenLiveViews = %d, %v", len(ended), err)
 	}
 	evs = sequenced(t, c, 12)
 	if got, want := kinds(evs), "live_view.started live_view.started live_view.ended live_view.ended"; got != want {
