@@ -81,9 +81,9 @@ type Node struct {
 	draining atomic.Bool
 	wake     chan struct{}
 
-	mu        sync.Mutex
-	lastErr   error     // the last heartbeat's error; nil when it answered
-	healthy   time.Time // since when heartbeats answer (zero: they do not)
+	mu      sync.Mutex
+	lastErr error     // the last heartbeat's error; nil when it answered
+	healthy time.Time // since when heartbeats answer (zero: they do not)
 
 	degraded prometheus.Gauge
 	beats    *prometheus.CounterVec
