@@ -141,6 +141,72 @@ func (n *Node) Ping(context.Context) error {
 	return nil
 }
 
+// ErrIDInUse: another running process heartbeats under this node's id.
+var ErrIDInUse = errors.New("another running node heartbeats under this node id")
+
+// CheckID makes sure no other running process is this node before it
+// starts. Two processes under one id would undo each other: each
+// heartbeat with another start time is taken for a new run of the node
+// and drops the device leases of the other (so a second publisher of its
+// devices is let in on another node), each start ends the other's viewing
+// sessions, and each stop marks the other down, so the reaper interrupts
+// its recordings while it records. A node of this id that is up now is
+// either the previous run of this process, stopped abnormally, whose
+// heartbeats have stopped, or another process, whose heartbeats go on:
+// CheckID waits until it is down (at most ttl, the nodes' TTL) or until
+// it heartbeats again (ErrIDInUse), looking every poll, and logs why it
+// waits. Coordination that does not answer is no error: the node starts
+// degraded.
+func CheckID(ctx context.Context, c interface {
+	Nodes(ctx context.Context) ([]coord.NodeInfo, error)
+}, id string, ttl, poll time.Duration, log *slog.Logger) error {
+	first, up, err := nodeUp(ctx, c, id)
+	if err != nil || !up {
+		return nil
+	}
+	log.Info("a node with this id was up moments ago: waiting until its heartbeat expires (this node's previous run) or goes on (another process with this id)",
+		"node", id, "last_heartbeat", first.LastSeen, "at_most", ttl)
+	deadline := time.NewTimer(ttl + poll)
+	defer deadline.Stop()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return nil // silent for longer than a node may be: not running
+		case <-tick.C:
+		}
+		now, up, err := nodeUp(ctx, c, id)
+		switch {
+		case err != nil: // look again
+		case !up:
+			return nil
+		case !now.LastSeen.Equal(first.LastSeen) || !now.StartedAt.Equal(first.StartedAt):
+			return fmt.Errorf("%w %q (started %s, heartbeating at %s); give each node its own --node-id",
+				ErrIDInUse, id, now.StartedAt.UTC().Format(time.RFC3339), now.AdvertiseURL)
+		}
+	}
+}
+
+// nodeUp is the node id as coordination lists it, when it is up or
+// draining.
+func nodeUp(ctx context.Context, c interface {
+	Nodes(ctx context.Context) ([]coord.NodeInfo, error)
+}, id string) (coord.NodeInfo, bool, error) {
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return coord.NodeInfo{}, false, err
+	}
+	for _, n := range nodes {
+		if n.ID == id && n.State != coord.NodeDown {
+			return n, true, nil
+		}
+	}
+	return coord.NodeInfo{}, false, nil
+}
+
 // Join sends the node's first heartbeat: a device lease is only as good
 // as its node's heartbeat, so a node joins before it takes publishers.
 // Coordination that does not answer is noted (degraded), not an error.

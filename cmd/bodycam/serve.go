@@ -24,6 +24,7 @@ import (
 	"github.com/bodycam/bodycam/caselink"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/cluster"
+	"github.com/bodycam/bodycam/coord"
 	"github.com/bodycam/bodycam/custody"
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
@@ -106,6 +107,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer co.Close()
+	// Before anything is done as this node (ending its viewing sessions,
+	// its first heartbeat): no other process may be running as it.
+	if err := cluster.CheckID(ctx, co, cfg.NodeID, coord.DefaultNodeTTL, time.Second, log.With("component", "cluster")); err != nil {
+		return fmt.Errorf("node-id: %v", err)
+	}
 	peers, err := peer.New(peer.Options{Node: cfg.NodeID, Key: peer.KeyFrom(keys)})
 	if err != nil {
 		return fmt.Errorf("node-id: %v", err)
