@@ -88,9 +88,9 @@ func (f flatness) flat(by flatBy, tol float64) (bool, string) {
 	driftOK, rangeOK := math.Abs(f.drift) <= tol, f.rng <= tol
 	switch {
 	case (by == byDrift || by == byBoth) && !driftOK:
-		return false, fmt.Sprintf("drift %s beyond ±%s", pct(f.drift), pct(tol))
+		return false, fmt.Sprintf("drift %s beyond ±%s", pct(f.drift), tolStr(tol))
 	case (by == byRange || by == byBoth) && !rangeOK:
-		return false, fmt.Sprintf("range %s beyond %s", pct(f.rng), pct(tol))
+		return false, fmt.Sprintf("range %s beyond %s", pct(f.rng), tolStr(tol))
 	}
 	return true, ""
 }
@@ -102,3 +102,6 @@ func pct(x float64) string {
 	}
 	return fmt.Sprintf("%+.1f %%", x*100)
 }
+
+// tolStr formats a tolerance (unsigned).
+func tolStr(x float64) string { return fmt.Sprintf("%.3g %%", x*100) }

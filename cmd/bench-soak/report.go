@@ -30,8 +30,10 @@ var metrics = []metric{
 	{key: "heap_inuse_bytes", title: "server Go heap in use (go_memstats_heap_inuse_bytes)", unit: "MiB", scale: 1 << 20, get: func(s sample) float64 { return s.heap }},
 	{key: "goroutines", title: "server goroutines (go_goroutines)", unit: "goroutines", scale: 1, get: func(s sample) float64 { return s.goroutines }, checked: true, plot: "goroutines.svg"},
 	{key: "open_files", title: "server open files (/proc/<pid>/fd)", unit: "descriptors", scale: 1, get: func(s sample) float64 { return s.openFiles }, checked: true, plot: "open-files.svg"},
-	{key: "spool_bytes", title: "spool on disk (du)", unit: "MiB", scale: 1 << 20, get: func(s sample) float64 { return s.spoolBytes }, checked: true, plot: "spool.svg"},
-	{key: "spool_files", title: "spool files", unit: "files", scale: 1, get: func(s sample) float64 { return s.spoolFiles }},
+	{key: "spool_bytes", title: "spool on disk (du, mean of each second)", unit: "MiB", scale: 1 << 20, get: func(s sample) float64 { return s.spoolBytes }, checked: true, plot: "spool.svg",
+		with: []metric{{key: "spool_bytes_max", title: "the most in the interval", scale: 1 << 20, get: func(s sample) float64 { return s.spoolMax }}}},
+	{key: "spool_bytes_max", title: "spool on disk, the most in the interval", unit: "MiB", scale: 1 << 20, get: func(s sample) float64 { return s.spoolMax }},
+	{key: "spool_files", title: "spool files, the most in the interval", unit: "files", scale: 1, get: func(s sample) float64 { return s.spoolFiles }},
 	{key: "server_cpu_pct", title: "server CPU", unit: "% of one core", scale: 1, get: func(s sample) float64 { return s.cpu }, checked: true, plot: "cpu.svg",
 		with: []metric{
 			{key: "minio_cpu_pct", title: "MinIO", scale: 1, get: func(s sample) float64 { return s.minio }},
@@ -150,6 +152,15 @@ func (b *bench) checks() []check {
 		}
 	}
 	add("one recording per recorder", len(split) == 0, "%d recorders, %d recordings%s", o.recorders, len(e.recordings), prefix("; ", strings.Join(first(split, 5), ", ")))
+
+	// Verification checks what was stored; this checks that nothing is
+	// missing between the segments: a recording's media segments last as
+	// long as the recording (its end less its start, server clock).
+	holes := fmt.Sprintf("%.0f s of media in recordings spanning %.0f s; the most one recording lacks: %.2f s (%s)",
+		e.mediaSeconds, e.spanSeconds, e.worstMissing, e.worstRecording)
+	if o.loss == 0 {
+		add("every recording's media covers its span (within 1 s)", e.spanSeconds > 0 && e.worstMissing <= 1, "%s", holes)
+	}
 
 	gaps := 0
 	for _, n := range e.gaps {
@@ -371,7 +382,7 @@ func (b *bench) plotOf(m metric) plot {
 			verdict = "NOT flat"
 		}
 		p.note = fmt.Sprintf("after the warm-up: mean %s %s, drift %s, range %s; %s within ±%s (by %s)",
-			g(f.mean/m.scale), m.unit, pct(f.drift), pct(f.rng), verdict, strings.TrimPrefix(pct(b.o.tol), "+"), b.o.by)
+			g(f.mean/m.scale), m.unit, pct(f.drift), pct(f.rng), verdict, tolStr(b.o.tol), b.o.by)
 	}
 	return p
 }
@@ -382,7 +393,7 @@ func (b *bench) viewerPlot() plot {
 	p := plot{title: "frames per second received, per viewer", unit: "frames/s", warmup: b.o.warmup.Seconds(),
 		note: fmt.Sprintf("%d viewers of %d recorders; a viewer under %.0f frames/s in an interval has stopped receiving", b.o.viewers, b.o.viewed, b.o.minFPS)}
 	lo, mean := series{name: "lowest viewer", color: "#d62728"}, series{name: "mean", color: "#1f77b4"}
-	floor := series{name: fmt.Sprintf("-min-fps %.0f", b.o.minFPS), color: "#888888"}
+	floor := series{name: fmt.Sprintf("-min-fps %.0f", b.o.minFPS), color: "#888888", plain: true}
 	for i := range b.viewers {
 		s := series{color: "#1f77b4", thin: true}
 		for _, x := range b.samples {
@@ -438,7 +449,7 @@ func (b *bench) summary(checks []check, plots []string) string {
 	fmt.Fprintf(&w, "- machine: %d CPUs; machine CPU %.0f %% of %d %% on average over the samples; load average %.2f at the start, %.2f–%.2f while sampling\n",
 		runtime.NumCPU(), machine, 100*runtime.NumCPU(), b.loadStart, lo, hi)
 	fmt.Fprintf(&w, "- flat: a least-squares line through the samples after the warm-up; drift = its slope × (last − first sample time) / mean; range = max / min − 1; judged by %s, within ±%s\n\n",
-		o.by, strings.TrimPrefix(pct(o.tol), "+"))
+		o.by, tolStr(o.tol))
 
 	fmt.Fprintf(&w, "## Checks\n\n| check | result | detail |\n|---|---|---|\n")
 	for _, c := range checks {

@@ -21,8 +21,9 @@ type sample struct {
 	rss, heap  float64 // the server's VmRSS; go_memstats_heap_inuse_bytes
 	goroutines float64 // go_goroutines
 	openFiles  float64 // entries of /proc/<pid>/fd
-	spoolBytes float64 // allocated on disk (du), the spool directory
-	spoolFiles float64
+	spoolBytes float64 // allocated on disk (du) by the spool directory, mean over the interval
+	spoolMax   float64 // the most in the interval
+	spoolFiles float64 // files in the spool, the most in the interval
 	cpu        float64 // the server's, % of one core
 	segments   float64 // bodycam_segments_stored_total
 	segRate    float64 // segments stored per minute
@@ -109,6 +110,25 @@ func du(dir string) (bytes, files float64) {
 		return nil
 	})
 	return bytes, files
+}
+
+// spoolReading is the spool's size read every second over an interval.
+type spoolReading struct {
+	n, sum, maxBytes, maxFiles float64
+}
+
+func (r *spoolReading) read(dir string) {
+	b, f := du(dir)
+	r.n++
+	r.sum += b
+	r.maxBytes, r.maxFiles = max(r.maxBytes, b), max(r.maxFiles, f)
+}
+
+func (r *spoolReading) mean() float64 {
+	if r.n == 0 {
+		return 0
+	}
+	return r.sum / r.n
 }
 
 // sqliteBytes is the size on disk of the SQLite catalog (the database and

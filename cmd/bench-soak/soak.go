@@ -415,16 +415,23 @@ func (b *bench) run(ctx context.Context) error {
 	profiled := false
 	for j := 1; time.Duration(j)*b.o.sample <= b.o.duration; j++ {
 		at := time.Duration(j) * b.o.sample
+		// The spool is read every second and averaged over the interval:
+		// each recorder's open segment grows from nothing to a segment's
+		// size and starts again, and one instant would catch the recorders
+		// wherever they happen to be in their segments.
+		var spool spoolReading
 		for time.Since(b.started) < at {
 			if b.srv.exited() {
 				b.note(time.Since(b.started), "the server exited: %v", b.srv.err)
 				return nil
 			}
+			spool.read(b.spoolDir)
 			if err := sleep(ctx, min(time.Second, at-time.Since(b.started))); err != nil {
 				return err
 			}
 		}
 		s, cur := b.take(ctx, prev)
+		s.spoolBytes, s.spoolMax, s.spoolFiles = spool.mean(), spool.maxBytes, spool.maxFiles
 		prev = cur
 		b.samples = append(b.samples, s)
 		b.judgeSample(s)
@@ -458,7 +465,6 @@ func (b *bench) take(ctx context.Context, prev counters) (sample, counters) {
 	s.rates(prev, cur)
 	s.rss, s.heap, s.goroutines = benchutil.RSS(pid), m["go_memstats_heap_inuse_bytes"], m["go_goroutines"]
 	s.openFiles = openFiles(pid)
-	s.spoolBytes, s.spoolFiles = du(b.spoolDir)
 	s.segments, s.publishers = m["bodycam_segments_stored_total"], m["bodycam_ingest_publishers"]
 	s.load1 = loadAvg()
 	if b.pg != nil {
@@ -500,7 +506,7 @@ func (b *bench) note(at time.Duration, format string, args ...any) {
 
 func (b *bench) logSample(s sample) {
 	lo, mean := fpsStats(s.fps)
-	progress("%v: RSS %.0f MiB, goroutines %.0f, open files %.0f, spool %.1f MiB (%.0f files), CPU %.1f %%, segments %.0f (%.0f/min), publishers %.0f, viewers %d connected, fps min %.1f mean %.1f, machine %.0f %% load %.2f",
+	progress("%v: RSS %.0f MiB, goroutines %.0f, open files %.0f, spool %.1f MiB (at most %.0f files), CPU %.1f %%, segments %.0f (%.0f/min), publishers %.0f, viewers %d connected, fps min %.1f mean %.1f, machine %.0f %% load %.2f",
 		s.at, s.rss/(1<<20), s.goroutines, s.openFiles, s.spoolBytes/(1<<20), s.spoolFiles, s.cpu, s.segments, s.segRate,
 		s.publishers, s.connected, lo, mean, s.machine, s.load1)
 }

@@ -17,6 +17,7 @@ type series struct {
 	t, v  []float64 // seconds, value in the plot's unit
 	color string
 	thin  bool // a faint line without a legend entry (one viewer among many)
+	plain bool // no dots on the samples (a reference line)
 }
 
 // plot is one chart.
@@ -62,7 +63,7 @@ func tickLabel(v, step float64) string {
 // svg renders the plot.
 func (p plot) svg() string {
 	if p.width == 0 {
-		p.width, p.height, p.plotL, p.plotR, p.plotT, p.plotB = 720, 320, 70, 20, 52, 44
+		p.width, p.height, p.plotL, p.plotR, p.plotT, p.plotB = 720, 340, 70, 20, 72, 44
 	}
 	// Time in minutes on the x axis, from 0.
 	tmax, vmax := 0.0, 0.0
@@ -95,7 +96,7 @@ func (p plot) svg() string {
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", p.width, p.height)
 	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="15" font-weight="bold">%s</text>`+"\n", p.plotL, esc(p.title))
 	if p.note != "" {
-		fmt.Fprintf(&b, `<text x="%d" y="36" fill="#444">%s</text>`+"\n", p.plotL, esc(p.note))
+		fmt.Fprintf(&b, `<text x="%d" y="38" fill="#444">%s</text>`+"\n", p.plotL, esc(p.note))
 	}
 	// Warm-up and the tolerance band.
 	if p.warmup > 0 {
@@ -139,7 +140,7 @@ func (p plot) svg() string {
 			}
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="%.0f" stroke-opacity="%.2f" points="%s"/>`+"\n",
 				s.color, width, opacity, strings.Join(pts, " "))
-			if !s.thin && len(pts) <= 200 {
+			if !s.thin && !s.plain && len(pts) <= 200 {
 				for _, pt := range pts {
 					xy := strings.Split(pt, ",")
 					fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="2.5" fill="%s"/>`+"\n", xy[0], xy[1], s.color)
@@ -151,8 +152,7 @@ func (p plot) svg() string {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="1.5" stroke-dasharray="6 4"/>`+"\n",
 			x(p.t0), y(p.a+p.b*p.t0), x(p.t1), y(p.a+p.b*p.t1))
 	}
-	// Legend, top right.
-	lx, ly := p.width-p.plotR-8, p.plotT+14
+	// Legend: a row above the plot, a short line of each colour.
 	var legend []series
 	for _, s := range p.series {
 		if !s.thin {
@@ -160,12 +160,14 @@ func (p plot) svg() string {
 		}
 	}
 	if p.fit {
-		legend = append(legend, series{name: "fit after warm-up (band: mean ±" + strings.TrimPrefix(pct(p.tol), "+") + ")", color: "#d62728"})
+		legend = append(legend, series{name: "fit after the warm-up (band: its mean ±" + tolStr(p.tol) + ")", color: "#d62728"})
 	}
 	if len(legend) > 1 || p.fit {
+		lx := float64(p.plotL)
 		for _, s := range legend {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" fill="%s">%s</text>`+"\n", lx, ly, s.color, esc(s.name))
-			ly += 15
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, p.plotT-12, lx+16, p.plotT-12, s.color)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s</text>`+"\n", lx+20, p.plotT-8, esc(s.name))
+			lx += 20 + 6.5*float64(len([]rune(s.name))) + 18
 		}
 	}
 	b.WriteString("</svg>\n")
