@@ -212,9 +212,25 @@ func recordingsOf(ctx context.Context, a api, device string) ([]recording, error
 
 // gap is one of a verification's gaps.
 type gap struct {
-	Kind   string `json:"kind"`
-	Track  string `json:"track"`
-	Detail string `json:"detail"`
+	Kind   string     `json:"kind"`
+	Start  time.Time  `json:"start"`
+	End    *time.Time `json:"end"`
+	Track  string     `json:"track"`
+	Detail string     `json:"detail"`
+}
+
+// instantDiscontinuity is the kind the bench gives a discontinuity gap of
+// no duration: two samples of one track with the same timestamp, received
+// together. Dropped packets (-loss) cause them (a frame split where a
+// packet is missing); a recorder's clock that jumps does not.
+const instantDiscontinuity = "discontinuity (0 s)"
+
+// kind is the gap's kind as the bench counts it.
+func (g gap) kind() string {
+	if g.Kind == "discontinuity" && g.End != nil && g.End.Sub(g.Start) < time.Millisecond {
+		return instantDiscontinuity
+	}
+	return g.Kind
 }
 
 // verification is POST /api/v1/recordings/{id}/verify's answer.

@@ -643,9 +643,10 @@ func (b *bench) finish(ctx context.Context) error {
 		}
 		e.verified++
 		for _, g := range v.Gaps {
-			e.gaps[g.Kind]++
-			if len(e.gapNotes) < 5 {
-				e.gapNotes = append(e.gapNotes, fmt.Sprintf("%s %s %s: %s", rec.DeviceID, g.Kind, g.Track, g.Detail))
+			k := g.kind()
+			e.gaps[k]++
+			if e.gaps[k] <= 2 { // two examples of each kind
+				e.gapNotes = append(e.gapNotes, fmt.Sprintf("%s %s %s: %s", rec.DeviceID, k, g.Track, g.Detail))
 			}
 		}
 		var full recording

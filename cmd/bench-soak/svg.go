@@ -65,6 +65,39 @@ func (p plot) svg() string {
 	if p.width == 0 {
 		p.width, p.height, p.plotL, p.plotR, p.plotT, p.plotB = 720, 340, 70, 20, 72, 44
 	}
+	// The legend: rows above the plot, a short line of each colour; the
+	// plot moves down by the rows it takes.
+	type entry struct {
+		name, color string
+		x, y        float64
+	}
+	var legend []entry
+	for _, s := range p.series {
+		if !s.thin {
+			legend = append(legend, entry{name: s.name, color: s.color})
+		}
+	}
+	if p.fit {
+		legend = append(legend, entry{name: "fit after the warm-up, its mean ±" + tolStr(p.tol), color: "#d62728"})
+	}
+	if len(legend) == 1 && !p.fit {
+		legend = nil // the title says it
+	}
+	lx, ly := float64(p.plotL), float64(p.plotT)-8
+	for i := range legend {
+		wide := 20 + 6.2*float64(len([]rune(legend[i].name))) + 16
+		if lx > float64(p.plotL) && lx+wide > float64(p.width-p.plotR) {
+			lx, ly = float64(p.plotL), ly+16
+		}
+		legend[i].x, legend[i].y = lx, ly
+		lx += wide
+	}
+	if len(legend) > 0 {
+		grow := int(ly - (float64(p.plotT) - 8))
+		p.plotT += grow
+		p.height += grow
+	}
+
 	// Time in minutes on the x axis, from 0.
 	tmax, vmax := 0.0, 0.0
 	for _, s := range p.series {
@@ -152,23 +185,10 @@ func (p plot) svg() string {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="1.5" stroke-dasharray="6 4"/>`+"\n",
 			x(p.t0), y(p.a+p.b*p.t0), x(p.t1), y(p.a+p.b*p.t1))
 	}
-	// Legend: a row above the plot, a short line of each colour.
-	var legend []series
-	for _, s := range p.series {
-		if !s.thin {
-			legend = append(legend, s)
-		}
-	}
-	if p.fit {
-		legend = append(legend, series{name: "fit after the warm-up (band: its mean ±" + tolStr(p.tol) + ")", color: "#d62728"})
-	}
-	if len(legend) > 1 || p.fit {
-		lx := float64(p.plotL)
-		for _, s := range legend {
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, p.plotT-12, lx+16, p.plotT-12, s.color)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s</text>`+"\n", lx+20, p.plotT-8, esc(s.name))
-			lx += 20 + 6.5*float64(len([]rune(s.name))) + 18
-		}
+	// The legend, laid out above.
+	for _, e := range legend {
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", e.x, e.y-4, e.x+16, e.y-4, e.color)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", e.x+20, e.y, esc(e.name))
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
