@@ -221,8 +221,8 @@ type gap struct {
 
 // instantDiscontinuity is the kind the bench gives a discontinuity gap of
 // no duration: two samples of one track with the same timestamp, received
-// together. Dropped packets (-loss) cause them (a frame split where a
-// packet is missing); a recorder's clock that jumps does not.
+// together. Dropped packets (-loss) cause them, where a lost packet should
+// be a loss gap; the summary names them apart so they are easy to tell.
 const instantDiscontinuity = "discontinuity (0 s)"
 
 // kind is the gap's kind as the bench counts it.
