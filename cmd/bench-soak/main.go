@@ -58,7 +58,7 @@ func main() {
 	flag.StringVar(&o.bin, "bodycam", "./bin/bodycam", "bodycam binary (make build); the same bench runs an old and a new binary alike")
 	flag.IntVar(&o.recorders, "recorders", 50, "simulated recorders publishing for the whole soak")
 	flag.IntVar(&o.viewers, "viewers", 50, "WHEP viewers watching for the whole soak")
-	flag.IntVar(&o.viewed, "viewed", 5, "recorders the viewers watch: viewer i watches recorder (i mod viewed)+1")
+	flag.IntVar(&o.viewed, "viewed", 5, "recorders the viewers watch: viewer i watches recorder ((i-1) mod viewed)+1")
 	flag.DurationVar(&o.duration, "duration", 2*time.Hour, "soak length, from the moment every recorder is live and every viewer has a picture")
 	flag.DurationVar(&o.sample, "sample", time.Minute, "sampling interval")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Minute, "the first part of the soak, sampled and plotted but left out of the flatness checks")
@@ -132,7 +132,7 @@ func (o *options) validate() error {
 	case o.out == "":
 		return errors.New("-out: a directory")
 	}
-	o.viewed = min(o.viewed, o.recorders)
+	o.viewed = min(o.viewed, o.recorders, max(o.viewers, 1))
 	o.parallel = max(o.parallel, 1)
 	return nil
 }

@@ -42,11 +42,12 @@ type bench struct {
 	viewers  []*whep.Viewer
 	watched  []string // the device each viewer watches
 
-	started   time.Time // the soak's start
-	loadStart float64
-	samples   []sample
-	events    []string // what went wrong while sampling, with when
-	end       endResult
+	started     time.Time // the soak's start
+	loadStart   float64
+	samples     []sample
+	events      []string // what went wrong while sampling, with when
+	interrupted bool     // Ctrl-C (or SIGTERM) before the soak's end
+	end         endResult
 }
 
 // recorder is one simulated recorder publishing in this process.
@@ -133,6 +134,14 @@ func soak(ctx context.Context, o options) (failed bool, err error) {
 
 	progress("soak: %v, a sample every %v, warm-up %v (server pid %d)", o.duration, o.sample, o.warmup, b.srv.pid())
 	if err := b.run(ctx); err != nil {
+		if ctx.Err() != nil && len(b.samples) > 0 {
+			// Interrupted: keep what was sampled (an hour of a soak is worth
+			// its plots).
+			b.interrupted = true
+			if werr := b.write(b.checks()); werr != nil {
+				progress("writing what was sampled: %v", werr)
+			}
+		}
 		return false, err
 	}
 	b.end.hangupErrors = hangUp()
