@@ -145,9 +145,15 @@ func (b *bench) checks() []check {
 		add("every viewer hung up cleanly", e.hangupErrors == 0 && e.viewersLeft == 0,
 			"%d WHEP DELETEs failed; %d sessions still listed afterwards", e.hangupErrors, e.viewersLeft)
 	}
-	add("every recording stored", e.drained, "%d recordings complete with a signed manifest and the spool empty after %v%s",
+	var ended []string // stored, but not as a recording that ended normally
+	for _, r := range e.recordings {
+		if r.State != "live" && r.State != "complete" {
+			ended = append(ended, fmt.Sprintf("%s (%s): %s, %s", r.ID, r.DeviceID, r.State, r.EndReason))
+		}
+	}
+	add("every recording stored", e.drained && len(ended) == 0, "%d recordings with a signed manifest and the spool empty after %v%s",
 		len(e.recordings)-len(e.notStored), e.drainTime.Round(time.Millisecond), joinNonEmpty("", prefix("; not stored: ", strings.Join(first(e.notStored, 5), ", ")),
-			prefix("; spool files left: ", nonzero(e.spoolLeft))))
+			prefix("; spool files left: ", nonzero(e.spoolLeft)), prefix("; not complete: ", strings.Join(first(ended, 5), ", "))))
 	add("every recording verifies", len(e.recordings) > 0 && e.verified == len(e.recordings),
 		"%d of %d verified (POST /api/v1/recordings/{id}/verify as an auditor)%s", e.verified, len(e.recordings), prefix("; ", strings.Join(first(e.verifyFailed, 5), "; ")))
 	var split []string
