@@ -429,16 +429,23 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	if err != nil {
 		return s, translate(err, what)
 	}
-	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3`),
-		s.ChainSeq, s.ChainHash, s.DeviceID); err != nil {
-		return s, translate(err, what)
+	// The recording's row is locked above too: its count is kept here so
+	// that reads never count segments. On PostgreSQL both rows move in one
+	// statement, so that keeping the count costs no round trip.
+	counted := 1
+	if s.Kind == evidence.KindTombstone {
+		counted = 0
 	}
-	// The recording's row is locked above: its count is kept here so that
-	// reads never count segments.
-	if s.Kind != evidence.KindTombstone {
-		if _, err := tx.ExecContext(ctx, c.q(`UPDATE recordings SET segment_count = segment_count + 1 WHERE id = $1`), s.RecordingID); err != nil {
-			return s, translate(err, what)
-		}
+	if c.dialect == Postgres {
+		_, err = tx.ExecContext(ctx, `WITH head AS (UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3)
+			UPDATE recordings SET segment_count = segment_count + $4 WHERE id = $5`,
+			s.ChainSeq, s.ChainHash, s.DeviceID, counted, s.RecordingID)
+	} else if _, err = tx.ExecContext(ctx, c.q(`UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3`),
+		s.ChainSeq, s.ChainHash, s.DeviceID); err == nil {
+		_, err = tx.ExecContext(ctx, c.q(`UPDATE recordings SET segment_count = segment_count + $1 WHERE id = $2`), counted, s.RecordingID)
+	}
+	if err != nil {
+		return s, translate(err, what)
 	}
 	if err := c.emit(ctx, tx, events.SegmentStored, s.DeviceID, "", time.Time{}, segmentEvent(s)); err != nil {
 		return s, err
