@@ -217,7 +217,7 @@ func TestCityScaleMigrationBackfills(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Back to the schema before migration 12, its rows as they were.
-			for _, s := range []string{`DROP INDEX devices_longest_recording`, `DROP INDEX recordings_device_open`, `DROP INDEX recordings_open`,
+			for _, s := range []string{`DROP INDEX devices_longest_recording`, `DROP INDEX recordings_device_open`, `DROP INDEX recordings_open`, `DROP INDEX recordings_retention`,
 				`ALTER TABLE recordings DROP COLUMN segment_count`, `ALTER TABLE devices DROP COLUMN longest_recording_us`,
 				`DELETE FROM schema_migrations WHERE version = 12`} {
 				if _, err := c.DB().Exec(s); err != nil {
