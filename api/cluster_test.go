@@ -313,6 +313,14 @@ func TestWHEPThroughAnotherNode(t *testing.T) {
 			t.Errorf("viewers on %s do not say node-c did not answer: %s", on.id, body)
 		}
 	}
+	// A supervisor of another unit sees none of it, from either node (the
+	// other node lists every viewer for this one, which scopes them).
+	for _, on := range []*clusterNode{c.a, c.b} {
+		if code, body := call(t, on.url, "GET", "/api/v1/live/viewers", "tok-s-b", ""); code != 200 || strings.Contains(body, "cam-a") ||
+			strings.Contains(body, "s-a") || strings.Contains(body, "127.0.0.1") {
+			t.Fatalf("s-b's viewers on %s: %d %s", on.id, code, body)
+		}
+	}
 	// Another user may not hang up s-a's session, through A or B.
 	if code, _ := call(t, c.a.url, "DELETE", loc.Path, "tok-aud", ""); code != 404 {
 		t.Fatalf("aud hangs up s-a's session: %d, want 404", code)

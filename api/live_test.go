@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/coord"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/live"
@@ -48,12 +49,33 @@ func TestLiveListsScoped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv := httptest.NewServer(api.New(api.Options{Catalog: f.cat, Users: f.cat, Cases: f.cat, Custody: f.ledger, Store: f.store,
-		Keys: f.keys, Relay: fakeLive{}, Live: fakeLive{}, AdminToken: token, Registry: prometheus.NewRegistry(), Log: quiet}).Handler())
-	defer srv.Close()
+	// On its own; in a cluster, where who is live comes from every node's
+	// leases (cam-b's on another node); and in a cluster whose
+	// coordination does not answer (this node's publishers).
+	for name, leases := range map[string]api.LeaseLister{"alone": nil, "cluster": fakeLeases{}, "coordination down": fakeLeases{down: true}} {
+		srv := httptest.NewServer(api.New(api.Options{Catalog: f.cat, Users: f.cat, Cases: f.cat, Custody: f.ledger, Store: f.store,
+			Keys: f.keys, Relay: fakeLive{}, Live: fakeLive{}, Leases: leases, AdminToken: token, Registry: prometheus.NewRegistry(), Log: quiet}).Handler())
+		t.Run(name, func(t *testing.T) { checkLiveScope(t, srv.URL) })
+		srv.Close()
+	}
+}
+
+// fakeLeases are the cluster's device leases: cam-a here, cam-b on
+// another node, each with its recorder's address.
+type fakeLeases struct{ down bool }
+
+func (l fakeLeases) DeviceLeases(context.Context) ([]coord.DeviceLease, error) {
+	if l.down {
+		return nil, coord.ErrUnavailable
+	}
+	return []coord.DeviceLease{{Device: "cam-a", Node: "node-a", Recording: "rec-a", RemoteAddr: "10.1.9.9:1"},
+		{Device: "cam-b", Node: "node-b", Recording: "rec-b", RemoteAddr: "10.2.9.9:1"}}, nil
+}
+
+func checkLiveScope(t *testing.T, srv string) {
 	for who, want := range map[string]string{"s-a": "a", "s-b": "b", "aud": "ab", "adm": "ab"} {
 		for _, path := range []string{"/api/v1/live/viewers", "/api/v1/live/views", "/api/v1/live"} {
-			code, body := call(t, srv.URL, "GET", path, "tok-"+who, "")
+			code, body := call(t, srv, "GET", path, "tok-"+who, "")
 			if who == "adm" && path == "/api/v1/live/views" {
 				continue // admins read no viewing audit
 			}

@@ -141,7 +141,11 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/devices", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
 		{"POST", "/api/v1/devices", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
 		{"DELETE", "/api/v1/devices/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401}},
+		{"GET", "/api/v1/devices/cam-a", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
 		{"GET", "/api/v1/users", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
+		{"GET", "/api/v1/users/o-a", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
+		{"DELETE", "/api/v1/users/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401}},
+		{"DELETE", "/api/v1/tokens/nope", "", []int{401, 404, 404, 404, 404, 404, 404, 404, 401}},
 		{"GET", "/api/v1/officers", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
 		{"POST", "/api/v1/users", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
 		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401}},
@@ -152,6 +156,11 @@ func roleTable() []roleRow {
 		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401}},
+		// Hanging up a session that is not one's own (here: none) is 404 for
+		// every watcher, as for one that does not exist, locally or on
+		// another node (cluster_test.go).
+		{"DELETE", "/api/v1/live/cam-a/whep/nope", "", []int{401, 403, 403, 404, 404, 404, 403, 403, 401}},
+		{"DELETE", "/api/v1/live/cam-a/whep/nope@node-b", "", []int{401, 403, 403, 404, 404, 404, 403, 403, 401}},
 		{"GET", "/api/v1/live/viewers", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
 		{"GET", "/api/v1/live/views", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
 		{"GET", "/api/v1/nodes", "", []int{401, 403, 403, 403, 403, 200, 200, 200, 401}},
@@ -161,6 +170,7 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/cases/C-1", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"POST", "/api/v1/cases/C-1/transition", `{"to":"investigating"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401}},
 		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401}},
+		{"POST", "/api/v1/cases/C-1/evidence/nope/unlink", `{"reason":"r"}`, []int{401, 404, hid, 404, hid, 403, 403, 403, 401}},
 		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401}},
@@ -220,6 +230,29 @@ func TestRolesByEndpoint(t *testing.T) {
 	}
 	if got, signedIn := denied.count(); got != wantDenied || signedIn != wantForbidden {
 		t.Errorf("%d refusals audited, %d of them signed in; want %d (one per 401/403) and %d (the 403s)", got, signedIn, wantDenied, wantForbidden)
+	}
+}
+
+// The table has a row for every route the server serves but the public
+// ones, so that a route added without its roles checked fails here. (The
+// internal endpoints, which take no user's credentials at all, are
+// TestInternalEndpointsRefuseUnvouched's.)
+func TestRoleTableCoversEveryRoute(t *testing.T) {
+	public := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /api/v1/openapi.yaml": true,
+		"GET /api/v1/keys": true, "POST /api/v1/session": true, "DELETE /api/v1/session": true}
+	mux := http.NewServeMux()
+	for _, p := range api.New(api.Options{AdminToken: token, Log: quiet}).Routes() {
+		mux.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
+	}
+	covered := map[string]bool{}
+	for _, row := range roleTable() {
+		_, pattern := mux.Handler(httptest.NewRequest(row.method, row.path, nil))
+		covered[pattern] = true
+	}
+	for _, p := range api.New(api.Options{AdminToken: token, Log: quiet}).Routes() {
+		if !covered[p] && !public[p] {
+			t.Errorf("route %s has no row in roleTable", p)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/outbox"
 )
@@ -25,23 +26,38 @@ type Webhooks interface {
 }
 
 type deadLetterJSON struct {
-	ID             int64               `json:"id"`
-	Webhook        string              `json:"webhook"`
-	URL            string              `json:"url"`
-	Event          catalog.OutboxEvent `json:"event"`
-	Attempts       int                 `json:"attempts"`
-	FirstAttemptAt time.Time           `json:"first_attempt_at"`
-	LastAttemptAt  time.Time           `json:"last_attempt_at"`
-	LastError      string              `json:"last_error"`
-	DeadAt         time.Time           `json:"dead_at"`
-	State          string              `json:"state"`
-	RequeuedBy     string              `json:"requeued_by,omitempty"`
-	RequeuedAt     *time.Time          `json:"requeued_at,omitempty"`
-	DeliveredAt    *time.Time          `json:"delivered_at,omitempty"`
+	ID             int64         `json:"id"`
+	Webhook        string        `json:"webhook"`
+	URL            string        `json:"url"`
+	Event          deadEventJSON `json:"event"`
+	Attempts       int           `json:"attempts"`
+	FirstAttemptAt time.Time     `json:"first_attempt_at"`
+	LastAttemptAt  time.Time     `json:"last_attempt_at"`
+	LastError      string        `json:"last_error"`
+	DeadAt         time.Time     `json:"dead_at"`
+	State          string        `json:"state"`
+	RequeuedBy     string        `json:"requeued_by,omitempty"`
+	RequeuedAt     *time.Time    `json:"requeued_at,omitempty"`
+	DeliveredAt    *time.Time    `json:"delivered_at,omitempty"`
+}
+
+// deadEventJSON is a dead letter's event as admins see it: its envelope
+// without its data, which tells of footage and cases (a case step's
+// reason, which recording a case holds, a recording's officer) that
+// admins do not read. A retry sends the whole event.
+type deadEventJSON struct {
+	ID         string      `json:"id"`
+	Seq        int64       `json:"seq"`
+	Kind       events.Kind `json:"kind"`
+	Device     string      `json:"device"`
+	Case       string      `json:"case"`
+	OccurredAt time.Time   `json:"occurred_at"`
 }
 
 func toDeadLetterJSON(d catalog.DeadLetter) deadLetterJSON {
-	return deadLetterJSON{ID: d.ID, Webhook: d.Webhook, URL: d.URL, Event: d.Event, Attempts: d.Attempts, FirstAttemptAt: d.FirstAttempt,
+	e := deadEventJSON{ID: d.Event.ID, Seq: d.Event.Seq, Kind: d.Event.Kind, Device: d.Event.DeviceID, Case: d.Event.CaseID,
+		OccurredAt: d.Event.OccurredAt.UTC()}
+	return deadLetterJSON{ID: d.ID, Webhook: d.Webhook, URL: d.URL, Event: e, Attempts: d.Attempts, FirstAttemptAt: d.FirstAttempt,
 		LastAttemptAt: d.LastAttempt, LastError: d.LastError, DeadAt: d.DeadAt, State: d.State, RequeuedBy: d.RequeuedBy,
 		RequeuedAt: timePtr(d.RequeuedAt), DeliveredAt: timePtr(d.DeliveredAt)}
 }

@@ -144,7 +144,7 @@ func (c *Catalog) TransitionCase(ctx context.Context, t evidence.CaseTransition)
 		return translate(err, "case transition")
 	}
 	if err := c.emit(ctx, tx, events.CaseStep, "", t.CaseID, t.At,
-		caseStepData{CaseID: t.CaseID, From: t.From, To: t.To, By: t.By, Reason: t.Reason, At: t.At.UTC()}); err != nil {
+		caseStepData{CaseID: t.CaseID, From: t.From, To: t.To, By: t.By, At: t.At.UTC()}); err != nil {
 		return err
 	}
 	return translate(tx.Commit(), "case "+t.CaseID)
@@ -254,7 +254,7 @@ func (c *Catalog) unlink(ctx context.Context, id, by, reason string, at time.Tim
 	}
 	defer tx.Rollback()
 	var from, to sql.NullInt64
-	d := linkData{LinkID: id, By: by, At: at.UTC(), Reason: reason, Withdrawn: withdrawn}
+	d := linkData{LinkID: id, By: by, At: at.UTC(), Withdrawn: withdrawn}
 	err = tx.QueryRowContext(ctx, c.q(`UPDATE evidence_links SET unlinked_by = $1, unlinked_us = $2, unlink_reason = $3
 		WHERE id = $4 AND unlinked_us IS NULL`+cond+` RETURNING case_id, recording_id, from_us, to_us`),
 		by, micros(at), reason, id).Scan(&d.CaseID, &d.RecordingID, &from, &to)

@@ -77,13 +77,13 @@ func (c *Catalog) InterruptNode(ctx context.Context, node string, at time.Time, 
 		ORDER BY r.started_us, r.id`, args...)
 }
 
-// EndNodeLiveViews ends the open live views node serves, and says how many.
-func (c *Catalog) EndNodeLiveViews(ctx context.Context, node string, at time.Time, reason string) (int, error) {
+// EndNodeLiveViews ends the open live views node serves, and returns them
+// (for the custody ledger).
+func (c *Catalog) EndNodeLiveViews(ctx context.Context, node string, at time.Time, reason string) ([]evidence.LiveView, error) {
 	if node == "" {
-		return 0, errors.New("catalog: EndNodeLiveViews needs a node id")
+		return nil, errors.New("catalog: EndNodeLiveViews needs a node id")
 	}
-	n, err := c.endLiveViews(ctx, at, reason, " AND node_id = $3", node)
-	return int(n), err
+	return c.endLiveViews(ctx, at, reason, " AND node_id = $3", node)
 }
 
 // DeviceFence is the highest fence of the device's recordings (0 for none,

@@ -54,48 +54,51 @@ func liveViewEvent(v evidence.LiveView) liveViewData {
 }
 
 // endLiveViews ends the open sessions where cond (SQL on live_views, with
-// args from $3) holds, with an event each, and returns how many it ended.
-func (c *Catalog) endLiveViews(ctx context.Context, endedAt time.Time, reason, cond string, args ...any) (int64, error) {
+// args from $3) holds, with an event each, and returns those it ended.
+func (c *Catalog) endLiveViews(ctx context.Context, endedAt time.Time, reason, cond string, args ...any) ([]evidence.LiveView, error) {
 	defer c.writing()()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, translate(err, "live views")
+		return nil, translate(err, "live views")
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, c.q(`UPDATE live_views SET ended_us = $1, end_reason = $2 WHERE ended_us IS NULL`+cond+`
 		RETURNING `+liveViewCols), append([]any{micros(endedAt), reason}, args...)...)
 	if err != nil {
-		return 0, translate(err, "live views")
+		return nil, translate(err, "live views")
 	}
 	var ended []evidence.LiveView
 	for rows.Next() {
 		v, err := scanLiveView(rows)
 		if err != nil {
 			rows.Close()
-			return 0, translate(err, "live views")
+			return nil, translate(err, "live views")
 		}
 		ended = append(ended, v)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, translate(err, "live views")
+		return nil, translate(err, "live views")
 	}
 	for _, v := range ended {
 		if err := c.emit(ctx, tx, events.LiveViewEnded, v.DeviceID, "", endedAt, liveViewEvent(v)); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
-	return int64(len(ended)), translate(tx.Commit(), "live views")
+	if err := tx.Commit(); err != nil {
+		return nil, translate(err, "live views")
+	}
+	return ended, nil
 }
 
 // EndLiveView records the end of a live viewing session. Ending one that
 // has already ended is ErrConflict: its end is on record.
 func (c *Catalog) EndLiveView(ctx context.Context, id string, endedAt time.Time, reason string) error {
-	n, err := c.endLiveViews(ctx, endedAt, reason, " AND id = $3", id)
+	ended, err := c.endLiveViews(ctx, endedAt, reason, " AND id = $3", id)
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if len(ended) == 0 {
 		if _, err := c.LiveView(ctx, id); err != nil {
 			return err
 		}
@@ -162,7 +165,8 @@ func (c *Catalog) LiveViews(ctx context.Context, f LiveViewFilter) ([]evidence.L
 
 // EndOpenLiveViews ends every session still open, for a start after an
 // abnormal stop: nobody is watching a server that was not running. With
-// several nodes on one catalog, EndNodeLiveViews ends only one node's.
-func (c *Catalog) EndOpenLiveViews(ctx context.Context, endedAt time.Time, reason string) (int64, error) {
+// several nodes on one catalog, EndNodeLiveViews ends only one node's. It
+// returns the sessions it ended, for the custody ledger.
+func (c *Catalog) EndOpenLiveViews(ctx context.Context, endedAt time.Time, reason string) ([]evidence.LiveView, error) {
 	return c.endLiveViews(ctx, endedAt, reason, "")
 }

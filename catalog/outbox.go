@@ -466,7 +466,6 @@ type caseStepData struct {
 	From   evidence.CaseState `json:"from"` // empty when the case was filed
 	To     evidence.CaseState `json:"to"`
 	By     string             `json:"by"`
-	Reason string             `json:"reason,omitempty"`
 	At     time.Time          `json:"at"`
 }
 
@@ -478,7 +477,6 @@ type linkData struct {
 	To          *time.Time `json:"to,omitempty"`
 	By          string     `json:"by"`
 	At          time.Time  `json:"at"`
-	Reason      string     `json:"reason,omitempty"`    // unlinked: why
 	Withdrawn   bool       `json:"withdrawn,omitempty"` // unlinked: taken back because its legal hold failed
 }
 

@@ -34,8 +34,8 @@ type Coord interface {
 type Catalog interface {
 	// InterruptNode ends the node's live recordings as interrupted.
 	InterruptNode(ctx context.Context, node string, at time.Time, reason string) ([]evidence.Recording, error)
-	// EndNodeLiveViews ends the node's open viewing sessions.
-	EndNodeLiveViews(ctx context.Context, node string, at time.Time, reason string) (int, error)
+	// EndNodeLiveViews ends the node's open viewing sessions and returns them.
+	EndNodeLiveViews(ctx context.Context, node string, at time.Time, reason string) ([]evidence.LiveView, error)
 }
 
 // Custody records what the reaper did to evidence.
@@ -81,10 +81,9 @@ type Node struct {
 	draining atomic.Bool
 	wake     chan struct{}
 
-	mu        sync.Mutex
-	lastErr   error     // the last heartbeat's error; nil when it answered
-	healthy   time.Time // since when heartbeats answer (zero: they do not)
-	reapedFor map[string]time.Time
+	mu      sync.Mutex
+	lastErr error     // the last heartbeat's error; nil when it answered
+	healthy time.Time // since when heartbeats answer (zero: they do not)
 
 	degraded prometheus.Gauge
 	beats    *prometheus.CounterVec
@@ -105,7 +104,7 @@ func New(o Options) *Node {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	n := &Node{o: o, started: time.Now().UTC(), wake: make(chan struct{}, 1), reapedFor: map[string]time.Time{},
+	n := &Node{o: o, started: time.Now().UTC(), wake: make(chan struct{}, 1),
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bodycam_coord_degraded",
 			Help: "1 while the coordination backend does not answer this node's heartbeats (the node records alone)."}),
 		beats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_coord_heartbeats_total",
@@ -140,6 +139,72 @@ func (n *Node) Ping(context.Context) error {
 		return fmt.Errorf("degraded: %v", n.lastErr)
 	}
 	return nil
+}
+
+// ErrIDInUse: another running process heartbeats under this node's id.
+var ErrIDInUse = errors.New("another running node heartbeats under this node id")
+
+// CheckID makes sure no other running process is this node before it
+// starts. Two processes under one id would undo each other: each
+// heartbeat with another start time is taken for a new run of the node
+// and drops the device leases of the other (so a second publisher of its
+// devices is let in on another node), each start ends the other's viewing
+// sessions, and each stop marks the other down, so the reaper interrupts
+// its recordings while it records. A node of this id that is up now is
+// either the previous run of this process, stopped abnormally, whose
+// heartbeats have stopped, or another process, whose heartbeats go on:
+// CheckID waits until it is down (at most ttl, the nodes' TTL) or until
+// it heartbeats again (ErrIDInUse), looking every poll, and logs why it
+// waits. Coordination that does not answer is no error: the node starts
+// degraded.
+func CheckID(ctx context.Context, c interface {
+	Nodes(ctx context.Context) ([]coord.NodeInfo, error)
+}, id string, ttl, poll time.Duration, log *slog.Logger) error {
+	first, up, err := nodeUp(ctx, c, id)
+	if err != nil || !up {
+		return nil
+	}
+	log.Info("a node with this id was up moments ago: waiting until its heartbeat expires (this node's previous run) or goes on (another process with this id)",
+		"node", id, "last_heartbeat", first.LastSeen, "at_most", ttl)
+	deadline := time.NewTimer(ttl + poll)
+	defer deadline.Stop()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return nil // silent for longer than a node may be: not running
+		case <-tick.C:
+		}
+		now, up, err := nodeUp(ctx, c, id)
+		switch {
+		case err != nil: // look again
+		case !up:
+			return nil
+		case !now.LastSeen.Equal(first.LastSeen) || !now.StartedAt.Equal(first.StartedAt):
+			return fmt.Errorf("%w %q (started %s, heartbeating at %s); give each node its own --node-id",
+				ErrIDInUse, id, now.StartedAt.UTC().Format(time.RFC3339), now.AdvertiseURL)
+		}
+	}
+}
+
+// nodeUp is the node id as coordination lists it, when it is up or
+// draining.
+func nodeUp(ctx context.Context, c interface {
+	Nodes(ctx context.Context) ([]coord.NodeInfo, error)
+}, id string) (coord.NodeInfo, bool, error) {
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return coord.NodeInfo{}, false, err
+	}
+	for _, n := range nodes {
+		if n.ID == id && n.State != coord.NodeDown {
+			return n, true, nil
+		}
+	}
+	return coord.NodeInfo{}, false, nil
 }
 
 // Join sends the node's first heartbeat: a device lease is only as good
@@ -265,6 +330,11 @@ func (n *Node) reapNode(ctx context.Context, d coord.NodeInfo) {
 	if err != nil {
 		n.o.Log.Error("reaper: the dead node's viewing sessions could not be ended", "dead_node", d.ID, "err", err)
 	}
+	for _, v := range views {
+		if n.o.Custody != nil { // the ledger has each viewing's end, as when the viewer hangs up
+			n.o.Custody.Record(ctx, LiveViewEnded(v, now, "node "+d.ID+" stopped answering"))
+		}
+	}
 	for _, r := range recs {
 		n.reaped.Inc()
 		n.o.Log.Warn("recording of a dead node marked interrupted", "dead_node", d.ID, "device", r.DeviceID, "recording", r.ID)
@@ -274,7 +344,14 @@ func (n *Node) reapNode(ctx context.Context, d coord.NodeInfo) {
 				Detail: "recording marked interrupted: " + reason})
 		}
 	}
-	if len(recs) > 0 || views > 0 {
-		n.o.Log.Warn("reaped a dead node", "dead_node", d.ID, "recordings", len(recs), "viewing_sessions", views)
+	if len(recs) > 0 || len(views) > 0 {
+		n.o.Log.Warn("reaped a dead node", "dead_node", d.ID, "recordings", len(recs), "viewing_sessions", len(views))
 	}
+}
+
+// LiveViewEnded is the custody event of a viewing session ended for the
+// viewer (its node stopped): who watched what, and why it ended.
+func LiveViewEnded(v evidence.LiveView, at time.Time, reason string) evidence.CustodyEvent {
+	return evidence.CustodyEvent{At: at, Actor: v.User, Remote: v.RemoteAddr, Action: evidence.ActionLiveView,
+		TargetKind: "recording", TargetID: v.RecordingID, Detail: "live view " + v.ID + " of " + v.DeviceID + " ended: " + reason}
 }

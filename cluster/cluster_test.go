@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +64,7 @@ type fakeCatalog struct {
 	mu          sync.Mutex
 	interrupted map[string]int
 	live        map[string][]evidence.Recording
+	views       map[string][]evidence.LiveView
 }
 
 func (c *fakeCatalog) InterruptNode(_ context.Context, node string, at time.Time, reason string) ([]evidence.Recording, error) {
@@ -71,8 +75,12 @@ func (c *fakeCatalog) InterruptNode(_ context.Context, node string, at time.Time
 	delete(c.live, node)
 	return recs, nil
 }
-func (c *fakeCatalog) EndNodeLiveViews(context.Context, string, time.Time, string) (int, error) {
-	return 0, nil
+func (c *fakeCatalog) EndNodeLiveViews(_ context.Context, node string, _ time.Time, _ string) ([]evidence.LiveView, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	views := c.views[node]
+	delete(c.views, node)
+	return views, nil
 }
 
 func (c *fakeCatalog) count(node string) int {
@@ -90,7 +98,8 @@ func TestReaper(t *testing.T) {
 	fc := &fakeCoord{nodes: []coord.NodeInfo{
 		{ID: "a", State: coord.NodeUp}, {ID: "b", State: coord.NodeDown}, {ID: "c", State: coord.NodeDraining},
 	}}
-	cat := &fakeCatalog{interrupted: map[string]int{}, live: map[string][]evidence.Recording{"b": {{ID: "r1", DeviceID: "cam-1"}}}}
+	cat := &fakeCatalog{interrupted: map[string]int{}, live: map[string][]evidence.Recording{"b": {{ID: "r1", DeviceID: "cam-1"}}},
+		views: map[string][]evidence.LiveView{"b": {{ID: "v1", DeviceID: "cam-1", RecordingID: "r1", User: "sup-1"}}}}
 	var recorded []evidence.CustodyEvent
 	n := New(Options{ID: "a", Coord: fc, Catalog: cat, Every: 10 * time.Millisecond, NodeTTL: 50 * time.Millisecond,
 		Custody: custodyFunc(func(e evidence.CustodyEvent) { recorded = append(recorded, e) })})
@@ -106,7 +115,12 @@ func TestReaper(t *testing.T) {
 	if cat.count("b") != 1 || cat.count("a") != 0 || cat.count("c") != 0 {
 		t.Fatalf("reaped: %v", cat.interrupted)
 	}
-	if len(recorded) != 1 || recorded[0].TargetID != "r1" || recorded[0].Actor != "node:a" {
+	byActor := map[string]evidence.CustodyEvent{}
+	for _, e := range recorded {
+		byActor[e.Actor] = e
+	}
+	if rec, view := byActor["node:a"], byActor["sup-1"]; len(recorded) != 2 || rec.TargetID != "r1" || rec.Action != evidence.ActionIngest ||
+		view.Action != evidence.ActionLiveView || view.TargetID != "r1" || !strings.Contains(view.Detail, "live view v1") {
 		t.Fatalf("custody: %+v", recorded)
 	}
 	// Another node holds the lease: nothing here.
@@ -173,5 +187,62 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 5 s")
 		}
+	}
+}
+
+// Two processes under one node id undo each other (a heartbeat with
+// another start time drops the other's device leases; each start ends the
+// other's viewing sessions; each stop marks the other down for the
+// reaper), so a node does not start while another process heartbeats
+// under its id. Its own previous run, stopped abnormally, only delays the
+// start until its heartbeat expires; one that left, or none, not at all.
+func TestCheckID(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	co := coord.NewLocal(coord.Options{NodeTTL: ttl})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	running := New(Options{ID: "a", AdvertiseURL: "http://a:8080", Coord: co, Every: 20 * time.Millisecond, NodeTTL: ttl})
+	running.Join(ctx)
+	if _, err := co.AcquireDevice(ctx, coord.DeviceLease{Device: "cam-1", Node: "a", Session: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- running.Run(ctx) }()
+	start := time.Now()
+	err := CheckID(ctx, co, "a", ttl, 10*time.Millisecond, slog.Default())
+	if !errors.Is(err, ErrIDInUse) || !strings.Contains(err.Error(), "--node-id") {
+		t.Fatalf("a second process as node a: %v, want ErrIDInUse", err)
+	}
+	if l, err := co.Device(ctx, "cam-1"); err != nil || l.Session != "s1" {
+		t.Fatalf("the running node's lease after the check: %+v %v", l, err)
+	}
+	t.Logf("refused after %v", time.Since(start).Round(time.Millisecond))
+
+	// A previous run that stopped heartbeating (kill -9): wait it out.
+	crashed := New(Options{ID: "b", Coord: co, Every: time.Hour, NodeTTL: ttl})
+	crashed.Join(ctx)
+	start = time.Now()
+	if err := CheckID(ctx, co, "b", ttl, 10*time.Millisecond, slog.Default()); err != nil {
+		t.Fatalf("node b's previous run, silent: %v", err)
+	}
+	if waited := time.Since(start); waited < ttl/2 || waited > 3*ttl {
+		t.Fatalf("waited %v for a silent previous run; want about its TTL (%v)", waited, ttl)
+	}
+	// Unknown, or left: at once.
+	if err := co.Leave(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	for _, id := range []string{"a", "nobody"} {
+		start = time.Now()
+		if err := CheckID(context.Background(), co, id, ttl, 10*time.Millisecond, slog.Default()); err != nil || time.Since(start) > ttl/2 {
+			t.Fatalf("%s: %v after %v, want nil at once", id, err, time.Since(start))
+		}
+	}
+	// Coordination that does not answer: the node starts (degraded).
+	if err := CheckID(context.Background(), &fakeCoord{down: true}, "a", ttl, 10*time.Millisecond, slog.Default()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -35,13 +35,16 @@ func (o Options) withDefaults() Options {
 		o.Prefix = "bodycam:"
 	}
 	if o.NodeTTL <= 0 {
-		o.NodeTTL = 15 * time.Second
+		o.NodeTTL = DefaultNodeTTL
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return o
 }
+
+// DefaultNodeTTL is Options.NodeTTL's default.
+const DefaultNodeTTL = 15 * time.Second
 
 // forgetAfter: Nodes lists a node this long after its last heartbeat, then
 // it is forgotten (and whatever it still held with it).

@@ -208,6 +208,12 @@ func (ss *session) endReason() (reason string, byPublisher bool) {
 	case errors.Is(err, liberrors.ErrServerSessionTornDown{}) || strings.Contains(err.Error(), "torn down"):
 		return "publisher stopped", true
 	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		// Without the addresses: the reason goes to the catalog and out to
+		// other systems (events), and the recorder's address is not theirs.
+		return "publisher disconnected: " + op.Err.Error(), false
+	}
 	return "publisher disconnected: " + err.Error(), false
 }
 

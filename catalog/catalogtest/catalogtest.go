@@ -494,7 +494,8 @@ func testLiveViews(t *testing.T, c *catalog.Catalog) {
 			t.Errorf("LiveViews(%+v) = %s, want %s", tc.f, got, tc.want)
 		}
 	}
-	n, err := c.EndOpenLiveViews(ctx, t0.Add(time.Hour), "server restarted")
+	ended, err := c.EndOpenLiveViews(ctx, t0.Add(time.Hour), "server restarted")
+	n := len(ended)
 	if err != nil || n != 2 {
 		t.Fatalf("EndOpenLiveViews = %d, %v; want 2", n, err)
 	}

@@ -603,3 +603,31 @@ func (h *hookReceiver) check(t *testing.T) {
 	}
 	t.Logf("webhook: %d events, %d duplicate deliveries ignored", len(h.seen), h.dups)
 }
+
+// A second `bodycam serve` under a node id a running node has (two hosts
+// whose names differ only after the first dot take the same default) does
+// not start: as it would, its first heartbeat dropped the running node's
+// device leases, its start ended that node's open viewing sessions, and
+// its stop marked that node down for the reaper. The running node goes on.
+func TestNodeIDInUse(t *testing.T) {
+	rd, err := testsvc.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	port, _ := testsvc.FreePort()
+	first := startWith(t, launch{httpPort: port}, t.TempDir(), "--node-id", "twin", "--redis-url", rd.URL,
+		"--advertise-url", "http://127.0.0.1:"+strconv.Itoa(port))
+	code, stderr := runOnce(t, "serve", "--data-dir", t.TempDir(), "--node-id", "twin", "--redis-url", rd.URL,
+		"--http-addr", "127.0.0.1:0", "--advertise-url", "http://127.0.0.1:1", "--rtsp-addr", "127.0.0.1:0", "--rtsp-udp-addr", "",
+		"--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--log-level", "warn")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 1 || !strings.Contains(lines[len(lines)-1], "node-id") || !strings.Contains(lines[len(lines)-1], `"twin"`) {
+		t.Fatalf("second node as twin: exit %d\n%s\nwant exit 1 naming node-id", code, stderr)
+	}
+	if c, body := first.call("GET", "/api/v1/nodes", first.token(), ""); c != 200 || !strings.Contains(body, `"state": "up"`) ||
+		!strings.Contains(body, "http://127.0.0.1:"+strconv.Itoa(port)) {
+		t.Fatalf("nodes after the refused start: %d %s", c, body)
+	}
+	first.stop()
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/bodycam/bodycam/caselink"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/cluster"
+	"github.com/bodycam/bodycam/coord"
 	"github.com/bodycam/bodycam/custody"
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
@@ -106,6 +107,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer co.Close()
+	// Before anything is done as this node (ending its viewing sessions,
+	// its first heartbeat): no other process may be running as it.
+	if err := cluster.CheckID(ctx, co, cfg.NodeID, coord.DefaultNodeTTL, time.Second, log.With("component", "cluster")); err != nil {
+		return fmt.Errorf("node-id: %v", err)
+	}
 	peers, err := peer.New(peer.Options{Node: cfg.NodeID, Key: peer.KeyFrom(keys)})
 	if err != nil {
 		return fmt.Errorf("node-id: %v", err)
@@ -138,18 +144,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Nobody can be watching through a node that was not running: its
 	// viewing sessions left open by an abnormal stop end now (one node:
-	// every open one, those of older versions included).
-	endOpen := func() (int, error) {
+	// every open one, those of older versions included), each in the
+	// custody ledger as when the viewer hangs up.
+	endOpen := func() ([]evidence.LiveView, error) {
 		return cat.EndNodeLiveViews(startCtx, cfg.NodeID, time.Now(), "server stopped abnormally")
 	}
 	if cat.Dialect() == catalog.SQLite && cfg.RedisURL == "" {
-		endOpen = func() (int, error) {
-			n, err := cat.EndOpenLiveViews(startCtx, time.Now(), "server stopped abnormally")
-			return int(n), err
+		endOpen = func() ([]evidence.LiveView, error) {
+			return cat.EndOpenLiveViews(startCtx, time.Now(), "server stopped abnormally")
 		}
 	}
-	if n, err := endOpen(); err == nil && n > 0 {
-		log.Warn("live viewing sessions left open by an abnormal stop were ended", "sessions", n)
+	if views, err := endOpen(); err == nil && len(views) > 0 {
+		log.Warn("live viewing sessions left open by an abnormal stop were ended", "sessions", len(views))
+		for _, v := range views {
+			ledger.Record(startCtx, cluster.LiveViewEnded(v, v.EndedAt, "server stopped abnormally"))
+		}
 	}
 	// Descriptors: each listener's connections that are not recording get at
 	// most a quarter of the file limit by default, so a flood of both from
