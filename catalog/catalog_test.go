@@ -2,8 +2,10 @@ package catalog_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,5 +166,107 @@ func TestUnreachablePostgres(t *testing.T) {
 	_, err := catalog.Open(context.Background(), "postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/x?sslmode=disable&connect_timeout=3", "")
 	if err == nil || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("unreachable database: %v, want a one-line error", err)
+	}
+}
+
+// Migration 12 fills in what a catalog from before it knew only from its
+// rows: each recording's segment count (tombstones not counted) and each
+// device's longest finished recording, which bounds time windows.
+func TestCityScaleMigrationBackfills(t *testing.T) {
+	for name, url := range map[string]func(t *testing.T) (string, string){
+		"sqlite":   func(t *testing.T) (string, string) { return "", t.TempDir() },
+		"postgres": func(t *testing.T) (string, string) { return testsvc.Postgres(t), "" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			u, dir := url(t)
+			ctx := context.Background()
+			c, err := catalog.Open(ctx, u, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+			if err := c.CreateDevice(ctx, evidence.Device{ID: "cam-1", SecretHash: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			// A 9 h recording with an init, 3 media segments and a
+			// tombstone, then a short one.
+			for _, r := range []struct {
+				id       string
+				at, end  time.Time
+				segments int
+			}{{"long", t0, t0.Add(9 * time.Hour), 4}, {"short", t0.Add(10 * time.Hour), t0.Add(10*time.Hour + time.Minute), 2}} {
+				if err := c.CreateRecording(ctx, evidence.Recording{ID: r.id, DeviceID: "cam-1", StartedAt: r.at}); err != nil {
+					t.Fatal(err)
+				}
+				for seq := range r.segments {
+					kind := evidence.KindMedia
+					if seq == 0 {
+						kind = evidence.KindInit
+					}
+					if _, err := c.AppendSegment(ctx, evidence.Segment{RecordingID: r.id, Seq: int64(seq), Kind: kind,
+						Key: fmt.Sprintf("cam-1/%s/%d", r.id, seq), SHA256: "00", StartedAt: r.at}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := c.FinishRecording(ctx, r.id, evidence.StateComplete, r.end, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.AppendSegment(ctx, evidence.Segment{RecordingID: "long", Seq: 4, Kind: evidence.KindTombstone,
+				Key: "cam-1/long/tombstone.json", SHA256: "00", StartedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+			// Back to the schema before migration 12, its rows as they were.
+			for _, s := range []string{`DROP INDEX devices_longest_recording`, `DROP INDEX recordings_device_open`, `DROP INDEX recordings_open`, `DROP INDEX recordings_retention`,
+				`ALTER TABLE recordings DROP COLUMN segment_count`, `ALTER TABLE devices DROP COLUMN longest_recording_us`,
+				`DELETE FROM schema_migrations WHERE version = 12`} {
+				if _, err := c.DB().Exec(s); err != nil {
+					t.Fatalf("%s: %v", s, err)
+				}
+			}
+			c.Close()
+			if c, err = catalog.Open(ctx, u, dir); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for id, want := range map[string]int{"long": 4, "short": 2} {
+				if r, err := c.Recording(ctx, id); err != nil || r.SegmentCount != want {
+					t.Errorf("%s: %d segments, %v; want %d", id, r.SegmentCount, err, want)
+				}
+			}
+			rs, err := c.Recordings(ctx, catalog.RecordingFilter{DeviceID: "cam-1", From: t0.Add(8 * time.Hour), To: t0.Add(8*time.Hour + time.Minute)})
+			if err != nil || len(rs) != 1 || rs[0].ID != "long" {
+				t.Fatalf("window inside the long recording: %+v, %v", rs, err)
+			}
+		})
+	}
+}
+
+// Opening, using and closing catalogs leaves no goroutine behind (the
+// SQLite checkpointer, database/sql's connection openers).
+func TestNoGoroutineLeak(t *testing.T) {
+	pg := testsvc.Postgres(t) // its admin connection stays open until the test ends
+	before := runtime.NumGoroutine()
+	ctx := context.Background()
+	for _, open := range []func() (*catalog.Catalog, error){
+		func() (*catalog.Catalog, error) { return catalog.Open(ctx, "", t.TempDir()) },
+		func() (*catalog.Catalog, error) { return catalog.Open(ctx, pg, "") },
+	} {
+		c, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Recordings(ctx, catalog.RecordingFilter{DeviceID: "cam-1", From: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	n := runtime.NumGoroutine()
+	for deadline := time.Now().Add(5 * time.Second); n > before && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }

@@ -32,22 +32,29 @@ func (c *Catalog) InterruptNode(ctx context.Context, node string, at time.Time, 
 		}
 		defer tx.Rollback()
 		rows, err := tx.QueryContext(ctx, c.q(`UPDATE recordings SET state = 'interrupted', ended_us = $1, end_reason = $2, reaped_us = $1
-			WHERE node_id = $3 AND state = 'live' RETURNING id, device_id`), micros(at), reason, node)
+			WHERE node_id = $3 AND state = 'live' RETURNING id, device_id, started_us`), micros(at), reason, node)
 		if err != nil {
 			return nil, translate(err, "recordings of node "+node)
 		}
 		var ids, devices []string
+		var starts []int64
 		for rows.Next() {
 			var id, device string
-			if err := rows.Scan(&id, &device); err != nil {
+			var started int64
+			if err := rows.Scan(&id, &device, &started); err != nil {
 				rows.Close()
 				return nil, translate(err, "recordings of node "+node)
 			}
-			ids, devices = append(ids, id), append(devices, device)
+			ids, devices, starts = append(ids, id), append(devices, device), append(starts, started)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, translate(err, "recordings of node "+node)
+		}
+		for i := range ids {
+			if err := c.raiseLongest(ctx, tx, devices[i], fromMicros(starts[i]), at); err != nil {
+				return nil, err
+			}
 		}
 		// Each device is offline from then on, told in the same transaction.
 		for i, id := range ids {

@@ -187,7 +187,11 @@ func (c *Catalog) CustodyLinks(ctx context.Context, from, to int64) ([]evidence.
 
 // Checkpoints lists every checkpoint in seq order.
 func (c *Catalog) Checkpoints(ctx context.Context) ([]evidence.Checkpoint, error) {
-	rows, err := c.query(ctx, `SELECT seq, hash, at_us, key_id, signature FROM custody_checkpoints ORDER BY seq`)
+	return c.custodyCheckpoints(ctx, `ORDER BY seq`)
+}
+
+func (c *Catalog) custodyCheckpoints(ctx context.Context, where string, args ...any) ([]evidence.Checkpoint, error) {
+	rows, err := c.query(ctx, `SELECT seq, hash, at_us, key_id, signature FROM custody_checkpoints `+where, args...)
 	if err != nil {
 		return nil, translate(err, "custody checkpoints")
 	}
@@ -209,12 +213,10 @@ func (c *Catalog) Checkpoints(ctx context.Context) ([]evidence.Checkpoint, error
 
 // CustodyExcerpt is the part of the ledger of a case (or of some objects)
 // with what is needed to check it offline, ending at a checkpoint made now.
+// It holds the checkpoints its events need (see excerptCheckpoints), not
+// every checkpoint of the ledger: a city's ledger gains thousands a day.
 func (c *Catalog) CustodyExcerpt(ctx context.Context, f CustodyFilter, signer Signer) (evidence.Excerpt, error) {
 	if _, err := c.CheckpointNow(ctx, signer); err != nil {
-		return evidence.Excerpt{}, err
-	}
-	cps, err := c.Checkpoints(ctx)
-	if err != nil {
 		return evidence.Excerpt{}, err
 	}
 	events, err := c.CustodyEvents(ctx, f)
@@ -224,9 +226,62 @@ func (c *Catalog) CustodyExcerpt(ctx context.Context, f CustodyFilter, signer Si
 	if f.Keep != nil {
 		events = slices.DeleteFunc(events, func(e evidence.CustodyEvent) bool { return !f.Keep(e) })
 	}
+	cps, err := c.excerptCheckpoints(ctx, events)
+	if err != nil {
+		return evidence.Excerpt{}, err
+	}
 	return evidence.BuildExcerpt(events, cps, func(from, to int64) ([]evidence.CustodyLink, error) {
 		return c.CustodyLinks(ctx, from, to)
 	})
+}
+
+// excerptCheckpoints returns, in seq order, the checkpoints an excerpt of
+// events (in seq order) is checked against: for each checkpoint interval
+// holding an event, the checkpoint that opens it (none before the first:
+// genesis) and the one that closes it, and the ledger's last checkpoint.
+// Between two of them a verifier jumps from one signed checkpoint to the
+// next given (evidence.VerifyExcerpt), so the checkpoints between add
+// nothing. One query per interval, as reading the interval's digests is.
+func (c *Catalog) excerptCheckpoints(ctx context.Context, events []evidence.CustodyEvent) ([]evidence.Checkpoint, error) {
+	var out []evidence.Checkpoint
+	add := func(cp evidence.Checkpoint) {
+		if len(out) == 0 || out[len(out)-1].Seq < cp.Seq {
+			out = append(out, cp)
+		}
+	}
+	closed := int64(0) // the last interval's closing checkpoint
+	for _, e := range events {
+		if e.Seq <= closed {
+			continue
+		}
+		// The checkpoint before e, if any, and the next one or two: the
+		// first at or after e closes its interval.
+		cps, err := c.custodyCheckpoints(ctx, `WHERE seq >= (SELECT COALESCE(MAX(seq), 0) FROM custody_checkpoints WHERE seq < $1)
+			ORDER BY seq LIMIT 2`, e.Seq)
+		if err != nil {
+			return nil, err
+		}
+		closed = -1
+		for _, cp := range cps {
+			if cp.Seq < e.Seq || closed < 0 {
+				add(cp)
+			}
+			if cp.Seq >= e.Seq && closed < 0 {
+				closed = cp.Seq
+			}
+		}
+		if closed < 0 { // after the last checkpoint: BuildExcerpt says so
+			break
+		}
+	}
+	last, err := c.custodyCheckpoints(ctx, `ORDER BY seq DESC LIMIT 1`)
+	if err != nil {
+		return nil, err
+	}
+	if len(last) > 0 {
+		add(last[0])
+	}
+	return out, nil
 }
 
 // VerifyLedger re-checks the whole ledger as stored: every event's digest

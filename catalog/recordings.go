@@ -15,8 +15,7 @@ import (
 var errNoRows = sql.ErrNoRows
 
 const recordingCols = `r.id, r.device_id, r.officer_id, r.case_id, r.state, r.started_us, r.ended_us,
-	r.end_reason, r.codecs, r.remote_addr, r.manifest_key,
-	(SELECT COUNT(*) FROM segments s WHERE s.recording_id = r.id AND s.kind <> 'tombstone'), r.deleted_us,
+	r.end_reason, r.codecs, r.remote_addr, r.manifest_key, r.segment_count, r.deleted_us,
 	r.node_id, r.fence, r.reaped_us`
 
 func scanRecording(s scanner) (evidence.Recording, error) {
@@ -60,8 +59,9 @@ func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) err
 		return translate(err, what)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET fence = CASE WHEN fence < $1 THEN $1 ELSE fence END WHERE id = $2`),
-		r.Fence, r.DeviceID); err != nil {
+	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET fence = CASE WHEN fence < $1 THEN $1 ELSE fence END,
+		longest_recording_us = CASE WHEN longest_recording_us < $2 THEN $2 ELSE longest_recording_us END WHERE id = $3`),
+		r.Fence, lasted(r.StartedAt, r.EndedAt), r.DeviceID); err != nil {
 		return translate(err, what)
 	}
 	_, err = tx.ExecContext(ctx, c.q(`INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us,
@@ -102,32 +102,81 @@ type RecordingFilter struct {
 }
 
 // Recordings lists recordings, newest first.
+//
+// Without From, the newest recordings that started before To are the
+// first ones an index scan of started_us meets, and the LIMIT ends it. With
+// From, a recording that ended long before From still started before To,
+// so that scan would run back through the whole history for a quiet
+// window. It is bounded instead: a finished recording overlapping the
+// window started at or after From - the longest any finished recording of
+// the device (of any device, without DeviceID) lasted
+// (devices.longest_recording_us); open ones (no end yet) that started
+// before that bound come from a partial index of open recordings.
 func (c *Catalog) Recordings(ctx context.Context, f RecordingFilter) ([]evidence.Recording, error) {
-	var where []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
-	if f.DeviceID != "" {
-		where = append(where, "r.device_id = "+arg(f.DeviceID))
-	}
-	if !f.To.IsZero() {
-		where = append(where, "r.started_us < "+arg(micros(f.To)))
-	}
-	if !f.From.IsZero() {
-		where = append(where, "(r.ended_us IS NULL OR r.ended_us >= "+arg(micros(f.From))+")")
-	}
-	if f.State != "" {
-		where = append(where, "r.state = "+arg(string(f.State)))
-	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
 	f.Limit = min(f.Limit, 1000)
-	q := `SELECT ` + recordingCols + ` FROM recordings r`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	var where []string
+	if f.DeviceID != "" {
+		where = append(where, "device_id = "+arg(f.DeviceID))
 	}
-	q += " ORDER BY r.started_us DESC, r.id DESC LIMIT " + arg(f.Limit)
+	if !f.To.IsZero() {
+		where = append(where, "started_us < "+arg(micros(f.To)))
+	}
+	if f.State != "" {
+		where = append(where, "state = "+arg(string(f.State)))
+	}
+	limit := arg(f.Limit)
+	if f.From.IsZero() {
+		q := `SELECT ` + recordingCols + ` FROM recordings r`
+		if len(where) > 0 {
+			q += " WHERE r." + strings.Join(where, " AND r.")
+		}
+		return c.recordings(ctx, q+" ORDER BY r.started_us DESC, r.id DESC LIMIT "+limit, args...)
+	}
+	from := arg(micros(f.From))
+	longest := "(SELECT COALESCE(MAX(longest_recording_us), 0) FROM devices)"
+	if f.DeviceID != "" {
+		longest = "(SELECT longest_recording_us FROM devices WHERE id = $1)"
+	}
+	bound := from + " - " + longest
+	and := ""
+	if len(where) > 0 {
+		and = " AND " + strings.Join(where, " AND ")
+	}
+	q := `SELECT ` + recordingCols + ` FROM (
+			SELECT id FROM (SELECT id FROM recordings WHERE started_us >= ` + bound + and + `
+				AND (ended_us IS NULL OR ended_us >= ` + from + `) ORDER BY started_us DESC, id DESC LIMIT ` + limit + `) AS recent
+			UNION ALL
+			SELECT id FROM recordings WHERE ended_us IS NULL AND started_us < ` + bound + and + `
+		) AS w JOIN recordings r ON r.id = w.id
+		ORDER BY r.started_us DESC, r.id DESC LIMIT ` + limit
 	return c.recordings(ctx, q, args...)
+}
+
+// lasted is how long a finished recording lasted in µs, for
+// devices.longest_recording_us (0 while it has no end).
+func lasted(started, ended time.Time) int64 {
+	if ended.IsZero() || !ended.After(started) {
+		return 0
+	}
+	return micros(ended) - micros(started)
+}
+
+// raiseLongest keeps devices.longest_recording_us at least as long as a
+// recording that just got its end. It writes only when the recording is
+// the device's longest yet, so it rarely waits for the device row, which
+// AppendSegment holds.
+func (c *Catalog) raiseLongest(ctx context.Context, tx *sql.Tx, device string, started, ended time.Time) error {
+	d := lasted(started, ended)
+	if d == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET longest_recording_us = $1 WHERE id = $2 AND longest_recording_us < $1`), d, device)
+	return translate(err, "device "+device)
 }
 
 // recordings runs a query for recordingCols and scans what it returns.
@@ -189,14 +238,18 @@ func (c *Catalog) finishRecording(ctx context.Context, id string, state evidence
 		return false, translate(err, what)
 	}
 	var device string
+	var started int64
 	err = tx.QueryRowContext(ctx, c.q(`UPDATE recordings SET state = $1, ended_us = $2, end_reason = $3, reaped_us = NULL
 		WHERE id = $4 AND (state = 'live' OR (reaped_us IS NOT NULL AND manifest_key = ''))
-		RETURNING device_id`), string(state), micros(endedAt), reason, id).Scan(&device)
+		RETURNING device_id, started_us`), string(state), micros(endedAt), reason, id).Scan(&device, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, translate(err, what)
+	}
+	if err := c.raiseLongest(ctx, tx, device, fromMicros(started), endedAt); err != nil {
+		return false, err
 	}
 	if was != string(evidence.StateLive) {
 		return true, translate(tx.Commit(), what)
@@ -376,8 +429,22 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	if err != nil {
 		return s, translate(err, what)
 	}
-	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3`),
-		s.ChainSeq, s.ChainHash, s.DeviceID); err != nil {
+	// The recording's row is locked above too: its count is kept here so
+	// that reads never count segments. On PostgreSQL both rows move in one
+	// statement, so that keeping the count costs no round trip.
+	counted := 1
+	if s.Kind == evidence.KindTombstone {
+		counted = 0
+	}
+	if c.dialect == Postgres {
+		_, err = tx.ExecContext(ctx, `WITH head AS (UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3)
+			UPDATE recordings SET segment_count = segment_count + $4 WHERE id = $5`,
+			s.ChainSeq, s.ChainHash, s.DeviceID, counted, s.RecordingID)
+	} else if _, err = tx.ExecContext(ctx, c.q(`UPDATE devices SET chain_seq = $1, chain_head = $2 WHERE id = $3`),
+		s.ChainSeq, s.ChainHash, s.DeviceID); err == nil {
+		_, err = tx.ExecContext(ctx, c.q(`UPDATE recordings SET segment_count = segment_count + $1 WHERE id = $2`), counted, s.RecordingID)
+	}
+	if err != nil {
 		return s, translate(err, what)
 	}
 	if err := c.emit(ctx, tx, events.SegmentStored, s.DeviceID, "", time.Time{}, segmentEvent(s)); err != nil {

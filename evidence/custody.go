@@ -214,9 +214,12 @@ func VerifyExcerpt(x Excerpt, key func(id string) ed25519.PublicKey) error {
 	return nil
 }
 
-// BuildExcerpt assembles the excerpt of events (in seq order) given every
-// checkpoint in seq order, the last at or after the last event, and a way
+// BuildExcerpt assembles the excerpt of events (in seq order) given
+// checkpoints in seq order, the last at or after the last event, and a way
 // to read the other events' digests in a seq range (from and to included).
+// The checkpoints may be every one, or only those around each event (the
+// last before it and the first at or after it) and the last: the excerpt
+// carries those from its anchor on, and a verifier jumps between them.
 func BuildExcerpt(events []CustodyEvent, cps []Checkpoint, linksIn func(from, to int64) ([]CustodyLink, error)) (Excerpt, error) {
 	if len(cps) == 0 {
 		return Excerpt{}, fmt.Errorf("%w: no checkpoint", ErrLedger)
