@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,13 +99,14 @@ type Options struct {
 
 // Relay is the live role.
 type Relay struct {
-	o    Options
-	log  *slog.Logger
-	m    *metrics
-	api  *webrtc.API
-	udp  net.PacketConn
-	tcp  net.Listener
-	done chan struct{}
+	o     Options
+	log   *slog.Logger
+	m     *metrics
+	api   *webrtc.API
+	udp   *net.UDPConn
+	batch *batchConn // over udp: the viewers' datagrams of a pass go out together
+	tcp   net.Listener
+	done  chan struct{}
 
 	mu       sync.Mutex
 	streams  map[string]*stream // by device
@@ -148,12 +147,16 @@ func New(o Options) (*Relay, error) {
 	se.SetIncludeLoopbackCandidate(o.Loopback)
 	var networks []webrtc.NetworkType
 	if o.UDPAddr != "" {
-		conn, err := net.ListenPacket("udp", o.UDPAddr)
+		addr, err := net.ResolveUDPAddr("udp", o.UDPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("live: ICE UDP port %s: %w", o.UDPAddr, err)
 		}
-		r.udp = conn
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), conn))
+		conn, err := net.ListenUDP("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("live: ICE UDP port %s: %w", o.UDPAddr, err)
+		}
+		r.udp, r.batch = conn, newBatchConn(conn)
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), r.batch))
 		networks = append(networks, webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6)
 	}
 	if o.TCPAddr != "" {
@@ -181,24 +184,14 @@ func New(o Options) (*Relay, error) {
 		r.closeSockets()
 		return nil, err
 	}
-	// Only what a send-only relay needs: NACK answers from a buffer of
-	// recent packets, and sender reports for lip sync.
-	ir := &interceptor.Registry{}
-	responder, err := nack.NewResponderInterceptor()
-	if err != nil {
-		r.closeSockets()
-		return nil, err
-	}
+	// No interceptors: what a send-only relay needs of them, the writers do
+	// once per stream or per pass (fanout.go): NACKs are answered from the
+	// stream's packet log (pion's responder kept a copy of every packet per
+	// viewer), sender reports go once a second from the writer (pion's
+	// took a lock and the time per packet).
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	ir.Add(responder)
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		r.closeSockets()
-		return nil, err
-	}
-	ir.Add(sr)
-	r.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
+	r.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	return r, nil
 }
 
