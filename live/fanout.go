@@ -139,7 +139,14 @@ func (g *group) size() int {
 // last pass, then the pass's datagrams go out together.
 func (g *group) write() {
 	g.mu.Lock()
-	g.pass = append(g.pass[:0], g.viewers...)
+	g.pass = g.pass[:0]
+	for _, v := range g.viewers {
+		select {
+		case <-v.done: // hung up: its tracks are being unbound
+		default:
+			g.pass = append(g.pass, v)
+		}
+	}
 	g.mu.Unlock()
 	r := g.s.r
 	now := time.Now()
@@ -411,7 +418,7 @@ func (st *sendTrack) timestamp(pts int64, catchingUp bool) {
 // report sends an RTCP sender report about once a second (browsers
 // synchronize audio and video with them).
 func (st *sendTrack) report(now time.Time) {
-	if st.dead || st.packets == 0 || now.Sub(st.lastSR) < time.Second {
+	if st.dead || st.packets == 0 || now.Sub(st.lastSR) < time.Second || st.v.pc == nil {
 		return
 	}
 	st.lastSR = now
