@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
@@ -145,6 +146,12 @@ func New(o Options) (*Relay, error) {
 	se.LoggerFactory = lf
 	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
 	se.SetIncludeLoopbackCandidate(o.Loopback)
+	// No multicast DNS: pion's default opens two sockets and five
+	// goroutines per viewer to resolve browsers' ".local" candidates, which
+	// only a relay on the viewer's own LAN could reach. A browser's checks
+	// reach the relay's candidates all the same, and ICE learns its address
+	// from them (peer-reflexive).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	var networks []webrtc.NetworkType
 	if o.UDPAddr != "" {
 		addr, err := net.ResolveUDPAddr("udp", o.UDPAddr)

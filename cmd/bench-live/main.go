@@ -241,6 +241,7 @@ type result struct {
 	cpus                                              int
 	rss                                               float64 // the server's peak, bytes
 	rssEnd                                            float64 // the server's at the end of the window, bytes
+	goroutines                                        float64 // the server's go_goroutines at the end of the window
 
 	// The server's histograms and counters, window deltas. delay is of
 	// every unit sent live (video and audio); video of video units only,
@@ -373,6 +374,7 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 		}
 	}
 	r.transcoders = end.metrics["bodycam_live_transcoders"]
+	r.goroutines = end.metrics["go_goroutines"]
 	if n > 0 {
 		r.videoUnitsPerView = d[`bodycam_live_sent_units_total{kind="video"}`] / r.window / float64(n)
 		// First frames happened while the viewers connected, before the

@@ -158,7 +158,10 @@ func report(c config, rs []result) {
 		}
 		p(" UDP datagrams the machine dropped for full receive buffers in the window %.0f (viewers %.0f, server %.0f);",
 			r.udpDrops, r.udpViewers, r.udpServer)
-		p(" live transcoders running %.0f", r.transcoders)
+		p(" live transcoders running %.0f; server goroutines %.0f", r.transcoders, r.goroutines)
+		if r.viewers > 1 && ref != nil {
+			p(" (%.1f per viewer over 1 viewer)", (r.goroutines-ref.goroutines)/float64(r.viewers-1))
+		}
 		if len(r.errors) > 0 {
 			keys := make([]string, 0, len(r.errors))
 			for k := range r.errors {
