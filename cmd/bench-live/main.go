@@ -267,9 +267,11 @@ type result struct {
 	// What the viewers (this process) got.
 	firstP50, firstMax   time.Duration // answer → first complete keyframe
 	firstP99             time.Duration
-	firstHist            [4]int  // viewers by first frame: < 100 ms, < 500 ms, < 1 s, later
-	noPicture            int     // viewers without a keyframe within -first-frame-timeout
-	mbps                 float64 // mean per viewer, video
+	iceP50, iceP99       time.Duration // answer → ICE connected
+	connP50, connP99     time.Duration // answer → DTLS up too
+	firstHist            [4]int        // viewers by first frame: < 100 ms, < 500 ms, < 1 s, later
+	noPicture            int           // viewers without a keyframe within -first-frame-timeout
+	mbps                 float64       // mean per viewer, video
 	fpsMean, fpsMin      float64
 	slow                 int    // viewers under slowFPS
 	connected            int    // sessions the server lists as connected
@@ -387,11 +389,17 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	}
 
 	// The viewers' view.
-	var firsts []time.Duration
+	var firsts, ices, conns []time.Duration
 	var mbpsSum, fpsSum float64
 	r.fpsMin = math.MaxFloat64 // shown only with viewers
 	for i, v := range viewers {
 		st := v.Stats()
+		if st.ICEConnected > 0 {
+			ices = append(ices, st.ICEConnected)
+		}
+		if st.Connected > 0 {
+			conns = append(conns, st.Connected)
+		}
 		if st.FirstKeyframe > 0 {
 			firsts = append(firsts, st.FirstKeyframe)
 			switch {
@@ -417,6 +425,14 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	if len(firsts) > 0 {
 		slices.Sort(firsts)
 		r.firstP50, r.firstP99, r.firstMax = quantile(firsts, 0.5), quantile(firsts, 0.99), firsts[len(firsts)-1]
+	}
+	if len(ices) > 0 {
+		slices.Sort(ices)
+		r.iceP50, r.iceP99 = quantile(ices, 0.5), quantile(ices, 0.99)
+	}
+	if len(conns) > 0 {
+		slices.Sort(conns)
+		r.connP50, r.connP99 = quantile(conns, 0.5), quantile(conns, 0.99)
 	}
 	if n > 0 {
 		r.mbps, r.fpsMean = mbpsSum/float64(n), fpsSum/float64(n)

@@ -146,6 +146,8 @@ func report(c config, rs []result) {
 				r.connected, r.viewers, r.videoUnitsPerView)
 			p(" client first frame under 100 ms / 0.1-0.5 s / 0.5-1 s / later: %d / %d / %d / %d;",
 				r.firstHist[0], r.firstHist[1], r.firstHist[2], r.firstHist[3])
+			p(" client answer → ICE connected p50 %s p99 %s, → DTLS up p50 %s p99 %s;", dur(r.iceP50), dur(r.iceP99),
+				dur(r.connP50), dur(r.connP99))
 			p(" server first frame (connection → first keyframe sent) p50 %s p99 %s over %.0f;", r.serverFirstP50,
 				r.serverFirstP99, r.serverFirstCount)
 			p(" sends %.0f (%.0f/s), their added latency p50 %s p99 %s, %.1f %% within 50 ms;", r.sends, r.sends/r.window,
