@@ -34,6 +34,8 @@ type batchSys struct {
 	sas  []unix.RawSockaddrInet6 // room for either family
 	oob  []byte                  // one UDP_SEGMENT control message per message
 	runs []run
+
+	forceGSOError bool // tests: the kernel refuses the next GSO message
 }
 
 // mmsghdr is struct mmsghdr of 64-bit Linux.
@@ -97,7 +99,13 @@ func (s *batchSys) send(q *sendQueue) {
 	}
 	for len(s.runs) > 0 {
 		n := min(len(s.runs), mmsgMax)
-		sent, err := s.sendRuns(q, s.runs[:n])
+		var sent int
+		var err error
+		if s.forceGSOError && gso {
+			s.forceGSOError, err = false, unix.EIO
+		} else {
+			sent, err = s.sendRuns(q, s.runs[:n])
+		}
 		if err != nil && sent == 0 {
 			if gso && isGSOError(err) {
 				// The kernel or the device refuses segmentation offload:

@@ -48,8 +48,8 @@ type group struct {
 }
 
 type observation struct {
-	kind string
-	recv time.Time
+	video bool
+	recv  time.Time
 }
 
 func newGroup(s *stream) *group {
@@ -166,7 +166,11 @@ func (g *group) write() {
 	r.batch.release()
 	sent := time.Now()
 	for _, o := range g.observed {
-		r.m.delay.WithLabelValues(o.kind).Observe(sent.Sub(o.recv).Seconds())
+		h := r.m.delayAudio
+		if o.video {
+			h = r.m.delayVideo
+		}
+		h.Observe(sent.Sub(o.recv).Seconds())
 	}
 	r.m.sentVideo.Add(float64(video))
 	r.m.sentAudio.Add(float64(audio))
@@ -350,7 +354,7 @@ func (st *sendTrack) pump(g *group, now time.Time) (units int) {
 			st.timestamp(p.pts, burst || now.Sub(p.recv) > staleAfter)
 			if !burst && !p.recv.IsZero() {
 				units++
-				g.observed = append(g.observed, observation{st.kind, p.recv})
+				g.observed = append(g.observed, observation{st.video, p.recv})
 			}
 			if st.video && p.flags&pktKey != 0 && !st.firstKey {
 				st.firstKey = true

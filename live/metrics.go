@@ -13,6 +13,8 @@ type metrics struct {
 	sentVideo   prometheus.Counter // sent's children, looked up once
 	sentAudio   prometheus.Counter
 	resent      prometheus.Counter
+	delayVideo  prometheus.Observer // delay's children
+	delayAudio  prometheus.Observer
 	dropped     *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	delay       *prometheus.HistogramVec
@@ -86,6 +88,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.slotsDown.WithLabelValues(op)
 	}
 	m.sentVideo, m.sentAudio = m.sent.WithLabelValues("video"), m.sent.WithLabelValues("audio")
+	m.delayVideo, m.delayAudio = m.delay.WithLabelValues("video"), m.delay.WithLabelValues("audio")
 	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.resent, m.dropped, m.errors, m.delay, m.firstFrame, m.slotsDown)
 	return m
 }

@@ -172,6 +172,10 @@ func New(o Options) (*Relay, error) {
 		if err != nil {
 			return nil, fmt.Errorf("live: ICE UDP port %s: %w", o.UDPAddr, err)
 		}
+		// Room for a pass's datagrams (a unit to every viewer, a new
+		// viewer's GOP) while the NIC drains them; the kernel caps it at
+		// net.core.wmem_max.
+		conn.SetWriteBuffer(4 << 20)
 		r.udp, r.batch = conn, newBatchConn(conn)
 		se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), r.batch))
 		networks = append(networks, webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6)

@@ -313,3 +313,32 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// When the publisher stops, its viewers' sessions end with it, their
+// writers too: nothing is left running.
+func TestPublisherStopsWithViewers(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r, stopRelay := testRelay(t, prometheus.NewRegistry())
+	s := r.Start("cam-2", "rec-2", []media.Track{h264Track(), {Codec: media.PCMU, ClockRate: 8000, Channels: 1}})
+	for n := range 35 {
+		s.Write(0, bigFrame(n))
+	}
+	stop := make(chan struct{})
+	published := publish(s, 35, stop)
+	var peers []*peer
+	for i := range 2 {
+		peers = append(peers, dial(t, r, "cam-2", fmt.Sprintf("u%d", i)))
+	}
+	for _, p := range peers {
+		waitFor(t, func() bool { return len(p.frames(t)) >= 10 })
+	}
+	close(stop)
+	<-published
+	s.Close()
+	waitFor(t, func() bool { return len(r.Viewers()) == 0 })
+	for _, p := range peers {
+		p.pc.Close()
+	}
+	stopRelay()
+	checkGoroutines(t, before)
+}
