@@ -3,12 +3,15 @@
 // 30 fps ~4 Mbit/s H.264 + AAC clip looped in real time over RTSP/TCP)
 // publishes to `bodycam serve`, and N WHEP viewers in this process
 // (internal/whep, pion) watch it over loopback. For each N it reports the
-// server's CPU per viewer, the relay's added latency from ingest receive to
-// the send to a viewer (p50/p99, from the server's benchutil.Histogram), the time to
-// the first frame, and what each viewer really received.
+// server's CPU and resident memory per viewer, the relay's added latency
+// from ingest receive to the send to a viewer (p50/p99, from the server's
+// histogram), the time to the first keyframe at each viewer (p50/p99/max,
+// with its ICE and DTLS parts), what each viewer really received, and on
+// request the server's CPU and heap profiles over each window.
 //
 //	make build
-//	go run ./cmd/bench-live -n 10,50,100 -warmup 5s -measure 30s
+//	go run ./cmd/bench-live -n 40,80 -warmup 5s -measure 30s
+//	go run ./cmd/bench-live -bodycam /tmp/bodycam-old -n 40,80   # another build, the same way
 //
 // Everything shares the machine: the server, the simulator and the viewers'
 // receiving (this process), so the table shows each one's CPU and the rest
