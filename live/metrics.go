@@ -10,6 +10,11 @@ type metrics struct {
 	refused     *prometheus.CounterVec
 	units       prometheus.Counter
 	sent        *prometheus.CounterVec
+	sentVideo   prometheus.Counter // sent's children, looked up once
+	sentAudio   prometheus.Counter
+	resent      prometheus.Counter
+	delayVideo  prometheus.Observer // delay's children
+	delayAudio  prometheus.Observer
 	dropped     *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	delay       *prometheus.HistogramVec
@@ -40,6 +45,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bodycam_live_sent_units_total", Help: "Access units sent to viewers, by kind.",
 		}, []string{"kind"}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bodycam_live_resent_packets_total", Help: "Video packets sent again to viewers that reported them lost (NACK).",
+		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bodycam_live_dropped_units_total", Help: "Access units a slow viewer or transcoder lost (never slowing ingest or others).",
 		}, []string{"who"}),
@@ -79,6 +87,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, op := range []string{"take", "renew", "release"} {
 		m.slotsDown.WithLabelValues(op)
 	}
-	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.dropped, m.errors, m.delay, m.firstFrame, m.slotsDown)
+	m.sentVideo, m.sentAudio = m.sent.WithLabelValues("video"), m.sent.WithLabelValues("audio")
+	m.delayVideo, m.delayAudio = m.delay.WithLabelValues("video"), m.delay.WithLabelValues("audio")
+	reg.MustRegister(m.streams, m.sessions, m.transcoders, m.started, m.refused, m.units, m.sent, m.resent, m.dropped, m.errors, m.delay, m.firstFrame, m.slotsDown)
 	return m
 }

@@ -36,11 +36,13 @@ func newSubscriber(size int, dropped func(int)) *subscriber {
 	return &subscriber{ch: make(chan item, size), dropped: dropped}
 }
 
-// output is one elementary stream as subscribers get it (a publisher's
-// track, or a transcoder's output): it keeps the current GOP of video and
-// fans units out without ever waiting for a subscriber. A subscriber that
-// cannot keep up loses units (counted), and its video resumes at the next
-// keyframe, so what it shows is never corrupt and nobody else slows down.
+// output is one elementary stream (a publisher's track, or a
+// transcoder's output). It keeps the current GOP of video, packetizes each
+// unit once into its packet log while viewers watch it (their writers,
+// the groups, read the log), and hands units to its subscribers, the
+// transcoders, without ever waiting for one. A subscriber that cannot keep
+// up loses units (counted), and its video resumes at the next keyframe, so
+// what it shows is never corrupt and nobody else slows down.
 type output struct {
 	track media.Track
 
@@ -54,8 +56,14 @@ type output struct {
 	// next keyframe (it joined with no GOP, or lost units).
 	subs   map[*subscriber]wait
 	closed bool
-	// onIdle runs (without the lock) when the last subscriber leaves.
+	// onIdle runs (without the lock) when the last subscriber or viewer
+	// leaves.
 	onIdle func()
+
+	// The packets of the viewers' writers: made while watchers > 0.
+	log      packetLog
+	watchers int            // viewers' tracks bound to this output
+	groups   map[*group]int // their writers, with how many of each
 }
 
 type wait uint8
@@ -67,7 +75,7 @@ const (
 )
 
 func newOutput(t media.Track) *output {
-	return &output{track: t, params: t.Params, subs: map[*subscriber]wait{}}
+	return &output{track: t, params: t.Params, subs: map[*subscriber]wait{}, groups: map[*group]int{}}
 }
 
 // write takes one unit and passes it to every subscriber.
@@ -86,6 +94,12 @@ func (o *output) write(u media.Unit) {
 	}
 	for s := range o.subs {
 		o.send(s, u, false)
+	}
+	if o.watchers > 0 {
+		o.log.add(o.track, u, o.caching)
+		for g := range o.groups {
+			g.signal()
+		}
 	}
 }
 
@@ -193,11 +207,89 @@ func (o *output) unsubscribe(s *subscriber) {
 	o.mu.Lock()
 	_, was := o.subs[s]
 	delete(o.subs, s)
-	idle := was && len(o.subs) == 0 && o.onIdle != nil
+	idle := was && o.idle() && o.onIdle != nil
 	o.mu.Unlock()
 	if idle {
 		o.onIdle()
 	}
+}
+
+// idle: nobody takes this output's units or packets. The lock is held.
+func (o *output) idle() bool { return len(o.subs) == 0 && o.watchers == 0 }
+
+// watch binds one more viewer's track, written by g, and returns where its
+// writer starts in the log: video at the kept GOP's keyframe (or, without
+// one, at the next packet, waiting for a keyframe), audio at the next
+// packet. Packets before burstEnd are old: the GOP burst. The first viewer
+// starts the log, with the kept GOP packetized.
+func (o *output) watch(g *group) (start, burstEnd uint64, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, 0, false
+	}
+	if o.watchers == 0 {
+		o.log.reset()
+		for _, u := range o.gop {
+			o.log.add(o.track, u, true)
+		}
+	}
+	o.watchers++
+	o.groups[g]++
+	start = o.log.next()
+	if o.track.Codec.Video() && o.log.gopOK {
+		start = o.log.gopStart
+	}
+	return start, o.log.next(), true
+}
+
+// unwatch unbinds a viewer's track written by g. With the last one the
+// log goes.
+func (o *output) unwatch(g *group) {
+	o.mu.Lock()
+	if o.groups[g] == 0 {
+		o.mu.Unlock()
+		return
+	}
+	if o.groups[g]--; o.groups[g] == 0 {
+		delete(o.groups, g)
+	}
+	o.watchers--
+	if o.watchers == 0 {
+		o.log.reset()
+	}
+	idle := o.idle() && o.onIdle != nil
+	o.mu.Unlock()
+	if idle {
+		o.onIdle()
+	}
+}
+
+// since returns the packets from index i on and the index of the first
+// one returned: later than i when i has been trimmed. The packets do not
+// change; the caller reads them without the lock.
+func (o *output) since(i uint64) ([]packet, uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	l := &o.log
+	if i < l.base {
+		i = l.base
+	}
+	if i >= l.next() {
+		return nil, i
+	}
+	return l.pkts[i-l.base:], i
+}
+
+// packetAt returns the packet of index i if the log still has it.
+func (o *output) packetAt(i uint64) (packet, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	l := &o.log
+	if i < l.base || i >= l.next() {
+		return packet{}, false
+	}
+	return l.pkts[i-l.base], true
 }
 
 // currentParams returns the latest parameter sets.
@@ -219,6 +311,7 @@ func (o *output) close() {
 	o.closed = true
 	o.subs = map[*subscriber]wait{}
 	o.gop = nil
+	o.log.reset()
 	o.mu.Unlock()
 }
 

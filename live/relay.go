@@ -19,9 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,13 +100,14 @@ type Options struct {
 
 // Relay is the live role.
 type Relay struct {
-	o    Options
-	log  *slog.Logger
-	m    *metrics
-	api  *webrtc.API
-	udp  net.PacketConn
-	tcp  net.Listener
-	done chan struct{}
+	o     Options
+	log   *slog.Logger
+	m     *metrics
+	api   *webrtc.API
+	udp   *net.UDPConn
+	batch *batchConn // over udp: the viewers' datagrams of a pass go out together
+	tcp   net.Listener
+	done  chan struct{}
 
 	mu       sync.Mutex
 	streams  map[string]*stream // by device
@@ -146,14 +146,38 @@ func New(o Options) (*Relay, error) {
 	se.LoggerFactory = lf
 	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
 	se.SetIncludeLoopbackCandidate(o.Loopback)
+	// No multicast DNS: pion's default opens two sockets and five
+	// goroutines per viewer to resolve browsers' ".local" candidates, which
+	// only a relay on the viewer's own LAN could reach. A browser's checks
+	// reach the relay's candidates all the same, and ICE learns its address
+	// from them (peer-reflexive).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// The relay is the DTLS server (a=setup:passive), without the cookie
+	// exchange: the viewer starts the handshake as soon as its ICE is up,
+	// and it takes two round trips instead of three (pion's answerer
+	// default is the client, with HelloVerifyRequest). The cookie guards a
+	// server against spoofed source addresses; here DTLS only ever comes
+	// from the address ICE has checked with the session's credentials.
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+		return nil, err
+	}
+	se.SetDTLSInsecureSkipHelloVerify(true)
 	var networks []webrtc.NetworkType
 	if o.UDPAddr != "" {
-		conn, err := net.ListenPacket("udp", o.UDPAddr)
+		addr, err := net.ResolveUDPAddr("udp", o.UDPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("live: ICE UDP port %s: %w", o.UDPAddr, err)
 		}
-		r.udp = conn
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), conn))
+		conn, err := net.ListenUDP("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("live: ICE UDP port %s: %w", o.UDPAddr, err)
+		}
+		// Room for a pass's datagrams (a unit to every viewer, a new
+		// viewer's GOP) while the NIC drains them; the kernel caps it at
+		// net.core.wmem_max.
+		conn.SetWriteBuffer(4 << 20)
+		r.udp, r.batch = conn, newBatchConn(conn)
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), r.batch))
 		networks = append(networks, webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6)
 	}
 	if o.TCPAddr != "" {
@@ -181,24 +205,14 @@ func New(o Options) (*Relay, error) {
 		r.closeSockets()
 		return nil, err
 	}
-	// Only what a send-only relay needs: NACK answers from a buffer of
-	// recent packets, and sender reports for lip sync.
-	ir := &interceptor.Registry{}
-	responder, err := nack.NewResponderInterceptor()
-	if err != nil {
-		r.closeSockets()
-		return nil, err
-	}
+	// No interceptors: what a send-only relay needs of them, the writers do
+	// once per stream or per pass (fanout.go): NACKs are answered from the
+	// stream's packet log (pion's responder kept a copy of every packet per
+	// viewer), sender reports go once a second from the writer (pion's
+	// took a lock and the time per packet).
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	ir.Add(responder)
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		r.closeSockets()
-		return nil, err
-	}
-	ir.Add(sr)
-	r.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
+	r.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	return r, nil
 }
 

@@ -37,6 +37,7 @@ type stream struct {
 	mu      sync.Mutex
 	derived map[string]*derived // by kind: "video", "audio"
 	viewers map[*viewer]bool
+	groups  []*group // the writers of the attached viewers
 	closed  bool
 }
 
@@ -77,7 +78,12 @@ func (s *stream) Close() {
 		viewers = append(viewers, v)
 	}
 	derived := s.derived
+	groups := s.groups
+	s.groups = nil
 	s.mu.Unlock()
+	for _, g := range groups {
+		g.stop()
+	}
 	s.r.remove(s)
 	for _, o := range s.outs {
 		o.close()
@@ -99,6 +105,67 @@ func (s *stream) add(v *viewer) bool {
 	}
 	s.viewers[v] = true
 	return true
+}
+
+// attach has a group write v from now on, starting with the kept GOP.
+func (s *stream) attach(v *viewer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || v.gone {
+		return false
+	}
+	var g *group
+	for _, c := range s.groups {
+		if c.size() < groupSize {
+			g = c
+			break
+		}
+	}
+	if g == nil {
+		g = newGroup(s)
+		s.groups = append(s.groups, g)
+	}
+	if !g.add(v) {
+		if g.size() == 0 {
+			s.dropGroup(g)
+			go g.stop()
+		}
+		return false
+	}
+	v.group = g
+	return true
+}
+
+// detach stops writing v; a group left empty ends.
+func (s *stream) detach(v *viewer) {
+	s.mu.Lock()
+	v.gone = true
+	g := v.group
+	v.group = nil
+	var found, empty bool
+	if g != nil {
+		found, empty = g.remove(v)
+		if empty {
+			s.dropGroup(g)
+		}
+	}
+	s.mu.Unlock()
+	if found {
+		g.unwatch(v) // may stop an idle transcoder: outside the lock
+	}
+	if empty {
+		g.stop()
+	}
+}
+
+// dropGroup forgets g; s.mu is held.
+func (s *stream) dropGroup(g *group) {
+	for i, c := range s.groups {
+		if c == g {
+			s.groups = append(s.groups[:i], s.groups[i+1:]...)
+			return
+		}
+	}
 }
 
 func (s *stream) drop(v *viewer) {
@@ -170,7 +237,7 @@ func (d *derived) stopIfIdle() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.out.mu.Lock()
-	idle := len(d.out.subs) == 0
+	idle := d.out.idle()
 	d.out.mu.Unlock()
 	if idle && d.quit != nil {
 		close(d.quit)

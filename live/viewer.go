@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/bodycam/bodycam/evidence"
@@ -19,7 +15,6 @@ import (
 )
 
 const (
-	mtu = 1200
 	// A unit older than this when it is sent is catching up (the kept GOP,
 	// a transcoder's first output): its timestamp follows the previous one
 	// closely, so the browser decodes it at once instead of playing the
@@ -38,33 +33,24 @@ type viewer struct {
 	view evidence.LiveView
 
 	pc        *webrtc.PeerConnection
-	sub       *subscriber
-	tracks    map[*output]*sendTrack
+	sends     []*sendTrack // video first: its GOP leads
 	derived   []*derived
 	videoDesc string
 	audioDesc string
 	audited   atomic.Bool
 	held      map[string]bool // slot pools holding this session (Options.Slots); under r.mu
 
-	connected chan struct{}
-	connOnce  sync.Once
-	done      chan struct{}
-	closeOnce sync.Once
-	dropped   atomic.Uint64
-}
+	// Under s.mu: the group writing this viewer, and whether it has gone
+	// (a late attach must not bring it back).
+	group *group
+	gone  bool
 
-// sendTrack is one of a viewer's outgoing tracks.
-type sendTrack struct {
-	kind    string // "video" or "audio"
-	codec   media.Codec
-	track   *webrtc.TrackLocalStaticRTP
-	payload rtp.Payloader
-	seq     uint16
-	ts      uint32
-	lastPTS int64
-	started bool
-	first   bool // a keyframe has been sent
-	buf     []byte
+	connected   chan struct{}
+	connectedAt time.Time // set before the viewer is attached
+	connOnce    sync.Once
+	done        chan struct{}
+	closeOnce   sync.Once
+	dropped     atomic.Uint64
 }
 
 // negotiate chooses what the viewer gets, sets up its peer connection and
@@ -74,11 +60,6 @@ func (v *viewer) negotiate(ctx context.Context, sdpOffer string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	v.tracks = map[*output]*sendTrack{}
-	v.sub = newSubscriber(1024, func(n int) {
-		v.dropped.Add(uint64(n))
-		v.r.m.dropped.WithLabelValues("viewer").Add(float64(n))
-	})
 	pc, err := v.r.api.NewPeerConnection(webrtc.Configuration{ICEServers: v.r.o.ICEServers})
 	if err != nil {
 		return "", fmt.Errorf("live: peer connection: %w", err)
@@ -94,7 +75,7 @@ func (v *viewer) negotiate(ctx context.Context, sdpOffer string) (string, error)
 			return "", err
 		}
 	}
-	if len(v.tracks) == 0 {
+	if len(v.sends) == 0 {
 		why := ""
 		for _, d := range []string{v.videoDesc, v.audioDesc} {
 			if d != "" {
@@ -199,11 +180,8 @@ func (v *viewer) chooseAudio(off offer) error {
 }
 
 func (v *viewer) addTrack(kind string, out *output, c webrtc.RTPCodecCapability) error {
-	t, err := webrtc.NewTrackLocalStaticRTP(c, kind, "bodycam-"+v.s.device)
-	if err != nil {
-		return err
-	}
-	sender, err := v.pc.AddTrack(t)
+	st := newSendTrack(v, kind, out, c)
+	sender, err := v.pc.AddTrack(st)
 	if err != nil {
 		return fmt.Errorf("live: add %s track: %w", kind, err)
 	}
@@ -213,56 +191,25 @@ func (v *viewer) addTrack(kind string, out *output, c webrtc.RTPCodecCapability)
 			d = dd
 		}
 	}
-	go func() { // RTCP: NACKs and receiver reports feed the interceptors
-		var last time.Time
-		for {
-			pkts, _, err := sender.ReadRTCP()
-			if err != nil {
-				return
-			}
-			if d == nil || time.Since(last) < time.Second {
-				continue
-			}
-			for _, p := range pkts {
-				switch p.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					// A camera's keyframes come when they come; a
-					// transcoder's can come now, for everyone watching it.
-					d.wantKey.Store(true)
-					last = time.Now()
-				}
-			}
-		}
-	}()
-	st := &sendTrack{kind: kind, codec: out.track.Codec, track: t, seq: uint16(rand.Uint32())}
-	switch out.track.Codec {
-	case media.H264:
-		st.payload = &codecs.H264Payloader{}
-	case media.H265:
-		st.payload = &codecs.H265Payloader{}
-	case media.Opus:
-		st.payload = &codecs.OpusPayloader{}
-	default:
-		st.payload = &codecs.G711Payloader{}
+	go st.readRTCP(sender, d)
+	if st.video {
+		v.sends = append([]*sendTrack{st}, v.sends...)
+	} else {
+		v.sends = append(v.sends, st)
 	}
-	v.tracks[out] = st
 	return nil
 }
 
 // attach starts the flow of media once the connection is up: the kept GOP
 // first, then live units.
 func (v *viewer) attach() {
-	for _, video := range []bool{true, false} { // video first: its GOP leads
-		for out := range v.tracks {
-			if out.track.Codec.Video() == video {
-				out.subscribe(v.sub)
-			}
-		}
+	v.connectedAt = time.Now()
+	if !v.s.attach(v) {
+		return
 	}
 	for _, d := range v.derived {
 		d.start()
 	}
-	go v.send(time.Now())
 }
 
 // watchConnect ends a session whose connection never comes up.
@@ -286,98 +233,11 @@ func (v *viewer) isConnected() bool {
 	}
 }
 
-// send is the viewer's writer goroutine.
-func (v *viewer) send(connected time.Time) {
-	for {
-		select {
-		case <-v.done:
-			return
-		case it := <-v.sub.ch:
-			st := v.tracks[it.out]
-			if st == nil {
-				continue
-			}
-			if err := st.write(it.unit, it.burst); err != nil {
-				if errors.Is(err, errClosedPipe) {
-					return
-				}
-				v.r.m.errors.WithLabelValues("send").Inc()
-				continue
-			}
-			v.r.m.sent.WithLabelValues(st.kind).Inc()
-			if st.kind == "video" && it.unit.Keyframe && !st.first {
-				st.first = true
-				v.r.m.firstFrame.Observe(time.Since(connected).Seconds())
-			}
-			if !it.burst && !it.unit.Recv.IsZero() {
-				v.r.m.delay.WithLabelValues(st.kind).Observe(time.Since(it.unit.Recv).Seconds())
-			}
-		}
-	}
-}
-
-var errClosedPipe = errors.New("closed")
-
-// write packetizes one unit and sends it.
-func (st *sendTrack) write(u media.Unit, burst bool) error {
-	var payload []byte
-	if st.codec.Video() {
-		st.buf = st.buf[:0]
-		for _, n := range u.NALUs {
-			if len(n) == 0 || (st.codec == media.H264 && n[0]&0x1f == 9) { // access unit delimiters are not needed
-				continue
-			}
-			st.buf = append(st.buf, 0, 0, 0, 1)
-			st.buf = append(st.buf, n...)
-		}
-		payload = st.buf
-	} else {
-		payload = u.Data
-	}
-	if len(payload) == 0 {
-		return nil
-	}
-	ts := st.timestamp(u, burst)
-	parts := st.payload.Payload(mtu, payload)
-	for i, p := range parts {
-		pkt := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: st.seq, Timestamp: ts,
-			Marker: st.codec.Video() && i == len(parts)-1}, Payload: p}
-		st.seq++
-		if err := st.track.WriteRTP(&pkt); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// timestamp maps a unit's PTS to the viewer's RTP clock: a random start,
-// then the units' own spacing, except that units catching up are packed
-// one tick apart.
-func (st *sendTrack) timestamp(u media.Unit, burst bool) uint32 {
-	switch {
-	case !st.started:
-		st.started = true
-		st.ts = rand.Uint32()
-	case st.codec.Video() && (burst || time.Since(u.Recv) > staleAfter):
-		st.ts++
-	default:
-		d := u.PTS - st.lastPTS
-		if d <= 0 {
-			d = 1
-		}
-		st.ts += uint32(d)
-	}
-	st.lastPTS = u.PTS
-	return st.ts
-}
-
 // close ends the session once, for reason, and records its end.
 func (v *viewer) close(reason string) {
 	v.closeOnce.Do(func() {
 		close(v.done)
-		for out := range v.tracks {
-			out.unsubscribe(v.sub)
-		}
+		v.s.detach(v)
 		v.s.drop(v)
 		v.r.release(v)
 		v.r.releaseSlots(v)
@@ -401,6 +261,7 @@ func (v *viewer) close(reason string) {
 func (v *viewer) abandon() {
 	v.closeOnce.Do(func() {
 		close(v.done)
+		v.s.detach(v)
 		v.r.release(v)
 		v.r.releaseSlots(v)
 		if v.pc != nil {

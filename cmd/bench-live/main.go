@@ -3,12 +3,15 @@
 // 30 fps ~4 Mbit/s H.264 + AAC clip looped in real time over RTSP/TCP)
 // publishes to `bodycam serve`, and N WHEP viewers in this process
 // (internal/whep, pion) watch it over loopback. For each N it reports the
-// server's CPU per viewer, the relay's added latency from ingest receive to
-// the send to a viewer (p50/p99, from the server's benchutil.Histogram), the time to
-// the first frame, and what each viewer really received.
+// server's CPU and resident memory per viewer, the relay's added latency
+// from ingest receive to the send to a viewer (p50/p99, from the server's
+// histogram), the time to the first keyframe at each viewer (p50/p99/max,
+// with its ICE and DTLS parts), what each viewer really received, and on
+// request the server's CPU and heap profiles over each window.
 //
 //	make build
-//	go run ./cmd/bench-live -n 10,50,100 -warmup 5s -measure 30s
+//	go run ./cmd/bench-live -n 40,80 -warmup 5s -measure 30s
+//	go run ./cmd/bench-live -bodycam /tmp/bodycam-old -n 40,80   # another build, the same way
 //
 // Everything shares the machine: the server, the simulator and the viewers'
 // receiving (this process), so the table shows each one's CPU and the rest
@@ -21,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -60,6 +64,8 @@ type config struct {
 	clipCache        string
 	firstFrameWithin time.Duration
 	liveWithin       time.Duration
+	cpuProfile       string // the server's CPU profile over each window of N viewers, to <path>.<N>
+	memProfile       string // the server's heap profile at the end of each window of N viewers, to <path>.<N>
 }
 
 func main() {
@@ -74,6 +80,8 @@ func main() {
 	flag.StringVar(&c.clipCache, "clip-cache", defaultClipCache(), "directory keeping the simulator's encoded clip between runs (empty: encode it in the temp dir each run)")
 	flag.DurationVar(&c.firstFrameWithin, "first-frame-timeout", 10*time.Second, "how long viewers may take to show a first frame before they are counted as having none")
 	flag.DurationVar(&c.liveWithin, "live-timeout", 2*time.Minute, "how long the simulated recorder may take to go live (the first run encodes its clip)")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the server's CPU profile over each window of N viewers to this file, with .N suffixed (go tool pprof reads it)")
+	flag.StringVar(&c.memProfile, "memprofile", "", "write the server's heap profile at the end of each window of N viewers to this file, with .N suffixed")
 	flag.Parse()
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -235,6 +243,8 @@ type result struct {
 	serverCPU, simCPU, benchCPU, machineCPU, otherCPU float64
 	cpus                                              int
 	rss                                               float64 // the server's peak, bytes
+	rssEnd                                            float64 // the server's at the end of the window, bytes
+	goroutines                                        float64 // the server's go_goroutines at the end of the window
 
 	// The server's histograms and counters, window deltas. delay is of
 	// every unit sent live (video and audio); video of video units only,
@@ -259,6 +269,9 @@ type result struct {
 
 	// What the viewers (this process) got.
 	firstP50, firstMax   time.Duration // answer → first complete keyframe
+	firstP99             time.Duration
+	iceP50, iceP99       time.Duration // answer → ICE connected
+	connP50, connP99     time.Duration // answer → DTLS up too
 	firstHist            [4]int        // viewers by first frame: < 100 ms, < 500 ms, < 1 s, later
 	noPicture            int           // viewers without a keyframe within -first-frame-timeout
 	mbps                 float64       // mean per viewer, video
@@ -300,6 +313,14 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	if err != nil {
 		return r, err
 	}
+	var profiled chan error
+	if b.c.cpuProfile != "" && n > 1 {
+		profiled = make(chan error, 1)
+		go func() {
+			profiled <- b.profile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())),
+				fmt.Sprintf("%s.%d", b.c.cpuProfile, n))
+		}()
+	}
 	for time.Since(start.at) < window {
 		if err := b.sleepAlive(ctx, time.Second); err != nil {
 			return r, err
@@ -309,6 +330,18 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	end, err := b.snapshot(viewers)
 	if err != nil {
 		return r, err
+	}
+	r.rssEnd = benchutil.RSS(b.srv.pid())
+	r.rss = math.Max(r.rss, r.rssEnd)
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return r, fmt.Errorf("CPU profile: %w", err)
+		}
+	}
+	if b.c.memProfile != "" && n > 1 {
+		if err := b.profile(ctx, "/debug/pprof/heap", fmt.Sprintf("%s.%d", b.c.memProfile, n)); err != nil {
+			return r, fmt.Errorf("heap profile: %w", err)
+		}
 	}
 	var listed []viewerInfo
 	if err := b.getJSON(ctx, "/api/v1/live/viewers", &struct {
@@ -346,6 +379,7 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 		}
 	}
 	r.transcoders = end.metrics["bodycam_live_transcoders"]
+	r.goroutines = end.metrics["go_goroutines"]
 	if n > 0 {
 		r.videoUnitsPerView = d[`bodycam_live_sent_units_total{kind="video"}`] / r.window / float64(n)
 		// First frames happened while the viewers connected, before the
@@ -358,11 +392,17 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	}
 
 	// The viewers' view.
-	var firsts []time.Duration
+	var firsts, ices, conns []time.Duration
 	var mbpsSum, fpsSum float64
 	r.fpsMin = math.MaxFloat64 // shown only with viewers
 	for i, v := range viewers {
 		st := v.Stats()
+		if st.ICEConnected > 0 {
+			ices = append(ices, st.ICEConnected)
+		}
+		if st.Connected > 0 {
+			conns = append(conns, st.Connected)
+		}
 		if st.FirstKeyframe > 0 {
 			firsts = append(firsts, st.FirstKeyframe)
 			switch {
@@ -387,7 +427,15 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 	r.noPicture = n - len(firsts)
 	if len(firsts) > 0 {
 		slices.Sort(firsts)
-		r.firstP50, r.firstMax = firsts[len(firsts)/2], firsts[len(firsts)-1]
+		r.firstP50, r.firstP99, r.firstMax = quantile(firsts, 0.5), quantile(firsts, 0.99), firsts[len(firsts)-1]
+	}
+	if len(ices) > 0 {
+		slices.Sort(ices)
+		r.iceP50, r.iceP99 = quantile(ices, 0.5), quantile(ices, 0.99)
+	}
+	if len(conns) > 0 {
+		slices.Sort(conns)
+		r.connP50, r.connP99 = quantile(conns, 0.5), quantile(conns, 0.99)
 	}
 	if n > 0 {
 		r.mbps, r.fpsMean = mbpsSum/float64(n), fpsSum/float64(n)
@@ -619,6 +667,40 @@ func (b *bench) waitLive(ctx context.Context, within time.Duration) ([]string, e
 	}
 	return nil, fmt.Errorf("%s never went live within %v (the simulator encodes its clip with ffmpeg first); the end of its log:\n%s\nthe server's:\n%s",
 		device, within, b.sim.tail(20), b.srv.tail(20))
+}
+
+// quantile of sorted durations: the nearest rank (the smallest value with
+// at least q of them at or below it), so p99 of 80 viewers is the 80th.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// profile saves one of the server's pprof endpoints (admin only) to path.
+// A CPU profile answers when its seconds are over.
+func (b *bench) profile(ctx context.Context, endpoint, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", b.api+endpoint, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := http.DefaultClient.Do(req) // no timeout: a profile takes the window
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", endpoint, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func (b *bench) getJSON(ctx context.Context, path string, out any) error {

@@ -9,11 +9,14 @@ import (
 	"github.com/bodycam/bodycam/internal/benchutil"
 )
 
-// Targets of the issue.
+// Targets of the issues: 4 (the relay) and 13 (its performance).
 const (
 	targetViewersPerCore = 100
 	targetDelayP50       = 0.050 // seconds
 	targetFirstFrame     = time.Second
+	targetCPUPerViewer   = 0.35    // % of a core (issue 13)
+	targetRSSPerViewer   = 1 << 20 // bytes (issue 13)
+	targetFirstFrameP99  = 300 * time.Millisecond
 )
 
 // report prints the results as Markdown on stdout: the table, a line per N
@@ -28,15 +31,19 @@ func report(c config, rs []result) {
 	p("\n## Live relay: viewers of one 720p30 ~4 Mbit/s H.264 + AAC stream, %s\n\n", bframesLabel(c.bframes))
 	p("%s, %d CPUs; -warmup %v -measure %v (0 and 1 viewer: -baseline %v); viewers dialled %d at a time.\n\n",
 		time.Now().Format("2006-01-02 15:04"), cpus, c.warmup, c.measure, c.baseline, c.parallel)
-	p("| viewers | server CPU (%% of one core) | CPU per viewer | viewers per core | server RSS (peak) | added latency p50 | p99 | first frame p50 / max (client) | received per viewer (mean; min fps) | dropped units | UDP lost on receipt (viewers / server) | bench (viewers) CPU | simulator CPU | machine CPU (of %d%%) | rest of machine |\n",
+	p("| viewers | server CPU (%% of one core) | CPU per viewer | viewers per core | server RSS (peak / end) | RSS per viewer (peak / end) | added latency p50 | p99 | first keyframe p50 / p99 / max (client) | received per viewer (mean; min fps) | dropped units | UDP lost on receipt (viewers / server) | bench (viewers) CPU | simulator CPU | machine CPU (of %d%%) | rest of machine |\n",
 		cpus*100)
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var ref *result // the 1-viewer phase
 	if len(rs) > 1 {
 		ref = &rs[1]
 	}
 	for i, r := range rs {
-		perViewer, perCore := "—", "—"
+		perViewer, perCore, rssViewer := "—", "—", "—"
+		if r.viewers > 1 && ref != nil {
+			peak, end := rssPerViewer(r, *ref)
+			rssViewer = fmt.Sprintf("%s / %s", mib(peak), mib(end))
+		}
 		switch {
 		case i == 1:
 			perViewer = fmt.Sprintf("(first viewer and shared transcoder: %+.1f over 0)", r.serverCPU-rs[0].serverCPU)
@@ -54,7 +61,7 @@ func report(c config, rs []result) {
 			if r.byKind {
 				latency50 += " (video)"
 			}
-			first = fmt.Sprintf("%s / %s", dur(r.firstP50), dur(r.firstMax))
+			first = fmt.Sprintf("%s / %s / %s", dur(r.firstP50), dur(r.firstP99), dur(r.firstMax))
 			if r.noPicture > 0 {
 				first += fmt.Sprintf(" (**%d without a frame**)", r.noPicture)
 			}
@@ -67,8 +74,8 @@ func report(c config, rs []result) {
 		if r.droppedTranscoder > 0 {
 			dropped += fmt.Sprintf(" (+%.0f by the transcoder)", r.droppedTranscoder)
 		}
-		p("| %d | %.1f | %s | %s | %.0f MiB | %s | %s | %s | %s | %s | %.0f / %.0f | %.1f | %.1f | %.0f%% | %.1f |\n",
-			r.viewers, r.serverCPU, perViewer, perCore, r.rss/(1<<20), latency50, latency99, first, received, dropped,
+		p("| %d | %.1f | %s | %s | %.0f / %.0f MiB | %s | %s | %s | %s | %s | %s | %.0f / %.0f | %.1f | %.1f | %.0f%% | %.1f |\n",
+			r.viewers, r.serverCPU, perViewer, perCore, r.rss/(1<<20), r.rssEnd/(1<<20), rssViewer, latency50, latency99, first, received, dropped,
 			r.udpViewers, r.udpServer, r.benchCPU, r.simCPU, r.machineCPU, r.otherCPU)
 	}
 
@@ -96,6 +103,10 @@ func report(c config, rs []result) {
 			what, r.video.p50, 100*r.video.within50, met(r.video.within50 > 0.5),
 			dur(r.firstMax), dur(r.firstP50), noneSuffix(r.noPicture), met(r.noPicture == 0 && r.firstMax < targetFirstFrame),
 			slowFPS, yes(r.slow == 0))
+		peak, _ := rssPerViewer(r, *ref)
+		p("  Issue 13: CPU per viewer %.2f %% (at most %.2f): %s; RSS per viewer %s at the peak (at most %s): %s; first keyframe p99 %s (at most %s): %s.\n",
+			v, targetCPUPerViewer, met(v <= targetCPUPerViewer), mib(peak), mib(targetRSSPerViewer), met(peak <= targetRSSPerViewer),
+			dur(r.firstP99), dur(targetFirstFrameP99), met(r.noPicture == 0 && r.firstP99 > 0 && r.firstP99 <= targetFirstFrameP99))
 	}
 
 	p("\nHow the numbers are computed:\n\n")
@@ -112,8 +123,10 @@ func report(c config, rs []result) {
 		"(about 50 Opus packets a second against 30 video frames) is most of it. Transcoded units include the " +
 		"transcoder's delay. Quantiles are interpolated within the buckets (0.5 ms, …, 20, 50, 100 ms, …, 1 s; \"≤\": " +
 		"in the first bucket, \">\": beyond the last); the target is checked exactly against the 50 ms bucket.\n")
-	p("- **first frame (client)**: per viewer, from the WHEP answer to the first complete keyframe it received " +
-		"(ICE + DTLS on loopback, then the kept GOP).\n")
+	p("- **server RSS**: the server's VmRSS, the highest sampled each second in the window and at its end; **RSS per " +
+		"viewer** = (RSS with N − RSS with 1) / (N − 1), of the peaks and of the ends.\n")
+	p("- **first keyframe (client)**: per viewer, from the WHEP answer to the first complete keyframe it received " +
+		"(ICE + DTLS on loopback, then the kept GOP); p50 and p99 are nearest-rank over the N viewers.\n")
 	p("- **received per viewer**: complete H.264 frames and their bytes each viewer reassembled in the window " +
 		"(a frame with a lost packet does not count).\n")
 	p("- **dropped units**: `bodycam_live_dropped_units_total{who=\"viewer\"}` in the window: units the relay did not " +
@@ -133,6 +146,8 @@ func report(c config, rs []result) {
 				r.connected, r.viewers, r.videoUnitsPerView)
 			p(" client first frame under 100 ms / 0.1-0.5 s / 0.5-1 s / later: %d / %d / %d / %d;",
 				r.firstHist[0], r.firstHist[1], r.firstHist[2], r.firstHist[3])
+			p(" client answer → ICE connected p50 %s p99 %s, → DTLS up p50 %s p99 %s;", dur(r.iceP50), dur(r.iceP99),
+				dur(r.connP50), dur(r.connP99))
 			p(" server first frame (connection → first keyframe sent) p50 %s p99 %s over %.0f;", r.serverFirstP50,
 				r.serverFirstP99, r.serverFirstCount)
 			p(" sends %.0f (%.0f/s), their added latency p50 %s p99 %s, %.1f %% within 50 ms;", r.sends, r.sends/r.window,
@@ -145,7 +160,10 @@ func report(c config, rs []result) {
 		}
 		p(" UDP datagrams the machine dropped for full receive buffers in the window %.0f (viewers %.0f, server %.0f);",
 			r.udpDrops, r.udpViewers, r.udpServer)
-		p(" live transcoders running %.0f", r.transcoders)
+		p(" live transcoders running %.0f; server goroutines %.0f", r.transcoders, r.goroutines)
+		if r.viewers > 1 && ref != nil {
+			p(" (%.1f per viewer over 1 viewer)", (r.goroutines-ref.goroutines)/float64(r.viewers-1))
+		}
 		if len(r.errors) > 0 {
 			keys := make([]string, 0, len(r.errors))
 			for k := range r.errors {
@@ -164,6 +182,14 @@ func report(c config, rs []result) {
 		p(".\n")
 	}
 }
+
+// rssPerViewer is the marginal resident memory of a viewer, at the peaks
+// and at the ends of the windows, in bytes.
+func rssPerViewer(r, ref result) (peak, end float64) {
+	return (r.rss - ref.rss) / float64(r.viewers-1), (r.rssEnd - ref.rssEnd) / float64(r.viewers-1)
+}
+
+func mib(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
 
 func cpuPerViewer(r, ref result) float64 {
 	return (r.serverCPU - ref.serverCPU) / float64(r.viewers-1)

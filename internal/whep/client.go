@@ -71,6 +71,9 @@ type Stats struct {
 	// FirstKeyframe is the time from the answer to the first complete
 	// keyframe; zero until one came.
 	FirstKeyframe time.Duration
+	// ICEConnected and Connected are the times from the answer to ICE
+	// connectivity and to the whole connection (DTLS too) being up.
+	ICEConnected, Connected time.Duration
 	// FirstFrameHasParams: the first frame carried SPS and PPS.
 	FirstFrameHasParams bool
 	LastFrame           time.Time
@@ -149,6 +152,20 @@ func Dial(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 			return nil, err
 		}
 	}
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		if st == webrtc.ICEConnectionStateConnected {
+			v.mu.Lock()
+			v.stats.ICEConnected = time.Since(v.answered)
+			v.mu.Unlock()
+		}
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			v.mu.Lock()
+			v.stats.Connected = time.Since(v.answered)
+			v.mu.Unlock()
+		}
+	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if t.Kind() == webrtc.RTPCodecTypeVideo {
 			v.mu.Lock()
