@@ -362,7 +362,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse("draining", base.StatusServiceUnavailable, log.Info, "publisher refused: this node is draining before it stops; publish to another")
 	}
 	ss := &session{srv: s, device: dev, caseID: caseID, remote: remote, tracks: tracks, rtsp: ctx.Session,
-		log: log, in: make(chan input, 4096), done: make(chan struct{})}
+		log: log, done: make(chan struct{})}
 	s.mu.Lock()
 	if other := s.live[id]; other != nil {
 		s.mu.Unlock()
