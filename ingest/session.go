@@ -67,11 +67,13 @@ type session struct {
 
 // spoolQueue is how many of the segmenter's calls (fragments of about
 // 0.9 s, segment boundaries, gaps) may wait for the spool goroutine before
-// the reader waits too: seconds of a slow disk are absorbed without holding
-// the publisher back, and a stream holds at most this many fragment
-// buffers. (The old per-access-unit channel of 4096 entries was 0.8 MiB a
-// stream, allocated whole.)
-const spoolQueue = 8
+// the reader waits too: about 14 s of a stalled disk are absorbed without
+// holding the publisher back (over UDP, every publisher: they share one
+// reader), and a stream holds at most this many fragment buffers (about
+// 8 MB at 4 Mbit/s, only while the disk stalls; none otherwise). The
+// per-access-unit channel of 4096 samples it replaces was 0.8 MiB a stream
+// at all times, allocated whole.
+const spoolQueue = 16
 
 func newRecordingID(t time.Time) string {
 	return t.UTC().Format("20060102T150405Z") + "-" + randHex(4)
@@ -325,7 +327,7 @@ func (w *writer) end(state evidence.RecordingState, reason string) {
 }
 
 // send hands op to the spool goroutine, waiting while its queue is full.
-// The caller holds mu, and stopped is not set.
+// The caller holds mu; stop closes ops only after its own last send.
 func (ss *session) send(op spoolOp) {
 	select {
 	case ss.ops <- op:

@@ -230,9 +230,10 @@ func (w *recWriter) openSegment(seq int64, start, deviceTime time.Time, keyframe
 
 // spoolFault is set by tests only (export_test.go): asked at a few points
 // of writing a recording ("create" once init.mp4 is written, "open-segment"
-// once the segment's files are made, the start of "end"), it fails there,
-// as a write or a directory sync that fails (no descriptor left, a full
-// disk, an I/O error) does.
+// once the segment's files are made, "fragment" before each fragment's
+// write, the start of "end"), it fails there, as a write or a directory
+// sync that fails (no descriptor left, a full disk, an I/O error) does, or
+// takes its time, as a stalled disk does.
 var spoolFault atomic.Pointer[func(op, device string, seq int64) error]
 
 func injected(op, device string, seq int64) error {
@@ -248,6 +249,9 @@ func injected(op, device string, seq int64) error {
 // The fragment itself is the record: recovery finds the last complete one by
 // walking the file's boxes.
 func (w *recWriter) writeFragment(b []byte, mediaEnd time.Duration) error {
+	if err := injected("fragment", w.meta.DeviceID, w.open.Seq); err != nil {
+		return err
+	}
 	if _, err := w.seg.Write(b); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}

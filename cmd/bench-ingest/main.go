@@ -44,7 +44,7 @@ func main() {
 		fail(fmt.Errorf("-store: want minio or dir, got %q", o.store))
 	}
 	fmt.Printf("%s, store %s\n\n", o.bin, o.store)
-	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | goroutines | segments | gaps | lost packets | load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | goroutines | reads per packet | segments | gaps | lost packets | load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -58,8 +58,8 @@ func main() {
 		if o.store == "minio" {
 			minio = fmt.Sprintf("%.0f%%", r.minio)
 		}
-		fmt.Printf("| %d | %.0f Mbit/s | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %.0f%% | %s | %.0f%% | %d | %d | %d | %d | %s |\n", n, r.mbps, r.cpu, r.cpu/float64(n),
-			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), r.p50, r.p99, r.machine, minio, r.sim, r.goroutines, r.segments, r.gaps, r.lost, r.load)
+		fmt.Printf("| %d | %.0f Mbit/s | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %.0f%% | %s | %.0f%% | %d | %.2f | %d | %d | %d | %s |\n", n, r.mbps, r.cpu, r.cpu/float64(n),
+			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), r.p50, r.p99, r.machine, minio, r.sim, r.goroutines, r.readsPerPacket, r.segments, r.gaps, r.lost, r.load)
 	}
 }
 
@@ -76,8 +76,9 @@ type result struct {
 	p50, p99          benchutil.Quant
 	segments          int
 	gaps, lost        int
-	goroutines        int    // the server's, at the end of the window
-	load              string // the machine's 1, 5 and 15 minute load averages at the end of the window
+	goroutines        int     // the server's, at the end of the window
+	readsPerPacket    float64 // the server's read system calls (all of them) per RTP packet received, in the window
+	load              string  // the machine's 1, 5 and 15 minute load averages at the end of the window
 }
 
 // options are the command's flags.
@@ -163,6 +164,7 @@ func run(o options, n int) (result, error) {
 		mc0 = benchutil.CPUSeconds(m0)
 	}
 	sc0 := benchutil.CPUSeconds(sim.Process.Pid)
+	r0 := readCalls(serve.Process.Pid)
 	busy0, total0, _ := benchutil.MachineBusy()
 	profiled := make(chan error, 1)
 	if o.cpuProfile != "" {
@@ -183,6 +185,7 @@ func run(o options, n int) (result, error) {
 		r.minio = (benchutil.CPUSeconds(m0) - mc0) / window * 100
 	}
 	r.sim = (benchutil.CPUSeconds(sim.Process.Pid) - sc0) / window * 100
+	reads := readCalls(serve.Process.Pid) - r0
 	busy1, total1, cpus := benchutil.MachineBusy()
 	r.machine = (busy1 - busy0) / (total1 - total0) * float64(cpus) * 100
 	r.rss = rssMax
@@ -204,6 +207,9 @@ func run(o options, n int) (result, error) {
 		return r, err
 	}
 	r.goroutines = int(after["go_goroutines"])
+	if pkts := after["bodycam_ingest_received_packets_total"] - before["bodycam_ingest_received_packets_total"]; pkts > 0 {
+		r.readsPerPacket = reads / pkts
+	}
 	r.mbps = (after["bodycam_ingest_received_bytes_total"] - before["bodycam_ingest_received_bytes_total"]) * 8 / window / 1e6
 	// The quantiles are the window's alone: what the histograms gained
 	// between the two scrapes. Not the warm-up's connection storm, and not
@@ -242,6 +248,23 @@ func run(o options, n int) (result, error) {
 		}
 	}
 	return r, nil
+}
+
+// readCalls is how many read system calls a process has made (syscr in
+// /proc/<pid>/io: every read, recv and pread, those that found nothing
+// included).
+func readCalls(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscr:"); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // profile saves the server's CPU profile over d.

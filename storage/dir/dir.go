@@ -168,6 +168,11 @@ func (s *Store) PutFile(ctx context.Context, key string, f *os.File, size int64,
 	if err := f.Chmod(0o444); err != nil {
 		return storage.Info{}, fmt.Errorf("storage: %w", err)
 	}
+	// Stored now, as a copy would be: metadata rebuilt from the file (after
+	// a crash before it was written) counts retention from its time.
+	if now := s.now(); os.Chtimes(f.Name(), now, now) != nil {
+		return s.Put(ctx, key, io.NewSectionReader(f, 0, math.MaxInt64), size, o)
+	}
 	if err := f.Sync(); err != nil {
 		return storage.Info{}, fmt.Errorf("storage: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bodycam/bodycam/storage"
 	"github.com/bodycam/bodycam/storage/dir"
@@ -72,7 +73,8 @@ func TestStatRebuildsLostMetadata(t *testing.T) {
 // hash. A second store of the key is refused either way.
 func TestPutFileLinks(t *testing.T) {
 	root := t.TempDir()
-	s, err := dir.Open(root, dir.Options{})
+	stored := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+	s, err := dir.Open(root, dir.Options{Now: func() time.Time { return stored }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +108,9 @@ func TestPutFileLinks(t *testing.T) {
 	}
 	if ost.Mode().Perm()&0o222 != 0 {
 		t.Fatalf("object mode %v is writable", ost.Mode())
+	}
+	if !ost.ModTime().Equal(stored) {
+		t.Fatalf("object time %v, want when it was stored (%v): metadata rebuilt from it counts retention from then", ost.ModTime(), stored)
 	}
 	os.Remove(path) // the spool lets its name go
 	if got, err := os.ReadFile(obj); err != nil || !bytes.Equal(got, data) {
