@@ -59,8 +59,9 @@ func (t trackInfo) kind() string {
 // sink receives what the segmenter makes; the spool implements it.
 type sink interface {
 	openSegment(seq int64, start, deviceTime time.Time, keyframe bool) error
-	// writeFragment may not keep b after it returns.
-	writeFragment(b []byte, mediaEnd time.Duration) error
+	// writeFragment takes b, a buffer from fragmentBuffers, and puts it
+	// back once it is written (or not).
+	writeFragment(b *[]byte, mediaEnd time.Duration) error
 	closeSegment(duration time.Duration) error
 	gap(g evidence.Gap) error
 }
@@ -104,7 +105,8 @@ type segmenter struct {
 
 type trackState struct {
 	info     trackInfo
-	pending  *sample
+	pending  *sample // &slot, or nil
+	slot     sample  // the pending sample, kept here rather than allocated
 	frag     []fragSample
 	fragBase int64
 	nextDTS  int64 // where the next finalized sample continues the timeline
@@ -249,7 +251,8 @@ func (s *segmenter) push(i int, smp sample) error {
 		return nil
 	}
 	if t.pending == nil {
-		t.pending = &smp
+		t.slot = smp
+		t.pending = &t.slot
 		t.nextDTS = smp.dts
 		return nil
 	}
@@ -308,7 +311,7 @@ func (s *segmenter) push(i int, smp sample) error {
 	if err := s.finalize(t, p, d); err != nil {
 		return err
 	}
-	t.pending = &smp
+	t.slot = smp // p is done with
 	return nil
 }
 
@@ -372,7 +375,7 @@ func (s *segmenter) flush() error {
 		return nil
 	}
 	buf := fragmentBuffers.Get().(*[]byte)
-	b := appendFragment((*buf)[:0], s.fragSeq+1, tracks)
+	*buf = appendFragment((*buf)[:0], s.fragSeq+1, tracks)
 	s.fragSeq++
 	for _, t := range s.tracks {
 		clear(t.frag) // the samples' bytes go with them
@@ -382,10 +385,7 @@ func (s *segmenter) flush() error {
 	if s.primary.pending != nil {
 		s.fragStart = s.primary.pending.recv
 	}
-	err := s.out.writeFragment(b, s.segmentSpan())
-	*buf = b
-	fragmentBuffers.Put(buf)
-	return err
+	return s.out.writeFragment(buf, s.segmentSpan())
 }
 
 func (s *segmenter) segmentSpan() time.Duration {
@@ -424,7 +424,7 @@ func (s *segmenter) close() error {
 			if err := s.finalize(t, t.pending, t.typical); err != nil {
 				return err
 			}
-			t.pending = nil
+			t.pending, t.slot = nil, sample{}
 		}
 	}
 	if s.segOpen {

@@ -31,8 +31,9 @@ func (f *fakeSink) openSegment(seq int64, start, _ time.Time, keyframe bool) err
 	f.segs = append(f.segs, &fakeSegment{seq: seq, start: start, keyframe: keyframe})
 	return nil
 }
-func (f *fakeSink) writeFragment(b []byte, _ time.Duration) error {
-	f.segs[len(f.segs)-1].data.Write(b)
+func (f *fakeSink) writeFragment(b *[]byte, _ time.Duration) error {
+	f.segs[len(f.segs)-1].data.Write(*b)
+	fragmentBuffers.Put(b)
 	return nil
 }
 func (f *fakeSink) closeSegment(d time.Duration) error {

@@ -59,8 +59,11 @@ type Options struct {
 	RTSPAddr string // TCP (and RTSPS when TLS is set)
 	// UDPAddr is the RTP port of the UDP transport (RTCP is the next port);
 	// empty disables UDP.
-	UDPAddr         string
-	TLS             *tls.Config
+	UDPAddr string
+	TLS     *tls.Config
+	// ReadTimeout ends a recording over TCP whose publisher sends nothing
+	// for this long (within an eighth more: the deadline is moved once
+	// every ReadTimeout/8, not before every packet). Default 10s.
 	ReadTimeout     time.Duration
 	SegmentDuration time.Duration
 	Spool           *Spool
@@ -188,8 +191,12 @@ func (s *Server) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
+			// gortsplib sets a read deadline before every RTP packet:
+			// once recording, moving it once every ReadTimeout/8 is
+			// enough (a read timeout then fires 10 to 11.25 s after the
+			// last data, for 10 s).
 			s.conns = connlimit.New(ln, connlimit.Options{Name: "rtsp", PerHost: s.o.MaxPendingPerHost, MaxPending: s.o.MaxPending,
-				RequestTimeout: s.o.RequestTimeout, Registry: s.o.Registry, Log: s.log})
+				RequestTimeout: s.o.RequestTimeout, DeadlineSlack: s.o.ReadTimeout / 8, Registry: s.o.Registry, Log: s.log})
 			return s.conns, nil
 		},
 	}
@@ -362,7 +369,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse("draining", base.StatusServiceUnavailable, log.Info, "publisher refused: this node is draining before it stops; publish to another")
 	}
 	ss := &session{srv: s, device: dev, caseID: caseID, remote: remote, tracks: tracks, rtsp: ctx.Session,
-		log: log, in: make(chan input, 4096), done: make(chan struct{})}
+		log: log, done: make(chan struct{})}
 	s.mu.Lock()
 	if other := s.live[id]; other != nil {
 		s.mu.Unlock()

@@ -21,15 +21,12 @@ import (
 	"github.com/bodycam/bodycam/media"
 )
 
-type input struct {
-	track int
-	smp   sample
-}
-
-// session is one publisher: its packets are depacketized on gortsplib's
-// reader goroutine and handed to the session's writer goroutine, which
-// segments them into the spool. When the writer falls behind, the reader
-// waits (TCP pushes back on the recorder); media is never dropped here.
+// session is one publisher. Its packets are depacketized and segmented on
+// gortsplib's reader goroutine, which hands each finished fragment (about
+// 0.9 s of media) to the session's spool goroutine: one hand-off a
+// fragment, not one an access unit. The spool goroutine writes, fsyncs and
+// hashes it. When the spool falls behind, the reader waits (TCP pushes back
+// on the recorder); media is never dropped here.
 type session struct {
 	srv    *Server
 	device evidence.Device
@@ -39,24 +36,44 @@ type session struct {
 	rtsp   *gortsplib.ServerSession
 	log    *slog.Logger
 
-	in          chan input
-	quit        chan struct{}
-	done        chan struct{}
 	recordingID string
 	started     time.Time
 	lost        atomic.Uint64
 	stopOnce    sync.Once
-	endErr      error
 	connErr     atomic.Pointer[error] // why the publisher's connection closed
 	dropped     atomic.Uint64         // samples before the tracks were ready
 	feed        LiveFeed              // nil without a live relay
 	lastPacket  prometheus.Gauge      // the device's bodycam_ingest_device_last_publish_timestamp_seconds
+
+	// mu is held by the reader goroutine while it segments, and by stop,
+	// which ends the recording: whoever holds it owns w and the tracks'
+	// codecs. stopped is set under it; the reader then records nothing more.
+	mu      sync.Mutex
+	w       *writer
+	stopped bool
+	// ops carries what the segmenter makes to the spool goroutine, which
+	// closes done when it has written the recording's end. Only a holder
+	// of mu sends, and stop closes ops once stopped is set, so nothing is
+	// sent on it closed.
+	ops    chan spoolOp
+	done   chan struct{}
+	failed atomic.Bool // the spool goroutine could not write: the recording ended as interrupted
 
 	leaseID    string      // the session's id in the device's lease
 	fence      int64       // the lease grant it records under
 	unleased   atomic.Bool // accepted while coordination did not answer
 	superseded atomic.Bool // ended because another node was granted the device
 }
+
+// spoolQueue is how many of the segmenter's calls (fragments of about
+// 0.9 s, segment boundaries, gaps) may wait for the spool goroutine before
+// the reader waits too: about 14 s of a stalled disk are absorbed without
+// holding the publisher back (over UDP, every publisher: they share one
+// reader), and a stream holds at most this many fragment buffers (about
+// 8 MB at 4 Mbit/s, only while the disk stalls; none otherwise). The
+// per-access-unit channel of 4096 samples it replaces was 0.8 MiB a stream
+// at all times, allocated whole.
+const spoolQueue = 16
 
 func newRecordingID(t time.Time) string {
 	return t.UTC().Format("20060102T150405Z") + "-" + randHex(4)
@@ -75,7 +92,8 @@ func (ss *session) start() error {
 	ss.started = time.Now().UTC()
 	ss.recordingID = newRecordingID(ss.started)
 	ss.srv.mu.Unlock()
-	ss.quit = make(chan struct{})
+	ss.ops = make(chan spoolOp, spoolQueue)
+	ss.w = &writer{ss: ss}
 	ss.log = ss.log.With("recording", ss.recordingID)
 	ss.lastPacket = ss.srv.m.lastPublish.WithLabelValues(ss.device.ID) // before the first packet
 	ss.lastPacket.Set(unixSeconds(ss.started))
@@ -106,7 +124,7 @@ func (ss *session) start() error {
 	ss.srv.o.Events.Publish(events.Event{Kind: events.RecordingStarted, At: ss.started, Recording: rec})
 	ss.srv.m.publishers.Inc()
 	ss.srv.sessions.Add(1)
-	go ss.run()
+	go ss.runSpool()
 	ss.log.Info("recording started", "codecs", strings.Join(ss.codecNames(), ", "), "case", ss.caseID)
 	return nil
 }
@@ -119,13 +137,12 @@ func (ss *session) recording() evidence.Recording {
 
 // packet runs on gortsplib's reader goroutine.
 func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
-	recv := time.Now()
-	ss.lastPacket.Set(unixSeconds(recv))
-	ss.srv.m.packets.Inc()
-	ss.srv.m.bytes.Add(float64(len(pkt.Payload)))
+	t.packets++
+	t.bytes += len(pkt.Payload)
 	pts, ok := ss.rtsp.PacketPTS(t.media, pkt)
 	if !ok {
-		return // before the first packet that sets the timeline
+		ss.count(t, time.Now()) // before the first packet that sets the timeline
+		return
 	}
 	if cr := int64(t.clockRate()); cr != int64(t.info.timescale) && cr > 0 {
 		pts = pts * int64(t.info.timescale) / cr
@@ -139,42 +156,67 @@ func (ss *session) packet(i int, t *track, pkt *rtp.Packet) {
 		ss.log.Debug("depacketize", "track", t.info.name, "err", err)
 	}
 	if len(samples) == 0 {
-		return // a packet inside an access unit
+		// A packet inside an access unit: counted with the access unit's
+		// last packet (or every countEvery packets, if none ends).
+		if t.packets >= countEvery {
+			ss.count(t, time.Now())
+		}
+		return
 	}
+	recv := time.Now()
+	ss.count(t, recv)
 	ntp, _ := ss.rtsp.PacketNTP(t.media, pkt)
 	samples[0].lost, t.lost = t.lost, 0
-	for _, smp := range samples {
-		smp.recv, smp.ntp = recv, ntp
-		if ss.feed != nil && smp.hasMedia() {
-			ss.feed.Write(i, t.liveUnit(smp))
-		}
-		in := input{track: i, smp: smp}
-		select {
-		case ss.in <- in:
-			continue
-		default:
-		}
-		ss.srv.m.backpressure.Inc()
-		select {
-		case ss.in <- in:
-		case <-ss.done:
-			return
+	for j := range samples {
+		samples[j].recv, samples[j].ntp = recv, ntp
+		if ss.feed != nil && samples[j].hasMedia() {
+			ss.feed.Write(i, t.liveUnit(samples[j]))
 		}
 	}
+	ss.mu.Lock()
+	if !ss.stopped {
+		for j := range samples {
+			ss.w.push(i, samples[j])
+		}
+	}
+	ss.mu.Unlock()
+}
+
+// countEvery bounds how many packets wait, uncounted, for the end of their
+// access unit.
+const countEvery = 64
+
+// count adds a track's packets since the last count to the metrics: once
+// an access unit, not once a packet.
+func (ss *session) count(t *track, now time.Time) {
+	ss.lastPacket.Set(unixSeconds(now))
+	ss.srv.m.packets.Add(float64(t.packets))
+	ss.srv.m.bytes.Add(float64(t.bytes))
+	t.packets, t.bytes = 0, 0
 }
 
 // stop ends the recording and waits until its last media is in the spool.
 func (ss *session) stop(err error) {
 	ss.stopOnce.Do(func() {
-		if ss.quit == nil { // announced but never recorded
-			close(ss.done)
+		if ss.ops == nil { // announced but never recorded
 			return
 		}
-		ss.endErr = err
 		if ss.feed != nil {
 			ss.feed.Close()
 		}
-		close(ss.quit)
+		reason, byPublisher := ss.endReason(err)
+		if byPublisher {
+			ss.srv.m.lastStop.WithLabelValues(ss.device.ID).SetToCurrentTime()
+		}
+		state := evidence.StateComplete
+		if ss.superseded.Load() {
+			state, reason = evidence.StateInterrupted, errSuperseded.Error()
+		}
+		ss.mu.Lock()
+		ss.stopped = true
+		ss.w.end(state, reason)
+		ss.mu.Unlock()
+		close(ss.ops)
 		<-ss.done
 		ss.srv.m.publishers.Dec()
 	})
@@ -186,8 +228,7 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // endReason says why the recording ended, and whether the publisher ended
 // it itself (TEARDOWN, or its stream ended cleanly): then the recorder was
 // stopped, not lost.
-func (ss *session) endReason() (reason string, byPublisher bool) {
-	err := ss.endErr
+func (ss *session) endReason(err error) (reason string, byPublisher bool) {
 	var notInUse liberrors.ErrServerSessionNotInUse
 	if errors.As(err, &notInUse) {
 		if c := ss.connErr.Load(); c != nil {
@@ -217,55 +258,23 @@ func (ss *session) endReason() (reason string, byPublisher bool) {
 	return "publisher disconnected: " + err.Error(), false
 }
 
-// run is the session's writer goroutine.
-func (ss *session) run() {
-	defer ss.srv.sessions.Done()
-	defer close(ss.done)
-	w := &writer{ss: ss}
-	for {
-		select {
-		case in := <-ss.in:
-			w.push(in)
-		case <-ss.quit:
-			for {
-				select {
-				case in := <-ss.in:
-					w.push(in)
-					continue
-				default:
-				}
-				break
-			}
-			reason, byPublisher := ss.endReason()
-			if byPublisher {
-				ss.srv.m.lastStop.WithLabelValues(ss.device.ID).SetToCurrentTime()
-			}
-			state := evidence.StateComplete
-			if ss.superseded.Load() {
-				state, reason = evidence.StateInterrupted, errSuperseded.Error()
-			}
-			w.end(state, reason)
-			w.release()
-			return
-		}
-	}
-}
-
-// writer owns the spool recording of a session.
+// writer segments a session's samples; it runs under the session's mu
+// (on the reader goroutine, and in stop). What it makes goes to the spool
+// goroutine as spoolOps.
 type writer struct {
 	ss     *session
-	rec    *recWriter
 	seg    *segmenter
 	failed bool
 }
 
-func (w *writer) push(in input) {
-	if w.failed {
+func (w *writer) push(i int, smp sample) {
+	ss := w.ss
+	if w.failed || ss.failed.Load() {
+		w.failed = true
 		return
 	}
-	ss := w.ss
-	if in.smp.params != nil {
-		ss.tracks[in.track].apply(in.smp.params)
+	if smp.params != nil {
+		ss.tracks[i].apply(smp.params)
 	}
 	if w.seg == nil {
 		for _, t := range ss.tracks {
@@ -278,45 +287,196 @@ func (w *writer) push(in input) {
 		for i, t := range ss.tracks {
 			infos[i] = t.info
 		}
-		w.seg = newSegmenter(ss.recordingID, infos, ss.srv.o.SegmentDuration, nil)
-		init, err := w.seg.init()
-		if err == nil {
-			meta := recordingMeta{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID, CaseID: ss.caseID,
-				StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote, NodeID: ss.srv.o.NodeID, Fence: ss.fence,
-				PrimaryTrack: w.seg.primary.info.id, PrimaryTimescale: w.seg.primary.info.timescale}
-			w.rec, err = ss.srv.o.Spool.create(meta, init)
-		}
+		seg := newSegmenter(ss.recordingID, infos, ss.srv.o.SegmentDuration, &countingSink{sink: queueSink{ss}, srv: ss.srv, log: ss.log})
+		init, err := seg.init()
 		if err != nil {
 			w.fail(err)
 			return
 		}
-		w.rec.closed = func(_ segmentMeta, took time.Duration) {
-			ss.srv.m.stepTime.WithLabelValues("spool_close").Observe(took.Seconds())
-			ss.srv.up.kickDevice(ss.device.ID)
-		}
-		w.seg.out = &countingSink{recWriter: w.rec, srv: ss.srv, log: ss.log}
+		w.seg = seg
+		ss.send(spoolOp{kind: opCreate, init: init, meta: &recordingMeta{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID,
+			CaseID: ss.caseID, StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote, NodeID: ss.srv.o.NodeID, Fence: ss.fence,
+			PrimaryTrack: seg.primary.info.id, PrimaryTimescale: seg.primary.info.timescale}})
 	}
-	if err := w.seg.push(in.track, in.smp); err != nil {
+	if err := w.seg.push(i, smp); err != nil {
 		w.fail(err)
+	}
+}
+
+// fail gives up segmenting: the spool goroutine failed (its error is
+// handled there), or the segmenter itself did, which the spool goroutine is
+// told of to end the recording.
+func (w *writer) fail(err error) {
+	w.failed = true
+	if !errors.Is(err, errSpoolFailed) {
+		w.ss.send(spoolOp{kind: opFail, err: err})
+	}
+}
+
+// end finishes the recording: the segmenter's pending samples and its last
+// segment, then the recording's end.
+func (w *writer) end(state evidence.RecordingState, reason string) {
+	if w.failed || w.ss.failed.Load() {
+		return
+	}
+	if w.seg != nil {
+		if err := w.seg.close(); err != nil {
+			w.fail(err)
+			return
+		}
+	}
+	segments := int64(0)
+	if w.seg != nil {
+		segments = w.seg.segSeq
+	}
+	w.ss.send(spoolOp{kind: opEnd, state: state, reason: reason, seq: segments})
+}
+
+// send hands op to the spool goroutine, waiting while its queue is full.
+// The caller holds mu; stop closes ops only after its own last send.
+func (ss *session) send(op spoolOp) {
+	select {
+	case ss.ops <- op:
+		return
+	default:
+	}
+	ss.srv.m.backpressure.Inc()
+	ss.ops <- op
+}
+
+// errSpoolFailed: the spool goroutine could not write the recording and
+// has ended it.
+var errSpoolFailed = errors.New("the recording could not be written to the spool")
+
+type opKind uint8
+
+const (
+	opCreate   opKind = iota + 1 // meta, init
+	opOpen                       // seq, start, deviceTime, keyframe
+	opFragment                   // frag, d (where its media ends in the segment)
+	opClose                      // d (the segment's duration)
+	opGap                        // gap
+	opFail                       // err: the segmenter failed
+	opEnd                        // state, reason; seq: how many segments
+)
+
+// spoolOp is one call of the segmenter (or the session) for the spool
+// goroutine.
+type spoolOp struct {
+	kind              opKind
+	keyframe          bool
+	seq               int64
+	d                 time.Duration
+	start, deviceTime time.Time
+	frag              *[]byte // from fragmentBuffers; the spool goroutine puts it back
+	gap               *evidence.Gap
+	meta              *recordingMeta
+	init              []byte
+	err               error
+	state             evidence.RecordingState
+	reason            string
+}
+
+// queueSink is the segmenter's sink on the reader goroutine: each call
+// becomes a spoolOp. Once the spool goroutine has failed, calls fail with
+// errSpoolFailed and the segmenter stops.
+type queueSink struct{ ss *session }
+
+func (q queueSink) put(op spoolOp) error {
+	if q.ss.failed.Load() {
+		if op.frag != nil {
+			fragmentBuffers.Put(op.frag)
+		}
+		return errSpoolFailed
+	}
+	q.ss.send(op)
+	return nil
+}
+
+func (q queueSink) openSegment(seq int64, start, deviceTime time.Time, keyframe bool) error {
+	return q.put(spoolOp{kind: opOpen, seq: seq, start: start, deviceTime: deviceTime, keyframe: keyframe})
+}
+
+func (q queueSink) writeFragment(b *[]byte, mediaEnd time.Duration) error {
+	return q.put(spoolOp{kind: opFragment, frag: b, d: mediaEnd})
+}
+
+func (q queueSink) closeSegment(duration time.Duration) error {
+	return q.put(spoolOp{kind: opClose, d: duration})
+}
+
+func (q queueSink) gap(g evidence.Gap) error { return q.put(spoolOp{kind: opGap, gap: &g}) }
+
+// runSpool is the session's spool goroutine: it owns the recording's files.
+func (ss *session) runSpool() {
+	defer ss.srv.sessions.Done()
+	defer close(ss.done)
+	sw := &spoolWriter{ss: ss}
+	for op := range ss.ops {
+		sw.do(op)
+	}
+	sw.release()
+}
+
+// spoolWriter writes a session's recording into the spool.
+type spoolWriter struct {
+	ss  *session
+	rec *recWriter
+}
+
+func (sw *spoolWriter) do(op spoolOp) {
+	ss := sw.ss
+	if op.frag != nil {
+		defer fragmentBuffers.Put(op.frag)
+	}
+	if ss.failed.Load() {
+		return
+	}
+	var err error
+	switch op.kind {
+	case opCreate:
+		sw.rec, err = ss.srv.o.Spool.create(*op.meta, op.init)
+		if err == nil {
+			sw.rec.closed = func(_ segmentMeta, took time.Duration) {
+				ss.srv.m.stepTime.WithLabelValues("spool_close").Observe(took.Seconds())
+				ss.srv.up.kickDevice(ss.device.ID)
+			}
+		}
+	case opOpen:
+		err = sw.rec.openSegment(op.seq, op.start, op.deviceTime, op.keyframe)
+	case opFragment:
+		err = sw.rec.writeFragment(*op.frag, op.d)
+	case opClose:
+		err = sw.rec.closeSegment(op.d)
+	case opGap:
+		err = sw.rec.gap(*op.gap)
+	case opFail:
+		err = op.err
+	case opEnd:
+		sw.end(op.state, op.reason, op.seq)
+		return
+	}
+	if err != nil {
+		sw.fail(err)
 	}
 }
 
 // fail ends a recording the server could no longer write: explicitly, as
 // interrupted with a gap, and closes the publisher's session.
-func (w *writer) fail(err error) {
-	ss := w.ss
+func (sw *spoolWriter) fail(err error) {
+	ss := sw.ss
+	ss.failed.Store(true)
 	ss.srv.m.errors.WithLabelValues("spool_write").Inc()
 	ss.log.Error("recording cannot be written to the spool; ending it as interrupted and closing the publisher", "err", err)
-	w.failed = true
-	if w.rec != nil {
+	if sw.rec != nil {
 		// The segment being written stays on disk as it is, its file
 		// closed first: the descriptor is not kept, whatever happens next.
 		// Once end.json is written, the uploader salvages the segment
 		// (its complete fragments; the rest is in the gap).
-		w.rec.closeFile()
-		w.rec.gap(evidence.Gap{RecordingID: ss.recordingID, Kind: evidence.GapInterrupted, Start: w.rec.lastEnd, End: time.Now().UTC(),
+		sw.rec.closeFile()
+		sw.rec.gap(evidence.Gap{RecordingID: ss.recordingID, Kind: evidence.GapInterrupted, Start: sw.rec.lastEnd, End: time.Now().UTC(),
 			Detail: "the spool could not be written (" + err.Error() + "); media after this point was refused"})
-		if err := w.rec.end(evidence.StateInterrupted, w.rec.lastEnd, "spool write failed: "+err.Error()); err != nil {
+		if err := sw.rec.end(evidence.StateInterrupted, sw.rec.lastEnd, "spool write failed: "+err.Error()); err != nil {
 			ss.log.Error("the end of the recording could not be written to the spool either", "err", err)
 		}
 		ss.srv.up.kickDevice(ss.device.ID)
@@ -336,19 +496,16 @@ func (w *writer) fail(err error) {
 
 // release lets the spool know the writer is done with its recording, ended
 // or not (then the uploader recovers it).
-func (w *writer) release() {
-	if w.rec != nil {
-		w.rec.release()
-		w.ss.srv.up.kickDevice(w.ss.device.ID)
+func (sw *spoolWriter) release() {
+	if sw.rec != nil {
+		sw.rec.release()
+		sw.ss.srv.up.kickDevice(sw.ss.device.ID)
 	}
 }
 
-func (w *writer) end(state evidence.RecordingState, reason string) {
-	ss := w.ss
-	if w.failed {
-		return
-	}
-	if w.rec == nil {
+func (sw *spoolWriter) end(state evidence.RecordingState, reason string, segments int64) {
+	ss := sw.ss
+	if sw.rec == nil {
 		// Nothing recordable ever arrived: end the catalog's recording, with
 		// the reason, so it does not stay "live".
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -360,23 +517,19 @@ func (w *writer) end(state evidence.RecordingState, reason string) {
 		ss.log.Info("recording ended without media", "reason", why, "dropped_samples", ss.dropped.Load())
 		return
 	}
-	if err := w.seg.close(); err != nil {
-		w.fail(err)
-		return
-	}
-	if err := w.rec.end(state, w.rec.lastEnd, reason); err != nil {
-		w.fail(err)
+	if err := sw.rec.end(state, sw.rec.lastEnd, reason); err != nil {
+		sw.fail(err)
 		return
 	}
 	ss.srv.up.kickDevice(ss.device.ID)
-	ss.log.Info("recording ended", "reason", reason, "segments", w.seg.segSeq, "packets_lost", ss.lost.Load())
+	ss.log.Info("recording ended", "reason", reason, "segments", segments, "packets_lost", ss.lost.Load())
 }
 
 // countingSink counts and logs gaps as they are written. A lossy stream can
 // make a gap a second: the log gets the first few of every ten seconds and
 // a count of the rest; the record and the metric get every one.
 type countingSink struct {
-	*recWriter
+	sink
 	srv *Server
 	log *slog.Logger
 
@@ -402,5 +555,5 @@ func (c *countingSink) gap(g evidence.Gap) error {
 		c.not++
 		c.log.Debug("gap in recording", "kind", g.Kind, "track", g.Track, "detail", g.Detail)
 	}
-	return c.recWriter.gap(g)
+	return c.sink.gap(g)
 }

@@ -121,6 +121,7 @@ func (sp *Spool) recDir(device, rec string) string { return filepath.Join(sp.roo
 type recWriter struct {
 	sp      *Spool
 	dir     string
+	dirf    *os.File // dir, held open for its fsyncs (several a segment); nil: opened for each
 	meta    recordingMeta
 	seg     *os.File
 	hash    hash.Hash
@@ -164,7 +165,11 @@ func (sp *Spool) create(meta recordingMeta, init []byte) (w *recWriter, err erro
 	if err := syncDir(filepath.Dir(dir)); err != nil {
 		return nil, err
 	}
-	return &recWriter{sp: sp, dir: dir, meta: meta, lastEnd: meta.StartedAt}, nil
+	dirf, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return &recWriter{sp: sp, dir: dir, dirf: dirf, meta: meta, lastEnd: meta.StartedAt}, nil
 }
 
 // hold marks a recording directory as held by its writer, or not.
@@ -192,8 +197,15 @@ func (sp *Spool) held(dir string) bool {
 // release says the writer is done with the recording, ended or not.
 func (w *recWriter) release() {
 	w.closeFile()
+	if w.dirf != nil {
+		w.dirf.Close()
+		w.dirf = nil
+	}
 	w.sp.hold(w.dir, false)
 }
+
+// syncDir makes the recording directory's entries durable.
+func (w *recWriter) syncDir() error { return syncDirOf(w.dirf, w.dir) }
 
 func (w *recWriter) path(name string) string { return filepath.Join(w.dir, name) }
 
@@ -202,7 +214,7 @@ func (w *recWriter) openSegment(seq int64, start, deviceTime time.Time, keyframe
 	if deviceTime.IsZero() {
 		w.open.DeviceTime = time.Time{}
 	}
-	if err := writeJSONSync(w.path(segName(seq)+".open.json"), w.open); err != nil {
+	if err := writeJSONSyncIn(w.dirf, w.path(segName(seq)+".open.json"), w.open); err != nil {
 		return err
 	}
 	var err error
@@ -213,14 +225,15 @@ func (w *recWriter) openSegment(seq int64, start, deviceTime time.Time, keyframe
 	if err := injected("open-segment", w.meta.DeviceID, seq); err != nil {
 		return err
 	}
-	return syncDir(w.dir)
+	return w.syncDir()
 }
 
 // spoolFault is set by tests only (export_test.go): asked at a few points
 // of writing a recording ("create" once init.mp4 is written, "open-segment"
-// once the segment's files are made, the start of "end"), it fails there,
-// as a write or a directory sync that fails (no descriptor left, a full
-// disk, an I/O error) does.
+// once the segment's files are made, "fragment" before each fragment's
+// write, the start of "end"), it fails there, as a write or a directory
+// sync that fails (no descriptor left, a full disk, an I/O error) does, or
+// takes its time, as a stalled disk does.
 var spoolFault atomic.Pointer[func(op, device string, seq int64) error]
 
 func injected(op, device string, seq int64) error {
@@ -236,6 +249,9 @@ func injected(op, device string, seq int64) error {
 // The fragment itself is the record: recovery finds the last complete one by
 // walking the file's boxes.
 func (w *recWriter) writeFragment(b []byte, mediaEnd time.Duration) error {
+	if err := injected("fragment", w.meta.DeviceID, w.open.Seq); err != nil {
+		return err
+	}
 	if _, err := w.seg.Write(b); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -254,7 +270,7 @@ func (w *recWriter) closeSegment(duration time.Duration) error {
 	m.DurationUS, m.ClosedAt = duration.Microseconds(), time.Now().UTC()
 	w.seg.Close()
 	w.seg = nil
-	if err := finishSegment(w.dir, m); err != nil {
+	if err := finishSegmentIn(w.dirf, w.dir, m); err != nil {
 		return err
 	}
 	if w.closed != nil {
@@ -265,16 +281,20 @@ func (w *recWriter) closeSegment(duration time.Duration) error {
 
 // finishSegment turns an open segment into a closed one: metadata first,
 // then the rename, so a crash in between is finished by recovery.
-func finishSegment(dir string, m segmentMeta) error {
+func finishSegment(dir string, m segmentMeta) error { return finishSegmentIn(nil, dir, m) }
+
+// finishSegmentIn is finishSegment with dir held open as d (nil: opened
+// for each fsync).
+func finishSegmentIn(d *os.File, dir string, m segmentMeta) error {
 	name := segName(m.Seq)
-	if err := writeJSONSync(filepath.Join(dir, name+".json"), m); err != nil {
+	if err := writeJSONSyncIn(d, filepath.Join(dir, name+".json"), m); err != nil {
 		return err
 	}
 	if err := os.Rename(filepath.Join(dir, name+".m4s.open"), filepath.Join(dir, name+".m4s")); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	os.Remove(filepath.Join(dir, name+".open.json"))
-	return syncDir(dir)
+	return syncDirOf(d, dir)
 }
 
 func (w *recWriter) gap(g evidence.Gap) error {
@@ -325,7 +345,7 @@ func (w *recWriter) end(state evidence.RecordingState, at time.Time, reason stri
 	if err := w.writeGaps(); err != nil {
 		return err
 	}
-	return writeJSONSync(w.path("end.json"), endMeta{State: state, EndedAt: at.UTC(), Reason: reason})
+	return writeJSONSyncIn(w.dirf, w.path("end.json"), endMeta{State: state, EndedAt: at.UTC(), Reason: reason})
 }
 
 // recover finishes what a crash left in the spool: open segments are cut
@@ -578,7 +598,11 @@ func readJSON(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func writeFileSync(path string, b []byte) error {
+func writeFileSync(path string, b []byte) error { return writeFileSyncIn(nil, path, b) }
+
+// writeFileSyncIn is writeFileSync with path's directory held open as d
+// (nil: opened for its fsync).
+func writeFileSyncIn(d *os.File, path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -595,7 +619,7 @@ func writeFileSync(path string, b []byte) error {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = syncDirOf(d, filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -604,12 +628,14 @@ func writeFileSync(path string, b []byte) error {
 	return nil
 }
 
-func writeJSONSync(path string, v any) error {
+func writeJSONSync(path string, v any) error { return writeJSONSyncIn(nil, path, v) }
+
+func writeJSONSyncIn(d *os.File, path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFileSync(path, b)
+	return writeFileSyncIn(d, path, b)
 }
 
 func appendJSONLine(path string, v any) error {
@@ -661,6 +687,18 @@ func readGaps(path string) ([]evidence.Gap, error) {
 		}
 	}
 	return out, nil
+}
+
+// syncDirOf fsyncs a directory through d, held open, or when d is nil by
+// opening dir.
+func syncDirOf(d *os.File, dir string) error {
+	if d == nil {
+		return syncDir(dir)
+	}
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -49,6 +49,18 @@ type track struct {
 	seqSeen bool
 	lost    int
 	broken  bool
+
+	// Received since the metrics were last told, on the reader goroutine.
+	packets, bytes int
+	// out holds what decode returns, reused: the caller is done with a
+	// decode's samples before the next decode.
+	out []sample
+}
+
+// one returns s as decode's result.
+func (t *track) one(s sample) []sample {
+	t.out = append(t.out[:0], s)
+	return t.out
 }
 
 // sequence notes pkt's sequence number and counts the packets missing
@@ -233,7 +245,7 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 			extract, estimating = vc.extractor(), false
 		}
 		if extract == nil {
-			return []sample{{pts: pts, dts: pts, params: changed, undecodable: "no keyframe had come yet"}}, nil
+			return t.one(sample{pts: pts, dts: pts, params: changed, undecodable: "no keyframe had come yet"}), nil
 		}
 		var dtsErr error
 		if !estimating {
@@ -244,17 +256,17 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 				// The NAL units are the depacketizer's own, never reused: the
 				// segmenter stores them length-prefixed and the live relay
 				// shares them.
-				return []sample{{pts: pts, dts: d, sync: sync, nalus: au, params: changed}}, nil
+				return t.one(sample{pts: pts, dts: d, sync: sync, nalus: au, params: changed}), nil
 			}
 			dtsErr = fmt.Errorf("%w (until the next keyframe)", err)
 			estimating = true
 		}
 		if reordered {
-			return []sample{{pts: pts, dts: pts, params: changed,
-				undecodable: "packets were lost, and with B-frames the frames' order cannot be worked out without them"}}, dtsErr
+			return t.one(sample{pts: pts, dts: pts, params: changed,
+				undecodable: "packets were lost, and with B-frames the frames' order cannot be worked out without them"}), dtsErr
 		}
 		lastDTS = max(pts, lastDTS+1)
-		return []sample{{pts: pts, dts: lastDTS, sync: sync, nalus: au, params: changed}}, dtsErr
+		return t.one(sample{pts: pts, dts: lastDTS, sync: sync, nalus: au, params: changed}), dtsErr
 	}
 }
 
@@ -275,11 +287,12 @@ func (t *track) aac(f *format.MPEG4Audio) error {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]sample, 0, len(aus))
+		out := t.out[:0]
 		for i, au := range aus {
 			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
 			out = append(out, sample{pts: p, dts: p, sync: true, payload: au})
 		}
+		t.out = out
 		return out, nil
 	}
 	return nil
@@ -316,7 +329,7 @@ func (t *track) latm(f *format.MPEG4AudioLATM) error {
 		if err := ame.Unmarshal(buf); err != nil {
 			return nil, err
 		}
-		var out []sample
+		out := t.out[:0]
 		for i, sub := range ame.Payloads {
 			if len(sub) == 0 || len(sub[0]) == 0 {
 				continue
@@ -324,6 +337,7 @@ func (t *track) latm(f *format.MPEG4AudioLATM) error {
 			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
 			out = append(out, sample{pts: p, dts: p, sync: true, payload: sub[0][0]})
 		}
+		t.out = out
 		return out, nil
 	}
 	return nil
@@ -361,7 +375,7 @@ func (t *track) g711(f *format.G711) error {
 			a.Unmarshal(enc)
 			pcm = a
 		}
-		return []sample{{pts: pts, dts: pts, sync: true, payload: pcm, raw: enc}}, nil
+		return t.one(sample{pts: pts, dts: pts, sync: true, payload: pcm, raw: enc}), nil
 	}
 	return nil
 }
@@ -379,7 +393,7 @@ func (t *track) opus(f *format.Opus) error {
 		if err != nil {
 			return nil, err
 		}
-		return []sample{{pts: pts, dts: pts, sync: true, payload: p}}, nil
+		return t.one(sample{pts: pts, dts: pts, sync: true, payload: p}), nil
 	}
 	return nil
 }

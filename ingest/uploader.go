@@ -31,6 +31,13 @@ type Store interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
+// filePutter is a Store that can take a file whole (the directory store
+// links it instead of copying its bytes); see dir.Store.PutFile. The caller
+// must never write to the file again.
+type filePutter interface {
+	PutFile(ctx context.Context, key string, f *os.File, size int64, o storage.PutOptions) (storage.Info, error)
+}
+
 // Catalog is what ingest needs from the system of record.
 type Catalog interface {
 	Device(ctx context.Context, id string) (evidence.Device, error)
@@ -101,6 +108,11 @@ type uploader struct {
 	retry  map[string]retryState
 
 	backlogSegs, backlogBytes atomic.Int64 // as last measured
+
+	// cataloged holds the recordings in the spool the catalog is known to
+	// have (a recording is never removed from it while its media is in the
+	// spool): each segment's pass asks the catalog only once a recording.
+	cataloged sync.Map // recording id -> struct{}
 }
 
 // phase is what a device's upload goroutine is doing, and since when.
@@ -399,7 +411,9 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	r := evidence.Recording{ID: meta.ID, DeviceID: meta.DeviceID, OfficerID: meta.OfficerID, CaseID: meta.CaseID,
 		State: evidence.StateLive, StartedAt: meta.StartedAt, Codecs: meta.Codecs, RemoteAddr: meta.RemoteAddr,
 		NodeID: meta.NodeID, Fence: meta.Fence}
-	if _, err := u.cat.Recording(ctx, rec); errors.Is(err, catalog.ErrNotFound) {
+	if _, ok := u.cataloged.Load(rec); ok {
+		// Known: no query a segment.
+	} else if _, err := u.cat.Recording(ctx, rec); errors.Is(err, catalog.ErrNotFound) {
 		// The catalog was down when the recording started: create it now,
 		// and link it to the case it was published for, as start would have.
 		err := u.cat.CreateRecording(ctx, r)
@@ -414,6 +428,7 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	} else if err != nil {
 		return false, fmt.Errorf("%w: %v", errCatalog, err)
 	}
+	u.cataloged.Store(rec, struct{}{})
 	if _, err := os.Stat(filepath.Join(dir, "init.mp4")); err == nil {
 		init := segmentMeta{Seq: 0, Size: meta.InitSize, SHA256: meta.InitSHA256, StartedAt: meta.StartedAt, Keyframe: true}
 		asFound := func(found segmentMeta) error {
@@ -477,6 +492,7 @@ func (u *uploader) recording(ctx context.Context, device, rec string) (bool, err
 	if err := u.finish(ctx, r, end, dir); err != nil {
 		return false, err
 	}
+	u.cataloged.Delete(rec)
 	return true, os.RemoveAll(dir)
 }
 
@@ -629,7 +645,14 @@ func (u *uploader) put(ctx context.Context, r evidence.Recording, kind evidence.
 	want, _ := hex.DecodeString(m.SHA256)
 	u.setPhase(r.DeviceID, "put")
 	t0 := time.Now()
-	_, err = u.store.Put(ctx, key, f, m.Size, storage.PutOptions{SHA256: want, ContentType: "video/mp4"})
+	opts := storage.PutOptions{SHA256: want, ContentType: "video/mp4"}
+	if fs, ok := u.store.(filePutter); ok {
+		// The spool never writes a closed segment again: the store may
+		// take the file itself.
+		_, err = fs.PutFile(ctx, key, f, m.Size, opts)
+	} else {
+		_, err = u.store.Put(ctx, key, f, m.Size, opts)
+	}
 	u.m.stepTime.WithLabelValues("put").Observe(time.Since(t0).Seconds())
 	switch {
 	case errors.Is(err, storage.ErrExists):

@@ -37,8 +37,14 @@ func main() {
 	flag.StringVar(&o.minioDir, "minio-dir", "", "where MinIO keeps its data (default: the temporary directory, the spool's disk); a diagnostic to give MinIO a disk of its own")
 	flag.Float64Var(&o.loss, "loss", 0, "the simulator's --loss: share of RTP packets each recorder drops (a bad uplink)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server's CPU profile over the window to this file, with -n suffixed (go tool pprof reads it)")
+	flag.StringVar(&o.memProfile, "memprofile", "", "write the server's heap profile at the end of the window (in use and allocated since start) to this file, with -n suffixed")
+	flag.StringVar(&o.store, "store", "minio", "the object store: minio (a MinIO server on a loopback port) or dir (the embedded default, a directory on the spool's disk)")
 	flag.Parse()
-	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | segments | gaps | lost packets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	if o.store != "minio" && o.store != "dir" {
+		fail(fmt.Errorf("-store: want minio or dir, got %q", o.store))
+	}
+	fmt.Printf("%s, store %s\n\n", o.bin, o.store)
+	fmt.Printf("| recorders | received | server CPU (%% of one core) | CPU per stream | RSS | RSS per stream | close→durable p50 | p99 | machine CPU (of 200%%) | MinIO CPU | simulator CPU | goroutines | reads per packet | segments | gaps | lost packets | load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -48,8 +54,12 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		fmt.Printf("| %d | %.0f Mbit/s | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %.0f%% | %.0f%% | %.0f%% | %d | %d | %d |\n", n, r.mbps, r.cpu, r.cpu/float64(n),
-			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), r.p50, r.p99, r.machine, r.minio, r.sim, r.segments, r.gaps, r.lost)
+		minio := "—"
+		if o.store == "minio" {
+			minio = fmt.Sprintf("%.0f%%", r.minio)
+		}
+		fmt.Printf("| %d | %.0f Mbit/s | %.1f | %.2f | %.0f MiB | %.2f MiB | %s | %s | %.0f%% | %s | %.0f%% | %d | %.2f | %d | %d | %d | %s |\n", n, r.mbps, r.cpu, r.cpu/float64(n),
+			r.rss/(1<<20), (r.rss-r.baseRSS)/(1<<20)/float64(n), r.p50, r.p99, r.machine, minio, r.sim, r.goroutines, r.readsPerPacket, r.segments, r.gaps, r.lost, r.load)
 	}
 }
 
@@ -66,6 +76,9 @@ type result struct {
 	p50, p99          benchutil.Quant
 	segments          int
 	gaps, lost        int
+	goroutines        int     // the server's, at the end of the window
+	readsPerPacket    float64 // the server's read system calls (all of them) per RTP packet received, in the window
+	load              string  // the machine's 1, 5 and 15 minute load averages at the end of the window
 }
 
 // options are the command's flags.
@@ -74,18 +87,14 @@ type options struct {
 	warmup, measure              time.Duration
 	segment, stagger             time.Duration
 	minioDir, logLevel, serveLog string
-	cpuProfile                   string
+	cpuProfile, memProfile       string
+	store                        string // minio or dir
 	loss                         float64
 }
 
 func run(o options, n int) (result, error) {
 	var r result
 	bin, warmup, measure, segment, stagger, logLevel, serveLog := o.bin, o.warmup, o.measure, o.segment, o.stagger, o.logLevel, o.serveLog
-	m, err := testsvc.StartMinIOIn(o.minioDir)
-	if err != nil {
-		return r, err
-	}
-	defer m.Close()
 	dir, _ := os.MkdirTemp("", "bench-ingest-*")
 	defer os.RemoveAll(dir)
 	httpPort, _ := testsvc.FreePort()
@@ -93,8 +102,17 @@ func run(o options, n int) (result, error) {
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--rtsp-addr", fmt.Sprintf("127.0.0.1:%d", rtspPort),
-		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", logLevel,
-		"--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey, "--s3-bucket", "bench")
+		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", logLevel)
+	minioPid := func() int { return 0 }
+	if o.store == "minio" {
+		m, err := testsvc.StartMinIOIn(o.minioDir)
+		if err != nil {
+			return r, err
+		}
+		defer m.Close()
+		minioPid = m.Pid
+		serve.Args = append(serve.Args, "--s3-endpoint", m.Endpoint, "--s3-access-key", m.AccessKey, "--s3-secret-key", m.SecretKey, "--s3-bucket", "bench")
+	}
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
 	if serveLog != "" {
 		defer func() {
@@ -139,9 +157,14 @@ func run(o options, n int) (result, error) {
 	if err != nil {
 		return r, err
 	}
-	m0 := m.Pid()
+	m0 := minioPid()
 	c0, t0 := benchutil.CPUSeconds(serve.Process.Pid), time.Now()
-	mc0, sc0 := benchutil.CPUSeconds(m0), benchutil.CPUSeconds(sim.Process.Pid)
+	var mc0 float64
+	if m0 != 0 {
+		mc0 = benchutil.CPUSeconds(m0)
+	}
+	sc0 := benchutil.CPUSeconds(sim.Process.Pid)
+	r0 := readCalls(serve.Process.Pid)
 	busy0, total0, _ := benchutil.MachineBusy()
 	profiled := make(chan error, 1)
 	if o.cpuProfile != "" {
@@ -158,17 +181,34 @@ func run(o options, n int) (result, error) {
 	}
 	window := time.Since(t0).Seconds()
 	r.cpu = (benchutil.CPUSeconds(serve.Process.Pid) - c0) / window * 100
-	r.minio = (benchutil.CPUSeconds(m0) - mc0) / window * 100
+	if m0 != 0 {
+		r.minio = (benchutil.CPUSeconds(m0) - mc0) / window * 100
+	}
 	r.sim = (benchutil.CPUSeconds(sim.Process.Pid) - sc0) / window * 100
+	reads := readCalls(serve.Process.Pid) - r0
 	busy1, total1, cpus := benchutil.MachineBusy()
 	r.machine = (busy1 - busy0) / (total1 - total0) * float64(cpus) * 100
 	r.rss = rssMax
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			r.load = strings.Join(f[:3], " ")
+		}
+	}
 	if err := <-profiled; err != nil {
 		return r, fmt.Errorf("cpu profile: %w", err)
+	}
+	if o.memProfile != "" {
+		if err := fetch(api, filepath.Join(dir, "data", "admin-token"), "/debug/pprof/heap", fmt.Sprintf("%s.%d", o.memProfile, n)); err != nil {
+			return r, fmt.Errorf("heap profile: %w", err)
+		}
 	}
 	after, err := benchutil.Scrape(api + "/metrics")
 	if err != nil {
 		return r, err
+	}
+	r.goroutines = int(after["go_goroutines"])
+	if pkts := after["bodycam_ingest_received_packets_total"] - before["bodycam_ingest_received_packets_total"]; pkts > 0 {
+		r.readsPerPacket = reads / pkts
 	}
 	r.mbps = (after["bodycam_ingest_received_bytes_total"] - before["bodycam_ingest_received_bytes_total"]) * 8 / window / 1e6
 	// The quantiles are the window's alone: what the histograms gained
@@ -210,13 +250,35 @@ func run(o options, n int) (result, error) {
 	return r, nil
 }
 
+// readCalls is how many read system calls a process has made (syscr in
+// /proc/<pid>/io: every read, recv and pread, those that found nothing
+// included).
+func readCalls(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscr:"); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // profile saves the server's CPU profile over d.
 func profile(api, tokenFile string, d time.Duration, path string) error {
+	return fetch(api, tokenFile, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), path)
+}
+
+// fetch saves what the server's admin-only endpoint answers to path.
+func fetch(api, tokenFile, endpoint, path string) error {
 	token, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return err
 	}
-	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", api, int(d.Seconds())), nil)
+	req, _ := http.NewRequest("GET", api+endpoint, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

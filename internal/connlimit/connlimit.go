@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,15 @@ type Options struct {
 	// server starts reading it (every read deadline the server sets is cut
 	// to that). 0: the server's own deadlines apply.
 	RequestTimeout time.Duration
+	// DeadlineSlack, when set, lets an established connection keep its read
+	// deadline when the server asks for one at most DeadlineSlack earlier,
+	// and sets a new one DeadlineSlack later than asked. A server that sets
+	// a deadline before every read (gortsplib does, before every RTP
+	// packet) then moves the runtime's timer once every DeadlineSlack, not
+	// once a read; its read timeout becomes between what it asks and that
+	// plus DeadlineSlack. A deadline at or before the time it is set (a
+	// wake-up) or zero (none) is set as asked. 0: every deadline as asked.
+	DeadlineSlack time.Duration
 	// Registry receives the metrics; nil: not exported.
 	Registry prometheus.Registerer
 	Log      *slog.Logger
@@ -263,11 +273,33 @@ type Conn struct {
 	aborted   bool      // the last read deadline was in the past: a wake-up, not a timeout
 	timedOut  bool
 	closed    bool
+
+	// For DeadlineSlack, once established: the read deadline in force
+	// (Unix ns; 0: none, or one set as asked).
+	established atomic.Bool
+	armed       atomic.Int64
 }
 
 // SetReadDeadline sets the read deadline, cut to the request time limit
 // while the connection is pending.
 func (c *Conn) SetReadDeadline(t time.Time) error {
+	if slack := c.l.o.DeadlineSlack; slack > 0 && c.established.Load() {
+		if t.IsZero() {
+			c.armed.Store(0)
+			return c.Conn.SetReadDeadline(t)
+		}
+		want, armed := t.UnixNano(), c.armed.Load()
+		if armed != 0 && want <= armed && armed-want <= int64(slack) {
+			return nil // the deadline in force is at most slack later than asked
+		}
+		if !t.After(time.Now()) {
+			c.armed.Store(0)
+			return c.Conn.SetReadDeadline(t) // a wake-up, at once
+		}
+		t = t.Add(slack)
+		c.armed.Store(t.UnixNano())
+		return c.Conn.SetReadDeadline(t)
+	}
 	c.mu.Lock()
 	now := time.Now()
 	c.aborted = !t.IsZero() && !t.After(now)
@@ -357,6 +389,7 @@ func (l *Listener) Established(c net.Conn) bool {
 	was := lc.pending && !lc.closed
 	lc.pending = false
 	lc.mu.Unlock()
+	lc.established.Store(true)
 	if was {
 		l.release(lc)
 	}

@@ -543,3 +543,65 @@ func TestDefaultMaxPending(t *testing.T) {
 		}
 	}
 }
+
+// With DeadlineSlack, an established connection keeps its read deadline
+// while the ones asked fall at most the slack before it, so the one in
+// force is never earlier than asked; a wake-up (a deadline already past)
+// and "none" are set as asked. A pending connection gets every deadline as
+// asked.
+func TestDeadlineSlack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slack = time.Hour // nothing times out by itself during the test
+	l := New(ln, Options{Name: "test", DeadlineSlack: slack, Registry: prometheus.NewRegistry()})
+	defer l.Close()
+	dialFrom(t, "127.0.0.1", ln.Addr())
+	nc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := nc.(*Conn)
+	now := time.Now()
+	c.SetReadDeadline(now.Add(time.Minute))
+	if c.armed.Load() != 0 {
+		t.Fatal("a pending connection's deadline was moved")
+	}
+	l.Established(c)
+	asked := now.Add(time.Minute)
+	c.SetReadDeadline(asked)
+	if got := c.armed.Load(); got != asked.Add(slack).UnixNano() {
+		t.Fatalf("armed at %v, want %v", time.Unix(0, got), asked.Add(slack))
+	}
+	for _, later := range []time.Duration{time.Second, 30 * time.Minute, slack} {
+		c.SetReadDeadline(asked.Add(later))
+		if got := c.armed.Load(); got != asked.Add(slack).UnixNano() {
+			t.Fatalf("asked %v later: re-armed at %v", later, time.Unix(0, got))
+		}
+	}
+	beyond := asked.Add(slack + time.Nanosecond)
+	c.SetReadDeadline(beyond)
+	if got := c.armed.Load(); got != beyond.Add(slack).UnixNano() {
+		t.Fatalf("asked past the one in force: armed at %v, want %v", time.Unix(0, got), beyond.Add(slack))
+	}
+	// Much earlier than the one in force (a shorter timeout): set again.
+	c.SetReadDeadline(asked)
+	if got := c.armed.Load(); got != asked.Add(slack).UnixNano() {
+		t.Fatalf("an earlier deadline: armed at %v, want %v", time.Unix(0, got), asked.Add(slack))
+	}
+	// A wake-up: the read returns at once.
+	c.SetReadDeadline(time.Unix(1, 0))
+	var ne net.Error
+	if _, err := c.Read(make([]byte, 1)); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read after a past deadline: %v", err)
+	}
+	if c.armed.Load() != 0 {
+		t.Fatal("a wake-up was moved")
+	}
+	c.SetReadDeadline(time.Time{})
+	if c.armed.Load() != 0 {
+		t.Fatal("no deadline kept one")
+	}
+}

@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bodycam/bodycam/storage"
@@ -124,9 +126,89 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 	if err := syncDir(filepath.Dir(final)); err != nil {
 		return storage.Info{}, fmt.Errorf("storage: %w", err)
 	}
+	return s.putMeta(key, vr.SumHex(), size, o)
+}
+
+// PutFile stores size bytes of the open file f, from its start, as key:
+// what Put does with them, without copying them when it can. f is hashed
+// through its descriptor (and checked against o.SHA256: a mismatch stores
+// nothing and leaves f as it was), made read-only, fsync'd, and its inode
+// hard-linked to the key's name. The caller gives the file up: it must never
+// write to it again (removing its own name is fine). On another file system,
+// or one without hard links, the bytes are copied as Put copies them.
+//
+// A spooled segment stored by Put is read, hashed, written again and
+// fsync'd again; by PutFile it is read and hashed only: the disk sees it
+// once.
+func (s *Store) PutFile(ctx context.Context, key string, f *os.File, size int64, o storage.PutOptions) (storage.Info, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return storage.Info{}, err
+	}
+	final := s.path(key)
+	if _, err := os.Lstat(final); err == nil {
+		return storage.Info{}, fmt.Errorf("%w: %s", storage.ErrExists, key)
+	}
+	whole := io.NewSectionReader(f, 0, math.MaxInt64) // from the start, whatever f's offset
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() != size {
+		return s.Put(ctx, key, whole, size, o) // which reports the size that is wrong
+	}
+	vr, err := storage.NewVerifyingReader(ctxReader{ctx, whole}, size, o.SHA256)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	buf := hashBuffers.Get().(*[]byte)
+	for err == nil {
+		_, err = vr.Read(*buf)
+	}
+	hashBuffers.Put(buf)
+	if err != io.EOF {
+		return storage.Info{}, err
+	}
+	if err := f.Chmod(0o444); err != nil {
+		return storage.Info{}, fmt.Errorf("storage: %w", err)
+	}
+	// Stored now, as a copy would be: metadata rebuilt from the file (after
+	// a crash before it was written) counts retention from its time.
+	if now := s.now(); os.Chtimes(f.Name(), now, now) != nil {
+		return s.Put(ctx, key, io.NewSectionReader(f, 0, math.MaxInt64), size, o)
+	}
+	if err := f.Sync(); err != nil {
+		return storage.Info{}, fmt.Errorf("storage: %w", err)
+	}
+	if err := mkdirAllSync(filepath.Dir(final)); err != nil {
+		return storage.Info{}, fmt.Errorf("storage: %w", err)
+	}
+	if err := os.Link(f.Name(), final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return storage.Info{}, fmt.Errorf("%w: %s", storage.ErrExists, key)
+		}
+		if errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EMLINK) || errors.Is(err, errors.ErrUnsupported) {
+			return s.Put(ctx, key, io.NewSectionReader(f, 0, math.MaxInt64), size, o)
+		}
+		return storage.Info{}, fmt.Errorf("storage: %w", err)
+	}
+	// The name linked must still be the file hashed (a file put in its
+	// place meanwhile is not): then the object is what was checked.
+	if lst, err := os.Lstat(final); err != nil || !os.SameFile(st, lst) {
+		os.Remove(final)
+		return s.Put(ctx, key, io.NewSectionReader(f, 0, math.MaxInt64), size, o)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return storage.Info{}, fmt.Errorf("storage: %w", err)
+	}
+	return s.putMeta(key, vr.SumHex(), size, o)
+}
+
+// hashBuffers are PutFile's read buffers: large, so a segment is hashed in
+// few reads.
+var hashBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// putMeta writes the metadata of an object just stored.
+func (s *Store) putMeta(key, sha string, size int64, o storage.PutOptions) (storage.Info, error) {
 	now := s.now().UTC()
 	m := meta{
-		SHA256:      vr.SumHex(),
+		SHA256:      sha,
 		Size:        size,
 		Created:     now,
 		Mode:        s.retention.Mode,
@@ -137,7 +219,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o 
 		m.Mode = ""
 	}
 	s.metaMu.Lock()
-	err = s.writeMeta(key, m)
+	err := s.writeMeta(key, m)
 	s.metaMu.Unlock()
 	if err != nil {
 		// The object is durable and Stat rebuilds missing metadata; report
