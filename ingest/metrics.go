@@ -55,7 +55,7 @@ func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 		gaps:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_recording_gaps_total", Help: "Explicit gaps recorded, by kind."}, []string{"kind"}),
 		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_refused_total", Help: "Publishers refused, by reason."}, []string{"reason"}),
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_backpressure_total",
-			Help: "Times a publisher's reader waited because the recording writer was behind (media is never dropped)."}),
+			Help: "Times a publisher's reader waited because the spool was behind (media is never dropped)."}),
 		coordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_coord_errors_total",
 			Help: "Device lease calls the coordination backend did not answer (acquire: a publisher accepted without a cluster lease)."}, []string{"op"}),
 		lastPublish: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bodycam_ingest_device_last_publish_timestamp_seconds",

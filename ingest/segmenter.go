@@ -23,7 +23,8 @@ type sample struct {
 	recv  time.Time // server receive time: authoritative for order
 	ntp   time.Time // the recorder's clock, zero when unknown
 	// params are parameter sets that came in-band with this access unit;
-	// the writer goroutine, which owns the track's codec, applies them.
+	// the session's writer (under its lock), which owns the track's codec,
+	// applies them.
 	params [][]byte
 	// raw is what the recorder sent when payload is a conversion of it
 	// (G.711, stored as linear PCM); the live relay passes it on.

@@ -37,9 +37,10 @@ type track struct {
 	// ready reports whether the track knows enough to write the init segment
 	// (video needs its parameter sets, from the SDP or in-band).
 	ready func() bool
-	// apply takes in-band parameter sets into the codec. decode runs on the
-	// RTP reader goroutine and keeps its own copies; the codec belongs to
-	// the session's writer goroutine, which calls apply and ready.
+	// apply takes in-band parameter sets into the codec. decode keeps its
+	// own copies; the codec belongs to the session's writer, which calls
+	// apply and ready under the session's lock (on the reader goroutine, or
+	// in the session's end).
 	apply func(params [][]byte)
 
 	// RTP sequence numbers, on the reader goroutine: where the next packet
@@ -193,7 +194,7 @@ type videoCodec struct {
 // video sets up decode, ready and apply for an H.264 or H.265 track. The
 // reader goroutine keeps its own copies of the parameter sets (for the DTS
 // extractor, which reads them in-band) and passes changes along with the
-// sample; apply, on the writer goroutine, puts them into the codec (slots).
+// sample; apply, by the session's writer, puts them into the codec (slots).
 func (t *track) video(vc videoCodec, slots []*[]byte) {
 	t.ready = func() bool {
 		for _, s := range slots {

@@ -3,9 +3,11 @@
 //
 // A write goes to a temporary file that is fsync'd, then hard-linked to its
 // final name (link(2) refuses to replace an existing file, so two writers of
-// one key cannot both win), then the directory is fsync'd. The hash, retention
-// and legal hold of each object are kept beside it under `<root>/.bodycam/meta`,
-// a name no valid key can take.
+// one key cannot both win), then the directory is fsync'd. PutFile links a
+// file the caller gives up (a closed spool segment) the same way once it is
+// hashed, without copying it. The hash, retention and legal hold of each
+// object are kept beside it under `<root>/.bodycam/meta`, a name no valid key
+// can take.
 package dir
 
 import (
