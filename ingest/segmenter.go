@@ -272,7 +272,10 @@ func (s *segmenter) push(i int, smp sample) error {
 		t.off += shift
 		smp.dts += shift
 		smp.pts += shift
-		if err := s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapDiscontinuity,
+		if delta == 0 && smp.lost > 0 {
+			// Not a jump: a lost packet (the marker) split one access
+			// unit in two with one timestamp. The loss is told below.
+		} else if err := s.out.gap(evidence.Gap{RecordingID: s.recordingID, Kind: evidence.GapDiscontinuity,
 			Start: p.recv, End: smp.recv, Track: t.info.kind(),
 			Detail: fmt.Sprintf("%s timestamps jumped by %v while %v passed", t.info.kind(),
 				dur(delta, scale).Round(time.Millisecond), smp.recv.Sub(p.recv).Round(time.Millisecond))}); err != nil {
