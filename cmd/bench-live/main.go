@@ -125,7 +125,7 @@ type bench struct {
 	c          config
 	api, token string
 	viewToken  string // a supervisor's API token: the viewers sign in as one
-	srv, sim   *child
+	srv, sim   *benchutil.Child
 }
 
 // run starts the server and the simulator, measures every phase and stops
@@ -156,14 +156,14 @@ func run(ctx context.Context, c config) (results []result, err error) {
 		return nil, errors.New("no free loopback port")
 	}
 	b := &bench{c: c, api: "http://" + httpAddr}
-	b.srv, err = startChild("bodycam serve", filepath.Join(dir, "serve.log"), c.bin, "serve", "--data-dir", dataDir,
+	b.srv, err = benchutil.StartChild("bodycam serve", filepath.Join(dir, "serve.log"), c.bin, "serve", "--data-dir", dataDir,
 		"--http-addr", httpAddr, "--rtsp-addr", rtspAddr, "--rtsp-udp-addr", "",
 		"--webrtc-udp-addr", udpAddr, "--webrtc-tcp-addr", tcpAddr,
 		"--live-max-sessions", "1000", "--live-max-per-user", "1000", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	defer b.srv.stop(20 * time.Second)
+	defer b.srv.Stop(20 * time.Second)
 	if err := b.waitHealthy(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
@@ -194,18 +194,18 @@ func run(ctx context.Context, c config) (results []result, err error) {
 	for range c.counts {
 		planned += c.warmup + c.measure + c.firstFrameWithin + time.Minute
 	}
-	b.sim, err = startChild("bodycam simulate", filepath.Join(dir, "simulate.log"), c.bin, "simulate", "--api", b.api,
+	b.sim, err = benchutil.StartChild("bodycam simulate", filepath.Join(dir, "simulate.log"), c.bin, "simulate", "--api", b.api,
 		"--data-dir", dataDir, "--devices", "1", "--mode", "clip", "--bframes", strconv.Itoa(c.bframes),
 		"--duration", (2 * planned).String())
 	if err != nil {
 		return nil, err
 	}
-	defer b.sim.stop(10 * time.Second)
+	defer b.sim.Stop(10 * time.Second)
 	codecs, err := b.waitLive(ctx, c.liveWithin)
 	if err != nil {
 		return nil, err
 	}
-	progress("%s is live (%s); server pid %d, simulator pid %d", device, strings.Join(codecs, " + "), b.srv.pid(), b.sim.pid())
+	progress("%s is live (%s); server pid %d, simulator pid %d", device, strings.Join(codecs, " + "), b.srv.Pid(), b.sim.Pid())
 	// Let the relay see a few GOPs: it keeps the current one for fast
 	// start, and decides on transcoding video once it has seen B-frames.
 	if err := sleep(ctx, 3*time.Second); err != nil {
@@ -325,13 +325,13 @@ func (b *bench) phase(ctx context.Context, n int, window time.Duration) (r resul
 		if err := b.sleepAlive(ctx, time.Second); err != nil {
 			return r, err
 		}
-		r.rss = math.Max(r.rss, benchutil.RSS(b.srv.pid()))
+		r.rss = math.Max(r.rss, benchutil.RSS(b.srv.Pid()))
 	}
 	end, err := b.snapshot(viewers)
 	if err != nil {
 		return r, err
 	}
-	r.rssEnd = benchutil.RSS(b.srv.pid())
+	r.rssEnd = benchutil.RSS(b.srv.Pid())
 	r.rss = math.Max(r.rss, r.rssEnd)
 	if profiled != nil {
 		if err := <-profiled; err != nil {
@@ -495,11 +495,11 @@ func (b *bench) snapshot(viewers []*whep.Viewer) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	s := snapshot{at: time.Now(), metrics: m, server: benchutil.CPUSeconds(b.srv.pid()), sim: benchutil.CPUSeconds(b.sim.pid()),
+	s := snapshot{at: time.Now(), metrics: m, server: benchutil.CPUSeconds(b.srv.Pid()), sim: benchutil.CPUSeconds(b.sim.Pid()),
 		self: benchutil.CPUSeconds(os.Getpid())}
 	s.busy, s.total, s.cpus = benchutil.MachineBusy()
 	s.udpDrops = udpErrors()
-	s.udpViewers, s.udpServer = udpSocketDrops(os.Getpid()), udpSocketDrops(b.srv.pid())
+	s.udpViewers, s.udpServer = udpSocketDrops(os.Getpid()), udpSocketDrops(b.srv.Pid())
 	for _, v := range viewers {
 		st := v.Stats()
 		s.frames, s.bytes = append(s.frames, st.Frames), append(s.bytes, st.VideoBytes)
@@ -620,8 +620,8 @@ func (b *bench) waitNoViewers(ctx context.Context) error {
 func (b *bench) waitHealthy(ctx context.Context, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if b.srv.exited() {
-			return b.srv.failure()
+		if b.srv.Exited() {
+			return b.srv.Failure()
 		}
 		if resp, err := client.Get(b.api + "/healthz"); err == nil {
 			resp.Body.Close()
@@ -633,7 +633,7 @@ func (b *bench) waitHealthy(ctx context.Context, within time.Duration) error {
 			return err
 		}
 	}
-	return fmt.Errorf("the server is not healthy (%s/healthz) within %v; the end of its log:\n%s", b.api, within, b.srv.tail(20))
+	return fmt.Errorf("the server is not healthy (%s/healthz) within %v; the end of its log:\n%s", b.api, within, b.srv.Tail(20))
 }
 
 // waitLive waits until the server lists the device as live and returns its
@@ -641,8 +641,8 @@ func (b *bench) waitHealthy(ctx context.Context, within time.Duration) error {
 func (b *bench) waitLive(ctx context.Context, within time.Duration) ([]string, error) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if b.sim.exited() {
-			return nil, b.sim.failure()
+		if b.sim.Exited() {
+			return nil, b.sim.Failure()
 		}
 		var live []struct {
 			DeviceID string   `json:"device_id"`
@@ -666,7 +666,7 @@ func (b *bench) waitLive(ctx context.Context, within time.Duration) ([]string, e
 		}
 	}
 	return nil, fmt.Errorf("%s never went live within %v (the simulator encodes its clip with ffmpeg first); the end of its log:\n%s\nthe server's:\n%s",
-		device, within, b.sim.tail(20), b.srv.tail(20))
+		device, within, b.sim.Tail(20), b.srv.Tail(20))
 }
 
 // quantile of sorted durations: the nearest rank (the smallest value with
@@ -725,9 +725,9 @@ func (b *bench) getJSON(ctx context.Context, path string, out any) error {
 func (b *bench) sleepAlive(ctx context.Context, d time.Duration) error {
 	end := time.Now().Add(d)
 	for {
-		for _, c := range []*child{b.srv, b.sim} {
-			if c.exited() {
-				return c.failure()
+		for _, c := range []*benchutil.Child{b.srv, b.sim} {
+			if c.Exited() {
+				return c.Failure()
 			}
 		}
 		left := time.Until(end)

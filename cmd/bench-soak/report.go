@@ -89,7 +89,7 @@ func (b *bench) checks() []check {
 		out = append(out, check{name: name, ok: ok, detail: fmt.Sprintf(detail, args...)})
 	}
 	want := int(o.duration / o.sample)
-	add("the server ran throughout", len(b.samples) == want && !b.srv.exited(), "%d of %d samples taken", len(b.samples), want)
+	add("the server ran throughout", len(b.samples) == want && !b.srv.Exited(), "%d of %d samples taken", len(b.samples), want)
 
 	short := 0
 	for _, s := range b.samples {

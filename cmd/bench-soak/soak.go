@@ -32,7 +32,7 @@ type bench struct {
 	spoolDir string
 	minio    *testsvc.MinIO
 	pg       *database
-	srv      *child
+	srv      *benchutil.Child
 	admin    api
 	auditor  api
 	watch    string // a supervisor's token: the viewers'
@@ -98,7 +98,7 @@ func soak(ctx context.Context, o options) (failed bool, err error) {
 	if err := b.startServer(ctx); err != nil {
 		return false, err
 	}
-	defer b.srv.stop(time.Minute)
+	defer b.srv.Stop(time.Minute)
 	if err := b.setUp(ctx); err != nil {
 		return false, err
 	}
@@ -132,7 +132,7 @@ func soak(ctx context.Context, o options) (failed bool, err error) {
 	}
 	defer hangUp()
 
-	progress("soak: %v, a sample every %v, warm-up %v (server pid %d)", o.duration, o.sample, o.warmup, b.srv.pid())
+	progress("soak: %v, a sample every %v, warm-up %v (server pid %d)", o.duration, o.sample, o.warmup, b.srv.Pid())
 	if err := b.run(ctx); err != nil {
 		if ctx.Err() != nil && len(b.samples) > 0 {
 			// Interrupted: keep what was sampled (an hour of a soak is worth
@@ -229,12 +229,12 @@ func (b *bench) startServer(ctx context.Context) error {
 		args = append(args, "--database-url", b.pg.url)
 	}
 	var err error
-	if b.srv, err = startChild("bodycam serve", filepath.Join(b.dir, "serve.log"), args...); err != nil {
+	if b.srv, err = benchutil.StartChild("bodycam serve", filepath.Join(b.dir, "serve.log"), args...); err != nil {
 		return err
 	}
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		if b.srv.exited() {
-			return b.srv.failure()
+		if b.srv.Exited() {
+			return b.srv.Failure()
 		}
 		if resp, err := client.Get(b.admin.base + "/healthz"); err == nil {
 			resp.Body.Close()
@@ -246,7 +246,7 @@ func (b *bench) startServer(ctx context.Context) error {
 			return err
 		}
 	}
-	return fmt.Errorf("the server is not healthy within a minute; the end of its log:\n%s", b.srv.tail(20))
+	return fmt.Errorf("the server is not healthy within a minute; the end of its log:\n%s", b.srv.Tail(20))
 }
 
 // setUp makes the viewers' supervisor and the verifying auditor, and
@@ -313,15 +313,15 @@ func (b *bench) publish(ctx context.Context) *sync.WaitGroup {
 func (b *bench) waitLive(ctx context.Context, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
-		if b.srv.exited() {
-			return b.srv.failure()
+		if b.srv.Exited() {
+			return b.srv.Failure()
 		}
 		live, err := liveDevices(ctx, b.admin)
 		if err == nil && len(live) >= b.o.recorders {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d recorders live after %v (%v); the end of the server's log:\n%s", len(live), b.o.recorders, within, err, b.srv.tail(20))
+			return fmt.Errorf("%d of %d recorders live after %v (%v); the end of the server's log:\n%s", len(live), b.o.recorders, within, err, b.srv.Tail(20))
 		}
 		if err := sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
@@ -420,7 +420,7 @@ func (b *bench) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	prev := readCounters(b.srv.pid(), b.minio.Pid(), m["bodycam_segments_stored_total"], b.viewerStats())
+	prev := readCounters(b.srv.Pid(), b.minio.Pid(), m["bodycam_segments_stored_total"], b.viewerStats())
 	profiled := false
 	for j := 1; time.Duration(j)*b.o.sample <= b.o.duration; j++ {
 		at := time.Duration(j) * b.o.sample
@@ -430,8 +430,8 @@ func (b *bench) run(ctx context.Context) error {
 		// wherever they happen to be in their segments.
 		var spool spoolReading
 		for time.Since(b.started) < at {
-			if b.srv.exited() {
-				b.note(time.Since(b.started), "the server exited: %v", b.srv.err)
+			if b.srv.Exited() {
+				b.note(time.Since(b.started), "the server exited: %v", b.srv.Err())
 				return nil
 			}
 			spool.read(b.spoolDir)
@@ -460,7 +460,7 @@ func (b *bench) run(ctx context.Context) error {
 // take reads one sample.
 func (b *bench) take(ctx context.Context, prev counters) (sample, counters) {
 	s := sample{at: time.Since(b.started).Round(time.Second)}
-	pid := b.srv.pid()
+	pid := b.srv.Pid()
 	m, err := benchutil.Scrape(b.admin.base + "/metrics")
 	if err != nil {
 		b.note(s.at, "GET /metrics: %v", err)
@@ -607,8 +607,8 @@ func (b *bench) finish(ctx context.Context) error {
 	}
 	start := time.Now()
 	for {
-		if b.srv.exited() {
-			return b.srv.failure()
+		if b.srv.Exited() {
+			return b.srv.Failure()
 		}
 		e.recordings, e.notStored = nil, nil
 		for _, r := range b.recs {

@@ -1,7 +1,4 @@
-package main
-
-// A copy of cmd/bench-live's child: the two commands start their children
-// the same way; a shared home (internal/benchutil) is the integrator's call.
+package benchutil
 
 import (
 	"bytes"
@@ -13,9 +10,9 @@ import (
 	"time"
 )
 
-// child is a process the benchmark started (the server, the simulator),
+// Child is a process a benchmark started (the server, the simulator),
 // with its output in a log file for the error messages.
-type child struct {
+type Child struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
@@ -23,7 +20,8 @@ type child struct {
 	err  error         // its exit status, once done
 }
 
-func startChild(name, logPath string, argv ...string) (*child, error) {
+// StartChild starts argv with its output in logPath.
+func StartChild(name, logPath string, argv ...string) (*Child, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -40,7 +38,7 @@ func startChild(name, logPath string, argv ...string) (*child, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	c := &Child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		f.Close()
@@ -49,9 +47,9 @@ func startChild(name, logPath string, argv ...string) (*child, error) {
 	return c, nil
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
 
-func (c *child) exited() bool {
+func (c *Child) Exited() bool {
 	select {
 	case <-c.done:
 		return true
@@ -60,32 +58,32 @@ func (c *child) exited() bool {
 	}
 }
 
-// stop asks the child to stop (SIGTERM, which both commands handle with an
+// Stop asks the child to stop (SIGTERM, which both commands handle with an
 // orderly shutdown) and kills it after grace. Signals go to its process
 // group, so the ffmpeg the simulator runs to encode its clip goes too. The
 // group is signalled only while the child is not yet reaped: its id cannot
 // have been reused by then.
-func (c *child) stop(grace time.Duration) {
-	if c.exited() {
+func (c *Child) Stop(grace time.Duration) {
+	if c.Exited() {
 		return
 	}
-	syscall.Kill(-c.pid(), syscall.SIGTERM)
+	syscall.Kill(-c.Pid(), syscall.SIGTERM)
 	select {
 	case <-c.done:
 	case <-time.After(grace):
-		fmt.Fprintf(os.Stderr, "bench-soak: %s did not stop within %v of SIGTERM; killing it\n", c.name, grace)
-		syscall.Kill(-c.pid(), syscall.SIGKILL)
+		fmt.Fprintf(os.Stderr, "%s did not stop within %v of SIGTERM; killing it\n", c.name, grace)
+		syscall.Kill(-c.Pid(), syscall.SIGKILL)
 		<-c.done
 	}
 }
 
-// failure describes a child that exited although it should still run.
-func (c *child) failure() error {
-	return fmt.Errorf("%s exited (%v); the end of its log (%s):\n%s", c.name, c.err, c.log, c.tail(20))
+// Failure describes a child that exited although it should still run.
+func (c *Child) Failure() error {
+	return fmt.Errorf("%s exited (%v); the end of its log (%s):\n%s", c.name, c.err, c.log, c.Tail(20))
 }
 
-// tail returns the last n lines of the child's log.
-func (c *child) tail(n int) string {
+// Tail returns the last n lines of the child's log.
+func (c *Child) Tail(n int) string {
 	b, _ := os.ReadFile(c.log)
 	if len(bytes.TrimSpace(b)) == 0 {
 		return "(empty)"
@@ -95,4 +93,12 @@ func (c *child) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Err is the child's exit status, once it has exited.
+func (c *Child) Err() error {
+	if !c.Exited() {
+		return nil
+	}
+	return c.err
 }
