@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -139,7 +138,7 @@ func bench(ctx context.Context, o options) ([]result, error) {
 		return nil, err
 	}
 	defer pg.drop()
-	s.dbURL = pg.url
+	s.dbURL = pg.URL
 
 	spec := simulate.DefaultClip
 	spec.VideoBitrate = o.bitrate
@@ -188,48 +187,28 @@ func randHex(n int) string {
 }
 
 // database is the bench's own PostgreSQL database, dropped at the end.
-type database struct {
-	admin *sql.DB
-	name  string
-	url   string
-}
+type database struct{ *testsvc.Database }
 
 // createDatabase creates bodycam_bench_<random> on the machine's PostgreSQL
 // (testsvc.PostgresAdminURL: $BODYCAM_TEST_POSTGRES_URL or the local one).
 func createDatabase(ctx context.Context) (*database, error) {
-	adminURL := testsvc.PostgresAdminURL()
-	db, err := sql.Open("pgx", adminURL)
+	d, err := testsvc.CreateDatabase(ctx, "bodycam_bench_")
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	name := "bodycam_bench_" + randHex(6)
-	if _, err := db.ExecContext(cctx, "CREATE DATABASE "+name); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("PostgreSQL at %s: create database: %w", adminURL, err)
-	}
-	u, i := adminURL, strings.LastIndex(adminURL, "/")
-	q := ""
-	if j := strings.Index(u, "?"); j > i {
-		q = u[j:]
-	}
-	return &database{admin: db, name: name, url: u[:i+1] + name + q}, nil
+	return &database{d}, nil
 }
 
 func (d *database) drop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := d.admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+d.name+" WITH (FORCE)"); err != nil {
-		fmt.Fprintf(os.Stderr, "bench-cluster: drop database %s: %v\n", d.name, err)
+	if err := d.Drop(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench-cluster: drop database %s: %v\n", d.Name, err)
 	}
-	d.admin.Close()
 }
 
 // backendPIDs are the PostgreSQL processes serving the bench's database.
 func (d *database) backendPIDs(ctx context.Context) map[int]float64 {
 	out := map[int]float64{}
-	rows, err := d.admin.QueryContext(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = $1", d.name)
+	rows, err := d.Admin().QueryContext(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = $1", d.Name)
 	if err != nil {
 		return out
 	}

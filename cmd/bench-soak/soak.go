@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +33,7 @@ type bench struct {
 	dataDir  string
 	spoolDir string
 	minio    *testsvc.MinIO
-	pg       *database
+	pg       *testsvc.Database
 	srv      *benchutil.Child
 	admin    api
 	auditor  api
@@ -90,10 +92,14 @@ func soak(ctx context.Context, o options) (failed bool, err error) {
 	}
 	defer b.minio.Close()
 	if o.database == "postgres" {
-		if b.pg, err = createDatabase(ctx); err != nil {
+		if b.pg, err = testsvc.CreateDatabase(ctx, "bodycam_soak_"); err != nil {
 			return false, err
 		}
-		defer b.pg.drop()
+		defer func() {
+			if err := b.pg.Drop(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench-soak: drop database %s: %v\n", b.pg.Name, err)
+			}
+		}()
 	}
 	if err := b.startServer(ctx); err != nil {
 		return false, err
@@ -217,7 +223,7 @@ func (b *bench) startServer(ctx context.Context) error {
 	if httpAddr == "" || rtspAddr == "" || tcpAddr == "" || udpAddr == "" {
 		return errors.New("no free loopback port")
 	}
-	adminToken := randHex(24)
+	adminToken := hex.EncodeToString(randBytes(24))
 	b.admin = api{base: "http://" + httpAddr, token: adminToken}
 	args := []string{b.o.bin, "serve", "--data-dir", b.dataDir,
 		"--http-addr", httpAddr, "--rtsp-addr", rtspAddr, "--rtsp-udp-addr", "",
@@ -226,7 +232,7 @@ func (b *bench) startServer(ctx context.Context) error {
 		"--live-max-sessions", "10000", "--live-max-per-user", "10000", "--admin-token", adminToken,
 		"--s3-endpoint", b.minio.Endpoint, "--s3-access-key", b.minio.AccessKey, "--s3-secret-key", b.minio.SecretKey, "--s3-bucket", "soak"}
 	if b.pg != nil {
-		args = append(args, "--database-url", b.pg.url)
+		args = append(args, "--database-url", b.pg.URL)
 	}
 	var err error
 	if b.srv, err = benchutil.StartChild("bodycam serve", filepath.Join(b.dir, "serve.log"), args...); err != nil {
@@ -477,7 +483,7 @@ func (b *bench) take(ctx context.Context, prev counters) (sample, counters) {
 	s.segments, s.publishers = m["bodycam_segments_stored_total"], m["bodycam_ingest_publishers"]
 	s.load1 = loadAvg()
 	if b.pg != nil {
-		s.catalog = b.pg.size(ctx)
+		s.catalog = b.pg.Size(ctx)
 	} else {
 		s.catalog = sqliteBytes(b.dataDir)
 	}
@@ -736,4 +742,10 @@ func freeUDP() string {
 	}
 	defer c.Close()
 	return c.LocalAddr().String()
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
 }
