@@ -63,9 +63,26 @@ func (s RecordingState) Valid() bool {
 	return false
 }
 
-// Recording is one continuous publish session of a device.
+// RecordingKind says how a recording came in.
+type RecordingKind string
+
+const (
+	// KindStream: published live over RTSP and cut into fMP4 segments.
+	KindStream RecordingKind = "stream"
+	// KindUpload: a recorder's own file, uploaded whole through a dock; its
+	// one segment (KindOriginal) is the file's exact bytes.
+	KindUpload RecordingKind = "upload"
+)
+
+// Valid reports whether k is a known kind ("" is not).
+func (k RecordingKind) Valid() bool { return k == KindStream || k == KindUpload }
+
+// Recording is one continuous publish session of a device, or one file a
+// device recorded on its own and a dock uploaded (Kind).
 type Recording struct {
-	ID        string
+	ID string
+	// Kind is KindStream or KindUpload; "" is read as KindStream.
+	Kind      RecordingKind
 	DeviceID  string
 	OfficerID string
 	CaseID    string
@@ -106,6 +123,10 @@ const (
 	// KindTombstone is the signed record, linked into the device's chain,
 	// that retention deleted a recording's media and which objects they were.
 	KindTombstone SegmentKind = "tombstone"
+	// KindOriginal is an uploaded file, stored exactly as the recorder
+	// wrote it (never remuxed): the one segment (Seq 1) of a KindUpload
+	// recording, linked into its device's chain like any segment.
+	KindOriginal SegmentKind = "original"
 )
 
 // Segment is one stored object of a recording: the fMP4 init segment (Seq 0)

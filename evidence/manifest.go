@@ -12,21 +12,25 @@ import (
 // server's public key can check it, e.g. with
 // `openssl pkeyutl -verify -pubin -inkey key.pem -rawin -in manifest.json -sigfile manifest.json.sig`.
 type Manifest struct {
-	Version      int               `json:"version"`
-	RecordingID  string            `json:"recording_id"`
-	DeviceID     string            `json:"device_id"`
-	OfficerID    string            `json:"officer_id"`
-	CaseID       string            `json:"case_id"`
-	State        RecordingState    `json:"state"`
-	StartedAt    time.Time         `json:"started_at"`
-	EndedAt      time.Time         `json:"ended_at"`
-	EndReason    string            `json:"end_reason"`
-	Codecs       []string          `json:"codecs"`
-	Segments     []ManifestSegment `json:"segments"`
-	Gaps         []ManifestGap     `json:"gaps"`
-	ChainHead    string            `json:"chain_head"`
-	SigningKeyID string            `json:"signing_key_id"`
-	SignedAt     time.Time         `json:"signed_at"`
+	Version     int               `json:"version"`
+	RecordingID string            `json:"recording_id"`
+	DeviceID    string            `json:"device_id"`
+	OfficerID   string            `json:"officer_id"`
+	CaseID      string            `json:"case_id"`
+	State       RecordingState    `json:"state"`
+	StartedAt   time.Time         `json:"started_at"`
+	EndedAt     time.Time         `json:"ended_at"`
+	EndReason   string            `json:"end_reason"`
+	Codecs      []string          `json:"codecs"`
+	Segments    []ManifestSegment `json:"segments"`
+	Gaps        []ManifestGap     `json:"gaps"`
+	// Kind and Origin are set for uploaded files only (KindUpload), so a
+	// stream's manifest is what it always was.
+	Kind         RecordingKind   `json:"kind,omitempty"`
+	Origin       *ManifestOrigin `json:"origin,omitempty"`
+	ChainHead    string          `json:"chain_head"`
+	SigningKeyID string          `json:"signing_key_id"`
+	SignedAt     time.Time       `json:"signed_at"`
 }
 
 // ManifestSegment is one stored object in a manifest.

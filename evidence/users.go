@@ -19,12 +19,16 @@ const (
 	RoleAuditor Role = "auditor"
 	// RoleAdmin runs the system (devices, users) and does not read evidence.
 	RoleAdmin Role = "admin"
+	// RoleDock is a collection workstation (a dock): it uploads recorders'
+	// own files for the devices of its unit (every device without one) and
+	// does nothing else; see MayUpload.
+	RoleDock Role = "dock"
 )
 
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool {
 	switch r {
-	case RoleOfficer, RoleSupervisor, RoleAuditor, RoleAdmin:
+	case RoleOfficer, RoleSupervisor, RoleAuditor, RoleAdmin, RoleDock:
 		return true
 	}
 	return false
