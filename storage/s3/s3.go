@@ -46,6 +46,14 @@ type Options struct {
 	// HashLocally hashes every upload here even when the server checks the
 	// checksums it is sent.
 	HashLocally bool
+	// MultipartThreshold: objects larger than this go up as multipart
+	// uploads (see putMultipart), smaller ones as one PUT. 0 means
+	// DefaultMultipartThreshold; it is at most 5 GiB, S3's largest PUT.
+	MultipartThreshold int64
+	// PartSize is the size of a multipart upload's parts (the last may be
+	// shorter), grown for an object that would need more than 10,000. 0
+	// means DefaultPartSize; at least 5 MiB, S3's smallest part.
+	PartSize int64
 }
 
 // ErrNoObjectLock: the bucket exists but was created without Object Lock, so
@@ -60,6 +68,8 @@ type Store struct {
 	// serverChecks: the server refused an upload whose x-amz-checksum-sha256
 	// did not match its bytes, so a known hash need not be recomputed here.
 	serverChecks bool
+	threshold    int64 // larger objects go up in parts
+	partSize     int64
 }
 
 // Open connects, creates the bucket with Object Lock when it is missing, and
@@ -79,7 +89,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3-endpoint %q: %w", o.Endpoint, err)
 	}
-	s := &Store{c: c, bucket: o.Bucket, retention: o.Retention}
+	s := &Store{c: c, bucket: o.Bucket, retention: o.Retention, threshold: o.MultipartThreshold, partSize: o.PartSize}
+	if s.threshold <= 0 {
+		s.threshold = DefaultMultipartThreshold
+	}
+	s.threshold = min(s.threshold, maxSinglePut)
+	if s.partSize <= 0 {
+		s.partSize = DefaultPartSize
+	}
+	s.partSize = min(max(s.partSize, minPartSize), maxPartSize)
 	ok, err := c.BucketExists(ctx, o.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("s3-endpoint %s: %w", o.Endpoint, oneLine(err))
@@ -128,6 +146,9 @@ func (s *Store) checksChecksums(ctx context.Context) bool {
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o storage.PutOptions) (storage.Info, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return storage.Info{}, err
+	}
+	if size > s.threshold {
+		return s.putMultipart(ctx, key, r, size, o)
 	}
 	known := len(o.SHA256) == sha256.Size
 	var vr *storage.VerifyingReader
@@ -330,6 +351,10 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	}
 	info := storage.Info{Key: key, Size: oi.Size, SHA256: b64hex(oi.ChecksumSHA256), Modified: oi.LastModified.UTC()}
 	h := oi.Metadata
+	if sum := h.Get("X-Amz-Meta-" + metaSHA256); sum != "" {
+		// A multipart object: the server's checksum is of its parts.
+		info.SHA256 = sum
+	}
 	if t, err := time.Parse(time.RFC3339, h.Get("X-Amz-Object-Lock-Retain-Until-Date")); err == nil {
 		info.RetainUntil = t.UTC()
 		info.Mode = storage.Mode(strings.ToLower(h.Get("X-Amz-Object-Lock-Mode")))
@@ -356,6 +381,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) e
 	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if oi.Err != nil {
 			return fmt.Errorf("storage: list %q: %w", prefix, oneLine(oi.Err))
+		}
+		if isStaging(oi.Key) {
+			continue
 		}
 		if err := fn(storage.Info{Key: oi.Key, Size: oi.Size, Modified: oi.LastModified.UTC()}); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -81,6 +82,66 @@ func TestConformanceHashingLocally(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// multipartStore opens a store that sends objects above
+// storagetest.LargeThreshold as multipart uploads.
+func multipartStore(t *testing.T, r storage.Retention) storage.Store {
+	s := openWith(t, s3.Options{Bucket: newBucket(), Retention: r,
+		MultipartThreshold: storagetest.LargeThreshold, PartSize: storagetest.LargePartSize})
+	var _ storagetest.IncompleteUploader = s // the suite checks for parts left behind
+	return s
+}
+
+// Large objects go up in parts: the large-object suite, and the whole suite
+// with the threshold lowered so that its 16 to 64 MiB objects (a stream, a
+// bytes.Reader, a known hash) go up in parts too.
+func TestConformanceMultipart(t *testing.T) {
+	t.Run("Large", func(t *testing.T) { storagetest.RunLarge(t, multipartStore) })
+	t.Run("All", func(t *testing.T) { storagetest.Run(t, multipartStore) })
+}
+
+// A multipart object's parts each carried an x-amz-checksum-sha256 the
+// server checked: the server's checksum of the object is the composite of
+// the parts' ("…-9"), while Stat gives the whole file's SHA-256 from the
+// object's metadata.
+func TestMultipartChecksums(t *testing.T) {
+	bucket := newBucket()
+	s := openWith(t, s3.Options{Bucket: bucket, MultipartThreshold: storagetest.LargeThreshold, PartSize: storagetest.LargePartSize})
+	ctx := context.Background()
+	data := make([]byte, storagetest.LargeSize)
+	for i := range data {
+		data[i] = byte(i * 13 / 7)
+	}
+	want := sha256.Sum256(data)
+	if _, err := s.Put(ctx, "d/r/big.mp4", bytes.NewReader(data), int64(len(data)), storage.PutOptions{SHA256: want[:]}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := minio.New(server.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(server.AccessKey, server.SecretKey, "")})
+	oi, err := c.StatObject(ctx, bucket, "d/r/big.mp4", minio.StatObjectOptions{Checksum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(oi.ChecksumSHA256, "-9") {
+		t.Fatalf("server checksum %q, want a composite of 9 parts", oi.ChecksumSHA256)
+	}
+	if got := oi.Metadata.Get("X-Amz-Meta-Bodycam-Sha256"); got != hex.EncodeToString(want[:]) {
+		t.Fatalf("x-amz-meta-bodycam-sha256 = %q, want %x", got, want)
+	}
+	attrs, err := c.GetObjectAttributes(ctx, bucket, "d/r/big.mp4", minio.ObjectAttributesOptions{MaxParts: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(attrs.ObjectParts.Parts); n != 9 {
+		t.Fatalf("%d parts, want 9", n)
+	}
+	for i, p := range attrs.ObjectParts.Parts {
+		off := int64(i) * storagetest.LargePartSize
+		sum := sha256.Sum256(data[off:min(off+storagetest.LargePartSize, int64(len(data)))])
+		if p.ChecksumSHA256 != base64.StdEncoding.EncodeToString(sum[:]) {
+			t.Errorf("part %d: checksum %q, want the SHA-256 of its bytes", p.PartNumber, p.ChecksumSHA256)
+		}
+	}
 }
 
 // stripChecksums is a server that ignores checksums: the header never
