@@ -144,6 +144,57 @@ func TestMultipartChecksums(t *testing.T) {
 	}
 }
 
+// flipPartByte flips one byte of the data of part 2 of every multipart
+// upload on its way to the server (after it was hashed here).
+type flipPartByte struct{}
+
+func (flipPartByte) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" {
+		r = r.Clone(r.Context())
+		r.Body = &flipAt{ReadCloser: r.Body, at: 100000}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+type flipAt struct {
+	io.ReadCloser
+	n, at int64
+}
+
+func (f *flipAt) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if f.at >= f.n && f.at < f.n+int64(n) {
+		p[f.at-f.n] ^= 0x20
+	}
+	f.n += int64(n)
+	return n, err
+}
+
+// The server checks each part's checksum: a byte flipped in transit is
+// refused (ErrHashMismatch), and the upload is aborted, leaving nothing.
+func TestMultipartPartCorruptedInTransit(t *testing.T) {
+	s := openWith(t, s3.Options{Bucket: newBucket(), Transport: flipPartByte{},
+		MultipartThreshold: storagetest.LargeThreshold, PartSize: storagetest.LargePartSize})
+	ctx := context.Background()
+	data := make([]byte, storagetest.LargeSize)
+	for i := range data {
+		data[i] = byte(i * 11 / 5)
+	}
+	want := sha256.Sum256(data)
+	for _, o := range []storage.PutOptions{{SHA256: want[:]}, {}} {
+		_, err := s.Put(ctx, "d/r/flipped.mp4", bytes.NewReader(data), int64(len(data)), o)
+		if !errors.Is(err, storage.ErrHashMismatch) {
+			t.Fatalf("Put with a byte flipped in part 2: %v, want ErrHashMismatch", err)
+		}
+		if _, err := s.Stat(ctx, "d/r/flipped.mp4"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("after a refused Put, Stat: %v, want ErrNotFound", err)
+		}
+		if keys, err := s.IncompleteUploads(ctx, ""); err != nil || len(keys) != 0 {
+			t.Fatalf("incomplete uploads after a refused Put: %v, %v", keys, err)
+		}
+	}
+}
+
 // stripChecksums is a server that ignores checksums: the header never
 // reaches MinIO (the request is signed again without it).
 type stripChecksums struct{}

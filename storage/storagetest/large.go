@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ func RunLarge(t *testing.T, open Opener) {
 		{"HashMismatch", testLargeHashMismatch, none},
 		{"ShortAndCanceled", testLargeShortAndCanceled, none},
 		{"WriteOnce", testLargeWriteOnce, none},
+		{"WriteOnceRace", testLargeWriteOnceRace, none},
 		{"Retention", testLargeRetention, storage.Retention{Mode: storage.Compliance, Period: time.Hour}},
 		{"BoundedMemory", testLargeBoundedMemory, none},
 	}
@@ -252,6 +254,42 @@ func testLargeWriteOnce(t *testing.T, s storage.Store) {
 		t.Fatalf("small Put over a large object: %v, want ErrExists", err)
 	}
 	checkLarge(t, s, "big/once", 18, LargeSize, want)
+	noIncomplete(t, s, "")
+}
+
+// Writers of one large key at once all find it free when they start; still
+// exactly one wins, the others get ErrExists, and no parts are left.
+func testLargeWriteOnceRace(t *testing.T, s storage.Store) {
+	const n = 3
+	var wins, exists atomic.Int32
+	var winner atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			seed := byte(30 + i)
+			_, err := s.Put(ctx(t), "big/race", newStream(seed, LargeSize), LargeSize, storage.PutOptions{})
+			switch {
+			case err == nil:
+				wins.Add(1)
+				winner.Store(int32(seed))
+			case errors.Is(err, storage.ErrExists):
+				exists.Add(1)
+			default:
+				t.Errorf("writer %d: %v", i, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 || exists.Load() != n-1 {
+		t.Fatalf("wins=%d exists=%d, want 1 and %d", wins.Load(), exists.Load(), n-1)
+	}
+	seed := byte(winner.Load())
+	checkLarge(t, s, "big/race", seed, LargeSize, streamSum(t, seed, LargeSize))
 	noIncomplete(t, s, "")
 }
 
