@@ -1,14 +1,18 @@
 // Package s3 is the scale-out object store: an S3 bucket with Object Lock,
 // MinIO being the server we test against.
 //
-// Write-once comes from `If-None-Match: *` on every PUT. Each PUT is a single
-// streamed request (never multipart, so the SHA-256 checksum is of the whole
-// object) that carries an x-amz-checksum-sha256 the server verifies and
-// keeps; Stat reads it back. When the caller knows the hash, it goes up
-// front and is checked by the server alone, once Open has seen the server
-// refuse a wrong one; otherwise the bytes are hashed here too, and a wrong
-// object fails before its last byte is sent. Retention and legal holds are
-// S3 Object Lock, which the server enforces even against bodycam itself.
+// Write-once comes from `If-None-Match: *` on every PUT and on every
+// multipart completion. An object up to Options.MultipartThreshold is one
+// streamed PUT (so its SHA-256 checksum is of the whole object) that carries
+// an x-amz-checksum-sha256 the server verifies and keeps; Stat reads it
+// back. When the caller knows the hash, it goes up front and is checked by
+// the server alone, once Open has seen the server refuse a wrong one;
+// otherwise the bytes are hashed here too, and a wrong object fails before
+// its last byte is sent. A larger object is a multipart upload (see
+// putMultipart): parts streamed one by one, each with a checksum the server
+// checks, the whole hashed here and kept in the object's metadata, and any
+// failure aborted. Retention and legal holds are S3 Object Lock, which the
+// server enforces even against bodycam itself.
 package s3
 
 import (
