@@ -346,4 +346,3 @@ func (c *Catalog) SameEvent(ctx context.Context, id string) ([]string, error) {
 	}
 	return out, translate(rows.Err(), "same event as "+id)
 }
-
