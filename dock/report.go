@@ -52,7 +52,7 @@ func (a *Agent) summary(final bool) {
 	total, done := a.st.bytes.Load(), a.st.doneBytes.Load()
 	eta := "-"
 	if rem := total - done; rem > 0 && r > 0 {
-		eta = (time.Duration(float64(rem)/r*float64(time.Second))).Round(time.Second).String()
+		eta = (time.Duration(float64(rem) / r * float64(time.Second))).Round(time.Second).String()
 	} else if rem <= 0 {
 		eta = "0s"
 	}

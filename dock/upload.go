@@ -230,7 +230,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 // meter wraps a PATCH body: it counts the bytes sent and, with --rate,
 // waits on the token bucket every upload shares.
 func (a *Agent) meter(ctx context.Context) func(io.Reader) io.Reader {
-	return func(r io.Reader) io.Reader { return &meteredReader{ctx: ctx, r: r, lim: a.lim, burst: a.burst, sent: &a.st.sentBytes} }
+	return func(r io.Reader) io.Reader {
+		return &meteredReader{ctx: ctx, r: r, lim: a.lim, burst: a.burst, sent: &a.st.sentBytes}
+	}
 }
 
 type meteredReader struct {
