@@ -444,6 +444,9 @@ func (a *Agent) process(ctx context.Context, cam *camera, f found, buf *[]byte) 
 		save()
 	}
 	if !e.done() {
+		if e.State == StateFailed || e.State == StateRefused {
+			e.State, e.Reason = StatePending, "" // another try
+		}
 		if err := a.upload(ctx, cam, &e, facts, buf, save, log); err != nil {
 			if ctx.Err() != nil {
 				e.State = StatePending

@@ -122,6 +122,8 @@ func TestUploadTwoCameras(t *testing.T) {
 		want[n], devices[n] = media(t, camB, n, 150_000+i*1000, uint64(10+i)), "CAM123"
 	}
 	writeText(t, filepath.Join(camB, "broken.json"), `{not json`)
+	want["CAM123_20261201110000_0004.MP4"], devices["CAM123_20261201110000_0004.MP4"] = media(t, camB, "CAM123_20261201110000_0004.MP4", 20_000, 20), "CAM123"
+	writeText(t, filepath.Join(camB, "CAM123_20261201110000_0004.json"), `{"officer": "badge-99"}`) // a user the server does not know
 
 	err, out := runAgent(t, ts, Options{StateDir: state, Dirs: []string{camA, camB}, Parallel: 3})
 	if err != nil {
@@ -160,7 +162,13 @@ func TestUploadTwoCameras(t *testing.T) {
 	}
 	// Reports and receipts.
 	ra, rb := readReport(t, state, "camA"), readReport(t, state, "camB")
-	if ra.Counts[StateUploaded] != 2 || rb.Counts[StateUploaded] != 3 || len(ra.Files) != 2 || len(rb.Files) != 3 {
+	if m := metas["CAM123_20261201110000_0004.MP4"]; m["officer"] != "" || m["device"] != "CAM123" {
+		t.Errorf("metadata the server refused was sent again: %v", m)
+	}
+	if f := reportFile(t, readReport(t, state, "camB"), "CAM123_20261201110000_0004.MP4"); f.State != StateUploaded || !strings.Contains(f.Reason, "badge-99") {
+		t.Errorf("report of a file sent without its refused metadata: %+v", f)
+	}
+	if ra.Counts[StateUploaded] != 2 || rb.Counts[StateUploaded] != 4 || len(ra.Files) != 2 || len(rb.Files) != 4 {
 		t.Fatalf("reports: %+v / %+v", ra, rb)
 	}
 	pub := ts.priv.Public().(ed25519.PublicKey)
@@ -183,7 +191,7 @@ func TestUploadTwoCameras(t *testing.T) {
 			t.Errorf("%s deleted without --release: %v", n, err)
 		}
 	}
-	if !strings.Contains(out.String(), "done: files 5/5") {
+	if !strings.Contains(out.String(), "done: files 6/6") {
 		t.Errorf("no final summary in:\n%s", out)
 	}
 	// A second pass has nothing to do.
@@ -298,6 +306,36 @@ func TestReceiptFetchedWhenAnswerLost(t *testing.T) {
 	f := reportFile(t, readReport(t, state, filepath.Base(cam)), "CAM5_20261201083000_0001.MP4")
 	if f.State != StateUploaded || !f.Verified || f.RecordingID == "" {
 		t.Errorf("report: %+v", f)
+	}
+}
+
+// A file the server refuses whole (its bytes did not hash to the declared
+// SHA-256) is reported refused with both hashes, its partial upload
+// deleted, and sent again on the next pass.
+func TestRefusedFileSentAgain(t *testing.T) {
+	ts := newTestServer(t)
+	ts.refuseFiles.Store(1)
+	cam, state := t.TempDir(), t.TempDir()
+	b := media(t, cam, "CAM3_20261201083000_0001.MP4", 150_000, 1)
+	err, out := runAgent(t, ts, Options{StateDir: state, Dirs: []string{cam}, Release: true})
+	if err == nil || !strings.Contains(err.Error(), "1 were refused") {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	f := reportFile(t, readReport(t, state, filepath.Base(cam)), "CAM3_20261201083000_0001.MP4")
+	if f.State != StateRefused || !strings.Contains(f.Reason, "declared sha256 "+f.SHA256) || f.Released {
+		t.Errorf("report: %+v", f)
+	}
+	if ts.deletes.Load() != 1 {
+		t.Errorf("%d DELETEs of the refused upload, want 1", ts.deletes.Load())
+	}
+	if _, err := os.Stat(filepath.Join(cam, f.Path)); err != nil {
+		t.Fatalf("a refused file was deleted: %v", err)
+	}
+	if err, out := runAgent(t, ts, Options{StateDir: state, Dirs: []string{cam}}); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	if got := ts.storedFor("CAM3", b); !bytes.Equal(got, b) {
+		t.Error("not stored on the second pass")
 	}
 }
 

@@ -45,12 +45,14 @@ type testServer struct {
 	badSignature  atomic.Bool  // sign receipts with another key (same key id)
 	dropReceipt   atomic.Bool  // the finishing PATCH answers 204 (as if its answer was lost)
 	corruptChunks atomic.Int32 // the next N PATCHes are refused as if their checksum failed
+	refuseFiles   atomic.Int32 // the next N finished files are refused (460 with both hashes)
 
 	// What happened.
 	received  atomic.Int64 // PATCH body bytes read off the wire
 	patches   atomic.Int64
 	creates   atomic.Int64
 	chunk460s atomic.Int64
+	deletes   atomic.Int64
 
 	mu       sync.Mutex
 	files    map[string][]byte // upload id → stored bytes
@@ -89,6 +91,9 @@ func newTestServer(t *testing.T) *testServer {
 			if m["device"] == "" || m["filename"] == "" || len(m["sha256"]) != 64 {
 				return handler.HTTPResponse{StatusCode: 400, Body: `{"error":"device, filename and sha256 are required"}`}, handler.FileInfoChanges{}, handler.ErrUploadRejectedByServer
 			}
+			if o := m["officer"]; o != "" && !strings.HasPrefix(o, "o-") { // as the server: officers are user ids it knows
+				return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_BODYCAM_REFUSED", `{"error":"Upload-Metadata: officer `+o+`: no such user"}`, 400)
+			}
 			return handler.HTTPResponse{}, handler.FileInfoChanges{}, nil
 		},
 		PreFinishResponseCallback: ts.finish,
@@ -124,6 +129,9 @@ func (ts *testServer) auth(next http.HandlerFunc) http.HandlerFunc {
 // refused chunk is written.
 func (ts *testServer) checksums(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			ts.deletes.Add(1)
+		}
 		if r.Method != http.MethodPatch {
 			next(w, r)
 			return
@@ -169,6 +177,9 @@ func (ts *testServer) finish(hook handler.HookEvent) (handler.HTTPResponse, erro
 	}
 	got := sha256.Sum256(b)
 	dev, declared := info.MetaData["device"], info.MetaData["sha256"]
+	if ts.refuseFiles.Add(-1) >= 0 {
+		got[0] ^= 1 // as if a byte had flipped on the way
+	}
 	if hex.EncodeToString(got[:]) != declared {
 		body, _ := json.Marshal(map[string]string{"error": "the file's bytes do not match its declared sha256",
 			"declared_sha256": declared, "received_sha256": hex.EncodeToString(got[:])})

@@ -31,9 +31,19 @@ type fileFacts struct {
 	GPS        []evidence.GPSPoint
 }
 
+// required is the Upload-Metadata every upload must carry (and the file
+// type, which the server takes as it is).
+func (f fileFacts) required() map[string]string {
+	m := map[string]string{"device": f.Device, "filename": f.Name, "sha256": f.SHA256}
+	if f.FileType != "" {
+		m["filetype"] = f.FileType
+	}
+	return m
+}
+
 // metadata is the tus Upload-Metadata of the file.
 func (f fileFacts) metadata() map[string]string {
-	m := map[string]string{"device": f.Device, "filename": f.Name, "sha256": f.SHA256}
+	m := f.required()
 	if f.Officer != "" {
 		m["officer"] = f.Officer
 	}
@@ -45,9 +55,6 @@ func (f fileFacts) metadata() map[string]string {
 	}
 	if f.Important {
 		m["important"] = "1"
-	}
-	if f.FileType != "" {
-		m["filetype"] = f.FileType
 	}
 	if len(f.GPS) > 0 {
 		// A track longer than a header should carry stays on the recorder's

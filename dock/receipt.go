@@ -74,6 +74,12 @@ func (c *client) uploadReceipt(ctx context.Context, uploadURL string) (*receiptB
 	case http.StatusAccepted:
 		return nil, errFinishing
 	case http.StatusConflict:
+		var st struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal(b, &st) == nil && st.State == "abandoned" {
+			return nil, errGone // deleted or swept: start over
+		}
 		re := &refusedError{}
 		if json.Unmarshal(b, re) != nil || re.Message == "" {
 			re.Message = shortBody(b)

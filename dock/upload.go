@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -69,13 +70,22 @@ func (a *Agent) upload(ctx context.Context, cam *camera, e *entry, facts fileFac
 				continue
 			}
 			u, err := a.c.create(ctx, facts.Size, facts.metadata())
+			var se *statusError
+			if errors.As(err, &se) && se.Status == http.StatusBadRequest && len(facts.metadata()) > len(facts.required()) {
+				// The server refused what a sidecar or the name said (an
+				// officer it does not know, odd times): the file goes up
+				// with what it must have; the report says why.
+				log.Warn("the server refused the optional metadata; sending the file without it", "why", se.Body)
+				e.Reason = "sent without sidecar/name metadata: " + se.Body
+				u, err = a.c.create(ctx, facts.Size, facts.required())
+			}
 			if err != nil {
 				if err := retry(err); err != nil {
 					return err
 				}
 				continue
 			}
-			e.UploadURL, e.Offset, e.State, e.Reason = u, 0, StatePending, ""
+			e.UploadURL, e.Offset, e.State = u, 0, StatePending
 			save()
 			log.Info("upload created", "url", u, "device", facts.Device, "size", facts.Size)
 		}
@@ -197,6 +207,9 @@ func readAt(cam *camera, e *entry, chunk []byte, off int64) error {
 // accept verifies a receipt and keeps it; a receipt that does not verify
 // leaves the file failed (and never released).
 func (a *Agent) accept(ctx context.Context, cam *camera, e *entry, rb *receiptBody, facts fileFacts, state string, save func(), log *slog.Logger) error {
+	if rb.Duplicate {
+		state = StateDuplicate // the server had these bytes already
+	}
 	v, err := verifyReceipt(ctx, a.keys, rb, facts, state == StateDuplicate)
 	if err != nil {
 		e.Verified = false
@@ -206,9 +219,9 @@ func (a *Agent) accept(ctx context.Context, cam *camera, e *entry, rb *receiptBo
 	if err != nil {
 		return fmt.Errorf("keeping the receipt: %w", err)
 	}
-	e.State, e.Reason, e.Recording, e.Receipt, e.Verified = state, "", v.Receipt.RecordingID, p, true
+	e.State, e.Recording, e.Receipt, e.Verified = state, v.Receipt.RecordingID, p, true
 	if v.Receipt.FileName != facts.Name {
-		e.Reason = "stored earlier as " + v.Receipt.FileName
+		e.Reason = strings.TrimPrefix(e.Reason+"; stored earlier as "+v.Receipt.FileName, "; ")
 	}
 	e.Offset = e.Size
 	save()
