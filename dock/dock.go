@@ -48,8 +48,9 @@ type Options struct {
 	Device   string
 	Once     bool          // one pass, then return
 	Every    time.Duration // rescan period when watching (default 10s)
-	// Settle: with Once, the time between the two listings that tell a
-	// finished file from one still being written (default 2s).
+	// Settle: the time between the first two listings, which tell a
+	// finished file from one still being written (default 2s); later
+	// listings are Every apart.
 	Settle   time.Duration
 	Timezone *time.Location // of the times in file names and sidecars (default Local)
 	// ProgressEvery: period of the summary line (default 5s).
@@ -66,6 +67,7 @@ const (
 	maxRefusals     = 3 // whole-file refusals before a file is left refused
 	maxChunkRetries = 5 // 460s for one chunk in a row
 	maxFailures     = 8 // failures in a row, without progress, before a round gives up on a file
+	retryAfter      = time.Minute
 )
 
 // Agent is one running dock.
@@ -153,9 +155,7 @@ func New(o Options) (*Agent, error) {
 	if o.Every <= 0 {
 		o.Every = 10 * time.Second
 	}
-	if o.Settle < 0 {
-		o.Settle = 0
-	} else if o.Settle == 0 && o.Once {
+	if o.Settle <= 0 {
 		o.Settle = 2 * time.Second
 	}
 	if o.Timezone == nil {
@@ -167,6 +167,7 @@ func New(o Options) (*Agent, error) {
 	if o.Progress == nil {
 		o.Progress = os.Stderr
 	}
+	o.Progress = &lockedWriter{w: o.Progress} // workers, the summary and the log share it
 	if o.HTTP == nil {
 		o.HTTP = &http.Client{Transport: http.DefaultTransport}
 	}
@@ -224,18 +225,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, a.closeQueue)
 	defer stop()
 
+	// Two listings Settle apart tell finished files from growing ones.
+	a.scan(ctx, false)
+	select {
+	case <-time.After(a.o.Settle):
+	case <-ctx.Done():
+	}
+	a.scan(ctx, true)
 	if a.o.Once {
-		a.scan(ctx, false)
-		select {
-		case <-time.After(a.o.Settle):
-		case <-ctx.Done():
-		}
-		a.scan(ctx, true)
 		a.closeQueue()
 		wg.Wait()
 	} else {
 		t := time.NewTicker(a.o.Every)
-		a.scan(ctx, true)
 	loop:
 		for {
 			select {
@@ -299,6 +300,9 @@ func (a *Agent) scan(ctx context.Context, enqueue bool) {
 				}
 				if e.State == StateRefused && e.Attempts >= maxRefusals {
 					continue
+				}
+				if !a.o.Once && (e.State == StateFailed || e.State == StateRefused) && time.Since(e.UpdatedAt) < retryAfter {
+					continue // watching: a failed file waits a little before its next try
 				}
 			}
 			a.enqueue(cam, f)
@@ -579,4 +583,16 @@ func (a *Agent) release(ctx context.Context, full string, e *entry, save func(),
 	e.ReleaseNoted = e.UploadURL == "" // a duplicate: no upload of ours to tell about
 	save()
 	log.Info("released: deleted the camera's copy", "recording", e.Recording, "receipt", e.Receipt)
+}
+
+// lockedWriter serializes writes to the progress output.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

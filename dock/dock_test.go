@@ -414,3 +414,42 @@ func TestSidecars(t *testing.T) {
 		t.Error("a missing sidecar read")
 	}
 }
+
+// Watching (no --once): a file that appears while the agent runs is
+// uploaded at a later scan; cancelling Run returns once everything it
+// started has stopped.
+func TestWatch(t *testing.T) {
+	ts := newTestServer(t)
+	cam, state := t.TempDir(), t.TempDir()
+	media(t, cam, "CAM4_20261201083000_0001.MP4", 50_000, 1)
+	var out bytes.Buffer
+	a, err := New(Options{Server: ts.URL, Token: ts.Token, StateDir: state, Dirs: []string{cam}, Every: 50 * time.Millisecond,
+		Settle: 20 * time.Millisecond, Progress: &out, Chunk: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	late := media(t, cam, "CAM4_20261201084000_0002.MP4", 70_000, 2)
+	deadline := time.Now().Add(30 * time.Second)
+	for ts.storedFor("CAM4", late) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the file that appeared later was not uploaded:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if r := readReport(t, state, filepath.Base(cam)); r.Counts[StateUploaded] != 2 {
+		t.Errorf("report: %+v", r)
+	}
+}

@@ -43,7 +43,7 @@ func dockCmd(ctx context.Context, args []string, getenv func(string) string, std
 	chunkFlag := fs.String("chunk", "16MiB", "bytes per PATCH request (each one checksummed)")
 	once := fs.Bool("once", false, "upload what is there, then exit (exit 1 if a file failed or was refused)")
 	every := fs.Duration("scan-every", 10*time.Second, "when watching: how often the folders are listed again")
-	settle := fs.Duration("settle", 2*time.Second, "with --once: wait between the two listings that tell a finished file from one still being written")
+	settle := fs.Duration("settle", 2*time.Second, "the pause between the first two listings, which tell a finished file from one still being written")
 	tzName := fs.String("timezone", "Local", "time zone of the times in file names and sidecars (IANA name, UTC or Local)")
 	progressEvery := fs.Duration("progress-every", 5*time.Second, "how often the summary line is printed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
