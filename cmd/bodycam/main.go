@@ -27,6 +27,8 @@ Usage:
   bodycam keys rotate [flags]  make a new signing key; old public keys are kept
   bodycam backup [flags] <dir> back up the catalog (SQLite), keys and admin token into <dir>,
                                beside a running server (serve's flags, file and environment)
+  bodycam dock [flags] DIR...  the workstation agent: upload docked recorders' files
+                               (one DIR per camera), resumable, receipts verified
   bodycam verify <export.zip> [--json] [--key trusted.pem]
                                check a court export offline (exit 0 only if it all checks out)
   bodycam version              print the version
@@ -89,6 +91,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	case "verify":
 		return verifyCmd(args[1:], stdout, stderr)
+	case "dock":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		code, err := dockCmd(ctx, args[1:], getenv, stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			return fail(code, err)
+		}
+		return 0
 	case "backup":
 		code, err := backupCmd(context.Background(), args[1:], getenv, stdout)
 		if errors.Is(err, flag.ErrHelp) {
