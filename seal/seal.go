@@ -96,33 +96,35 @@ func WriteManifest(ctx context.Context, store Store, cat Catalog, signer Signer,
 
 // WriteReceipt stores the signed receipt of an uploaded file: r (its
 // SigningKeyID set here) unless an earlier attempt stored one, which is
-// kept. It returns the receipt as stored, its bytes and their signature.
-func WriteReceipt(ctx context.Context, store Store, signer Signer, holds Holds, r evidence.Receipt) (evidence.Receipt, []byte, []byte, error) {
+// kept. It returns the receipt as stored, its bytes and their signature,
+// and whether this call wrote it.
+func WriteReceipt(ctx context.Context, store Store, signer Signer, holds Holds, r evidence.Receipt) (evidence.Receipt, []byte, []byte, bool, error) {
 	key := evidence.ReceiptKey(r.DeviceID, r.RecordingID)
 	body, err := read(ctx, store, key)
-	if errors.Is(err, storage.ErrNotFound) {
+	fresh := errors.Is(err, storage.ErrNotFound)
+	if fresh {
 		r.Version = 1
 		r.SigningKeyID = signer.ID()
 		body = r.Marshal()
 		if err := putSmall(ctx, store, key, body); err != nil {
-			return r, nil, nil, err
+			return r, nil, nil, false, err
 		}
 	} else if err != nil {
-		return r, nil, nil, err
+		return r, nil, nil, false, err
 	} else if err := json.Unmarshal(body, &r); err != nil {
-		return r, nil, nil, fmt.Errorf("receipt %s: %v", key, err)
+		return r, nil, nil, false, fmt.Errorf("receipt %s: %v", key, err)
 	}
 	if err := signOnce(ctx, store, signer, key, body); err != nil {
-		return r, nil, nil, err
+		return r, nil, nil, false, err
 	}
 	sig, err := read(ctx, store, key+".sig")
 	if err != nil {
-		return r, nil, nil, err
+		return r, nil, nil, false, err
 	}
 	if err := hold(ctx, holds, r.RecordingID, key, key+".sig"); err != nil {
-		return r, nil, nil, err
+		return r, nil, nil, false, err
 	}
-	return r, body, sig, nil
+	return r, body, sig, fresh, nil
 }
 
 // ReadReceipt reads a stored receipt and its signature.
