@@ -114,7 +114,7 @@ func TestClusterKeysAndInterleavedChains(t *testing.T) {
 		t.Fatalf("keys: %d %s; want both nodes' keys", code, body)
 	}
 	code, body = call(t, u, "GET", "/api/v1/recordings/rec-x", "tok-aud", "")
-	if code != 200 || !strings.Contains(body, `"node_id": "node-b"`) || !strings.Contains(body, `"fence":`) {
+	if code != 200 || !strings.Contains(body, `"node_id": "node-b"`) || !strings.Contains(body, `"fence":`) || !strings.Contains(body, `"kind": "stream"`) {
 		t.Fatalf("recording: %d %s", code, body)
 	}
 	type verdict struct {

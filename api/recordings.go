@@ -23,6 +23,7 @@ type recordingJSON struct {
 	OfficerID    string     `json:"officer_id"`
 	CaseID       string     `json:"case_id"`
 	State        string     `json:"state"`
+	Kind         string     `json:"kind"` // stream or upload
 	StartedAt    time.Time  `json:"started_at"`
 	EndedAt      *time.Time `json:"ended_at"`
 	EndReason    string     `json:"end_reason"`
@@ -47,6 +48,10 @@ func toRecordingJSON(r evidence.Recording) recordingJSON {
 	}
 	j.DeletedAt = timePtr(r.DeletedAt)
 	j.NodeID, j.Fence, j.ReapedAt = r.NodeID, r.Fence, timePtr(r.ReapedAt)
+	j.Kind = string(r.Kind)
+	if j.Kind == "" {
+		j.Kind = string(evidence.KindStream)
+	}
 	return j
 }
 

@@ -8,6 +8,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -311,11 +312,46 @@ func (c *Catalog) migrate(ctx context.Context) error {
 	return nil
 }
 
+// fkOff marks a SQLite migration that rebuilds a table other tables refer
+// to: `-- bodycam: foreign_keys off; check <table>...`. SQLite cannot drop
+// such a table with foreign keys on (dropping deletes its rows first), and
+// cannot turn them off inside a transaction, so the migration runs on a
+// connection of its own with them off, and the tables named are checked
+// (PRAGMA foreign_key_check) before it commits: SQLite's own procedure
+// for changing a table's definition.
+var fkOff = regexp.MustCompile(`(?m)^-- bodycam: foreign_keys off; check ([a-z_ ]+)$`)
+
 func (c *Catalog) apply(ctx context.Context, m migration) error {
 	defer c.writing()()
-	tx, err := c.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	var check []string
+	if f := fkOff.FindStringSubmatch(m.sql); c.dialect == SQLite && f != nil {
+		check = strings.Fields(f[1])
+	}
+	var tx *sql.Tx
+	if check == nil {
+		var err error
+		if tx, err = c.db.BeginTx(ctx, nil); err != nil {
+			return err
+		}
+	} else {
+		conn, err := c.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+			return err
+		}
+		// The connection goes back to the pool with foreign keys on, or
+		// not at all.
+		defer func() {
+			if _, err := conn.ExecContext(context.Background(), `PRAGMA foreign_keys = ON`); err != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}()
+		if tx, err = conn.BeginTx(ctx, nil); err != nil {
+			return err
+		}
 	}
 	defer tx.Rollback()
 	if c.dialect == Postgres {
@@ -332,6 +368,17 @@ func (c *Catalog) apply(ctx context.Context, m migration) error {
 	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return err
+	}
+	for _, table := range check {
+		rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check(`+table+`)`)
+		if err != nil {
+			return err
+		}
+		bad := rows.Next()
+		rows.Close()
+		if bad {
+			return fmt.Errorf("%s has rows whose foreign keys refer to nothing", table)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO schema_migrations (version, name, applied_us) VALUES ($1, $2, $3)`),
 		m.version, m.name, micros(time.Now())); err != nil {

@@ -441,6 +441,7 @@ type recordingData struct {
 	OfficerID   string                  `json:"officer_id"`
 	CaseID      string                  `json:"case_id"`
 	State       evidence.RecordingState `json:"state"`
+	Kind        evidence.RecordingKind  `json:"kind"` // stream or upload
 	StartedAt   time.Time               `json:"started_at"`
 	EndedAt     *time.Time              `json:"ended_at,omitempty"`
 	EndReason   string                  `json:"end_reason,omitempty"`
@@ -450,8 +451,12 @@ type recordingData struct {
 }
 
 func recordingEvent(r evidence.Recording) recordingData {
+	kind := r.Kind
+	if kind == "" {
+		kind = evidence.KindStream
+	}
 	return recordingData{RecordingID: r.ID, DeviceID: r.DeviceID, OfficerID: r.OfficerID, CaseID: r.CaseID, State: r.State,
-		StartedAt: r.StartedAt.UTC(), EndedAt: optTime(r.EndedAt), EndReason: r.EndReason, Codecs: r.Codecs}
+		Kind: kind, StartedAt: r.StartedAt.UTC(), EndedAt: optTime(r.EndedAt), EndReason: r.EndReason, Codecs: r.Codecs}
 }
 
 type deviceData struct {

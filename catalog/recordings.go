@@ -16,7 +16,7 @@ var errNoRows = sql.ErrNoRows
 
 const recordingCols = `r.id, r.device_id, r.officer_id, r.case_id, r.state, r.started_us, r.ended_us,
 	r.end_reason, r.codecs, r.remote_addr, r.manifest_key, r.segment_count, r.deleted_us,
-	r.node_id, r.fence, r.reaped_us`
+	r.node_id, r.fence, r.reaped_us, r.kind`
 
 func scanRecording(s scanner) (evidence.Recording, error) {
 	var r evidence.Recording
@@ -25,7 +25,7 @@ func scanRecording(s scanner) (evidence.Recording, error) {
 	var codecs string
 	err := s.Scan(&r.ID, &r.DeviceID, &r.OfficerID, &r.CaseID, &r.State, &started, &ended,
 		&r.EndReason, &codecs, &r.RemoteAddr, &r.ManifestKey, &r.SegmentCount, &deleted,
-		&r.NodeID, &r.Fence, &reaped)
+		&r.NodeID, &r.Fence, &reaped, &r.Kind)
 	r.StartedAt, r.EndedAt, r.DeletedAt = fromMicros(started), fromNullMicros(ended), fromNullMicros(deleted)
 	r.ReapedAt = fromNullMicros(reaped)
 	if codecs != "" {
@@ -38,19 +38,11 @@ func scanRecording(s scanner) (evidence.Recording, error) {
 // transaction it raises the device's fence to the recording's (devices.fence
 // is the highest seen), taking the device row first, as AppendSegment does:
 // from its commit on, AppendSegment refuses segments of older fences
-// recorded after this one's grant.
+// recorded after this one's grant. Kind "" is KindStream.
 func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) error {
-	if r.ID == "" || r.DeviceID == "" || r.StartedAt.IsZero() {
-		return fmt.Errorf("catalog: recording needs an id, a device and a start time")
-	}
-	if r.State == "" {
-		r.State = evidence.StateLive
-	}
-	if !r.State.Valid() {
-		return fmt.Errorf("catalog: recording state %q", r.State)
-	}
-	if r.Fence < 0 {
-		return fmt.Errorf("catalog: recording fence %d", r.Fence)
+	r, err := checkRecording(r)
+	if err != nil {
+		return err
 	}
 	what := "recording " + r.ID
 	defer c.writing()()
@@ -59,20 +51,7 @@ func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) err
 		return translate(err, what)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET fence = CASE WHEN fence < $1 THEN $1 ELSE fence END,
-		longest_recording_us = CASE WHEN longest_recording_us < $2 THEN $2 ELSE longest_recording_us END WHERE id = $3`),
-		r.Fence, lasted(r.StartedAt, r.EndedAt), r.DeviceID); err != nil {
-		return translate(err, what)
-	}
-	_, err = tx.ExecContext(ctx, c.q(`INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us,
-		end_reason, codecs, remote_addr, manifest_key, node_id, fence, reaped_us)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`),
-		r.ID, r.DeviceID, r.OfficerID, r.CaseID, string(r.State), micros(r.StartedAt), nullMicros(r.EndedAt),
-		r.EndReason, strings.Join(r.Codecs, "\n"), r.RemoteAddr, r.ManifestKey, r.NodeID, r.Fence, nullMicros(r.ReapedAt))
-	if err != nil {
-		return translate(err, what)
-	}
-	if err := c.emit(ctx, tx, events.RecordingStarted, r.DeviceID, "", r.StartedAt, recordingEvent(r)); err != nil {
+	if err := c.createRecording(ctx, tx, r); err != nil {
 		return err
 	}
 	// A device is online while it records: from its recording's start to
@@ -83,6 +62,51 @@ func (c *Catalog) CreateRecording(ctx context.Context, r evidence.Recording) err
 		}
 	}
 	return translate(tx.Commit(), what)
+}
+
+// checkRecording checks a recording to be created and fills in its
+// defaults (state live, kind stream).
+func checkRecording(r evidence.Recording) (evidence.Recording, error) {
+	if r.ID == "" || r.DeviceID == "" || r.StartedAt.IsZero() {
+		return r, fmt.Errorf("catalog: recording needs an id, a device and a start time")
+	}
+	if r.State == "" {
+		r.State = evidence.StateLive
+	}
+	if !r.State.Valid() {
+		return r, fmt.Errorf("catalog: recording state %q", r.State)
+	}
+	if r.Kind == "" {
+		r.Kind = evidence.KindStream
+	}
+	if !r.Kind.Valid() {
+		return r, fmt.Errorf("catalog: recording kind %q", r.Kind)
+	}
+	if r.Fence < 0 {
+		return r, fmt.Errorf("catalog: recording fence %d", r.Fence)
+	}
+	return r, nil
+}
+
+// createRecording inserts a checked recording within tx, with its
+// recording.started event, after raising the device's fence and longest
+// recording (the device row is taken first).
+func (c *Catalog) createRecording(ctx context.Context, tx *sql.Tx, r evidence.Recording) error {
+	what := "recording " + r.ID
+	if _, err := tx.ExecContext(ctx, c.q(`UPDATE devices SET fence = CASE WHEN fence < $1 THEN $1 ELSE fence END,
+		longest_recording_us = CASE WHEN longest_recording_us < $2 THEN $2 ELSE longest_recording_us END WHERE id = $3`),
+		r.Fence, lasted(r.StartedAt, r.EndedAt), r.DeviceID); err != nil {
+		return translate(err, what)
+	}
+	_, err := tx.ExecContext(ctx, c.q(`INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us,
+		end_reason, codecs, remote_addr, manifest_key, node_id, fence, reaped_us, kind)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`),
+		r.ID, r.DeviceID, r.OfficerID, r.CaseID, string(r.State), micros(r.StartedAt), nullMicros(r.EndedAt),
+		r.EndReason, strings.Join(r.Codecs, "\n"), r.RemoteAddr, r.ManifestKey, r.NodeID, r.Fence, nullMicros(r.ReapedAt), string(r.Kind))
+	if err != nil {
+		return translate(err, what)
+	}
+	return c.emit(ctx, tx, events.RecordingStarted, r.DeviceID, "", r.StartedAt, recordingEvent(r))
 }
 
 // Recording returns one recording with its segment count.
@@ -98,6 +122,7 @@ type RecordingFilter struct {
 	// recording overlaps everything after its start.
 	From, To time.Time
 	State    evidence.RecordingState
+	Kind     evidence.RecordingKind
 	Limit    int // default 100, at most 1000
 }
 
@@ -128,6 +153,9 @@ func (c *Catalog) Recordings(ctx context.Context, f RecordingFilter) ([]evidence
 	}
 	if f.State != "" {
 		where = append(where, "state = "+arg(string(f.State)))
+	}
+	if f.Kind != "" {
+		where = append(where, "kind = "+arg(string(f.Kind)))
 	}
 	limit := arg(f.Limit)
 	if f.From.IsZero() {
@@ -357,31 +385,44 @@ func scanSegment(s scanner) (evidence.Segment, error) {
 // f2 read as Unix µs: its node recorded it after another node took the
 // device. Segments that started before f2 (a dead node's spool uploaded
 // late) are accepted. Recordings from before clusters have fence 0 and
-// follow the same rule.
+// follow the same rule. Tombstones and originals (an uploaded file, recorded
+// in the past, not live) are not fenced.
 func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error) {
-	if s.Kind != evidence.KindInit && s.Kind != evidence.KindMedia && s.Kind != evidence.KindTombstone {
+	switch s.Kind {
+	case evidence.KindInit, evidence.KindMedia, evidence.KindTombstone, evidence.KindOriginal:
+	default:
 		return s, fmt.Errorf("catalog: segment kind %q", s.Kind)
 	}
-	s.StartedAt = s.StartedAt.Truncate(time.Microsecond).UTC()
-	if !s.DeviceTime.IsZero() {
-		s.DeviceTime = s.DeviceTime.Truncate(time.Microsecond).UTC()
-	}
-	s.Duration = s.Duration.Truncate(time.Microsecond)
 	what := fmt.Sprintf("segment %s/%d", s.RecordingID, s.Seq)
-
 	defer c.writing()()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s, translate(err, what)
 	}
 	defer tx.Rollback()
+	s, err = c.appendSegment(ctx, tx, s)
+	if err != nil {
+		return s, err
+	}
+	return s, translate(tx.Commit(), what)
+}
+
+// appendSegment links a segment into its device's chain within tx, with
+// its segment.stored event (AppendSegment).
+func (c *Catalog) appendSegment(ctx context.Context, tx *sql.Tx, s evidence.Segment) (evidence.Segment, error) {
+	s.StartedAt = s.StartedAt.Truncate(time.Microsecond).UTC()
+	if !s.DeviceTime.IsZero() {
+		s.DeviceTime = s.DeviceTime.Truncate(time.Microsecond).UTC()
+	}
+	s.Duration = s.Duration.Truncate(time.Microsecond)
+	what := fmt.Sprintf("segment %s/%d", s.RecordingID, s.Seq)
 	lock := ""
 	if c.dialect == Postgres {
 		lock = " FOR UPDATE"
 	}
 	var seq, fence int64
 	var head, recDevice string
-	err = tx.QueryRowContext(ctx, c.q(`SELECT d.chain_seq, d.chain_head, r.device_id, r.fence FROM recordings r
+	err := tx.QueryRowContext(ctx, c.q(`SELECT d.chain_seq, d.chain_head, r.device_id, r.fence FROM recordings r
 		JOIN devices d ON d.id = r.device_id WHERE r.id = $1`+lock), s.RecordingID).Scan(&seq, &head, &recDevice, &fence)
 	if err != nil {
 		return s, translate(err, "recording "+s.RecordingID)
@@ -404,8 +445,9 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	// another node took the device, and would fork its timeline. The device
 	// row is locked, and CreateRecording takes it too, so a newer recording
 	// is either on record here or created after this link. A tombstone is
-	// not recorded media: retention links it whenever it runs.
-	if s.Kind != evidence.KindTombstone {
+	// not recorded media: retention links it whenever it runs. An original
+	// was recorded on the device, not live through a node.
+	if s.Kind != evidence.KindTombstone && s.Kind != evidence.KindOriginal {
 		var newer sql.NullInt64
 		if err := tx.QueryRowContext(ctx, c.q(`SELECT MIN(fence) FROM recordings WHERE device_id = $1 AND fence > $2`),
 			recDevice, fence).Scan(&newer); err != nil {
@@ -450,7 +492,7 @@ func (c *Catalog) AppendSegment(ctx context.Context, s evidence.Segment) (eviden
 	if err := c.emit(ctx, tx, events.SegmentStored, s.DeviceID, "", time.Time{}, segmentEvent(s)); err != nil {
 		return s, err
 	}
-	return s, translate(tx.Commit(), what)
+	return s, nil
 }
 
 // Segments lists a recording's segments by sequence number.

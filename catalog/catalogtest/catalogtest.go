@@ -59,6 +59,13 @@ func Run(t *testing.T, open Opener) {
 		{"OutboxAtomic", testOutboxAtomic},
 		{"OutboxConcurrent", testOutboxConcurrent},
 		{"DeadLetters", testDeadLetters},
+		{"RecordingKinds", testRecordingKinds},
+		{"Uploads", testUploads},
+		{"StoreUpload", testStoreUpload},
+		{"StoreUploadDuplicate", testStoreUploadDuplicate},
+		{"StoreUploadConcurrent", testStoreUploadConcurrent},
+		{"UploadFilters", testUploadFilters},
+		{"SameEvent", testSameEvent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +148,7 @@ func testDeviceIDRules(t *testing.T, c *catalog.Catalog) {
 }
 
 func recording(id, dev string, start time.Time) evidence.Recording {
-	return evidence.Recording{ID: id, DeviceID: dev, OfficerID: "officer-7", CaseID: "case-1", State: evidence.StateLive, StartedAt: start,
+	return evidence.Recording{ID: id, DeviceID: dev, Kind: evidence.KindStream, OfficerID: "officer-7", CaseID: "case-1", State: evidence.StateLive, StartedAt: start,
 		Codecs: []string{"H264 1280x720", "MPEG-4 Audio 48000Hz 2ch"}, RemoteAddr: "127.0.0.1:5000"}
 }
 

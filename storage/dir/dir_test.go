@@ -18,15 +18,18 @@ import (
 	"github.com/bodycam/bodycam/storage/storagetest"
 )
 
-func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T, r storage.Retention) storage.Store {
-		s, err := dir.Open(t.TempDir(), dir.Options{Retention: r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+func open(t *testing.T, r storage.Retention) storage.Store {
+	s, err := dir.Open(t.TempDir(), dir.Options{Retention: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
+
+func TestConformance(t *testing.T) { storagetest.Run(t, open) }
+
+// A file is one write whatever its size: the large-object suite holds too.
+func TestConformanceLarge(t *testing.T) { storagetest.RunLarge(t, open) }
 
 // The contract of PRODUCT.md: object <key> lives at <root>/<key>, read-only.
 func TestLayoutAndReadOnly(t *testing.T) {

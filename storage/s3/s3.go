@@ -1,14 +1,18 @@
 // Package s3 is the scale-out object store: an S3 bucket with Object Lock,
 // MinIO being the server we test against.
 //
-// Write-once comes from `If-None-Match: *` on every PUT. Each PUT is a single
-// streamed request (never multipart, so the SHA-256 checksum is of the whole
-// object) that carries an x-amz-checksum-sha256 the server verifies and
-// keeps; Stat reads it back. When the caller knows the hash, it goes up
-// front and is checked by the server alone, once Open has seen the server
-// refuse a wrong one; otherwise the bytes are hashed here too, and a wrong
-// object fails before its last byte is sent. Retention and legal holds are
-// S3 Object Lock, which the server enforces even against bodycam itself.
+// Write-once comes from `If-None-Match: *` on every PUT and on every
+// multipart completion. An object up to Options.MultipartThreshold is one
+// streamed PUT (so its SHA-256 checksum is of the whole object) that carries
+// an x-amz-checksum-sha256 the server verifies and keeps; Stat reads it
+// back. When the caller knows the hash, it goes up front and is checked by
+// the server alone, once Open has seen the server refuse a wrong one;
+// otherwise the bytes are hashed here too, and a wrong object fails before
+// its last byte is sent. A larger object is a multipart upload (see
+// putMultipart): parts streamed one by one, each with a checksum the server
+// checks, the whole hashed here and kept in the object's metadata, and any
+// failure aborted. Retention and legal holds are S3 Object Lock, which the
+// server enforces even against bodycam itself.
 package s3
 
 import (
@@ -46,6 +50,14 @@ type Options struct {
 	// HashLocally hashes every upload here even when the server checks the
 	// checksums it is sent.
 	HashLocally bool
+	// MultipartThreshold: objects larger than this go up as multipart
+	// uploads (see putMultipart), smaller ones as one PUT. 0 means
+	// DefaultMultipartThreshold; it is at most 5 GiB, S3's largest PUT.
+	MultipartThreshold int64
+	// PartSize is the size of a multipart upload's parts (the last may be
+	// shorter), grown for an object that would need more than 10,000. 0
+	// means DefaultPartSize; at least 5 MiB, S3's smallest part.
+	PartSize int64
 }
 
 // ErrNoObjectLock: the bucket exists but was created without Object Lock, so
@@ -60,6 +72,8 @@ type Store struct {
 	// serverChecks: the server refused an upload whose x-amz-checksum-sha256
 	// did not match its bytes, so a known hash need not be recomputed here.
 	serverChecks bool
+	threshold    int64 // larger objects go up in parts
+	partSize     int64
 }
 
 // Open connects, creates the bucket with Object Lock when it is missing, and
@@ -79,7 +93,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3-endpoint %q: %w", o.Endpoint, err)
 	}
-	s := &Store{c: c, bucket: o.Bucket, retention: o.Retention}
+	s := &Store{c: c, bucket: o.Bucket, retention: o.Retention, threshold: o.MultipartThreshold, partSize: o.PartSize}
+	if s.threshold <= 0 {
+		s.threshold = DefaultMultipartThreshold
+	}
+	s.threshold = min(s.threshold, maxSinglePut)
+	if s.partSize <= 0 {
+		s.partSize = DefaultPartSize
+	}
+	s.partSize = min(max(s.partSize, minPartSize), maxPartSize)
 	ok, err := c.BucketExists(ctx, o.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("s3-endpoint %s: %w", o.Endpoint, oneLine(err))
@@ -128,6 +150,9 @@ func (s *Store) checksChecksums(ctx context.Context) bool {
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, o storage.PutOptions) (storage.Info, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return storage.Info{}, err
+	}
+	if size > s.threshold {
+		return s.putMultipart(ctx, key, r, size, o)
 	}
 	known := len(o.SHA256) == sha256.Size
 	var vr *storage.VerifyingReader
@@ -330,6 +355,10 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	}
 	info := storage.Info{Key: key, Size: oi.Size, SHA256: b64hex(oi.ChecksumSHA256), Modified: oi.LastModified.UTC()}
 	h := oi.Metadata
+	if sum := h.Get("X-Amz-Meta-" + metaSHA256); sum != "" {
+		// A multipart object: the server's checksum is of its parts.
+		info.SHA256 = sum
+	}
 	if t, err := time.Parse(time.RFC3339, h.Get("X-Amz-Object-Lock-Retain-Until-Date")); err == nil {
 		info.RetainUntil = t.UTC()
 		info.Mode = storage.Mode(strings.ToLower(h.Get("X-Amz-Object-Lock-Mode")))
@@ -356,6 +385,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) e
 	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if oi.Err != nil {
 			return fmt.Errorf("storage: list %q: %w", prefix, oneLine(oi.Err))
+		}
+		if isStaging(oi.Key) {
+			continue
 		}
 		if err := fn(storage.Info{Key: oi.Key, Size: oi.Size, Modified: oi.LastModified.UTC()}); err != nil {
 			return err

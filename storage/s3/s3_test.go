@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -81,6 +82,117 @@ func TestConformanceHashingLocally(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// multipartStore opens a store that sends objects above
+// storagetest.LargeThreshold as multipart uploads.
+func multipartStore(t *testing.T, r storage.Retention) storage.Store {
+	s := openWith(t, s3.Options{Bucket: newBucket(), Retention: r,
+		MultipartThreshold: storagetest.LargeThreshold, PartSize: storagetest.LargePartSize})
+	var _ storagetest.IncompleteUploader = s // the suite checks for parts left behind
+	return s
+}
+
+// Large objects go up in parts: the large-object suite, and the whole suite
+// with the threshold lowered so that its 16 to 64 MiB objects (a stream, a
+// bytes.Reader, a known hash) go up in parts too.
+func TestConformanceMultipart(t *testing.T) {
+	t.Run("Large", func(t *testing.T) { storagetest.RunLarge(t, multipartStore) })
+	t.Run("All", func(t *testing.T) { storagetest.Run(t, multipartStore) })
+}
+
+// A multipart object's parts each carried an x-amz-checksum-sha256 the
+// server checked: the server's checksum of the object is the composite of
+// the parts' ("…-9"), while Stat gives the whole file's SHA-256 from the
+// object's metadata.
+func TestMultipartChecksums(t *testing.T) {
+	bucket := newBucket()
+	s := openWith(t, s3.Options{Bucket: bucket, MultipartThreshold: storagetest.LargeThreshold, PartSize: storagetest.LargePartSize})
+	ctx := context.Background()
+	data := make([]byte, storagetest.LargeSize)
+	for i := range data {
+		data[i] = byte(i * 13 / 7)
+	}
+	want := sha256.Sum256(data)
+	if _, err := s.Put(ctx, "d/r/big.mp4", bytes.NewReader(data), int64(len(data)), storage.PutOptions{SHA256: want[:]}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := minio.New(server.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(server.AccessKey, server.SecretKey, "")})
+	oi, err := c.StatObject(ctx, bucket, "d/r/big.mp4", minio.StatObjectOptions{Checksum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(oi.ChecksumSHA256, "-9") {
+		t.Fatalf("server checksum %q, want a composite of 9 parts", oi.ChecksumSHA256)
+	}
+	if got := oi.Metadata.Get("X-Amz-Meta-Bodycam-Sha256"); got != hex.EncodeToString(want[:]) {
+		t.Fatalf("x-amz-meta-bodycam-sha256 = %q, want %x", got, want)
+	}
+	attrs, err := c.GetObjectAttributes(ctx, bucket, "d/r/big.mp4", minio.ObjectAttributesOptions{MaxParts: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(attrs.ObjectParts.Parts); n != 9 {
+		t.Fatalf("%d parts, want 9", n)
+	}
+	for i, p := range attrs.ObjectParts.Parts {
+		off := int64(i) * storagetest.LargePartSize
+		sum := sha256.Sum256(data[off:min(off+storagetest.LargePartSize, int64(len(data)))])
+		if p.ChecksumSHA256 != base64.StdEncoding.EncodeToString(sum[:]) {
+			t.Errorf("part %d: checksum %q, want the SHA-256 of its bytes", p.PartNumber, p.ChecksumSHA256)
+		}
+	}
+}
+
+// flipPartByte flips one byte of the data of part 2 of every multipart
+// upload on its way to the server (after it was hashed here).
+type flipPartByte struct{}
+
+func (flipPartByte) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" {
+		r = r.Clone(r.Context())
+		r.Body = &flipAt{ReadCloser: r.Body, at: 100000}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+type flipAt struct {
+	io.ReadCloser
+	n, at int64
+}
+
+func (f *flipAt) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if f.at >= f.n && f.at < f.n+int64(n) {
+		p[f.at-f.n] ^= 0x20
+	}
+	f.n += int64(n)
+	return n, err
+}
+
+// The server checks each part's checksum: a byte flipped in transit is
+// refused (ErrHashMismatch), and the upload is aborted, leaving nothing.
+func TestMultipartPartCorruptedInTransit(t *testing.T) {
+	s := openWith(t, s3.Options{Bucket: newBucket(), Transport: flipPartByte{},
+		MultipartThreshold: storagetest.LargeThreshold, PartSize: storagetest.LargePartSize})
+	ctx := context.Background()
+	data := make([]byte, storagetest.LargeSize)
+	for i := range data {
+		data[i] = byte(i * 11 / 5)
+	}
+	want := sha256.Sum256(data)
+	for _, o := range []storage.PutOptions{{SHA256: want[:]}, {}} {
+		_, err := s.Put(ctx, "d/r/flipped.mp4", bytes.NewReader(data), int64(len(data)), o)
+		if !errors.Is(err, storage.ErrHashMismatch) {
+			t.Fatalf("Put with a byte flipped in part 2: %v, want ErrHashMismatch", err)
+		}
+		if _, err := s.Stat(ctx, "d/r/flipped.mp4"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("after a refused Put, Stat: %v, want ErrNotFound", err)
+		}
+		if keys, err := s.IncompleteUploads(ctx, ""); err != nil || len(keys) != 0 {
+			t.Fatalf("incomplete uploads after a refused Put: %v, %v", keys, err)
+		}
+	}
 }
 
 // stripChecksums is a server that ignores checksums: the header never
