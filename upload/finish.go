@@ -133,6 +133,9 @@ func (s *Server) finish(ctx context.Context, rec catalog.UploadRecord) (result, 
 		if perr != nil {
 			return result{}, fmt.Errorf("catalog: %w", perr)
 		}
+		if prior.ID == rec.ID { // this one, stored by an attempt the catalog answered too late
+			return s.storedResult(ctx, prior, false)
+		}
 		s.o.Log.Warn("the same file was stored by another upload meanwhile; this one's object is left unrecorded", "upload", rec.ID, "key", key, "stored_as", prior.RecordingID)
 		return s.duplicate(ctx, rec, prior)
 	} else if err != nil {

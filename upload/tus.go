@@ -73,6 +73,14 @@ func (s *Server) newTus() error {
 	}
 	s.tus = h
 	s.route = h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// tusd's handlers take the path below the base path (the upload's
+		// id), as its own router's StripPrefix gives it.
+		u := *r.URL
+		u.Path = strings.TrimPrefix(strings.TrimPrefix(u.Path, strings.TrimSuffix(s.o.BasePath, "/")), "/")
+		u.RawPath = ""
+		r2 := *r
+		r2.URL = &u
+		r = &r2
 		switch r.Method {
 		case http.MethodPost:
 			h.PostFile(w, r)
