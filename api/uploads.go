@@ -32,7 +32,7 @@ func (s *Server) uploadRoutes(route func(string, http.HandlerFunc)) {
 	}
 	tus := serve(Uploads.ServeTus)
 	docks := s.allow(evidence.RoleDock)
-	route("POST /api/v1/uploads/{$}", docks(tus))
+	route("POST /api/v1/uploads/", docks(tus))
 	route("POST /api/v1/uploads", docks(tus))
 	route("HEAD /api/v1/uploads/{id}", docks(tus))
 	route("PATCH /api/v1/uploads/{id}", docks(tus))

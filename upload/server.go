@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	tus "github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/filestore"
+	tus "github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/memorylocker"
 
 	"github.com/bodycam/bodycam/catalog"
@@ -102,7 +102,7 @@ type Options struct {
 
 // Server serves the tus endpoints and finishes uploads.
 type Server struct {
-	o       Options
+	o      Options
 	tus    *tus.UnroutedHandler
 	locker *memorylocker.MemoryLocker
 	files  filestore.FileStore
