@@ -72,6 +72,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 		{ID: "aud", Role: evidence.RoleAuditor},
 		{ID: "adm", Role: evidence.RoleAdmin},
 		{ID: "gone", Role: evidence.RoleAuditor, Disabled: true},
+		{ID: "dk", Role: evidence.RoleDock, Unit: "a"}, // a dock of unit a: uploads, and nothing else
 	} {
 		u.CertToken = "cert-" + u.ID
 		if err := cat.CreateUser(ctx, u); err != nil {
@@ -122,7 +123,7 @@ var lastFixture fixtureParts
 // the refusal is audited all the same.
 const hid = -404
 
-var rolePrincipals = []string{"none", "o-a", "o-b", "s-a", "s-b", "aud", "adm", "admin-token", "gone"}
+var rolePrincipals = []string{"none", "o-a", "o-b", "s-a", "s-b", "aud", "adm", "admin-token", "gone", "dk"}
 
 type roleRow struct {
 	method, path, body string
@@ -135,54 +136,65 @@ type roleRow struct {
 // was then refused; 503: live viewing is not enabled in this fixture).
 func roleTable() []roleRow {
 	return []roleRow{
-		//                                                       none o-a  o-b  s-a  s-b  aud  adm  boot gone
-		{"GET", "/api/v1/session", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401}},
-		{"GET", "/api/v1/tokens", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401}},
-		{"GET", "/api/v1/devices", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
-		{"POST", "/api/v1/devices", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
-		{"DELETE", "/api/v1/devices/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401}},
-		{"GET", "/api/v1/devices/cam-a", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
-		{"GET", "/api/v1/users", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
-		{"GET", "/api/v1/users/o-a", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
-		{"DELETE", "/api/v1/users/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401}},
-		{"DELETE", "/api/v1/tokens/nope", "", []int{401, 404, 404, 404, 404, 404, 404, 404, 401}},
-		{"GET", "/api/v1/officers", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
-		{"POST", "/api/v1/users", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
-		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401}},
-		{"POST", "/api/v1/users/o-a/certificate", `{"revoked":false}`, []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
-		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
-		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
-		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401}},
-		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
-		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
-		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401}},
+		//                                                       none o-a  o-b  s-a  s-b  aud  adm  boot gone dk
+		{"GET", "/api/v1/session", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 403}},
+		{"GET", "/api/v1/tokens", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 403}},
+		{"GET", "/api/v1/devices", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
+		{"POST", "/api/v1/devices", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401, 403}},
+		{"DELETE", "/api/v1/devices/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401, 403}},
+		{"GET", "/api/v1/devices/cam-a", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
+		{"GET", "/api/v1/users", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
+		{"GET", "/api/v1/users/o-a", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
+		{"DELETE", "/api/v1/users/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401, 403}},
+		{"DELETE", "/api/v1/tokens/nope", "", []int{401, 404, 404, 404, 404, 404, 404, 404, 401, 403}},
+		{"GET", "/api/v1/officers", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401, 403}},
+		{"POST", "/api/v1/users", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401, 403}},
+		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401, 403}},
+		{"POST", "/api/v1/users/o-a/certificate", `{"revoked":false}`, []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
+		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
+		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},
 		// Hanging up a session that is not one's own (here: none) is 404 for
 		// every watcher, as for one that does not exist, locally or on
 		// another node (cluster_test.go).
-		{"DELETE", "/api/v1/live/cam-a/whep/nope", "", []int{401, 403, 403, 404, 404, 404, 403, 403, 401}},
-		{"DELETE", "/api/v1/live/cam-a/whep/nope@node-b", "", []int{401, 403, 403, 404, 404, 404, 403, 403, 401}},
-		{"GET", "/api/v1/live/viewers", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
-		{"GET", "/api/v1/live/views", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401}},
-		{"GET", "/api/v1/nodes", "", []int{401, 403, 403, 403, 403, 200, 200, 200, 401}},
-		{"GET", "/debug/pprof/", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401}},
-		{"GET", "/api/v1/cases", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
-		{"POST", "/api/v1/cases", "{}", []int{401, 400, 400, 400, 400, 403, 403, 403, 401}},
-		{"GET", "/api/v1/cases/C-1", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
-		{"POST", "/api/v1/cases/C-1/transition", `{"to":"investigating"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401}},
-		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401}},
-		{"POST", "/api/v1/cases/C-1/evidence/nope/unlink", `{"reason":"r"}`, []int{401, 404, hid, 404, hid, 403, 403, 403, 401}},
-		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
-		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
-		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401}},
+		{"DELETE", "/api/v1/live/cam-a/whep/nope", "", []int{401, 403, 403, 404, 404, 404, 403, 403, 401, 403}},
+		{"DELETE", "/api/v1/live/cam-a/whep/nope@node-b", "", []int{401, 403, 403, 404, 404, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/live/viewers", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
+		{"GET", "/api/v1/live/views", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/nodes", "", []int{401, 403, 403, 403, 403, 200, 200, 200, 401, 403}},
+		{"GET", "/debug/pprof/", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
+		{"GET", "/api/v1/cases", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401, 403}},
+		{"POST", "/api/v1/cases", "{}", []int{401, 400, 400, 400, 400, 403, 403, 403, 401, 403}},
+		{"GET", "/api/v1/cases/C-1", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"POST", "/api/v1/cases/C-1/transition", `{"to":"investigating"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
+		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
+		{"POST", "/api/v1/cases/C-1/evidence/nope/unlink", `{"reason":"r"}`, []int{401, 404, hid, 404, hid, 403, 403, 403, 401, 403}},
+		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401, 403}},
 		// No webhook is configured in this fixture: 503 past authorization.
-		{"GET", "/api/v1/webhooks/dead-letters", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401}},
-		{"POST", "/api/v1/webhooks/dead-letters/1/retry", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401}},
+		{"GET", "/api/v1/webhooks/dead-letters", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401, 403}},
+		{"POST", "/api/v1/webhooks/dead-letters/1/retry", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401, 403}},
 		// The bootstrap admin token makes no API tokens (they would outlive a change of it).
-		{"POST", "/api/v1/tokens", `{"name":"t"}`, []int{401, 201, 201, 201, 201, 201, 201, 403, 401}},
+		{"POST", "/api/v1/tokens", `{"name":"t"}`, []int{401, 201, 201, 201, 201, 201, 201, 403, 401, 403}},
 		// Changing one's own password takes the current one (o-a has none, so
 		// it is wrong); an admin's reset takes none.
 		{"POST", "/api/v1/users/o-a/password", `{"current_password":"not the password","password":"a long enough password"}`,
-			[]int{401, 403, 403, 403, 403, 403, 400, 400, 401}},
+			[]int{401, 403, 403, 403, 403, 403, 400, 400, 401, 403}},
+		// Dock upload: docks upload, and nothing else; nobody else uploads.
+		// No upload server in this fixture: 503 past authorization.
+		{"POST", "/api/v1/uploads/", "", []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 503}},
+		{"POST", "/api/v1/uploads", "", []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 503}},
+		{"HEAD", "/api/v1/uploads/u1", "", []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 503}},
+		{"PATCH", "/api/v1/uploads/u1", "", []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 503}},
+		{"DELETE", "/api/v1/uploads/u1", "", []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 503}},
+		{"POST", "/api/v1/uploads/u1/released", "", []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 503}},
+		{"GET", "/api/v1/uploads", "", []int{401, 403, 403, 503, 503, 503, 503, 503, 401, 503}},
+		{"GET", "/api/v1/uploads/u1/receipt", "", []int{401, 403, 403, 403, 403, 503, 503, 503, 401, 503}},
+		{"GET", "/api/v1/receipts?device=cam-a&sha256=00", "", []int{401, 403, 403, 403, 403, 503, 503, 503, 401, 503}},
 	}
 }
 
@@ -239,7 +251,8 @@ func TestRolesByEndpoint(t *testing.T) {
 // TestInternalEndpointsRefuseUnvouched's.)
 func TestRoleTableCoversEveryRoute(t *testing.T) {
 	public := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /api/v1/openapi.yaml": true,
-		"GET /api/v1/keys": true, "POST /api/v1/session": true, "DELETE /api/v1/session": true}
+		"GET /api/v1/keys": true, "POST /api/v1/session": true, "DELETE /api/v1/session": true,
+		"OPTIONS /api/v1/uploads/": true} // tus discovery
 	mux := http.NewServeMux()
 	for _, p := range api.New(api.Options{AdminToken: token, Log: quiet}).Routes() {
 		mux.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})

@@ -97,6 +97,7 @@ type Options struct {
 	Custody    Custody  // nil: no custody ledger (tests of other parts)
 	Links      Linker   // links footage to cases (caselink)
 	Webhooks   Webhooks // nil: webhook delivery not configured (its endpoints answer 503)
+	Uploads    Uploads  // nil: dock upload not configured (its endpoints answer 503)
 	Signer     catalog.Signer
 	AdminToken string
 	// SignIn bounds the work sign-ins may cause (zero: the defaults).
@@ -218,6 +219,7 @@ func New(o Options) *Server {
 	route("GET /api/v1/cases/{id}/export", readers(s.exportCase))
 	route("GET /api/v1/webhooks/dead-letters", s.admin(s.listDeadLetters))
 	route("POST /api/v1/webhooks/dead-letters/{id}/retry", s.admin(s.retryDeadLetter))
+	s.uploadRoutes(route)
 	route("POST /api/v1/session", s.signIn)
 	route("GET /api/v1/session", pending(s.whoAmI))
 	route("DELETE /api/v1/session", s.signOut)

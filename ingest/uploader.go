@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +20,7 @@ import (
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
+	"github.com/bodycam/bodycam/seal"
 	"github.com/bodycam/bodycam/storage"
 )
 
@@ -379,7 +379,9 @@ func (u *uploader) device(ctx context.Context, device string, recs []string) err
 	return nil
 }
 
-var errCatalog = errors.New("catalog")
+// errCatalog marks the catalog's failures (counted apart from the store's);
+// the same sentinel as seal's.
+var errCatalog = seal.ErrCatalog
 
 func (u *uploader) recording(ctx context.Context, device, rec string) (bool, error) {
 	t0 := time.Now()
@@ -761,60 +763,12 @@ func (u *uploader) finish(ctx context.Context, r evidence.Recording, end endMeta
 	return nil
 }
 
+// writeManifest writes rec's signed manifest (seal.WriteManifest: the
+// same rules as an uploaded file's).
 func (u *uploader) writeManifest(ctx context.Context, rec evidence.Recording) error {
-	key := ObjectKey(rec.DeviceID, rec.ID, "manifest.json")
-	// A retry after a crash keeps the manifest an earlier attempt stored.
-	body, err := u.read(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		segs, err := u.cat.Segments(ctx, rec.ID)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errCatalog, err)
-		}
-		gaps, err := u.cat.Gaps(ctx, rec.ID)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errCatalog, err)
-		}
-		m := evidence.NewManifest(rec, segs, gaps)
-		m.SignedAt = time.Now().UTC()
-		m.SigningKeyID = u.signer.ID()
-		body = m.Marshal()
-		if err := u.putSmall(ctx, key, body); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
+	var holds seal.Holds
+	if u.holds != nil { // not a typed nil
+		holds = u.holds
 	}
-	if _, err := u.store.Stat(ctx, key+".sig"); errors.Is(err, storage.ErrNotFound) {
-		_, sig := u.signer.Sign(body)
-		if err := u.putSmall(ctx, key+".sig", sig); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
-	}
-	if u.holds != nil {
-		for _, k := range []string{key, key + ".sig"} {
-			if err := u.holds.HoldIfLinked(ctx, rec.ID, k); err != nil {
-				return fmt.Errorf("legal hold on %s: %w", k, err)
-			}
-		}
-	}
-	if err := u.cat.SetManifest(ctx, rec.ID, key); err != nil {
-		return fmt.Errorf("%w: %v", errCatalog, err)
-	}
-	return nil
-}
-
-func (u *uploader) read(ctx context.Context, key string) ([]byte, error) {
-	rc, err := u.store.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(io.LimitReader(rc, 64<<20))
-}
-
-func (u *uploader) putSmall(ctx context.Context, key string, b []byte) error {
-	_, err := u.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{})
-	return err
+	return seal.WriteManifest(ctx, u.store, u.cat, u.signer, holds, rec, nil)
 }

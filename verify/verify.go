@@ -108,9 +108,15 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 		}
 		prev = links[0].ChainHash
 	}
+	// A stream's objects are numbered from its init segment (0); an
+	// uploaded file is one object, the original, numbered 1.
+	base := int64(0)
+	if rec.Kind == evidence.KindUpload {
+		base = 1
+	}
 	for i, s := range segs {
-		if s.Seq != int64(i) {
-			return bad(int64(i), "segment %d is missing from the record (next on record is %d)", i, s.Seq)
+		if want := base + int64(i); s.Seq != want {
+			return bad(want, "segment %d is missing from the record (next on record is %d)", want, s.Seq)
 		}
 		if i > 0 {
 			// A recording's links are a subsequence of its device's chain:

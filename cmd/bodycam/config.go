@@ -89,6 +89,11 @@ type Config struct {
 	WebhookSecret     []byte // read from WebhookSecretFile by loadSecrets
 	WebhookRetryFor   time.Duration
 	EventsKeep        days
+
+	// Dock upload (package upload).
+	UploadMaxSize      size
+	UploadSpoolMax     size
+	UploadAbandonAfter time.Duration
 }
 
 func defaults() Config {
@@ -116,6 +121,10 @@ func defaults() Config {
 		ShutdownDelay:   5 * time.Second,
 		WebhookRetryFor: 24 * time.Hour,
 		EventsKeep:      days(7 * 24 * time.Hour),
+
+		UploadMaxSize:      size(64 << 30),
+		UploadSpoolMax:     size(256 << 30),
+		UploadAbandonAfter: 72 * time.Hour,
 
 		RTSPRequestTimeout:    10 * time.Second,
 		RTSPMaxPendingPerHost: 64,
@@ -165,6 +174,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookSecretFile, "webhook-secret-file", c.WebhookSecretFile, "file holding the secret (16+ bytes, not readable by group or others) that signs webhook deliveries (HMAC-SHA256); required with --webhook-url")
 	fs.DurationVar(&c.WebhookRetryFor, "webhook-retry-for", c.WebhookRetryFor, "a webhook event not delivered this long after its first attempt becomes a dead letter (admins queue it again) and the webhook goes on")
 	fs.Var(&c.EventsKeep, "events-keep", "events for other systems stay in the catalog's outbox this long (e.g. 7d); a webhook or stream down longer misses the older ones")
+	fs.Var(&c.UploadMaxSize, "upload-max-size", "largest file a dock may upload (e.g. 64GiB)")
+	fs.Var(&c.UploadSpoolMax, "upload-spool-max", "unfinished dock uploads may declare this many bytes together (their partial files are in <spool-dir>/_uploads); a creation past it gets 507")
+	fs.DurationVar(&c.UploadAbandonAfter, "upload-abandon-after", c.UploadAbandonAfter, "a partial dock upload that received no byte this long (or a refused one its dock did not delete) is deleted, with a custody event")
 	fs.DurationVar(&c.SegmentDuration, "segment-duration", c.SegmentDuration, "target segment length; segments are cut at the next keyframe after it")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token with the admin role (visible in ps: prefer --admin-token-file); generated into <data-dir>/admin-token when empty")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin bearer token (not readable by group or others); instead of --admin-token")
@@ -493,6 +505,15 @@ func (c Config) Validate() error {
 	if time.Duration(c.EventsKeep) <= c.WebhookRetryFor {
 		return fmt.Errorf("events-keep: %v must be longer than --webhook-retry-for (%v): events still being retried would be pruned", c.EventsKeep.String(), c.WebhookRetryFor)
 	}
+	if c.UploadMaxSize == 0 {
+		return errors.New("upload-max-size: must be more than 0")
+	}
+	if c.UploadSpoolMax < c.UploadMaxSize {
+		return fmt.Errorf("upload-spool-max: %s is less than --upload-max-size (%s): the largest file could never be uploaded", c.UploadSpoolMax.String(), c.UploadMaxSize.String())
+	}
+	if c.UploadAbandonAfter < time.Minute {
+		return errors.New("upload-abandon-after: at least 1m")
+	}
 	if c.SegmentDuration < 500*time.Millisecond || c.SegmentDuration > 10*time.Minute {
 		return fmt.Errorf("segment-duration: %v is outside 500ms..10m", c.SegmentDuration)
 	}
@@ -607,6 +628,10 @@ func (c Config) spoolDir() string {
 	}
 	return filepath.Join(c.DataDir, "spool")
 }
+
+// uploadDir is where partial dock uploads live: <spool-dir>/_uploads (not a
+// device id, so ingest's spool never takes it for a device's).
+func (c Config) uploadDir() string { return filepath.Join(c.spoolDir(), "_uploads") }
 
 // validSpoolDir refuses a spool that would share names with the data
 // directory's own files: the spool holds a directory per device, and a

@@ -40,6 +40,7 @@ import (
 	"github.com/bodycam/bodycam/storage"
 	"github.com/bodycam/bodycam/storage/dir"
 	"github.com/bodycam/bodycam/storage/s3"
+	"github.com/bodycam/bodycam/upload"
 )
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
@@ -218,9 +219,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// In the cluster before the first publisher: a lease is only as good
 	// as its node's heartbeat.
 	node.Join(startCtx)
+	// Dock upload: partial uploads in the spool, finished files sealed with
+	// the key that signs manifests.
+	uploads, err := upload.New(upload.Options{Dir: cfg.uploadDir(), MaxSize: int64(cfg.UploadMaxSize), SpoolMax: int64(cfg.UploadSpoolMax),
+		AbandonAfter: cfg.UploadAbandonAfter, Catalog: cat, Store: store, Signer: keys, Custody: ledger, Holds: links,
+		Registry: reg, Log: log.With("component", "upload")})
+	if err != nil {
+		return fmt.Errorf("spool-dir: %v", err)
+	}
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
-		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks,
+		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads,
 		Store: store, Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
 	})
@@ -272,6 +281,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Go(func() error { return serveMetrics(gctx, metricsLn, prometheus.Gatherers{reg, devices}) })
 	}
 	g.Go(func() error { return rtsp.Run(gctx) })
+	g.Go(func() error { return uploads.Run(gctx) })
 	g.Go(func() error { return node.Run(gctx) })
 	g.Go(func() error { return evRelay.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
