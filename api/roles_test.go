@@ -137,7 +137,8 @@ type roleRow struct {
 func roleTable() []roleRow {
 	return []roleRow{
 		//                                                       none o-a  o-b  s-a  s-b  aud  adm  boot gone dk
-		{"GET", "/api/v1/session", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 403}},
+		// A dock signed in to the console sees who it is (and its uploads).
+		{"GET", "/api/v1/session", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 200}},
 		{"GET", "/api/v1/tokens", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 403}},
 		{"GET", "/api/v1/devices", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/devices", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401, 403}},

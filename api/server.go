@@ -185,8 +185,10 @@ func New(o Options) *Server {
 	route("GET /api/v1/users/{id}", s.admin(s.getUser))
 	route("DELETE /api/v1/users/{id}", s.admin(s.disableUser))
 	route("GET /api/v1/officers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listOfficers))
-	// Open also to a user who must replace a password an admin set.
-	pending := s.allowPending(evidence.RoleOfficer, evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)
+	// Open also to a user who must replace a password an admin set. A dock
+	// too: signed in to the console it sees who it is and its own uploads
+	// (GET /api/v1/uploads), and sets its own password.
+	pending := s.allowPending(evidence.RoleOfficer, evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin, evidence.RoleDock)
 	route("POST /api/v1/users/{id}/password", pending(s.setPassword))
 	route("POST /api/v1/users/{id}/certificate", s.admin(s.setCertificate))
 	route("POST /api/v1/tokens", anyone(s.createToken))

@@ -115,20 +115,34 @@ func (s *Server) ServeLookup(w http.ResponseWriter, r *http.Request, who evidenc
 }
 
 type uploadJSON struct {
-	ID          string    `json:"id"`
-	Dock        string    `json:"dock"`
-	DeviceID    string    `json:"device_id"`
-	OfficerID   string    `json:"officer_id"`
-	FileName    string    `json:"file_name"`
-	Size        int64     `json:"size"`
-	Offset      int64     `json:"offset"`
-	SHA256      string    `json:"sha256"`
-	State       string    `json:"state"`
-	Reason      string    `json:"reason"`
-	RecordingID string    `json:"recording_id"`
-	Important   bool      `json:"important"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID        string `json:"id"`
+	Dock      string `json:"dock"`
+	DeviceID  string `json:"device_id"`
+	OfficerID string `json:"officer_id"`
+	FileName  string `json:"file_name"`
+	Size      int64  `json:"size"`
+	Offset    int64  `json:"offset"`
+	SHA256    string `json:"sha256"`
+	State     string `json:"state"`
+	Reason    string `json:"reason"`
+	// ReceivedSHA256: what the server hashed once every byte was in ("" until
+	// then); differs from sha256 when refused.
+	ReceivedSHA256 string     `json:"received_sha256"`
+	RecordingID    string     `json:"recording_id"`
+	Important      bool       `json:"important"`
+	StartedAt      *time.Time `json:"started_at,omitempty"` // the recorded start, once known
+	EndedAt        *time.Time `json:"ended_at,omitempty"`
+	TimeSource     string     `json:"time_source"` // file, given or received: where started_at and ended_at came from
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 // offset is how many bytes of u the server has.
@@ -141,12 +155,16 @@ func (s *Server) offset(u catalog.UploadRecord) int64 {
 	return s.partials[u.ID].offset
 }
 
-// ServeList answers GET /api/v1/uploads (?device=, ?state=, ?limit=):
-// newest first; a dock its own, a supervisor with a unit their unit's,
-// admins and auditors every one.
+// ServeList answers GET /api/v1/uploads (?dock=, ?device=, ?state=,
+// ?limit=): newest first; a dock its own, a supervisor with a unit their
+// unit's, admins and auditors every one.
 func (s *Server) ServeList(w http.ResponseWriter, r *http.Request, who evidence.User) {
 	q := r.URL.Query()
-	f := catalog.UploadFilter{DeviceID: q.Get("device"), State: catalog.UploadState(q.Get("state"))}
+	f := catalog.UploadFilter{Dock: q.Get("dock"), DeviceID: q.Get("device"), State: catalog.UploadState(q.Get("state"))}
+	if f.State != "" && !f.State.Valid() {
+		writeError(w, http.StatusBadRequest, "state: one of receiving, finishing, stored, refused, abandoned")
+		return
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
@@ -157,6 +175,11 @@ func (s *Server) ServeList(w http.ResponseWriter, r *http.Request, who evidence.
 	}
 	switch who.Role {
 	case evidence.RoleDock:
+		if f.Dock != "" && f.Dock != who.ID {
+			// Another dock's: none of them is this dock's to see.
+			writeJSON(w, http.StatusOK, map[string]any{"items": []uploadJSON{}})
+			return
+		}
 		f.Dock = who.ID
 	case evidence.RoleSupervisor:
 		f.Unit = who.Unit
@@ -169,8 +192,9 @@ func (s *Server) ServeList(w http.ResponseWriter, r *http.Request, who evidence.
 	items := make([]uploadJSON, 0, len(ups))
 	for _, u := range ups {
 		items = append(items, uploadJSON{ID: u.ID, Dock: u.Dock, DeviceID: u.DeviceID, OfficerID: u.OfficerID, FileName: u.FileName,
-			Size: u.Size, Offset: s.offset(u), SHA256: u.SHA256, State: string(u.State), Reason: u.Reason, RecordingID: u.RecordingID,
-			Important: u.Important, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
+			Size: u.Size, Offset: s.offset(u), SHA256: u.SHA256, State: string(u.State), Reason: u.Reason, ReceivedSHA256: u.ReceivedSHA256,
+			RecordingID: u.RecordingID, Important: u.Important, StartedAt: timeOrNil(u.StartedAt), EndedAt: timeOrNil(u.EndedAt),
+			TimeSource: string(u.TimeSource), CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }

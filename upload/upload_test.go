@@ -584,3 +584,126 @@ func TestUploadFinishesAfterRestart(t *testing.T) {
 	}
 
 }
+
+// The uploads list, as the console's Uploads view reads it: filtered by
+// dock, device and state (an unknown state is 400), each with its offset,
+// the hash the server received and why it was refused, the recorded time
+// and where it came from; a dock sees only its own, a supervisor only the
+// uploads of the devices of the unit's officers.
+func TestUploadList(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, u := range []evidence.User{{ID: "o-b", Role: evidence.RoleOfficer, Unit: "b"}, {ID: "s-a", Role: evidence.RoleSupervisor, Unit: "a"}} {
+		u.CertToken = "cert-" + u.ID
+		if err := f.cat.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("tok-" + u.ID))
+		if err := f.cat.CreateAPIToken(ctx, evidence.APIToken{ID: u.ID, TokenHash: hex.EncodeToString(sum[:]), UserID: u.ID, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.cat.CreateDevice(ctx, evidence.Device{ID: "cam-b", OfficerID: "o-b", SecretHash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(who string, file []byte, meta map[string]string, upTo int) (string, int) {
+		t.Helper()
+		resp, body := f.create(t, who, len(file), meta)
+		if resp.StatusCode != 201 {
+			t.Fatalf("create %v: %d %s", meta, resp.StatusCode, body)
+		}
+		loc := resp.Header.Get("Location")
+		resp, _ = f.patch(t, who, loc, 0, file[:upTo])
+		return filepath.Base(loc), resp.StatusCode
+	}
+	stored, wrong, partial, other := []byte("a stored file"), []byte("a file whose declared hash is wrong"), []byte("a file half sent"), []byte("dock b's file")
+	storedID, code := send("dk-a", stored, map[string]string{"device": "cam-a", "filename": "cam-a_20260101120000.mp4", "sha256": sha(stored),
+		"started_at": "2026-01-01T12:00:00Z", "ended_at": "2026-01-01T12:00:30Z", "important": "1"}, len(stored))
+	if code != 200 {
+		t.Fatalf("stored upload: %d", code)
+	}
+	wrongID, code := send("dk-a", wrong, map[string]string{"device": "cam-a", "filename": "wrong.mp4", "sha256": sha([]byte("other bytes"))}, len(wrong))
+	if code != 460 {
+		t.Fatalf("upload with a wrong sha256: %d", code)
+	}
+	partialID, _ := send("dk-a", partial, map[string]string{"device": "cam-a", "filename": "half.mp4", "sha256": sha(partial)}, 5)
+	if _, code := send("dk-b", other, map[string]string{"device": "cam-b", "filename": "b.wav", "sha256": sha(other)}, len(other)); code != 200 {
+		t.Fatalf("dock b's upload: %d", code)
+	}
+
+	type item struct {
+		ID, Dock, State, Reason string
+		DeviceID                string     `json:"device_id"`
+		FileName                string     `json:"file_name"`
+		Size                    int64      `json:"size"`
+		Offset                  int64      `json:"offset"`
+		SHA256                  string     `json:"sha256"`
+		Received                string     `json:"received_sha256"`
+		RecordingID             string     `json:"recording_id"`
+		Important               bool       `json:"important"`
+		StartedAt               *time.Time `json:"started_at"`
+		EndedAt                 *time.Time `json:"ended_at"`
+		TimeSource              string     `json:"time_source"`
+	}
+	list := func(who, query string) []item {
+		t.Helper()
+		resp, body := f.call(t, "GET", "/api/v1/uploads"+query, who, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /api/v1/uploads%s as %s: %d %s", query, who, resp.StatusCode, body)
+		}
+		var l struct{ Items []item }
+		if err := json.Unmarshal(body, &l); err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+	ids := func(items []item) string {
+		var s []string
+		for _, i := range items {
+			s = append(s, i.ID)
+		}
+		sort.Strings(s)
+		return strings.Join(s, ",")
+	}
+	sorted := func(v ...string) string { sort.Strings(v); return strings.Join(v, ",") }
+	all := list("aud", "")
+	if len(all) != 4 {
+		t.Fatalf("an auditor lists %d uploads, want 4: %+v", len(all), all)
+	}
+	for _, c := range []struct{ who, query, want string }{
+		{"aud", "?dock=dk-a", sorted(storedID, wrongID, partialID)},
+		{"aud", "?device=cam-a&state=refused", wrongID},
+		{"admin", "?dock=dk-a&state=receiving", partialID},
+		{"aud", "?dock=dk-b&device=cam-a", ""},
+		{"dk-a", "", sorted(storedID, wrongID, partialID)},
+		{"dk-a", "?dock=dk-b", ""}, // another dock's: none
+		{"dk-b", "?state=stored", ids(list("aud", "?dock=dk-b"))},
+		{"s-a", "", sorted(storedID, wrongID, partialID)}, // unit a's devices only
+		{"s-a", "?device=cam-b", ""},
+	} {
+		if got := ids(list(c.who, c.query)); got != c.want {
+			t.Errorf("%s %s: %q, want %q", c.who, c.query, got, c.want)
+		}
+	}
+	if resp, body := f.call(t, "GET", "/api/v1/uploads?state=done", "aud", nil); resp.StatusCode != 400 || !strings.Contains(string(body), "refused") {
+		t.Errorf("an unknown state: %d %s", resp.StatusCode, body)
+	}
+	by := map[string]item{}
+	for _, i := range all {
+		by[i.ID] = i
+	}
+	s := by[storedID]
+	if s.State != "stored" || s.RecordingID == "" || s.Offset != int64(len(stored)) || s.Received != sha(stored) || !s.Important || s.TimeSource != "given" ||
+		s.StartedAt == nil || !s.StartedAt.Equal(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)) || s.EndedAt == nil || s.Dock != "dk-a" || s.DeviceID != "cam-a" {
+		t.Errorf("stored upload: %+v", s)
+	}
+	w := by[wrongID]
+	if w.State != "refused" || w.Received != sha(wrong) || w.SHA256 != sha([]byte("other bytes")) || !strings.Contains(w.Reason, sha(wrong)) ||
+		!strings.Contains(w.Reason, w.SHA256) || w.RecordingID != "" {
+		t.Errorf("refused upload: %+v", w)
+	}
+	p := by[partialID]
+	if p.State != "receiving" || p.Offset != 5 || p.Size != int64(len(partial)) || p.Received != "" || p.FileName != "half.mp4" {
+		t.Errorf("partial upload: %+v", p)
+	}
+}
