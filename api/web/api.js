@@ -90,6 +90,9 @@ export const api = {
   recording: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id)),
   verify: (id) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/verify'),
   mediaURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media',
+  // originalURL: an uploaded recording's file exactly as the recorder made it.
+  originalURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/original',
+  uploads: (params) => getJSON('/api/v1/uploads?' + new URLSearchParams(params)),
   whepURL: (device) => '/api/v1/live/' + encodeURIComponent(device) + '/whep',
   cases: () => getJSON('/api/v1/cases'),
   caseGet: (id) => getJSON(caseURL(id)),

@@ -1,5 +1,5 @@
 // The bodycam operations console: sign-in, then the live wall, recordings,
-// the viewing audit and cases. Plain ES modules, no build step; everything is
+// the viewing audit, cases and dock uploads. Plain ES modules, no build step; everything is
 // served from the binary under the page's strict Content-Security-Policy.
 
 import { api, onUnauthorized } from './api.js';
@@ -8,6 +8,7 @@ import { initLive, startLive, stopLive, closeAll, resetLive, setDevices, setLive
 import { initRecordings, setRecordingDevices, refreshIfShown, handleEscape, openRecording } from './recordings.js';
 import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.js';
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
+import { initUploads, setUploadsCaps, setUploadDevices, startUploads, stopUploads, resetUploads } from './uploads.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,6 +23,8 @@ const CAN = {
   cases: ['officer', 'supervisor', 'auditor'], // admins read no evidence
   fileCase: ['officer', 'supervisor'],
   changeCase: ['officer', 'supervisor'], // the server decides which cases
+  recordings: ['officer', 'supervisor', 'auditor'], // who reads footage
+  uploads: ['supervisor', 'auditor', 'admin', 'dock'], // a dock its own, a supervisor its unit's
 };
 const capsOf = (role) => Object.fromEntries(Object.entries(CAN).map(([k, roles]) => [k, roles.includes(role)]));
 
@@ -39,6 +42,7 @@ function showSignIn(message, kind = 'error') {
   passwordForced = false;
   stopLive();
   stopAudit();
+  resetUploads();
   clearInterval(devicesTimer);
   closeAll('signed out');
   resetLive();
@@ -63,9 +67,13 @@ function setMode(m) {
   (m === 'token' ? $('token') : ($('user').value ? $('password') : $('user'))).focus();
 }
 
+const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads'];
+
 function allowedViews() {
+  // A dock (a workstation's account) sees its uploads and nothing else.
+  if (who && who.role === 'dock') return ['uploads'];
   // Cases stays a tab for every role: an admin finds there why it is empty.
-  return ['live', 'recordings', 'audit', 'cases'].filter((v) => v === 'recordings' || v === 'cases' || (v === 'live' ? caps.watch : caps.live || caps.views));
+  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'uploads' ? caps.uploads : v === 'live' ? caps.watch : caps.live || caps.views));
 }
 
 // resetNote says when and by whom an admin last set the user's password
@@ -99,6 +107,7 @@ function showPasswordForm(w, forced) {
     signedIn = false;
     stopLive();
     stopAudit();
+    stopUploads();
     clearInterval(devicesTimer);
     closeAll('a new password is required');
     resetLive();
@@ -170,6 +179,7 @@ function showConsole(w) {
   setLiveCaps(caps);
   setAuditCaps(caps);
   setCasesCaps(caps, who.role);
+  setUploadsCaps({ recordings: caps.recordings, dock: who.role === 'dock' });
   if (caps.live) startLive();
   loadDevices();
   clearInterval(devicesTimer);
@@ -179,7 +189,8 @@ function showConsole(w) {
 
 async function loadDevices() {
   if (!caps.devices) {
-    setRecordingDevices(null); // the server lists what this user may read
+    // The server lists what this user may read (a dock reads none).
+    if (caps.recordings) setRecordingDevices(null);
     return;
   }
   try {
@@ -188,6 +199,7 @@ async function loadDevices() {
     setDevices(items);
     setRecordingDevices(items);
     setAuditDevices(items);
+    setUploadDevices(items);
   } catch (err) {
     if (err.status !== 401) toast(`Could not list devices: ${err.message}`, 'warn');
   }
@@ -201,8 +213,9 @@ function setView(name) {
     b.classList.toggle('active', on);
     if (on) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
   }
-  for (const v of ['live', 'recordings', 'audit', 'cases']) $(`view-${v}`).hidden = v !== name;
+  for (const v of VIEWS) $(`view-${v}`).hidden = v !== name;
   if (name === 'audit') startAudit(); else stopAudit();
+  if (name === 'uploads') startUploads(); else stopUploads();
   if (name === 'recordings') refreshIfShown();
   if (name === 'cases') showCases();
 }
@@ -283,7 +296,7 @@ function keys(ev) {
     return;
   }
   if (typing) return;
-  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases' };
+  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads' };
   if (views[ev.key]) { setView(views[ev.key]); ev.preventDefault(); return; }
   if ((ev.key === 'm' || ev.key === 'M') && caps.watch) { $('mute-all').click(); ev.preventDefault(); }
 }
@@ -299,9 +312,17 @@ function init() {
   });
   initRecordings({
     device: $('rec-device'), stateFilter: $('rec-state'), from: $('rec-from'), to: $('rec-to'), refresh: $('rec-refresh'),
-    list: $('rec-list'), listCount: $('rec-count'), detail: $('rec-detail'), table: $('rec-table'),
+    list: $('rec-list'), listCount: $('rec-count'), detail: $('rec-detail'), table: $('rec-table'), kind: $('rec-kind'),
   });
   $('rec-filters').addEventListener('submit', (ev) => ev.preventDefault());
+  initUploads({
+    dock: $('uploads-dock'), dockField: $('uploads-dock-field'), device: $('uploads-device'), state: $('uploads-state'),
+    refresh: $('uploads-refresh'), count: $('uploads-count'), summary: $('uploads-summary'), error: $('uploads-error'),
+    body: $('uploads-body'), intro: $('uploads-intro'),
+  }, {
+    openRecording: (id) => { setView('recordings'); openRecording(id); },
+  });
+  $('uploads-filters').addEventListener('submit', (ev) => ev.preventDefault());
   initAudit({
     device: $('audit-device'), refresh: $('audit-refresh'), viewers: $('viewers'), views: $('views'),
     viewersCount: $('viewers-count'), viewsCount: $('views-count'), error: $('audit-error'),

@@ -1,5 +1,8 @@
 // Recordings: pick a device, list its recordings, open one to play it, read
-// its segments (hashes and chain links), its gaps, and verify it.
+// its segments (hashes and chain links), its gaps, and verify it. A
+// recording is a live stream's (kind "stream") or a recorder's own file a
+// dock uploaded (kind "upload": its origin, the file as uploaded, and the
+// recordings of the same event, when the server says them).
 
 import { api, ApiError } from './api.js';
 import { h, icon, badge, stateBadge, hashButton, fmtTime, fmtDuration, fmtBytes, fmtClock, clear, toast } from './ui.js';
@@ -15,6 +18,7 @@ export function initRecordings(elements) {
   els.stateFilter.addEventListener('change', () => loadList());
   els.from.addEventListener('change', () => loadList());
   els.to.addEventListener('change', () => loadList());
+  els.kind.addEventListener('change', () => loadList());
   els.refresh.addEventListener('click', () => loadList());
   loadList();
 }
@@ -66,6 +70,8 @@ async function loadList({ quiet = false } = {}) {
   if (device !== ALL) params.device = device;
   els.table.classList.toggle('all-devices', device === ALL);
   if (els.stateFilter.value) params.state = els.stateFilter.value;
+  const kind = els.kind.value;
+  if (kind) params.kind = kind;
   if (els.from.value) params.from = dayStart(els.from.value);
   if (els.to.value) params.to = dayEnd(els.to.value);
   if (!quiet) clear(els.list, h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'Loading…')));
@@ -73,7 +79,10 @@ async function loadList({ quiet = false } = {}) {
   try {
     const body = await api.recordings(params);
     if (my !== listToken) return;
-    const items = (body.items || []).slice().sort((a, b) => new Date(b.started_at) - new Date(a.started_at));
+    // The kind is also checked here: a server that does not filter by kind
+    // yet lists every recording ("" or no kind is a stream's).
+    const items = (body.items || []).filter((r) => !kind || kindOf(r) === kind)
+      .sort((a, b) => new Date(b.started_at) - new Date(a.started_at));
     renderList(items);
   } catch (err) {
     if (my !== listToken) return;
@@ -81,6 +90,23 @@ async function loadList({ quiet = false } = {}) {
   } finally {
     delete els.list.dataset.loading;
   }
+}
+
+function kindOf(r) { return r.kind || 'stream'; }
+
+// originBadges: an uploaded recording's marks in the list: "uploaded", the
+// recorder's important mark, its file name, and a link to the same event's
+// other recordings.
+function originBadges(r) {
+  if (kindOf(r) !== 'upload') return null;
+  const o = r.origin || null;
+  const same = Array.isArray(r.same_event) ? r.same_event : [];
+  return [
+    ' ', badge('uploaded', 'info', { testid: 'rec-uploaded', title: o ? `Uploaded by dock ${o.dock}: ${o.file_name}` : 'A recorder\'s own file, uploaded by a dock' }),
+    o && o.important ? h('span', { class: 'important', testid: 'rec-important', title: 'Marked important on the recorder' }, ' ★') : null,
+    o ? h('span', { class: 'muted small origin-file', testid: 'rec-origin-file', title: `${o.file_name} from dock ${o.dock}` }, ` ${o.file_name}`) : null,
+    same.length ? h('span', { class: 'muted small', title: `Same event as ${same.join(', ')}` }, ` ⇄ ${same.length}`) : null,
+  ];
 }
 
 // endTime shows only the time when the recording ended the day it started.
@@ -101,10 +127,10 @@ function renderList(items) {
     const open = h('button', { type: 'button', class: 'link mono', testid: 'open-recording', title: `Open ${r.id}`,
       onclick: () => openRecording(r.id) }, r.id);
     const codecs = (r.codecs || []).join(', ');
-    const row = h('tr', { testid: 'rec-item', dataset: { recording: r.id, state: r.state }, class: r.id === current ? 'selected' : '' },
+    const row = h('tr', { testid: 'rec-item', dataset: { recording: r.id, state: r.state, kind: kindOf(r) }, class: r.id === current ? 'selected' : '' },
       h('td', {}, stateBadge(r.state)),
       h('td', { class: 'col-device device-id' }, r.device_id),
-      h('td', {}, open),
+      h('td', { class: 'rec-id-cell' }, open, originBadges(r)),
       h('td', { class: 'mono' }, fmtTime(r.started_at)),
       h('td', { class: 'mono' }, r.ended_at ? endTime(r.started_at, r.ended_at) : h('span', { class: 'muted' }, r.state === 'live' ? 'recording…' : '—')),
       h('td', { class: 'num' }, fmtDuration(dur)),
@@ -144,12 +170,26 @@ function closeDetail() {
   for (const tr of els.list.querySelectorAll('tr.selected')) tr.classList.remove('selected');
 }
 
+// uploadPlayer: how an uploaded file plays, by its name's extension (as the
+// server's /media serves it: a video file remuxed to MP4, sound and
+// pictures as stored). Without an origin the server predates playback of
+// uploads: nothing is offered.
+function uploadPlayer(rec, media) {
+  const o = rec.origin;
+  if (!o) return h('div', { class: 'no-media' }, 'An uploaded file: this server does not play it in the browser.');
+  const ext = (o.file_name.match(/\.[^.]+$/) || [''])[0].toLowerCase();
+  if (['.jpg', '.jpeg', '.png'].includes(ext)) return h('img', { testid: 'rec-image', class: 'rec-image', src: media, alt: o.file_name });
+  if (['.wav', '.mp3', '.aac', '.amr', '.ogg', '.opus', '.oga', '.flac', '.m4a'].includes(ext)) return h('audio', { testid: 'rec-audio', controls: true, preload: 'metadata', src: media });
+  return h('video', { testid: 'rec-video', controls: true, preload: 'metadata', src: media });
+}
+
 function renderDetail(rec) {
   const media = api.mediaURL(rec.id);
-  const hasMedia = rec.segments.some((s) => s.kind === 'media');
-  const video = hasMedia
-    ? h('video', { testid: 'rec-video', controls: true, preload: 'metadata', src: media })
-    : h('div', { class: 'no-media' }, 'No media stored yet.');
+  const uploaded = kindOf(rec) === 'upload';
+  const hasMedia = uploaded ? !!rec.origin : rec.segments.some((s) => s.kind === 'media');
+  const video = uploaded ? uploadPlayer(rec, media)
+    : hasMedia ? h('video', { testid: 'rec-video', controls: true, preload: 'metadata', src: media })
+      : h('div', { class: 'no-media' }, 'No media stored yet.');
   const result = h('div', { class: 'verify-result', testid: 'verify-result', role: 'status', 'aria-live': 'polite', hidden: true });
   const verifyBtn = h('button', { type: 'button', class: 'btn btn-primary', testid: 'verify',
     title: 'Re-read every object, recompute every hash and chain link, check the signed manifest' }, icon('shield'), 'Verify');
@@ -157,18 +197,23 @@ function renderDetail(rec) {
   const header = h('div', { class: 'detail-head' },
     h('div', { class: 'detail-title' },
       stateBadge(rec.state),
-      h('h3', { class: 'mono', testid: 'rec-id' }, rec.id)),
+      h('h3', { class: 'mono', testid: 'rec-id' }, rec.id),
+      uploaded ? badge('uploaded file', 'info', { testid: 'rec-detail-uploaded' }) : null,
+      uploaded && rec.origin && rec.origin.important ? badge('★ important', 'warn', { title: 'Marked important on the recorder' }) : null),
     h('div', { class: 'detail-actions' },
       verifyBtn,
       h('button', { type: 'button', class: 'btn', title: 'Reload the segments (a live recording grows)', onclick: () => openRecording(rec.id) }, icon('refresh'), 'Reload'),
-      hasMedia ? h('a', { class: 'btn', href: media, download: `${rec.id}.mp4`, title: 'Download the recording as one MP4' }, icon('download'), 'MP4') : null,
+      uploaded && rec.origin
+        ? h('a', { class: 'btn', href: api.originalURL(rec.id), download: rec.origin.file_name, testid: 'rec-original',
+          title: 'Download the file exactly as the recorder made it (the stored original)' }, icon('download'), 'Original')
+        : hasMedia ? h('a', { class: 'btn', href: media, download: `${rec.id}.mp4`, title: 'Download the recording as one MP4' }, icon('download'), 'MP4') : null,
       h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Close the recording', title: 'Close (Esc)', onclick: closeDetail }, icon('close'))));
 
   clear(els.detail,
     header,
     h('div', { class: 'detail-body' },
       h('div', { class: 'player' }, video),
-      h('div', { class: 'detail-side' }, factsList(rec), result)),
+      h('div', { class: 'detail-side' }, factsList(rec), originSection(rec), result)),
     gapsSection(rec),
     segmentsSection(rec));
 }
@@ -177,11 +222,39 @@ function factsList(rec) {
   const dur = rec.ended_at ? new Date(rec.ended_at) - new Date(rec.started_at) : null;
   const size = rec.segments.reduce((n, s) => n + (s.size || 0), 0);
   return h('dl', { class: 'facts' },
+    fact('Kind', kindOf(rec) === 'upload' ? 'uploaded file' : 'live stream'),
     fact('Device', rec.device_id), fact('Officer', rec.officer_id || '—'), fact('Case', rec.case_id || '—'),
     fact('Started', fmtTime(rec.started_at)), fact('Ended', rec.ended_at ? fmtTime(rec.ended_at) : (rec.state === 'live' ? 'still recording' : '—')),
     fact('Duration', dur != null ? fmtDuration(dur) : '—'), fact('End reason', rec.end_reason || '—'),
     fact('Segments', `${rec.segments.length} (${fmtBytes(size)})`), fact('Codecs', (rec.codecs || []).join(', ') || '—'),
     rec.manifest_key ? fact('Manifest', rec.manifest_key) : null);
+}
+
+const TIME_SOURCES = {
+  file: "from the file's own metadata",
+  given: 'given by the dock (the file name or a sidecar)',
+  received: 'the time of upload: neither the file nor the dock said',
+};
+
+// originSection: where an uploaded recording came from (the recorder's
+// file, the dock that sent it) and the recordings of the same event.
+function originSection(rec) {
+  const same = Array.isArray(rec.same_event) ? rec.same_event : [];
+  if (kindOf(rec) !== 'upload' && !same.length) return null;
+  const o = rec.origin;
+  return h('section', { class: 'origin', testid: 'rec-origin' },
+    kindOf(rec) === 'upload' ? h('h4', {}, 'Origin ', badge('uploaded', 'info')) : null,
+    kindOf(rec) === 'upload' && !o ? h('p', { class: 'muted small' }, 'A recorder\'s own file uploaded by a dock; this server does not list its origin.') : null,
+    o ? h('dl', { class: 'facts' },
+      fact('File', h('span', { class: 'mono', testid: 'rec-origin-name' }, o.file_name)),
+      fact('Size', fmtBytes(o.size)),
+      fact('SHA-256', hashButton(o.sha256, 'SHA-256 of the uploaded file')),
+      fact('Dock', h('span', { class: 'mono', testid: 'rec-origin-dock' }, o.dock)),
+      fact('Important', h('span', { testid: 'rec-origin-important' }, o.important ? '★ yes (marked on the recorder)' : 'no')),
+      fact('Time', h('span', { testid: 'rec-origin-time' }, TIME_SOURCES[o.time_source] || o.time_source || '—'))) : null,
+    same.length ? h('p', { class: 'small', testid: 'rec-same-event' }, 'Same event: ',
+      same.map((id, i) => [i ? ', ' : '', h('button', { type: 'button', class: 'link mono', title: `Open ${id}`, onclick: () => openRecording(id) }, id)]),
+      kindOf(rec) === 'upload' ? h('span', { class: 'muted' }, ' (this uploaded original is the primary copy)') : null) : null);
 }
 
 function gapsSection(rec) {
@@ -299,7 +372,7 @@ async function refreshTables(id) {
   els.detail.querySelector('[data-testid="gaps"]')?.replaceWith(gapsSection(rec));
   els.detail.querySelector('[data-testid="segments-section"]')?.replaceWith(segmentsSection(rec));
   if (bad != null) els.detail.querySelector(`tr[data-testid="segment"][data-seq="${bad}"]`)?.classList.add('row-bad');
-  const facts = els.detail.querySelector('.facts');
+  const facts = els.detail.querySelector('.detail-side > .facts');
   if (facts) facts.replaceWith(factsList(rec));
 }
 
