@@ -157,6 +157,12 @@ export async function openRecording(id) {
     return;
   }
   if (current !== id) return;
+  // Opened from elsewhere (a case, an upload) with no device chosen: list
+  // the recording's device beside it.
+  if (!els.device.value && [...els.device.options].some((o) => o.value === rec.device_id)) {
+    els.device.value = rec.device_id;
+    loadList();
+  }
   renderDetail(rec);
   els.detail.scrollIntoView({ block: 'start' });
 }

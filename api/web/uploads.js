@@ -182,14 +182,14 @@ function dockPanel(dock, devs, now) {
   const active = all.filter((u) => IN_PROGRESS.has(u.state));
   const rates = active.map((u) => samples.get(u.id)?.rate).filter((r) => r != null);
   const total = rates.reduce((a, b) => a + b, 0);
-  return h('section', { class: 'panel uploads-dock', testid: 'uploads-dock', dataset: { dock } },
+  return h('section', { class: 'panel uploads-dock', testid: 'uploads-station', dataset: { dock } },
     h('h2', { class: 'panel-title' }, 'Workstation ', h('span', { class: 'mono' }, dock),
       h('span', { class: 'count' }, String(all.length)),
       active.length ? h('span', { class: 'muted small' }, `${active.length} in progress${rates.length ? ` · ${fmtRate(total)}` : ''}`) : null),
     h('div', { class: 'table-wrap' }, h('table', { class: 'grid uploads' },
       h('thead', {}, h('tr', {}, ['State', 'File', 'Progress', 'Rate', 'Recorded', 'Result', 'Updated'].map((t) => h('th', {}, t)))),
       h('tbody', {}, devices.map((d) => [
-        h('tr', { class: 'group', testid: 'uploads-device', dataset: { device: d } },
+        h('tr', { class: 'group', testid: 'uploads-device-group', dataset: { device: d } },
           h('td', { colspan: 7 }, 'Device ', h('span', { class: 'device-id' }, d), ' ', h('span', { class: 'muted small' }, countText(devs.get(d))))),
         devs.get(d).map((u) => uploadRow(u, now)),
       ])))));
@@ -249,18 +249,22 @@ function result(u) {
       return ['Recording ', rec, ' · SHA-256 ', hashButton(u.sha256, 'SHA-256 of the stored file')];
     }
     case 'refused':
-      return [h('p', { class: 'bad', testid: 'upload-reason' }, u.reason || 'refused'),
-        u.received_sha256 && u.received_sha256 !== u.sha256
-          ? h('p', { class: 'small muted' }, 'declared ', hashButton(u.sha256, 'Declared SHA-256'), ' received ', hashButton(u.received_sha256, 'Received SHA-256'),
-            ' · the dock may upload it again or delete it')
-          : null];
+      return [h('p', { class: 'bad', testid: 'upload-reason', title: u.reason }, withHashes(u.reason || 'refused', u)),
+        h('p', { class: 'small muted' }, 'Nothing was stored; the dock may send it again or delete it.')];
     case 'abandoned':
-      return h('span', { class: 'warn', testid: 'upload-reason' }, u.reason || 'abandoned: no byte came for too long');
+      return h('span', { class: 'warn', testid: 'upload-reason', title: u.reason }, withHashes(u.reason || 'abandoned: no byte came for too long', u));
     case 'finishing':
       return h('span', { class: 'muted' }, 'every byte is in: hashing and storing');
     default:
-      return h('span', { class: 'muted' }, `receiving · declared SHA-256 `, hashButton(u.sha256, 'Declared SHA-256'));
+      return h('span', { class: 'muted' }, 'declared SHA-256 ', hashButton(u.sha256, 'Declared SHA-256'));
   }
+}
+
+// withHashes shows the server's reason with each SHA-256 in it as a
+// shortened hash (hover for all of it, click to copy).
+function withHashes(text, u) {
+  const label = (hex) => (hex === u.sha256 ? 'Declared SHA-256' : hex === u.received_sha256 ? 'Received SHA-256' : 'SHA-256');
+  return text.split(/([0-9a-f]{64})/).map((part, i) => (i % 2 ? hashButton(part, label(part)) : part));
 }
 
 function fmtRate(bps) {
