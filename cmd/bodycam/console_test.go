@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"syscall"
 	"testing"
@@ -25,26 +24,7 @@ import (
 // recording to it, moves it a step and reads its custody, and finally stops the
 // publisher and expects the open view to say the stream ended.
 func TestConsole(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "test", "browser")
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("the console test needs Node.js 20 or later (apt-get install nodejs npm), then: npm ci --prefix test/browser")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core", "package.json")); err != nil {
-		t.Fatalf("the console test needs its npm packages: run `npm ci --prefix test/browser` in %s (%v)", root, err)
-	}
-	chromium := os.Getenv("BODYCAM_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("the console test needs Chromium at %s: apt-get install chromium (never a downloaded browser) (%v)", chromium, err)
-	}
-
+	node, dir, chromium := browserEnv(t)
 	s := start(t, t.TempDir())
 	token := s.token()
 	const device = "cam-console"
