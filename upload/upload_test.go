@@ -72,6 +72,8 @@ func newFixture(t *testing.T) *fixture {
 		{ID: "o-a", Role: evidence.RoleOfficer, Unit: "a"},
 		{ID: "dk-a", Role: evidence.RoleDock, Unit: "a"},
 		{ID: "dk-b", Role: evidence.RoleDock, Unit: "b"},
+		{ID: "o-b", Role: evidence.RoleOfficer, Unit: "b"},
+		{ID: "sup-a", Role: evidence.RoleSupervisor, Unit: "a"},
 		{ID: "aud", Role: evidence.RoleAuditor},
 	} {
 		u.CertToken = "cert-" + u.ID
@@ -261,6 +263,7 @@ func TestUploadRealFiles(t *testing.T) {
 			meta["started_at"] = "2026-01-01T12:00:00Z"
 			meta["ended_at"] = "2026-01-01T12:00:02Z"
 			meta["important"] = "1"
+			meta["gps"] = `[{"at":"2026-01-01T12:00:01Z","lat":48.137,"lon":11.575}]`
 		}
 		var resp *http.Response
 		var body []byte
@@ -315,6 +318,21 @@ func TestUploadRealFiles(t *testing.T) {
 		}
 		if i == 0 && (!rec.StartedAt.Equal(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)) || rec.EndedAt.Sub(rec.StartedAt) != 2*time.Second) {
 			t.Fatalf("recorded times %v..%v, want the given ones", rec.StartedAt, rec.EndedAt)
+		}
+		if i == 0 {
+			// The signed manifest carries the origin: name, hash, dock, mark, track.
+			mb, err := f.store.Get(context.Background(), rec.ManifestKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m evidence.Manifest
+			err = json.NewDecoder(mb).Decode(&m)
+			mb.Close()
+			if err != nil || m.Kind != evidence.KindUpload || m.Origin == nil || m.Origin.FileName != file.name ||
+				m.Origin.SHA256 != sha(file.data) || m.Origin.Dock != "dk-a" || !m.Origin.Important ||
+				m.Origin.TimeSource != evidence.TimeGiven || len(m.Origin.GPS) != 1 || m.Origin.GPS[0].Lat != 48.137 {
+				t.Fatalf("manifest origin %+v (kind %q), %v", m.Origin, m.Kind, err)
+			}
 		}
 		resp, body = f.call(t, "POST", "/api/v1/recordings/"+r.RecordingID+"/verify", "aud", nil)
 		var v struct {
@@ -496,6 +514,11 @@ func TestUploadRefusals(t *testing.T) {
 		{"an end before the start", "dk-a", with("ended_at", "2020-01-01T00:00:00Z"), 1, 400},
 		{"a bad important", "dk-a", with("important", "very"), 1, 400},
 		{"an unknown officer", "dk-a", with("officer", "nobody"), 1, 400},
+		{"an officer of another unit", "dk-a", with("officer", "o-b"), 1, 403},
+		{"a supervisor as officer", "dk-a", with("officer", "sup-a"), 1, 400},
+		{"a gps track that is not JSON", "dk-a", with("gps", "48.1,11.5"), 1, 400},
+		{"a gps point out of range", "dk-a", with("gps", `[{"at":"2026-12-01T08:00:00Z","lat":123,"lon":11}]`), 1, 400},
+		{"a gps track too long", "dk-a", with("gps", "["+strings.Repeat(`{"lat":1,"lon":1},`, 2000)+`{"lat":1,"lon":1}]`), 1, 400},
 		{"an empty file", "dk-a", good, 0, 400},
 	} {
 		if c.name == "an end before the start" {
