@@ -174,6 +174,9 @@ func (s *Server) storedResult(ctx context.Context, rec catalog.UploadRecord, cou
 			return result{}, err
 		}
 	}
+	if err := s.reconcile(ctx, rec, r); err != nil {
+		return result{}, err
+	}
 	receipt, body, sig, fresh, err := seal.WriteReceipt(ctx, s.o.Store, s.o.Signer, s.o.Holds, evidence.Receipt{
 		RecordingID: r.ID, DeviceID: r.DeviceID, FileName: rec.FileName, Size: seg.Size, SHA256: seg.SHA256,
 		ObjectKey: seg.Key, ChainHash: seg.ChainHash, Dock: rec.Dock, StoredAt: time.Now().UTC()})
@@ -261,4 +264,31 @@ func hashFile(name string) (string, int64, error) {
 		return "", n, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// reconcile links an uploaded recording with the device's streamed
+// recordings of the same time (same_event): when a recorder streamed and
+// later docked, both copies of the moment are shown and exported together,
+// the uploaded original first. Only times the file or the dock gave count:
+// an upload's receive time says nothing about when it was recorded.
+func (s *Server) reconcile(ctx context.Context, rec catalog.UploadRecord, r evidence.Recording) error {
+	if rec.TimeSource == evidence.TimeReceived || rec.TimeSource == "" {
+		return nil
+	}
+	to := r.EndedAt
+	if !to.After(r.StartedAt) {
+		to = r.StartedAt.Add(time.Microsecond)
+	}
+	streams, err := s.o.Catalog.Recordings(ctx, catalog.RecordingFilter{DeviceID: r.DeviceID, From: r.StartedAt, To: to,
+		Kind: evidence.KindStream, Limit: 1000})
+	if err != nil {
+		return fmt.Errorf("catalog: recordings overlapping %s: %w", r.ID, err)
+	}
+	for _, st := range streams {
+		if err := s.o.Catalog.LinkSameEvent(ctx, r.ID, st.ID); err != nil {
+			return fmt.Errorf("catalog: same_event %s %s: %w", r.ID, st.ID, err)
+		}
+		s.o.Log.Info("upload linked to the stream of the same time", "recording", r.ID, "stream", st.ID, "device", r.DeviceID)
+	}
+	return nil
 }

@@ -45,6 +45,8 @@ type Catalog interface {
 	SetUploadState(ctx context.Context, id string, state catalog.UploadState, reason, receivedSHA256 string) error
 	StoredUpload(ctx context.Context, deviceID, sha256 string) (catalog.UploadRecord, error)
 	StoreUpload(ctx context.Context, rec evidence.Recording, seg evidence.Segment, uploadID string) (evidence.Recording, evidence.Segment, error)
+	Recordings(ctx context.Context, f catalog.RecordingFilter) ([]evidence.Recording, error)
+	LinkSameEvent(ctx context.Context, a, b string) error
 	seal.Catalog
 }
 

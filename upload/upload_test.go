@@ -246,6 +246,20 @@ func (f *fixture) checkReceipt(t *testing.T, body []byte, file []byte, name stri
 // (duplicate), and the receipts can be asked for again.
 func TestUploadRealFiles(t *testing.T) {
 	f := newFixture(t)
+	// The device also streamed: one recording covers the first file's
+	// time (same event), one is an hour later (not).
+	for _, st := range []struct {
+		id       string
+		from, to time.Time
+	}{
+		{"stream-same", time.Date(2026, 1, 1, 11, 59, 0, 0, time.UTC), time.Date(2026, 1, 1, 12, 1, 0, 0, time.UTC)},
+		{"stream-later", time.Date(2026, 1, 1, 13, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 13, 5, 0, 0, time.UTC)},
+	} {
+		if err := f.cat.CreateRecording(context.Background(), evidence.Recording{ID: st.id, Kind: evidence.KindStream, DeviceID: "cam-a",
+			OfficerID: "o-a", State: evidence.StateComplete, StartedAt: st.from, EndedAt: st.to}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files := []struct {
 		name string
 		data []byte
@@ -319,6 +333,9 @@ func TestUploadRealFiles(t *testing.T) {
 		if i == 0 && (!rec.StartedAt.Equal(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)) || rec.EndedAt.Sub(rec.StartedAt) != 2*time.Second) {
 			t.Fatalf("recorded times %v..%v, want the given ones", rec.StartedAt, rec.EndedAt)
 		}
+		if same, err := f.cat.SameEvent(context.Background(), r.RecordingID); err != nil || (i == 0) != (len(same) == 1 && same[0] == "stream-same") || (i > 0 && len(same) != 0) {
+			t.Fatalf("%s: same_event %v, %v", file.name, same, err)
+		}
 		if i == 0 {
 			// The signed manifest carries the origin: name, hash, dock, mark, track.
 			mb, err := f.store.Get(context.Background(), rec.ManifestKey)
@@ -367,7 +384,7 @@ func TestUploadRealFiles(t *testing.T) {
 	if r := f.checkReceipt(t, body, first.data, first.name); !r.Duplicate || r.RecordingID != recs[first.name] {
 		t.Fatalf("duplicate answered %+v, want recording %s, duplicate", r, recs[first.name])
 	}
-	if n, _ := f.cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: "cam-a"}); len(n) != len(files) {
+	if n, _ := f.cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: "cam-a", Kind: evidence.KindUpload}); len(n) != len(files) {
 		t.Fatalf("%d recordings after a duplicate, want %d", len(n), len(files))
 	}
 	// Its receipt, asked for by upload and by device and hash.
