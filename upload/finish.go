@@ -112,13 +112,11 @@ func (s *Server) finish(ctx context.Context, rec catalog.UploadRecord) (result, 
 	if err := s.put(ctx, key, file, rec); err != nil {
 		return result{}, err
 	}
-	started, ended := rec.StartedAt, rec.EndedAt
-	if started.IsZero() { // evidence.TimeReceived
-		started = rec.CreatedAt.UTC()
+	started, ended, source := recordedSpan(rec, probeTimes(file, time.Now()))
+	if err := s.o.Catalog.SetUploadTimes(ctx, rec.ID, started, ended, source); err != nil {
+		return result{}, fmt.Errorf("catalog: %w", err)
 	}
-	if ended.IsZero() {
-		ended = started
-	}
+	rec.StartedAt, rec.EndedAt, rec.TimeSource = started, ended, source
 	r := evidence.Recording{ID: recID, Kind: evidence.KindUpload, DeviceID: rec.DeviceID, OfficerID: rec.OfficerID,
 		State: evidence.StateComplete, StartedAt: started, EndedAt: ended, RemoteAddr: rec.RemoteAddr,
 		EndReason: fmt.Sprintf("uploaded by dock %s: %s", rec.Dock, rec.FileName)}
@@ -150,6 +148,30 @@ func (s *Server) finish(ctx context.Context, rec catalog.UploadRecord) (result, 
 		s.o.Log.Warn("stored upload's partial not deleted from the spool; retried", "upload", rec.ID, "err", err)
 	}
 	return res, nil
+}
+
+// recordedSpan decides when an uploaded file was recorded: from the file's
+// own header when it says (its creation time, and its length), else as the
+// dock gave it (a given start with the file's length when the dock gave no
+// end), else the time the upload began, of the file's length (or none).
+func recordedSpan(rec catalog.UploadRecord, ft fileTimes) (started, ended time.Time, source evidence.TimeSource) {
+	switch {
+	case !ft.Created.IsZero():
+		started, source = ft.Created.UTC(), evidence.TimeFromFile
+		ended = started.Add(ft.Duration)
+		if ft.Duration == 0 && !rec.EndedAt.IsZero() && !rec.StartedAt.IsZero() {
+			ended = started.Add(rec.EndedAt.Sub(rec.StartedAt))
+		}
+	case !rec.StartedAt.IsZero():
+		started, ended, source = rec.StartedAt, rec.EndedAt, evidence.TimeGiven
+		if ended.IsZero() {
+			ended = started.Add(ft.Duration)
+		}
+	default:
+		started, source = rec.CreatedAt.UTC(), evidence.TimeReceived
+		ended = started.Add(ft.Duration)
+	}
+	return started, ended, source
 }
 
 // storedResult seals the recording of a stored upload (manifest, receipt:

@@ -624,3 +624,65 @@ func TestUploadFinishesAfterRestart(t *testing.T) {
 	}
 
 }
+
+// An uploaded file's recorded span comes from its own movie header when it
+// has one (creation time and length), ahead of what the dock says; from
+// the dock's start and the file's length when the header has no time; and
+// from the upload's start, of the file's length, when nobody says.
+func TestUploadTimesFromFile(t *testing.T) {
+	f := newFixture(t)
+	stamped := clip(t, "stamped.mp4", append(append(append([]string{}, video...), h264...), "-metadata", "creation_time=2026-02-03T04:05:06Z")...)
+	plain := clip(t, "plain.mov", append(append([]string{}, video...), h264...)...)
+	wav := clip(t, "plain.wav", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "pcm_s16le")
+	given := "2026-02-03T10:00:00Z"
+	for _, c := range []struct {
+		name   string
+		data   []byte
+		start  string
+		want   time.Time
+		source evidence.TimeSource
+		length bool // the recording lasts the file's ~2 s
+	}{
+		{"stamped.mp4", stamped, given, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC), evidence.TimeFromFile, true},
+		{"plain.mov", plain, given, time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC), evidence.TimeGiven, true},
+		{"plain.wav", wav, "", time.Time{}, evidence.TimeReceived, false},
+	} {
+		meta := map[string]string{"device": "cam-a", "filename": c.name, "sha256": sha(c.data)}
+		if c.start != "" {
+			meta["started_at"] = c.start
+		}
+		resp, body := f.create(t, "dk-a", len(c.data), meta)
+		if resp.StatusCode != 201 {
+			t.Fatalf("%s: create %d %s", c.name, resp.StatusCode, body)
+		}
+		resp, body = f.patch(t, "dk-a", resp.Header.Get("Location"), 0, c.data)
+		r := f.checkReceipt(t, body, c.data, c.name)
+		rec, err := f.cat.Recording(context.Background(), r.RecordingID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up, err := f.cat.StoredUpload(context.Background(), "cam-a", sha(c.data))
+		if err != nil || up.TimeSource != c.source || !up.StartedAt.Equal(rec.StartedAt) || !up.EndedAt.Equal(rec.EndedAt) {
+			t.Fatalf("%s: upload %+v (%v), recording %v..%v, want time source %s", c.name, up, err, rec.StartedAt, rec.EndedAt, c.source)
+		}
+		if !c.want.IsZero() && !rec.StartedAt.Equal(c.want) {
+			t.Fatalf("%s: recorded from %v, want %v", c.name, rec.StartedAt, c.want)
+		}
+		if d := rec.EndedAt.Sub(rec.StartedAt); c.length && (d < 1900*time.Millisecond || d > 2200*time.Millisecond) {
+			t.Fatalf("%s: lasts %v, want the file's ~2 s", c.name, d)
+		}
+		if c.source == evidence.TimeReceived && (rec.StartedAt.Before(up.CreatedAt.Add(-time.Second)) || rec.StartedAt.After(time.Now())) {
+			t.Fatalf("%s: recorded from %v, want the upload's start %v", c.name, rec.StartedAt, up.CreatedAt)
+		}
+		mb, err := f.store.Get(context.Background(), rec.ManifestKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m evidence.Manifest
+		err = json.NewDecoder(mb).Decode(&m)
+		mb.Close()
+		if err != nil || m.Origin == nil || m.Origin.TimeSource != c.source || !m.StartedAt.Equal(rec.StartedAt) {
+			t.Fatalf("%s: manifest origin %+v from %v, %v", c.name, m.Origin, m.StartedAt, err)
+		}
+	}
+}
