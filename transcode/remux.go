@@ -42,7 +42,7 @@ const fragMax = 4 << 20
 var remuxCodecs = map[astiav.CodecID]bool{
 	astiav.CodecIDH264: true, astiav.CodecIDHevc: true, astiav.CodecIDVp9: true,
 	astiav.CodecIDMpeg4: true,
-	astiav.CodecIDAac: true, astiav.CodecIDMp3: true, astiav.CodecIDOpus: true, astiav.CodecIDAc3: true,
+	astiav.CodecIDAac:   true, astiav.CodecIDMp3: true, astiav.CodecIDOpus: true, astiav.CodecIDAc3: true,
 	astiav.CodecIDEac3: true, astiav.CodecIDFlac: true, astiav.CodecIDAlac: true,
 }
 
