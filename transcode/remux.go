@@ -21,6 +21,10 @@ import (
 // audio track an MP4 can carry; nothing was written.
 var ErrNotPlayable = errors.New("transcode: no track an MP4 can carry")
 
+// ErrUnreadable is returned by Remux for bytes FFmpeg cannot read as a
+// media file (damaged, or not a container it knows); nothing was written.
+var ErrUnreadable = errors.New("transcode: not a media file FFmpeg reads")
+
 // Ranges reads byte ranges of stored objects (storage.Store's GetRange).
 type Ranges interface {
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
@@ -87,11 +91,11 @@ func Remux(ctx context.Context, src Ranges, key string, size int64, w io.Writer)
 	defer ifc.Free()
 	ifc.SetPb(inIO)
 	if err := ifc.OpenInput("", nil, nil); err != nil {
-		return info, fmt.Errorf("transcode: remux: %s is not a file FFmpeg reads: %w", key, in.cause(err))
+		return info, in.unreadable(err)
 	}
 	defer ifc.CloseInput()
 	if err := ifc.FindStreamInfo(nil); err != nil {
-		return info, fmt.Errorf("transcode: remux: %s: %w", key, in.cause(err))
+		return info, in.unreadable(err)
 	}
 
 	out := &countWriter{w: w, ctx: ctx}
@@ -276,6 +280,15 @@ func (r *rangeReader) cause(err error) error {
 		return r.err
 	}
 	return err
+}
+
+// unreadable is the error of a file that could not be opened: the
+// store's failure, or ErrUnreadable.
+func (r *rangeReader) unreadable(err error) error {
+	if r.err != nil {
+		return fmt.Errorf("transcode: remux: %s: %w", r.key, r.err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnreadable, r.key, err)
 }
 
 func (r *rangeReader) close() {

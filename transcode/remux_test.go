@@ -218,14 +218,14 @@ func TestRemuxRefuses(t *testing.T) {
 		file string
 		size int64
 		is   error
-	}{{"a.wav", -1, ErrNotPlayable}, {"junk.mp4", -1, nil}} {
+	}{{"a.wav", -1, ErrNotPlayable}, {"junk.mp4", -1, ErrUnreadable}} {
 		fi, _ := os.Stat(filepath.Join(dir, c.file))
 		var out bytes.Buffer
 		info, err := Remux(context.Background(), &fileRanges{dir: dir}, c.file, fi.Size(), &out)
 		if err == nil || out.Len() != 0 || info.Written != 0 {
 			t.Fatalf("%s: err %v, %d bytes written; want an error and nothing written", c.file, err, out.Len())
 		}
-		if c.is != nil && !errors.Is(err, c.is) {
+		if !errors.Is(err, c.is) {
 			t.Fatalf("%s: %v, want %v", c.file, err, c.is)
 		}
 	}
