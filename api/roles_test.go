@@ -153,6 +153,7 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401}},
 		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401}},
+		{"GET", "/api/v1/recordings/rec-a/original", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401}},
 		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401}},
