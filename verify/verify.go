@@ -186,26 +186,6 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 	return res
 }
 
-// checkOrigin checks an uploaded file's record: one object, the original
-// (seq 1), described by the signed manifest's origin.
-func checkOrigin(m evidence.Manifest, segs []evidence.Segment) string {
-	if m.Kind != evidence.KindUpload || m.Origin == nil {
-		return "the recording is an uploaded file, but its manifest has no origin"
-	}
-	if len(segs) != 1 || segs[0].Kind != evidence.KindOriginal {
-		return fmt.Sprintf("an uploaded file is one object, the original; the record has %d", len(segs))
-	}
-	s, o := segs[0], m.Origin
-	if o.SHA256 != s.SHA256 || o.Size != s.Size {
-		return fmt.Sprintf("origin says the file %s is %d bytes with SHA-256 %s; the original on record is %d bytes, %s",
-			o.FileName, o.Size, short(o.SHA256), s.Size, short(s.SHA256))
-	}
-	if err := evidence.ValidateFileName(o.FileName); err != nil {
-		return "origin: " + err.Error()
-	}
-	return "ok"
-}
-
 // checkReceipt checks an uploaded file's signed receipt: its signature,
 // and that it names the very object on record (recording, device, key,
 // size, SHA-256, chain link) and the file and dock the manifest's origin
@@ -231,30 +211,8 @@ func checkReceipt(ctx context.Context, store Store, keys KeyLookup, rec evidence
 	if _, err := evidence.VerifyReceipt(pub, body, sig); err != nil {
 		return "signature does not verify: the receipt was altered or not signed by this server"
 	}
-	return ReceiptMatches(r, segs[0], o)
-}
-
-// ReceiptMatches says "ok" when a receipt names the original s and the
-// file and dock of its manifest's origin o, else what differs.
-func ReceiptMatches(r evidence.Receipt, s evidence.Segment, o *evidence.ManifestOrigin) string {
-	var diff []string
-	check := func(field, got, want string) {
-		if got != want {
-			diff = append(diff, fmt.Sprintf("%s %q (want %q)", field, got, want))
-		}
-	}
-	check("recording_id", r.RecordingID, s.RecordingID)
-	check("device_id", r.DeviceID, s.DeviceID)
-	check("object_key", r.ObjectKey, s.Key)
-	check("sha256", r.SHA256, s.SHA256)
-	check("size", fmt.Sprint(r.Size), fmt.Sprint(s.Size))
-	check("chain_hash", r.ChainHash, s.ChainHash)
-	if o != nil {
-		check("file_name", r.FileName, o.FileName)
-		check("dock", r.Dock, o.Dock)
-	}
-	if len(diff) > 0 {
-		return "differs from the record: " + strings.Join(diff, ", ")
+	if err := evidence.CheckReceipt(r, segs[0], o); err != nil {
+		return err.Error()
 	}
 	return "ok"
 }
@@ -359,7 +317,9 @@ func checkManifest(ctx context.Context, store Store, keys KeyLookup, rec evidenc
 	}
 	r, m := manifestOf(ctx, store, keys, rec, segs)
 	if r == "ok" && rec.Kind == evidence.KindUpload {
-		r = checkOrigin(m, segs)
+		if err := evidence.CheckOrigin(m, segs); err != nil {
+			r = err.Error()
+		}
 	}
 	return r, m.Origin
 }
