@@ -103,7 +103,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	}
 	srv := httptest.NewServer(api.New(o).Handler())
 	t.Cleanup(srv.Close)
-	lastFixture = fixtureParts{cat: cat, keys: keys, ledger: ledger, store: store}
+	lastFixture = fixtureParts{cat: cat, keys: keys, ledger: ledger, store: store, root: dataDir + "/objects"}
 	return srv, denied
 }
 
@@ -112,6 +112,7 @@ type fixtureParts struct {
 	keys   *keyring.Keyring
 	store  *dir.Store
 	ledger *custody.Ledger
+	root   string // the store's directory
 }
 
 // lastFixture gives tests the catalog and keys under the last rolesFixture.
