@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// maxBatch bounds the ids one batch lookup takes (a page of recordings).
+// maxBatch bounds the ids one query takes; more are looked up in batches
+// of that many (a case export may hold more recordings than a page).
 const maxBatch = 1000
 
 // UploadsOfRecordings returns the stored upload each of the given
@@ -20,7 +21,18 @@ func (c *Catalog) UploadsOfRecordings(ctx context.Context, ids []string) (map[st
 		return out, nil
 	}
 	if len(ids) > maxBatch {
-		return nil, fmt.Errorf("catalog: at most %d recordings at once, not %d", maxBatch, len(ids))
+		for len(ids) > 0 {
+			n := min(len(ids), maxBatch)
+			part, err := c.UploadsOfRecordings(ctx, ids[:n])
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range part {
+				out[k] = v
+			}
+			ids = ids[n:]
+		}
+		return out, nil
 	}
 	args := make([]any, len(ids))
 	marks := make([]string, len(ids))
@@ -66,7 +78,18 @@ func (c *Catalog) SameEvents(ctx context.Context, ids []string) (map[string][]st
 		return out, nil
 	}
 	if len(ids) > maxBatch {
-		return nil, fmt.Errorf("catalog: at most %d recordings at once, not %d", maxBatch, len(ids))
+		for len(ids) > 0 {
+			n := min(len(ids), maxBatch)
+			part, err := c.SameEvents(ctx, ids[:n])
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range part {
+				out[k] = v
+			}
+			ids = ids[n:]
+		}
+		return out, nil
 	}
 	args := []any{linkSameEvent}
 	marks := make([]string, len(ids))

@@ -3,6 +3,7 @@ package catalogtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -52,8 +53,13 @@ func testUploadsOfRecordings(t *testing.T, c *catalog.Catalog) {
 	if m, err := c.UploadsOfRecordings(ctx, nil); err != nil || len(m) != 0 {
 		t.Fatalf("no ids: %v, %v", m, err)
 	}
-	if _, err := c.UploadsOfRecordings(ctx, make([]string, 1001)); err == nil {
-		t.Fatal("1001 ids: want an error")
+	many := make([]string, 2500)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d", i)
+	}
+	many[2400] = "u2"
+	if m, err := c.UploadsOfRecordings(ctx, many); err != nil || len(m) != 1 || m["u2"].ID != "up-2" {
+		t.Fatalf("2500 ids, in batches: %v, %v", m, err)
 	}
 
 	if err := c.LinkSameEvent(ctx, "u1", "s1"); err != nil {
@@ -69,5 +75,9 @@ func testUploadsOfRecordings(t *testing.T, c *catalog.Catalog) {
 	want := map[string][]string{"s1": {"u1", "u2"}, "u1": {"s1"}, "u2": {"s1"}}
 	if !reflect.DeepEqual(se, want) {
 		t.Fatalf("SameEvents = %v, want %v", se, want)
+	}
+	many[1500] = "s1"
+	if se, err := c.SameEvents(ctx, many); err != nil || !reflect.DeepEqual(se, map[string][]string{"s1": {"u1", "u2"}, "u2": {"s1"}}) {
+		t.Fatalf("SameEvents of 2500 ids: %v, %v", se, err)
 	}
 }
