@@ -65,6 +65,14 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 		recs = append(recs, export.RecordingData{Recording: rec, Segments: segs, Gaps: gaps})
 		ids = append(ids, rec.ID)
 	}
+	same, err := s.o.Catalog.SameEvents(ctx, ids)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	for i := range recs {
+		recs[i].SameEvent = same[recs[i].Recording.ID]
+	}
 	// Every node's keys: the footage may have been signed on any of them.
 	pubs, err := s.o.Keys.PublicKeys(ctx)
 	if err != nil {

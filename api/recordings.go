@@ -34,6 +34,55 @@ type recordingJSON struct {
 	NodeID       string     `json:"node_id"`
 	Fence        int64      `json:"fence"`
 	ReapedAt     *time.Time `json:"reaped_at,omitempty"`
+	// Origin: an uploaded recording's file (kind upload only).
+	Origin *originJSON `json:"origin,omitempty"`
+	// SameEvent: the recordings of the same event (a device's live stream
+	// and its own file of the same span), by id.
+	SameEvent []string `json:"same_event"`
+}
+
+type originJSON struct {
+	FileName   string `json:"file_name"`
+	SHA256     string `json:"sha256"`
+	Size       int64  `json:"size"`
+	Dock       string `json:"dock"`
+	Important  bool   `json:"important"`
+	TimeSource string `json:"time_source"`
+}
+
+// withLinks adds to recordings' JSON their origins and same-event links,
+// in two catalog queries for the page.
+func (s *Server) withLinks(ctx context.Context, js []recordingJSON) error {
+	if len(js) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(js))
+	var uploads []string
+	for _, j := range js {
+		ids = append(ids, j.ID)
+		if j.Kind == string(evidence.KindUpload) {
+			uploads = append(uploads, j.ID)
+		}
+	}
+	same, err := s.o.Catalog.SameEvents(ctx, ids)
+	if err != nil {
+		return err
+	}
+	ups, err := s.o.Catalog.UploadsOfRecordings(ctx, uploads)
+	if err != nil {
+		return err
+	}
+	for i := range js {
+		js[i].SameEvent = same[js[i].ID]
+		if js[i].SameEvent == nil {
+			js[i].SameEvent = []string{}
+		}
+		if u, ok := ups[js[i].ID]; ok {
+			js[i].Origin = &originJSON{FileName: u.FileName, SHA256: u.SHA256, Size: u.Size, Dock: u.Dock,
+				Important: u.Important, TimeSource: string(u.TimeSource)}
+		}
+	}
+	return nil
 }
 
 func toRecordingJSON(r evidence.Recording) recordingJSON {
@@ -130,6 +179,13 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
+	if k := evidence.RecordingKind(q.Get("kind")); k != "" {
+		if !k.Valid() {
+			writeError(w, http.StatusBadRequest, "kind: want stream or upload")
+			return
+		}
+		f.Kind = k
+	}
 	if f.DeviceID != "" && evidence.ValidateDeviceID(f.DeviceID) != nil {
 		writeError(w, http.StatusBadRequest, "device: not a valid device id")
 		return
@@ -144,6 +200,10 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 		if s.mayReadRecording(r, rec) {
 			items = append(items, toRecordingJSON(rec))
 		}
+	}
+	if err := s.withLinks(r.Context(), items); err != nil {
+		s.internal(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
@@ -188,6 +248,12 @@ func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
 		Segments []segmentJSON `json:"segments"`
 		Gaps     []gapJSON     `json:"gaps"`
 	}{recordingJSON: toRecordingJSON(rec), Segments: []segmentJSON{}, Gaps: []gapJSON{}}
+	one := []recordingJSON{out.recordingJSON}
+	if err := s.withLinks(r.Context(), one); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out.recordingJSON = one[0]
 	for _, sg := range segs {
 		j := segmentJSON{Seq: sg.Seq, Kind: string(sg.Kind), Key: sg.Key, Size: sg.Size, SHA256: sg.SHA256,
 			ChainSeq: sg.ChainSeq, PrevChainHash: sg.PrevChainHash, ChainHash: sg.ChainHash, StartedAt: sg.StartedAt,
@@ -206,10 +272,15 @@ func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
 
 // media streams the recording as one fragmented MP4: the init segment, then
 // the media segments, exactly as stored. ?from= and ?to= keep the segments
-// that overlap the window; HTTP Range requests are served.
+// that overlap the window; HTTP Range requests are served. An uploaded
+// file is served as uploadMedia says (the window does not apply).
 func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 	rec, ok := s.recording(w, r)
 	if !ok {
+		return
+	}
+	if rec.Kind == evidence.KindUpload {
+		s.uploadMedia(w, r, rec)
 		return
 	}
 	if !rec.DeletedAt.IsZero() {
@@ -328,8 +399,12 @@ func (s *Server) verifyRecording(w http.ResponseWriter, r *http.Request) {
 	if notes == nil {
 		notes = []string{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "first_bad_seq": res.FirstBadSeq, "reason": res.Reason,
-		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps, "notes": notes})
+	out := map[string]any{"ok": res.OK, "first_bad_seq": res.FirstBadSeq, "reason": res.Reason,
+		"checked": res.Checked, "chain_head": res.ChainHead, "manifest": res.Manifest, "gaps": gaps, "notes": notes}
+	if res.Receipt != "" {
+		out["receipt"] = res.Receipt
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // objectsReader reads a list of objects as one seekable stream. It is safe

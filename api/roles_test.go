@@ -104,7 +104,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	}
 	srv := httptest.NewServer(api.New(o).Handler())
 	t.Cleanup(srv.Close)
-	lastFixture = fixtureParts{cat: cat, keys: keys, ledger: ledger, store: store}
+	lastFixture = fixtureParts{cat: cat, keys: keys, ledger: ledger, store: store, root: dataDir + "/objects"}
 	return srv, denied
 }
 
@@ -113,6 +113,7 @@ type fixtureParts struct {
 	keys   *keyring.Keyring
 	store  *dir.Store
 	ledger *custody.Ledger
+	root   string // the store's directory
 }
 
 // lastFixture gives tests the catalog and keys under the last rolesFixture.
@@ -155,6 +156,7 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a/media", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/original", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
 		{"POST", "/api/v1/recordings/rec-a/verify", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},

@@ -38,6 +38,10 @@ type Catalog interface {
 	Devices(ctx context.Context) ([]evidence.Device, error)
 	DisableDevice(ctx context.Context, id string) error
 	Recordings(ctx context.Context, f catalog.RecordingFilter) ([]evidence.Recording, error)
+	// UploadsOfRecordings and SameEvents: an uploaded recording's origin
+	// and the recordings of the same event, for a page of recordings.
+	UploadsOfRecordings(ctx context.Context, ids []string) (map[string]catalog.UploadRecord, error)
+	SameEvents(ctx context.Context, ids []string) (map[string][]string, error)
 	LiveViews
 	verify.Catalog
 	Ping(ctx context.Context) error
@@ -99,6 +103,9 @@ type Options struct {
 	Webhooks   Webhooks // nil: webhook delivery not configured (its endpoints answer 503)
 	Uploads    Uploads  // nil: dock upload not configured (its endpoints answer 503)
 	Signer     catalog.Signer
+	// Remux makes the playback copy of an uploaded video file (nil: such
+	// files are served by /original only).
+	Remux      Remuxer
 	AdminToken string
 	// SignIn bounds the work sign-ins may cause (zero: the defaults).
 	SignIn SignInLimits
@@ -197,6 +204,7 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings", readers(s.listRecordings))
 	route("GET /api/v1/recordings/{id}", readers(s.getRecording))
 	route("GET /api/v1/recordings/{id}/media", readers(s.media))
+	route("GET /api/v1/recordings/{id}/original", readers(s.original))
 	route("POST /api/v1/recordings/{id}/verify", readers(s.verifyRecording))
 	route("GET /api/v1/nodes", s.allow(evidence.RoleAdmin, evidence.RoleAuditor)(s.listNodes))
 	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))

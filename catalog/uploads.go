@@ -208,6 +208,33 @@ func (c *Catalog) SetUploadState(ctx context.Context, id string, state UploadSta
 	return nil
 }
 
+// SetUploadTimes records when an upload's file was recorded and where that
+// came from (the file's own header, the dock, or the receive time), as the
+// server found it while finishing; a stored upload keeps its times
+// (ErrConflict).
+func (c *Catalog) SetUploadTimes(ctx context.Context, id string, started, ended time.Time, source evidence.TimeSource) error {
+	switch source {
+	case evidence.TimeFromFile, evidence.TimeGiven, evidence.TimeReceived:
+	default:
+		return fmt.Errorf("catalog: upload %s: time source %q", id, source)
+	}
+	if !ended.IsZero() && ended.Before(started) {
+		return fmt.Errorf("catalog: upload %s: ends before it starts", id)
+	}
+	res, err := c.exec(ctx, `UPDATE uploads SET started_us = $1, ended_us = $2, time_source = $3, updated_us = $4
+		WHERE id = $5 AND state <> 'stored'`, nullMicros(started), nullMicros(ended), string(source), micros(time.Now()), id)
+	if err != nil {
+		return translate(err, "upload "+id)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := c.Upload(ctx, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: upload %s is stored", ErrConflict, id)
+	}
+	return nil
+}
+
 // StoreUpload makes an upload a recording, in one transaction: it creates
 // rec (kind upload, state complete; StartedAt and EndedAt as given), links
 // seg (kind original, seq 1: the file's exact bytes, SHA256 the upload's)

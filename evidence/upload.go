@@ -22,11 +22,14 @@ func MayUpload(u User, officerUnit string) bool {
 type TimeSource string
 
 const (
-	// TimeFromFile: the file's own metadata (its creation time and length).
+	// TimeFromFile: the file's own header (an MP4/MOV movie header's
+	// creation time and length).
 	TimeFromFile TimeSource = "file"
-	// TimeGiven: the dock said (from the recorder's file name or sidecar).
+	// TimeGiven: the dock said (from the recorder's file name or sidecar);
+	// the file's length gives the end when the dock gave none.
 	TimeGiven TimeSource = "given"
-	// TimeReceived: neither said; the time the upload finished, length 0.
+	// TimeReceived: neither said when; the time the upload began, of the
+	// file's length when its header says.
 	TimeReceived TimeSource = "received"
 )
 

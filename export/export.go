@@ -18,6 +18,9 @@
 //	recordings/<id>/manifest.json.sig
 //	recordings/<id>/recording.json   the catalog's view: segments, chain links, gaps, links with windows, the derived copy
 //	recordings/<id>/derived/playable.mp4   init + media segments concatenated: a derived copy for viewing
+//	recordings/<id>/original.<ext>   an uploaded recording's one object: the recorder's file, byte for byte
+//	recordings/<id>/receipt.json     its signed receipt (what the dock was given), and its raw signature
+//	recordings/<id>/receipt.json.sig
 //	SHA256SUMS                       sha256sum lines of every file above
 //	SHA256SUMS.sig                   raw Ed25519 signature of SHA256SUMS
 //
@@ -78,6 +81,22 @@ type RecordingData struct {
 	Recording evidence.Recording // its ManifestKey names the signed manifest
 	Segments  []evidence.Segment
 	Gaps      []evidence.Gap
+	// SameEvent are the recordings of the same event (catalog SameEvent):
+	// a stream and an uploaded file of it that are both in the export are
+	// listed as a pair, the uploaded original the primary copy.
+	SameEvent []string
+}
+
+// ReceiptFile is the file name of an uploaded recording's receipt.
+const ReceiptFile = "receipt.json"
+
+// firstSeq is the seq of a recording's first object: a stream's init
+// segment is 0, an uploaded file's original 1.
+func firstSeq(kind evidence.RecordingKind) int64 {
+	if kind == evidence.KindUpload {
+		return 1
+	}
+	return 0
 }
 
 // CaseData is everything an export holds besides the objects' bytes.
@@ -144,7 +163,41 @@ type caseFile struct {
 	Transitions []evidence.TransitionRecord `json:"transitions"`
 	Links       []linkInfo                  `json:"evidence_links"`
 	Recordings  []string                    `json:"recordings"`
-	Export      exportInfo                  `json:"export"`
+	// SameEvent pairs the recordings of one event in this export: the
+	// recorder's own uploaded file (primary) and its live stream.
+	SameEvent []eventPair `json:"same_event,omitempty"`
+	Export    exportInfo  `json:"export"`
+}
+
+// eventPair is one event recorded twice: Primary is the uploaded
+// original, the recorder's own file; Stream the copy that came in live.
+type eventPair struct {
+	Primary string `json:"primary"`
+	Stream  string `json:"stream"`
+}
+
+// pairs lists the same-event pairs of the export: an uploaded recording
+// and a stream recording, both in it, linked as one event.
+func pairs(c CaseData) []eventPair {
+	kind := map[string]evidence.RecordingKind{}
+	for _, r := range c.Recordings {
+		kind[r.Recording.ID] = r.Recording.Kind
+	}
+	var out []eventPair
+	for _, r := range c.Recordings {
+		if r.Recording.Kind != evidence.KindUpload {
+			continue
+		}
+		for _, other := range r.SameEvent {
+			if k, ok := kind[other]; ok && k != evidence.KindUpload {
+				out = append(out, eventPair{Primary: r.Recording.ID, Stream: other})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Primary < out[j].Primary || out[i].Primary == out[j].Primary && out[i].Stream < out[j].Stream
+	})
+	return out
 }
 
 // linkInfo is an evidence link with its window in words.
@@ -174,6 +227,20 @@ type recordingFile struct {
 	Gaps      []evidence.ManifestGap `json:"gaps"`
 	Links     []linkInfo             `json:"links"`
 	Derived   *derivedInfo           `json:"derived"`
+	// For an uploaded file: its origin (as the signed manifest has it),
+	// its signed receipt, and whether it is the primary copy of an event
+	// a stream recording in this export also holds (SameEvent: those).
+	Kind      string                   `json:"kind,omitempty"`
+	Origin    *evidence.ManifestOrigin `json:"origin,omitempty"`
+	Receipt   *receiptInfo             `json:"receipt,omitempty"`
+	Primary   bool                     `json:"primary,omitempty"`
+	SameEvent []string                 `json:"same_event,omitempty"`
+}
+
+type receiptInfo struct {
+	File         string `json:"file"`
+	Signature    string `json:"signature"`
+	SigningKeyID string `json:"signing_key_id"`
 }
 
 type recordingInfo struct {
@@ -362,16 +429,17 @@ func (c *CaseData) check() (map[string]ed25519.PublicKey, error) {
 		if r.Recording.ManifestKey == "" {
 			return nil, fmt.Errorf("export: recording %s has no signed manifest yet (still recording?)", id)
 		}
-		files := map[string]bool{"recording.json": true, "derived": true,
+		files := map[string]bool{"recording.json": true, "derived": true, ReceiptFile: true, ReceiptFile + ".sig": true,
 			ObjectFile(r.Recording.ManifestKey): true, ObjectFile(r.Recording.ManifestKey) + ".sig": true}
+		base := firstSeq(r.Recording.Kind)
 		for i, s := range r.Segments {
 			name := ObjectFile(s.Key)
 			if !safeName.MatchString(name) || files[name] {
 				return nil, fmt.Errorf("export: recording %s: object %q cannot be named %q in the export", id, s.Key, name)
 			}
 			files[name] = true
-			if s.Seq != int64(i) {
-				return nil, fmt.Errorf("export: recording %s: segment %d is missing from the catalog (next is %d)", id, i, s.Seq)
+			if want := base + int64(i); s.Seq != want {
+				return nil, fmt.Errorf("export: recording %s: segment %d is missing from the catalog (next is %d)", id, want, s.Seq)
 			}
 		}
 	}
@@ -407,6 +475,8 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 	manifests := make([][]byte, len(c.Recordings))
 	sigs := make([][]byte, len(c.Recordings))
 	mkeys := make([]string, len(c.Recordings))
+	origins := make([]*evidence.ManifestOrigin, len(c.Recordings))
+	receipts := make([]signedReceipt, len(c.Recordings))
 	for i, r := range c.Recordings {
 		if manifests[i], err = readSmall(ctx, src, r.Recording.ManifestKey); err != nil {
 			return err
@@ -434,10 +504,19 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 			return fmt.Errorf("export: the manifest of %s does not list what the catalog does; run verify on the recording", r.Recording.ID)
 		}
 		mkeys[i] = m.SigningKeyID
+		if r.Recording.Kind == evidence.KindUpload {
+			if err := evidence.CheckOrigin(m, r.Segments); err != nil {
+				return fmt.Errorf("export: the manifest of %s: %v; run verify on the recording", r.Recording.ID, err)
+			}
+			origins[i] = m.Origin
+			if receipts[i], err = readReceipt(ctx, src, keys, r, m.Origin); err != nil {
+				return err
+			}
+		}
 	}
 
 	z := &zipWriter{zw: zip.NewWriter(w), at: c.ExportedAt}
-	if err := z.put("README.txt", readme(c, keyIDs, mkeys)); err != nil {
+	if err := z.put("README.txt", readme(c, keyIDs, mkeys, origins, receipts)); err != nil {
 		return err
 	}
 	cf := caseFile{Format: Format, Case: evidence.NewCaseRecord(c.Case),
@@ -453,6 +532,7 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 	for _, r := range c.Recordings {
 		cf.Recordings = append(cf.Recordings, r.Recording.ID)
 	}
+	cf.SameEvent = pairs(c)
 	for _, id := range keyIDs {
 		cf.Export.Keys = append(cf.Export.Keys, keyInfo{ID: id, File: "keys/" + id + ".pem", SHA256: Fingerprint(keys[id])})
 	}
@@ -468,7 +548,7 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 		}
 	}
 	for i, r := range c.Recordings {
-		if err := z.recording(ctx, src, c, r, manifests[i], sigs[i], mkeys[i]); err != nil {
+		if err := z.recording(ctx, src, c, r, manifests[i], sigs[i], mkeys[i], origins[i], receipts[i]); err != nil {
 			return err
 		}
 	}
@@ -493,7 +573,8 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 }
 
 // recording writes one recording's directory.
-func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r RecordingData, manifest, sig []byte, manifestKeyID string) error {
+func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r RecordingData, manifest, sig []byte, manifestKeyID string,
+	origin *evidence.ManifestOrigin, receipt signedReceipt) error {
 	dir := "recordings/" + r.Recording.ID + "/"
 	concat := sha256.New()
 	var madeFrom []string
@@ -540,6 +621,25 @@ func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r Rec
 			rf.Links = append(rf.Links, toLinkInfo(l))
 		}
 	}
+	if r.Recording.Kind == evidence.KindUpload {
+		if err := z.put(dir+ReceiptFile, receipt.body); err != nil {
+			return err
+		}
+		if err := z.put(dir+ReceiptFile+".sig", receipt.sig); err != nil {
+			return err
+		}
+		rf.Kind, rf.Origin = string(evidence.KindUpload), origin
+		rf.Receipt = &receiptInfo{File: ReceiptFile, Signature: ReceiptFile + ".sig", SigningKeyID: receipt.keyID}
+	}
+	for _, p := range pairs(c) {
+		switch r.Recording.ID {
+		case p.Primary:
+			rf.Primary = true
+			rf.SameEvent = append(rf.SameEvent, p.Stream)
+		case p.Stream:
+			rf.SameEvent = append(rf.SameEvent, p.Primary)
+		}
+	}
 	if playable {
 		// The derived copy: the same objects read again, in order.
 		want := hex.EncodeToString(concat.Sum(nil))
@@ -570,6 +670,42 @@ func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r Rec
 		rf.Derived = &derivedInfo{File: "derived/playable.mp4", SHA256: want, Size: size, MadeFrom: madeFrom, Note: DerivedNote}
 	}
 	return z.put(dir+"recording.json", jsonBytes(rf))
+}
+
+// signedReceipt is an uploaded file's receipt as stored.
+type signedReceipt struct {
+	body, sig []byte
+	keyID     string
+}
+
+// readReceipt reads an uploaded recording's receipt and checks it: signed
+// by a key of the export, naming the original on record and the manifest's
+// origin. An export whose receipt would not check out is refused.
+func readReceipt(ctx context.Context, src Source, keys map[string]ed25519.PublicKey, r RecordingData, o *evidence.ManifestOrigin) (signedReceipt, error) {
+	key := evidence.ReceiptKey(r.Recording.DeviceID, r.Recording.ID)
+	body, err := readSmall(ctx, src, key)
+	if err != nil {
+		return signedReceipt{}, err
+	}
+	sig, err := readSmall(ctx, src, key+".sig")
+	if err != nil {
+		return signedReceipt{}, err
+	}
+	var rc evidence.Receipt
+	if err := json.Unmarshal(body, &rc); err != nil {
+		return signedReceipt{}, fmt.Errorf("export: receipt of %s: %w", r.Recording.ID, err)
+	}
+	pub := keys[rc.SigningKeyID]
+	if pub == nil {
+		return signedReceipt{}, fmt.Errorf("export: the receipt of %s is signed by key %q, which is not among the public keys", r.Recording.ID, rc.SigningKeyID)
+	}
+	if _, err := evidence.VerifyReceipt(pub, body, sig); err != nil {
+		return signedReceipt{}, fmt.Errorf("export: the receipt of %s does not verify: it was altered; run verify on the recording", r.Recording.ID)
+	}
+	if err := evidence.CheckReceipt(rc, r.Segments[0], o); err != nil {
+		return signedReceipt{}, fmt.Errorf("export: the receipt of %s: %v; run verify on the recording", r.Recording.ID, err)
+	}
+	return signedReceipt{body: body, sig: sig, keyID: rc.SigningKeyID}, nil
 }
 
 // activeWindows lists the windows of a recording's active links.

@@ -11,7 +11,7 @@ import (
 
 // readme is README.txt: what the export holds and, concretely, how to check
 // it with bodycam and with standard tools.
-func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
+func readme(c CaseData, keyIDs, manifestKeys []string, origins []*evidence.ManifestOrigin, receipts []signedReceipt) []byte {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	ts := func(t time.Time) string {
@@ -65,6 +65,11 @@ func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
 	p("                                the media segments concatenated in order, a")
 	p("                                fragmented MP4 any player plays. Its SHA-256 is in")
 	p("                                recording.json. The originals are the evidence.")
+	p("    original.<ext>              for a file a recorder stored itself and a dock")
+	p("                                uploaded: that file, byte for byte (one object;")
+	p("                                any player plays it)")
+	p("    receipt.json                the receipt the server signed when it stored the")
+	p("    receipt.json.sig            file (what the dock kept), and its raw signature")
 	p("  SHA256SUMS          the SHA-256 of every file above")
 	p("  SHA256SUMS.sig      the raw Ed25519 signature of SHA256SUMS by key %s", signer)
 	p("")
@@ -83,7 +88,24 @@ func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
 		}
 		p("  %s", rec.ID)
 		p("    device %s, officer %s, %s to %s, %s (%s)", rec.DeviceID, rec.OfficerID, ts(rec.StartedAt), ts(rec.EndedAt), rec.State, rec.EndReason)
-		p("    %d objects (%d media segments); manifest signed by key %s", len(r.Segments), media, manifestKeys[i])
+		if o := origins[i]; o != nil {
+			mark := ""
+			if o.Important {
+				mark = ", marked important on the recorder"
+			}
+			p("    UPLOADED FILE %q, %d bytes, SHA-256 %s, by dock %s%s;", o.FileName, o.Size, o.SHA256, o.Dock, mark)
+			p("    %s is that file byte for byte; manifest signed by key %s, receipt by key %s", ObjectFile(r.Segments[0].Key), manifestKeys[i], receipts[i].keyID)
+		} else {
+			p("    %d objects (%d media segments); manifest signed by key %s", len(r.Segments), media, manifestKeys[i])
+		}
+		for _, pr := range pairs(c) {
+			switch rec.ID {
+			case pr.Primary:
+				p("    PRIMARY COPY of its event: recording %s is the same event as streamed live", pr.Stream)
+			case pr.Stream:
+				p("    the same event as recording %s, the recorder's own file, which is the primary copy", pr.Primary)
+			}
+		}
 		for _, w := range activeWindows(c, rec.ID) {
 			p("    linked to the case: %s", w)
 		}
@@ -92,6 +114,16 @@ func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
 			for _, g := range r.Gaps {
 				p("      %s from %s to %s: %s", g.Kind, ts(g.Start), ts(g.End), g.Detail)
 			}
+		}
+	}
+	if prs := pairs(c); len(prs) > 0 {
+		p("")
+		p("  The same event, recorded twice: the recorder's own file, uploaded from a dock")
+		p("  (the PRIMARY copy: complete, as the recorder stored it), and the live stream")
+		p("  that came in while it recorded (a copy, which may have gaps where the network")
+		p("  did):")
+		for _, pr := range prs {
+			p("    primary %s  <->  live stream %s", pr.Primary, pr.Stream)
 		}
 	}
 	p("")
@@ -130,7 +162,9 @@ func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
 	p("   It checks the signature of SHA256SUMS, every file's hash, that no file was")
 	p("   added or removed, each manifest's signature, each object against its manifest")
 	p("   (hash, size, order) and the chain links, that the derived copy is exactly the")
-	p("   originals concatenated, and the custody excerpt's chain and signed checkpoints.")
+	p("   originals concatenated, and the custody excerpt's chain and signed checkpoints;")
+	p("   for an uploaded file, that the manifest's origin and the signed receipt name")
+	p("   the very bytes of original.<ext>.")
 	p("   Each failure is named with its file.")
 	p("")
 	p("2. With standard tools (sha256sum, openssl 3), after")
@@ -156,6 +190,13 @@ func readme(c CaseData, keyIDs, manifestKeys []string) []byte {
 		m := ObjectFile(r.Recording.ManifestKey)
 		p("")
 		p("     openssl pkeyutl -verify -pubin -inkey keys/%s.pem -rawin -in %s%s -sigfile %s%s.sig", manifestKeys[i], d, m, d, m)
+		if origins[i] != nil {
+			f := ObjectFile(r.Segments[0].Key)
+			p("     sha256sum %s%s    # the same hash as in %s%s (and in its origin)", d, f, d, m)
+			p("     openssl pkeyutl -verify -pubin -inkey keys/%s.pem -rawin -in %s%s -sigfile %s%s.sig", receipts[i].keyID, d, ReceiptFile, d, ReceiptFile)
+			p("     # the receipt names the same sha256, size, object_key and chain_hash")
+			continue
+		}
 		p("     sha256sum %s*.mp4 %s*.m4s    # the same hashes as in %s%s", d, d, d, m)
 	}
 	p("")

@@ -58,6 +58,7 @@ type Checked struct {
 	Segments      int   `json:"segments"`
 	ChainLinks    int   `json:"chain_links"`
 	Derived       int   `json:"derived"`
+	Receipts      int   `json:"receipts"`
 	CustodyEvents int   `json:"custody_events"`
 }
 
@@ -613,6 +614,16 @@ func (v *verifier) checkRecordings(cf *caseFile) {
 	for _, id := range ids {
 		joins = append(joins, v.checkRecording(id, links)...)
 	}
+	if cf != nil {
+		for _, p := range cf.SameEvent {
+			if !inZip[p.Primary] || !inZip[p.Stream] {
+				v.fail("case.json", "pairs recordings %s and %s as one event, but not both are in the export", p.Primary, p.Stream)
+				continue
+			}
+			v.note("recordings/%s/: the uploaded original, the recorder's own file, is the primary copy of the event that recordings/%s/ holds as streamed live",
+				p.Primary, p.Stream)
+		}
+	}
 	// Where a recording's chain comes from outside its own links (before
 	// its first, or where its chain_seq jumps because its node uploaded it
 	// interleaved with another recording), the link it names must be that
@@ -770,10 +781,19 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]linkRef)
 	// subsequence of its device's chain: consecutive when its node uploads
 	// it as it records, with other recordings' links between where its
 	// node's spool came back late.
+	// An uploaded file is one object, the original, seq 1; a stream's
+	// objects count from its init segment, 0.
+	upload := mOK && m.Kind == evidence.KindUpload
+	if upload {
+		v.checkUpload(dir, mpath, m, segs)
+	} else if rfOK && rf.Kind == string(evidence.KindUpload) {
+		v.fail(dir+"recording.json", "says the recording is an uploaded file; its signed manifest does not")
+	}
+	base := firstSeq(m.Kind)
 	var joins []join
 	for i, s := range segs {
-		if s.Seq != int64(i) {
-			v.fail(mpath, "seq %d is missing: the list goes from %d to %d", i, i-1, s.Seq)
+		if want := base + int64(i); s.Seq != want {
+			v.fail(mpath, "seq %d is missing: the list goes from %d to %d", want, want-1, s.Seq)
 			break
 		}
 		if i == 0 {
@@ -823,6 +843,43 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]linkRef)
 		v.checkDerived(dir, rf, segs)
 	}
 	return joins
+}
+
+// checkUpload checks an uploaded file's signed manifest origin against its
+// object, and its signed receipt: signed by a key of the export, naming
+// the original, its chain link, the file and the dock.
+func (v *verifier) checkUpload(dir, mpath string, m evidence.Manifest, segs []evidence.Segment) {
+	if err := evidence.CheckOrigin(m, segs); err != nil {
+		v.fail(mpath, "%v", err)
+		return
+	}
+	p := dir + ReceiptFile
+	body, ok := v.read(p, "receipt of the uploaded file", v.lim.json)
+	if !ok {
+		return
+	}
+	var r evidence.Receipt
+	if !v.decode(p, body, &r) {
+		return
+	}
+	sig, ok := v.read(p+".sig", "receipt signature", v.lim.small)
+	if !ok {
+		return
+	}
+	pub := v.keys[r.SigningKeyID]
+	switch {
+	case pub == nil:
+		v.fail(p+".sig", "signed by key %q, which is not in keys/", r.SigningKeyID)
+		return
+	case !evidence.VerifyManifest(pub, body, sig):
+		v.fail(p, "signature does not verify with key %s: the receipt was altered after it was signed", r.SigningKeyID)
+		return
+	}
+	if err := evidence.CheckReceipt(r, segs[0], m.Origin); err != nil {
+		v.fail(p, "%v", err)
+		return
+	}
+	v.rep.Checked.Receipts++
 }
 
 // compareRecordingJSON checks recording.json agrees with the manifest.

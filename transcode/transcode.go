@@ -1,6 +1,7 @@
 // Package transcode owns FFmpeg in bodycam: it turns live camera media into
 // what browsers play over WebRTC, AAC into Opus (Audio) and H.264/H.265 into
-// constrained-baseline H.264 without B-frames (Video). It is the only package
+// constrained-baseline H.264 without B-frames (Video), and copies uploaded
+// recorder files into fragmented MP4 for playback (Remux). It is the only package
 // in the repository that uses cgo, through github.com/asticode/go-astiav
 // v0.16.0 bound to the system's FFmpeg 5.1 (Debian 12: libavcodec-dev and
 // friends, libx264 and libopus inside libavcodec).

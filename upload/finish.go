@@ -112,13 +112,11 @@ func (s *Server) finish(ctx context.Context, rec catalog.UploadRecord) (result, 
 	if err := s.put(ctx, key, file, rec); err != nil {
 		return result{}, err
 	}
-	started, ended := rec.StartedAt, rec.EndedAt
-	if started.IsZero() { // evidence.TimeReceived
-		started = rec.CreatedAt.UTC()
+	started, ended, source := recordedSpan(rec, probeTimes(file, time.Now()))
+	if err := s.o.Catalog.SetUploadTimes(ctx, rec.ID, started, ended, source); err != nil {
+		return result{}, fmt.Errorf("catalog: %w", err)
 	}
-	if ended.IsZero() {
-		ended = started
-	}
+	rec.StartedAt, rec.EndedAt, rec.TimeSource = started, ended, source
 	r := evidence.Recording{ID: recID, Kind: evidence.KindUpload, DeviceID: rec.DeviceID, OfficerID: rec.OfficerID,
 		State: evidence.StateComplete, StartedAt: started, EndedAt: ended, RemoteAddr: rec.RemoteAddr,
 		EndReason: fmt.Sprintf("uploaded by dock %s: %s", rec.Dock, rec.FileName)}
@@ -152,6 +150,30 @@ func (s *Server) finish(ctx context.Context, rec catalog.UploadRecord) (result, 
 	return res, nil
 }
 
+// recordedSpan decides when an uploaded file was recorded: from the file's
+// own header when it says (its creation time, and its length), else as the
+// dock gave it (a given start with the file's length when the dock gave no
+// end), else the time the upload began, of the file's length (or none).
+func recordedSpan(rec catalog.UploadRecord, ft fileTimes) (started, ended time.Time, source evidence.TimeSource) {
+	switch {
+	case !ft.Created.IsZero():
+		started, source = ft.Created.UTC(), evidence.TimeFromFile
+		ended = started.Add(ft.Duration)
+		if ft.Duration == 0 && !rec.EndedAt.IsZero() && !rec.StartedAt.IsZero() {
+			ended = started.Add(rec.EndedAt.Sub(rec.StartedAt))
+		}
+	case !rec.StartedAt.IsZero():
+		started, ended, source = rec.StartedAt, rec.EndedAt, evidence.TimeGiven
+		if ended.IsZero() {
+			ended = started.Add(ft.Duration)
+		}
+	default:
+		started, source = rec.CreatedAt.UTC(), evidence.TimeReceived
+		ended = started.Add(ft.Duration)
+	}
+	return started, ended, source
+}
+
 // storedResult seals the recording of a stored upload (manifest, receipt:
 // each written once) and returns its receipt. count: this call stored it.
 func (s *Server) storedResult(ctx context.Context, rec catalog.UploadRecord, count bool) (result, error) {
@@ -173,6 +195,9 @@ func (s *Server) storedResult(ctx context.Context, rec catalog.UploadRecord, cou
 		if err := seal.WriteManifest(ctx, s.o.Store, s.o.Catalog, s.o.Signer, s.o.Holds, r, evidence.NewManifestOrigin(rec.Upload)); err != nil {
 			return result{}, err
 		}
+	}
+	if err := s.reconcile(ctx, rec, r); err != nil {
+		return result{}, err
 	}
 	receipt, body, sig, fresh, err := seal.WriteReceipt(ctx, s.o.Store, s.o.Signer, s.o.Holds, evidence.Receipt{
 		RecordingID: r.ID, DeviceID: r.DeviceID, FileName: rec.FileName, Size: seg.Size, SHA256: seg.SHA256,
@@ -261,4 +286,31 @@ func hashFile(name string) (string, int64, error) {
 		return "", n, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// reconcile links an uploaded recording with the device's streamed
+// recordings of the same time (same_event): when a recorder streamed and
+// later docked, both copies of the moment are shown and exported together,
+// the uploaded original first. Only times the file or the dock gave count:
+// an upload's receive time says nothing about when it was recorded.
+func (s *Server) reconcile(ctx context.Context, rec catalog.UploadRecord, r evidence.Recording) error {
+	if rec.TimeSource == evidence.TimeReceived || rec.TimeSource == "" {
+		return nil
+	}
+	to := r.EndedAt
+	if !to.After(r.StartedAt) {
+		to = r.StartedAt.Add(time.Microsecond)
+	}
+	streams, err := s.o.Catalog.Recordings(ctx, catalog.RecordingFilter{DeviceID: r.DeviceID, From: r.StartedAt, To: to,
+		Kind: evidence.KindStream, Limit: 1000})
+	if err != nil {
+		return fmt.Errorf("catalog: recordings overlapping %s: %w", r.ID, err)
+	}
+	for _, st := range streams {
+		if err := s.o.Catalog.LinkSameEvent(ctx, r.ID, st.ID); err != nil {
+			return fmt.Errorf("catalog: same_event %s %s: %w", r.ID, st.ID, err)
+		}
+		s.o.Log.Info("upload linked to the stream of the same time", "recording", r.ID, "stream", st.ID, "device", r.DeviceID)
+	}
+	return nil
 }

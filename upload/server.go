@@ -43,8 +43,11 @@ type Catalog interface {
 	Upload(ctx context.Context, id string) (catalog.UploadRecord, error)
 	Uploads(ctx context.Context, f catalog.UploadFilter) ([]catalog.UploadRecord, error)
 	SetUploadState(ctx context.Context, id string, state catalog.UploadState, reason, receivedSHA256 string) error
+	SetUploadTimes(ctx context.Context, id string, started, ended time.Time, source evidence.TimeSource) error
 	StoredUpload(ctx context.Context, deviceID, sha256 string) (catalog.UploadRecord, error)
 	StoreUpload(ctx context.Context, rec evidence.Recording, seg evidence.Segment, uploadID string) (evidence.Recording, evidence.Segment, error)
+	Recordings(ctx context.Context, f catalog.RecordingFilter) ([]evidence.Recording, error)
+	LinkSameEvent(ctx context.Context, a, b string) error
 	seal.Catalog
 }
 

@@ -294,18 +294,46 @@ func (s *Server) validate(ctx context.Context, who evidence.User, meta tus.MetaD
 	}
 	u.OfficerID = dev.OfficerID
 	if o := meta["officer"]; o != "" && o != dev.OfficerID {
+		// Who footage belongs to decides who may read it: a dock names only
+		// an active officer it could upload for (of its unit, when it has
+		// one), never a user of another unit or role.
 		if err := evidence.ValidateUserID(o); err != nil {
 			return bad("Upload-Metadata: officer: %v", err)
 		}
-		if _, err := s.o.Catalog.User(ctx, o); errors.Is(err, catalog.ErrNotFound) {
+		ou, err := s.o.Catalog.User(ctx, o)
+		if errors.Is(err, catalog.ErrNotFound) {
 			return bad("Upload-Metadata: officer %s: no such user", o)
 		} else if err != nil {
 			return evidence.Upload{}, "catalog", fmt.Errorf("catalog: %w", err)
 		}
+		if ou.Role != evidence.RoleOfficer || ou.Disabled {
+			return bad("Upload-Metadata: officer %s is not an active officer", o)
+		}
+		if !evidence.MayUpload(who, ou.Unit) {
+			return evidence.Upload{}, "forbidden", refuse(http.StatusForbidden, "officer "+o+" is not of this dock's unit")
+		}
 		u.OfficerID = o
+	}
+	if g := meta["gps"]; g != "" {
+		// The recorder's track (from its sidecar), as the dock read it:
+		// a JSON array of {at, lat, lon}, bounded like every header.
+		if len(g) > maxGPS {
+			return bad("Upload-Metadata: gps: at most %d bytes", maxGPS)
+		}
+		if err := json.Unmarshal([]byte(g), &u.GPS); err != nil {
+			return bad("Upload-Metadata: gps: a JSON array of {\"at\", \"lat\", \"lon\"} is required (%v)", err)
+		}
+		for _, p := range u.GPS {
+			if p.Lat < -90 || p.Lat > 90 || p.Lon < -180 || p.Lon > 180 {
+				return bad("Upload-Metadata: gps: a point out of range (lat %g, lon %g)", p.Lat, p.Lon)
+			}
+		}
 	}
 	return u, "", nil
 }
+
+// maxGPS bounds the gps metadata (a track of some hundreds of points).
+const maxGPS = 32 << 10
 
 // preFinish finishes an upload whose last byte just arrived, and answers
 // the request that brought it: the receipt, or 460 with both hashes.

@@ -72,6 +72,8 @@ func newFixture(t *testing.T) *fixture {
 		{ID: "o-a", Role: evidence.RoleOfficer, Unit: "a"},
 		{ID: "dk-a", Role: evidence.RoleDock, Unit: "a"},
 		{ID: "dk-b", Role: evidence.RoleDock, Unit: "b"},
+		{ID: "o-b", Role: evidence.RoleOfficer, Unit: "b"},
+		{ID: "sup-a", Role: evidence.RoleSupervisor, Unit: "a"},
 		{ID: "aud", Role: evidence.RoleAuditor},
 	} {
 		u.CertToken = "cert-" + u.ID
@@ -244,6 +246,20 @@ func (f *fixture) checkReceipt(t *testing.T, body []byte, file []byte, name stri
 // (duplicate), and the receipts can be asked for again.
 func TestUploadRealFiles(t *testing.T) {
 	f := newFixture(t)
+	// The device also streamed: one recording covers the first file's
+	// time (same event), one is an hour later (not).
+	for _, st := range []struct {
+		id       string
+		from, to time.Time
+	}{
+		{"stream-same", time.Date(2026, 1, 1, 11, 59, 0, 0, time.UTC), time.Date(2026, 1, 1, 12, 1, 0, 0, time.UTC)},
+		{"stream-later", time.Date(2026, 1, 1, 13, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 13, 5, 0, 0, time.UTC)},
+	} {
+		if err := f.cat.CreateRecording(context.Background(), evidence.Recording{ID: st.id, Kind: evidence.KindStream, DeviceID: "cam-a",
+			OfficerID: "o-a", State: evidence.StateComplete, StartedAt: st.from, EndedAt: st.to}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files := []struct {
 		name string
 		data []byte
@@ -261,6 +277,7 @@ func TestUploadRealFiles(t *testing.T) {
 			meta["started_at"] = "2026-01-01T12:00:00Z"
 			meta["ended_at"] = "2026-01-01T12:00:02Z"
 			meta["important"] = "1"
+			meta["gps"] = `[{"at":"2026-01-01T12:00:01Z","lat":48.137,"lon":11.575}]`
 		}
 		var resp *http.Response
 		var body []byte
@@ -316,6 +333,24 @@ func TestUploadRealFiles(t *testing.T) {
 		if i == 0 && (!rec.StartedAt.Equal(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)) || rec.EndedAt.Sub(rec.StartedAt) != 2*time.Second) {
 			t.Fatalf("recorded times %v..%v, want the given ones", rec.StartedAt, rec.EndedAt)
 		}
+		if same, err := f.cat.SameEvent(context.Background(), r.RecordingID); err != nil || (i == 0) != (len(same) == 1 && same[0] == "stream-same") || (i > 0 && len(same) != 0) {
+			t.Fatalf("%s: same_event %v, %v", file.name, same, err)
+		}
+		if i == 0 {
+			// The signed manifest carries the origin: name, hash, dock, mark, track.
+			mb, err := f.store.Get(context.Background(), rec.ManifestKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m evidence.Manifest
+			err = json.NewDecoder(mb).Decode(&m)
+			mb.Close()
+			if err != nil || m.Kind != evidence.KindUpload || m.Origin == nil || m.Origin.FileName != file.name ||
+				m.Origin.SHA256 != sha(file.data) || m.Origin.Dock != "dk-a" || !m.Origin.Important ||
+				m.Origin.TimeSource != evidence.TimeGiven || len(m.Origin.GPS) != 1 || m.Origin.GPS[0].Lat != 48.137 {
+				t.Fatalf("manifest origin %+v (kind %q), %v", m.Origin, m.Kind, err)
+			}
+		}
 		resp, body = f.call(t, "POST", "/api/v1/recordings/"+r.RecordingID+"/verify", "aud", nil)
 		var v struct {
 			OK       bool   `json:"ok"`
@@ -349,7 +384,7 @@ func TestUploadRealFiles(t *testing.T) {
 	if r := f.checkReceipt(t, body, first.data, first.name); !r.Duplicate || r.RecordingID != recs[first.name] {
 		t.Fatalf("duplicate answered %+v, want recording %s, duplicate", r, recs[first.name])
 	}
-	if n, _ := f.cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: "cam-a"}); len(n) != len(files) {
+	if n, _ := f.cat.Recordings(context.Background(), catalog.RecordingFilter{DeviceID: "cam-a", Kind: evidence.KindUpload}); len(n) != len(files) {
 		t.Fatalf("%d recordings after a duplicate, want %d", len(n), len(files))
 	}
 	// Its receipt, asked for by upload and by device and hash.
@@ -496,6 +531,11 @@ func TestUploadRefusals(t *testing.T) {
 		{"an end before the start", "dk-a", with("ended_at", "2020-01-01T00:00:00Z"), 1, 400},
 		{"a bad important", "dk-a", with("important", "very"), 1, 400},
 		{"an unknown officer", "dk-a", with("officer", "nobody"), 1, 400},
+		{"an officer of another unit", "dk-a", with("officer", "o-b"), 1, 403},
+		{"a supervisor as officer", "dk-a", with("officer", "sup-a"), 1, 400},
+		{"a gps track that is not JSON", "dk-a", with("gps", "48.1,11.5"), 1, 400},
+		{"a gps point out of range", "dk-a", with("gps", `[{"at":"2026-12-01T08:00:00Z","lat":123,"lon":11}]`), 1, 400},
+		{"a gps track too long", "dk-a", with("gps", "["+strings.Repeat(`{"lat":1,"lon":1},`, 2000)+`{"lat":1,"lon":1}]`), 1, 400},
 		{"an empty file", "dk-a", good, 0, 400},
 	} {
 		if c.name == "an end before the start" {
@@ -593,16 +633,6 @@ func TestUploadFinishesAfterRestart(t *testing.T) {
 func TestUploadList(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	for _, u := range []evidence.User{{ID: "o-b", Role: evidence.RoleOfficer, Unit: "b"}, {ID: "s-a", Role: evidence.RoleSupervisor, Unit: "a"}} {
-		u.CertToken = "cert-" + u.ID
-		if err := f.cat.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256([]byte("tok-" + u.ID))
-		if err := f.cat.CreateAPIToken(ctx, evidence.APIToken{ID: u.ID, TokenHash: hex.EncodeToString(sum[:]), UserID: u.ID, CreatedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := f.cat.CreateDevice(ctx, evidence.Device{ID: "cam-b", OfficerID: "o-b", SecretHash: "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -678,8 +708,8 @@ func TestUploadList(t *testing.T) {
 		{"dk-a", "", sorted(storedID, wrongID, partialID)},
 		{"dk-a", "?dock=dk-b", ""}, // another dock's: none
 		{"dk-b", "?state=stored", ids(list("aud", "?dock=dk-b"))},
-		{"s-a", "", sorted(storedID, wrongID, partialID)}, // unit a's devices only
-		{"s-a", "?device=cam-b", ""},
+		{"sup-a", "", sorted(storedID, wrongID, partialID)}, // unit a's devices only
+		{"sup-a", "?device=cam-b", ""},
 	} {
 		if got := ids(list(c.who, c.query)); got != c.want {
 			t.Errorf("%s %s: %q, want %q", c.who, c.query, got, c.want)
@@ -705,5 +735,67 @@ func TestUploadList(t *testing.T) {
 	p := by[partialID]
 	if p.State != "receiving" || p.Offset != 5 || p.Size != int64(len(partial)) || p.Received != "" || p.FileName != "half.mp4" {
 		t.Errorf("partial upload: %+v", p)
+	}
+}
+
+// An uploaded file's recorded span comes from its own movie header when it
+// has one (creation time and length), ahead of what the dock says; from
+// the dock's start and the file's length when the header has no time; and
+// from the upload's start, of the file's length, when nobody says.
+func TestUploadTimesFromFile(t *testing.T) {
+	f := newFixture(t)
+	stamped := clip(t, "stamped.mp4", append(append(append([]string{}, video...), h264...), "-metadata", "creation_time=2026-02-03T04:05:06Z")...)
+	plain := clip(t, "plain.mov", append(append([]string{}, video...), h264...)...)
+	wav := clip(t, "plain.wav", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "pcm_s16le")
+	given := "2026-02-03T10:00:00Z"
+	for _, c := range []struct {
+		name   string
+		data   []byte
+		start  string
+		want   time.Time
+		source evidence.TimeSource
+		length bool // the recording lasts the file's ~2 s
+	}{
+		{"stamped.mp4", stamped, given, time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC), evidence.TimeFromFile, true},
+		{"plain.mov", plain, given, time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC), evidence.TimeGiven, true},
+		{"plain.wav", wav, "", time.Time{}, evidence.TimeReceived, false},
+	} {
+		meta := map[string]string{"device": "cam-a", "filename": c.name, "sha256": sha(c.data)}
+		if c.start != "" {
+			meta["started_at"] = c.start
+		}
+		resp, body := f.create(t, "dk-a", len(c.data), meta)
+		if resp.StatusCode != 201 {
+			t.Fatalf("%s: create %d %s", c.name, resp.StatusCode, body)
+		}
+		resp, body = f.patch(t, "dk-a", resp.Header.Get("Location"), 0, c.data)
+		r := f.checkReceipt(t, body, c.data, c.name)
+		rec, err := f.cat.Recording(context.Background(), r.RecordingID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up, err := f.cat.StoredUpload(context.Background(), "cam-a", sha(c.data))
+		if err != nil || up.TimeSource != c.source || !up.StartedAt.Equal(rec.StartedAt) || !up.EndedAt.Equal(rec.EndedAt) {
+			t.Fatalf("%s: upload %+v (%v), recording %v..%v, want time source %s", c.name, up, err, rec.StartedAt, rec.EndedAt, c.source)
+		}
+		if !c.want.IsZero() && !rec.StartedAt.Equal(c.want) {
+			t.Fatalf("%s: recorded from %v, want %v", c.name, rec.StartedAt, c.want)
+		}
+		if d := rec.EndedAt.Sub(rec.StartedAt); c.length && (d < 1900*time.Millisecond || d > 2200*time.Millisecond) {
+			t.Fatalf("%s: lasts %v, want the file's ~2 s", c.name, d)
+		}
+		if c.source == evidence.TimeReceived && (rec.StartedAt.Before(up.CreatedAt.Add(-time.Second)) || rec.StartedAt.After(time.Now())) {
+			t.Fatalf("%s: recorded from %v, want the upload's start %v", c.name, rec.StartedAt, up.CreatedAt)
+		}
+		mb, err := f.store.Get(context.Background(), rec.ManifestKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m evidence.Manifest
+		err = json.NewDecoder(mb).Decode(&m)
+		mb.Close()
+		if err != nil || m.Origin == nil || m.Origin.TimeSource != c.source || !m.StartedAt.Equal(rec.StartedAt) {
+			t.Fatalf("%s: manifest origin %+v from %v, %v", c.name, m.Origin, m.StartedAt, err)
+		}
 	}
 }

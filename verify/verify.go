@@ -43,6 +43,9 @@ type Result struct {
 	Checked   int    `json:"checked"`
 	ChainHead string `json:"chain_head,omitempty"`
 	Manifest  string `json:"manifest"` // "ok", "not yet written (recording live)", or the problem
+	// Receipt is, for an uploaded file, what its signed receipt shows: "ok"
+	// or the problem (empty for a stream recording).
+	Receipt string `json:"receipt,omitempty"`
 	// Deleted says, for a recording whose media retention deleted, what its
 	// tombstone shows; the chain is then checked from the record alone.
 	Deleted string `json:"deleted,omitempty"`
@@ -166,12 +169,52 @@ func check(ctx context.Context, cat Catalog, store Store, keys KeyLookup, rec ev
 			res.Checked++
 		}
 	}
-	res.Manifest = checkManifest(ctx, store, keys, rec, segs)
+	var origin *evidence.ManifestOrigin
+	res.Manifest, origin = checkManifest(ctx, store, keys, rec, segs)
 	if res.Manifest != "ok" && rec.State != evidence.StateLive {
 		res.OK = false
 		res.Reason = "manifest: " + res.Manifest
+		return res
+	}
+	if rec.Kind == evidence.KindUpload && tomb == nil {
+		res.Receipt = checkReceipt(ctx, store, keys, rec, segs, origin)
+		if res.Receipt != "ok" {
+			res.OK = false
+			res.Reason = "receipt: " + res.Receipt
+		}
 	}
 	return res
+}
+
+// checkReceipt checks an uploaded file's signed receipt: its signature,
+// and that it names the very object on record (recording, device, key,
+// size, SHA-256, chain link) and the file and dock the manifest's origin
+// does.
+func checkReceipt(ctx context.Context, store Store, keys KeyLookup, rec evidence.Recording, segs []evidence.Segment, o *evidence.ManifestOrigin) string {
+	key := evidence.ReceiptKey(rec.DeviceID, rec.ID)
+	body, err := read(ctx, store, key)
+	if err != nil {
+		return fmt.Sprintf("cannot read %s: %v", key, err)
+	}
+	sig, err := read(ctx, store, key+".sig")
+	if err != nil {
+		return fmt.Sprintf("cannot read the signature %s.sig: %v", key, err)
+	}
+	var r evidence.Receipt
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "not valid JSON: " + err.Error()
+	}
+	pub := keys(r.SigningKeyID)
+	if pub == nil {
+		return fmt.Sprintf("signed with unknown key %q", r.SigningKeyID)
+	}
+	if _, err := evidence.VerifyReceipt(pub, body, sig); err != nil {
+		return "signature does not verify: the receipt was altered or not signed by this server"
+	}
+	if err := evidence.CheckReceipt(r, segs[0], o); err != nil {
+		return err.Error()
+	}
+	return "ok"
 }
 
 // between checks the device's chain links between two consecutive segments
@@ -265,44 +308,54 @@ func checkTombstone(ctx context.Context, cat Catalog, store Store, keys KeyLooku
 		t.DeletedAt.Format(time.RFC3339), t.Reason)}
 }
 
-func checkManifest(ctx context.Context, store Store, keys KeyLookup, rec evidence.Recording, segs []evidence.Segment) string {
+func checkManifest(ctx context.Context, store Store, keys KeyLookup, rec evidence.Recording, segs []evidence.Segment) (string, *evidence.ManifestOrigin) {
 	if rec.ManifestKey == "" {
 		if rec.State == evidence.StateLive {
-			return "not yet written (recording live)"
+			return "not yet written (recording live)", nil
 		}
-		return "missing: the recording ended but has no signed manifest"
+		return "missing: the recording ended but has no signed manifest", nil
 	}
+	r, m := manifestOf(ctx, store, keys, rec, segs)
+	if r == "ok" && rec.Kind == evidence.KindUpload {
+		if err := evidence.CheckOrigin(m, segs); err != nil {
+			r = err.Error()
+		}
+	}
+	return r, m.Origin
+}
+
+func manifestOf(ctx context.Context, store Store, keys KeyLookup, rec evidence.Recording, segs []evidence.Segment) (string, evidence.Manifest) {
+	var m evidence.Manifest
 	body, err := read(ctx, store, rec.ManifestKey)
 	if err != nil {
-		return fmt.Sprintf("cannot read %s: %v", rec.ManifestKey, err)
+		return fmt.Sprintf("cannot read %s: %v", rec.ManifestKey, err), m
 	}
 	sig, err := read(ctx, store, rec.ManifestKey+".sig")
 	if err != nil {
-		return fmt.Sprintf("cannot read the signature %s.sig: %v", rec.ManifestKey, err)
+		return fmt.Sprintf("cannot read the signature %s.sig: %v", rec.ManifestKey, err), m
 	}
-	var m evidence.Manifest
 	if err := json.Unmarshal(body, &m); err != nil {
-		return "not valid JSON: " + err.Error()
+		return "not valid JSON: " + err.Error(), evidence.Manifest{}
 	}
 	pub := keys(m.SigningKeyID)
 	if pub == nil {
-		return fmt.Sprintf("signed with unknown key %q", m.SigningKeyID)
+		return fmt.Sprintf("signed with unknown key %q", m.SigningKeyID), m
 	}
 	if !evidence.VerifyManifest(pub, body, sig) {
-		return "signature does not verify: the manifest was altered or not signed by this server"
+		return "signature does not verify: the manifest was altered or not signed by this server", m
 	}
 	if m.RecordingID != rec.ID || m.DeviceID != rec.DeviceID {
-		return "describes another recording"
+		return "describes another recording", m
 	}
 	if len(m.Segments) != len(segs) {
-		return fmt.Sprintf("lists %d objects, the record has %d", len(m.Segments), len(segs))
+		return fmt.Sprintf("lists %d objects, the record has %d", len(m.Segments), len(segs)), m
 	}
 	for i := range segs {
 		if ms := m.Segment(i); ms.Seq != segs[i].Seq || ms.SHA256 != segs[i].SHA256 || ms.ChainHash != segs[i].ChainHash || ms.Key != segs[i].Key {
-			return fmt.Sprintf("differs from the record at segment %d", segs[i].Seq)
+			return fmt.Sprintf("differs from the record at segment %d", segs[i].Seq), m
 		}
 	}
-	return "ok"
+	return "ok", m
 }
 
 func read(ctx context.Context, store Store, key string) ([]byte, error) {

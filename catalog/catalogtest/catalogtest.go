@@ -66,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 		{"StoreUploadConcurrent", testStoreUploadConcurrent},
 		{"UploadFilters", testUploadFilters},
 		{"SameEvent", testSameEvent},
+		{"UploadsOfRecordings", testUploadsOfRecordings},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

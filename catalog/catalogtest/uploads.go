@@ -191,6 +191,26 @@ func testUploads(t *testing.T, c *catalog.Catalog) {
 	if _, err := c.StoredUpload(ctx, "cam-1", u.SHA256); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("StoredUpload before it is stored: %v, want ErrNotFound", err)
 	}
+	// The times the server found (here: the file's own header).
+	fileStart := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	if err := c.SetUploadTimes(ctx, "up-1", fileStart, fileStart.Add(90*time.Second), evidence.TimeFromFile); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = c.Upload(ctx, "up-1"); !got.StartedAt.Equal(fileStart) || got.EndedAt.Sub(got.StartedAt) != 90*time.Second || got.TimeSource != evidence.TimeFromFile {
+		t.Fatalf("after SetUploadTimes: %+v", got)
+	}
+	if err := c.SetUploadTimes(ctx, "up-1", fileStart, fileStart.Add(-time.Second), evidence.TimeFromFile); err == nil {
+		t.Fatal("an end before the start accepted")
+	}
+	if err := c.SetUploadTimes(ctx, "up-1", fileStart, time.Time{}, "guessed"); err == nil {
+		t.Fatal("time source guessed accepted")
+	}
+	if err := c.SetUploadTimes(ctx, "nope", fileStart, time.Time{}, evidence.TimeGiven); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("unknown upload: %v, want ErrNotFound", err)
+	}
+	if err := c.SetUploadTimes(ctx, "up-1", u.StartedAt, u.EndedAt, u.TimeSource); err != nil {
+		t.Fatal(err)
+	}
 	// Stored, it stays stored.
 	rec, seg := uploaded(u, "rec-1")
 	if _, _, err := c.StoreUpload(ctx, rec, seg, "up-1"); err != nil {
@@ -200,6 +220,9 @@ func testUploads(t *testing.T, c *catalog.Catalog) {
 		if err := c.SetUploadState(ctx, "up-1", st, "x", ""); !errors.Is(err, catalog.ErrConflict) {
 			t.Fatalf("stored upload set %s: %v, want ErrConflict", st, err)
 		}
+	}
+	if err := c.SetUploadTimes(ctx, "up-1", fileStart, time.Time{}, evidence.TimeGiven); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("stored upload's times changed: %v, want ErrConflict", err)
 	}
 	got, _ = c.Upload(ctx, "up-1")
 	if got.State != catalog.UploadStored || got.Reason != "" || got.RecordingID != "rec-1" || got.ReceivedSHA256 != u.SHA256 {

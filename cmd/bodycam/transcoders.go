@@ -3,6 +3,12 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
 	"github.com/bodycam/bodycam/transcode"
@@ -19,4 +25,18 @@ func transcoders() live.Transcoders {
 		Audio: func(in media.Track) (live.Transcoder, error) { return transcode.NewAudio(in) },
 		Video: func(in media.Track) (live.Transcoder, error) { return transcode.NewVideo(in) },
 	}
+}
+
+// remuxer makes the playback copies of uploaded video files: a stream copy
+// into fragmented MP4, read from the store in ranges (transcode.Remux).
+func remuxer(store transcode.Ranges) api.Remuxer { return remux{store} }
+
+type remux struct{ store transcode.Ranges }
+
+func (r remux) Remux(ctx context.Context, key string, size int64, w io.Writer) (int64, error) {
+	info, err := transcode.Remux(ctx, r.store, key, size, w)
+	if errors.Is(err, transcode.ErrNotPlayable) || errors.Is(err, transcode.ErrUnreadable) {
+		err = fmt.Errorf("%w: %v", api.ErrNotPlayable, err)
+	}
+	return info.Written, err
 }

@@ -2,7 +2,13 @@
 
 package main
 
-import "github.com/bodycam/bodycam/live"
+import (
+	"context"
+	"io"
+
+	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/live"
+)
 
 // A build with -tags nocgo (CGO_ENABLED=0, a static binary) leaves out
 // transcode/, the only package with cgo (FFmpeg): it records, stores,
@@ -12,3 +18,11 @@ import "github.com/bodycam/bodycam/live"
 const transcoding = "none (built with -tags nocgo: no live AAC to Opus, H.265 or B-frame H.264 to H.264)"
 
 func transcoders() live.Transcoders { return live.Transcoders{} }
+
+// remuxer is nil without FFmpeg: uploaded video files are served by
+// /original only (/media answers 501 for them).
+func remuxer(interface {
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+}) api.Remuxer {
+	return nil
+}

@@ -102,8 +102,12 @@ func printReport(w io.Writer, name string, rep export.Report) {
 		}
 	}
 	c := rep.Checked
-	fmt.Fprintf(w, "checked: %d files (%d bytes), %d recordings, %d manifests, %d segments, %d chain links, %d derived copies, %d custody events\n",
-		c.Files, c.Bytes, c.Recordings, c.Manifests, c.Segments, c.ChainLinks, c.Derived, c.CustodyEvents)
+	receipts := ""
+	if c.Receipts > 0 {
+		receipts = fmt.Sprintf(", %d upload receipts", c.Receipts)
+	}
+	fmt.Fprintf(w, "checked: %d files (%d bytes), %d recordings, %d manifests, %d segments, %d chain links, %d derived copies%s, %d custody events\n",
+		c.Files, c.Bytes, c.Recordings, c.Manifests, c.Segments, c.ChainLinks, c.Derived, receipts, c.CustodyEvents)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
