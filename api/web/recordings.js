@@ -98,14 +98,15 @@ function kindOf(r) { return r.kind || 'stream'; }
 // recorder's important mark, its file name, and a link to the same event's
 // other recordings.
 function originBadges(r) {
-  if (kindOf(r) !== 'upload') return null;
-  const o = r.origin || null;
   const same = Array.isArray(r.same_event) ? r.same_event : [];
+  const sameMark = same.length ? h('span', { class: 'muted small', testid: 'rec-same-mark', title: `Same event as ${same.join(', ')}` }, ` ⇄ ${same.length}`) : null;
+  if (kindOf(r) !== 'upload') return sameMark;
+  const o = r.origin || null;
   return [
     ' ', badge('uploaded', 'info', { testid: 'rec-uploaded', title: o ? `Uploaded by dock ${o.dock}: ${o.file_name}` : 'A recorder\'s own file, uploaded by a dock' }),
     o && o.important ? h('span', { class: 'important', testid: 'rec-important', title: 'Marked important on the recorder' }, ' ★') : null,
     o ? h('span', { class: 'muted small origin-file', testid: 'rec-origin-file', title: `${o.file_name} from dock ${o.dock}` }, ` ${o.file_name}`) : null,
-    same.length ? h('span', { class: 'muted small', title: `Same event as ${same.join(', ')}` }, ` ⇄ ${same.length}`) : null,
+    sameMark,
   ];
 }
 
@@ -260,7 +261,7 @@ function originSection(rec) {
       fact('Time', h('span', { testid: 'rec-origin-time' }, TIME_SOURCES[o.time_source] || o.time_source || '—'))) : null,
     same.length ? h('p', { class: 'small', testid: 'rec-same-event' }, 'Same event: ',
       same.map((id, i) => [i ? ', ' : '', h('button', { type: 'button', class: 'link mono', title: `Open ${id}`, onclick: () => openRecording(id) }, id)]),
-      kindOf(rec) === 'upload' ? h('span', { class: 'muted' }, ' (this uploaded original is the primary copy)') : null) : null);
+      h('span', { class: 'muted' }, kindOf(rec) === 'upload' ? ' (this uploaded original is the primary copy)' : ' (a recorder\'s own file: the primary copy)')) : null);
 }
 
 function gapsSection(rec) {

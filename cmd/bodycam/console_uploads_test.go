@@ -112,13 +112,14 @@ func hexSHA(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(
 
 // The console's Uploads view and uploaded recordings, in a real browser
 // (test/browser/console-uploads.mjs): two docks upload through the real
-// tus endpoint (an ffmpeg-made MP4 marked important, a WAV, a file whose
-// declared SHA-256 is wrong, and a file half sent); the device also
-// streamed live. The admin token and an auditor see every upload per
+// tus endpoint (an ffmpeg-made MP4 marked important, of the span the
+// device also streamed live, a WAV, a file whose declared SHA-256 is
+// wrong, and a file half sent). The admin token and an auditor see every upload per
 // workstation and device (stored with its recording, refused with both
 // hashes, the half-sent one's progress, and its rate once more bytes
 // come), filter them, open the stored recording from there, and find it
-// in Recordings marked uploaded with its origin, filtered by kind. A dock
+// in Recordings marked uploaded with its origin, playing, linked with the
+// streamed recording of the same event, and filter by kind. A dock
 // signing in sees its own uploads and no other view.
 func TestConsoleUploads(t *testing.T) {
 	node, dir, chromium := browserEnv(t)
@@ -140,7 +141,9 @@ func TestConsoleUploads(t *testing.T) {
 	}
 	tok1, tok2 := dockToken(t, s.dataDir, dock), dockToken(t, s.dataDir, dock2)
 
-	// The device also streamed: a live recording beside the uploaded ones.
+	// The device also streamed, the span its uploaded file says it
+	// recorded: the two are linked as one event.
+	t0 := time.Now().UTC().Truncate(time.Second)
 	ff := s.publishFFmpeg(device, pw, 3, "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "30", "-an")
 	ff.Wait()
 
@@ -155,9 +158,9 @@ func TestConsoleUploads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storedName := device + "_20261201083000_IMP.MP4"
+	storedName := device + "_" + t0.Format("20060102150405") + "_IMP.MP4"
 	if _, code, body := s.tusSend(tok1, map[string]string{"device": device, "filename": storedName, "sha256": hexSHA(mp4),
-		"started_at": "2026-12-01T08:30:00Z", "ended_at": "2026-12-01T08:30:02Z", "important": "1", "filetype": "video/mp4"}, mp4, len(mp4)); code != 200 {
+		"started_at": t0.Format(time.RFC3339), "ended_at": t0.Add(10 * time.Second).Format(time.RFC3339), "important": "1", "filetype": "video/mp4"}, mp4, len(mp4)); code != 200 {
 		t.Fatalf("upload %s: %d %s", storedName, code, body)
 	}
 	// A file whose declared SHA-256 is not its own: refused with both.

@@ -202,47 +202,31 @@ async function main() {
   const json = await page.evaluate(async (id) => (await fetch(`/api/v1/recordings/${encodeURIComponent(id)}`)).json(), stored.recording);
   ok(json.kind === 'upload', 'the API says its kind is upload', json.kind);
   const origin = detail.locator(tid('rec-origin'));
-  ok(await origin.isVisible(), 'the detail has an Origin section');
-  if (json.origin) {
-    ok(await origin.locator(tid('rec-origin-name')).innerText() === STORED_NAME && await origin.locator(tid('rec-origin-dock')).innerText() === DOCK &&
-      /yes/.test(await origin.locator(tid('rec-origin-important')).innerText()) && /given by the dock/.test(await origin.locator(tid('rec-origin-time')).innerText()),
-    'its origin: file name, dock, important, time given by the dock');
-    ok(await detail.locator(tid('rec-original')).getAttribute('href') === `/api/v1/recordings/${stored.recording}/original`,
-      'the original can be downloaded as uploaded');
-  } else {
-    ok(/does not list its origin/.test(await origin.innerText()), 'without origin from the server, the detail says so (kind only)');
-    // Until the server says origin and same_event (issue 14's contract),
-    // the page is checked with them added to the server's own answer.
-    const streamID = (await page.evaluate(async (d) => (await fetch(`/api/v1/recordings?device=${d}`)).json(), DEVICE)).items
-      .find((r) => (r.kind || 'stream') === 'stream').id;
-    const withOrigin = (r) => (r.id === stored.recording ? { ...r, same_event: [streamID],
-      origin: { file_name: STORED_NAME, sha256: 'ab'.repeat(32), size: 47316, dock: DOCK, important: true, time_source: 'given' } } : r);
-    await page.route('**/api/v1/recordings**', async (route) => {
-      const u = new URL(route.request().url());
-      if (!/^\/api\/v1\/recordings(\/[^/]+)?$/.test(u.pathname)) return route.continue();
-      const resp = await route.fetch();
-      const body = await resp.json();
-      if (body.items) body.items = body.items.map(withOrigin); else Object.assign(body, withOrigin(body));
-      return route.fulfill({ response: resp, json: body });
-    });
-    await detail.locator('button[title^="Reload the segments"]').click();
-    await until('the origin facts', async () => (await origin.locator(tid('rec-origin-name')).count()) === 1);
-    ok(await origin.locator(tid('rec-origin-name')).innerText() === STORED_NAME && await origin.locator(tid('rec-origin-dock')).innerText() === DOCK &&
-      /yes/.test(await origin.locator(tid('rec-origin-important')).innerText()) && /given by the dock/.test(await origin.locator(tid('rec-origin-time')).innerText()),
-    'with origin in the JSON: file name, dock, important, time given by the dock');
-    ok(await detail.locator(tid('rec-original')).getAttribute('href') === `/api/v1/recordings/${stored.recording}/original` &&
-      await detail.locator(tid('rec-original')).getAttribute('download') === STORED_NAME,
-    'the original downloads under the recorder\'s file name');
-    ok(await detail.locator(tid('rec-video')).getAttribute('src') === `/api/v1/recordings/${stored.recording}/media`, 'an uploaded MP4 plays from /media');
-    const same = detail.locator(tid('rec-same-event'));
-    ok((await same.innerText()).includes(streamID) && /primary copy/.test(await same.innerText()), 'it names the streamed recording of the same event', await same.innerText());
-    await page.screenshot({ path: join(OUT, 'uploaded-recording-origin.png'), fullPage: true });
-    await same.locator('button').click();
-    await until('the same-event recording to open', async () => (await detail.locator(tid('rec-id')).innerText()) === streamID);
-    ok(await detail.locator(tid('rec-detail-uploaded')).count() === 0, 'a click opens the streamed recording of the same event');
-    json.origin = withOrigin({ id: stored.recording }).origin; // the list below has it too
-  }
+  ok(await origin.isVisible() && json.origin, 'the detail has an Origin section, from the recording\'s origin', json.origin);
+  ok(await origin.locator(tid('rec-origin-name')).innerText() === STORED_NAME && await origin.locator(tid('rec-origin-dock')).innerText() === DOCK &&
+    /yes/.test(await origin.locator(tid('rec-origin-important')).innerText()) && /given by the dock/.test(await origin.locator(tid('rec-origin-time')).innerText()),
+  'its origin: file name, dock, important, time given by the dock');
+  ok(await detail.locator(tid('rec-original')).getAttribute('href') === `/api/v1/recordings/${stored.recording}/original` &&
+    await detail.locator(tid('rec-original')).getAttribute('download') === STORED_NAME,
+  'the original downloads as uploaded, under the recorder\'s file name');
+  const video = detail.locator(tid('rec-video'));
+  const played = await until('the uploaded MP4 to load in the player', async () => {
+    const v = await video.evaluate((el) => ({ ready: el.readyState, duration: el.duration, error: el.error && el.error.message }));
+    if (v.error) throw new Error(`the player failed: ${v.error}`);
+    return v.ready >= 1 && v.duration > 1 ? v : null;
+  }, 15000);
+  ok(true, `the uploaded MP4 plays from /media (${played.duration.toFixed(1)} s)`);
+  // The device streamed the same span: the two are one event.
+  const streamID = json.same_event && json.same_event[0];
+  const same = detail.locator(tid('rec-same-event'));
+  ok(streamID && (await same.innerText()).includes(streamID) && /primary copy/.test(await same.innerText()),
+    'it names the streamed recording of the same event, the upload the primary copy', json.same_event);
   await page.screenshot({ path: join(OUT, 'uploaded-recording.png'), fullPage: true });
+  await same.locator('button').click();
+  await until('the same-event recording to open', async () => (await detail.locator(tid('rec-id')).innerText()) === streamID);
+  ok(await detail.locator(tid('rec-detail-uploaded')).count() === 0 && (await detail.locator(tid('rec-same-event')).innerText()).includes(stored.recording),
+    'a click opens the streamed recording, which names the upload back');
+
 
   // The list: the uploaded recordings are marked; the kind filter.
   await page.keyboard.press('Escape');
@@ -255,9 +239,11 @@ async function main() {
     return r.some((x) => x.kind === 'upload') && r.some((x) => x.kind === 'stream') ? r : null;
   });
   const mine = recs.find((r) => r.id === stored.recording);
-  ok(mine && mine.uploaded && (!json.origin || (mine.important && mine.file === STORED_NAME)),
-    'in the list the uploaded recording has an "uploaded" badge (and, with its origin, the important mark and its file name)', mine);
+  ok(mine && mine.uploaded && mine.important && mine.file === STORED_NAME,
+    'in the list the uploaded recording has an "uploaded" badge, the important mark and its file name', mine);
   ok(recs.filter((r) => r.kind === 'stream').every((r) => !r.uploaded), 'a streamed recording has no such badge');
+  const sameMarks = await page.locator(tid('rec-same-mark')).count();
+  ok(sameMarks === 2, 'the uploaded and the streamed recording of one event are both marked ⇄ in the list', sameMarks);
   await page.selectOption(tid('rec-kind-filter'), 'upload');
   recs = await until('only uploaded recordings', async () => { const r = await recRows(); return r.length && r.every((x) => x.kind === 'upload') ? r : null; });
   ok(recs.length === 2 && recs.some((r) => r.id === stored.recording), 'the kind filter lists the two uploaded recordings only', recs);
