@@ -369,7 +369,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse("draining", base.StatusServiceUnavailable, log.Info, "publisher refused: this node is draining before it stops; publish to another")
 	}
 	ss := &session{srv: s, device: dev, caseID: caseID, remote: remote, tracks: tracks, rtsp: ctx.Session,
-		log: log, done: make(chan struct{})}
+		log: log, done: make(chan struct{}), connClosed: make(chan struct{})}
 	s.mu.Lock()
 	if other := s.live[id]; other != nil {
 		s.mu.Unlock()
@@ -444,18 +444,34 @@ func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
 // that ends for lack of a connection gets the real reason (a read timeout,
 // a reset) rather than gortsplib's "not in use".
 func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
-	if sess := ctx.Conn.Session(); sess != nil && ctx.Error != nil {
+	if sess := ctx.Conn.Session(); sess != nil {
 		if ss, _ := sess.UserData().(*session); ss != nil {
-			ss.connErr.Store(&ctx.Error)
+			if ctx.Error != nil {
+				ss.connErr.Store(&ctx.Error)
+			}
+			ss.connOnce.Do(func() { close(ss.connClosed) })
 		}
 	}
 }
+
+// connCloseWait bounds how long a session that ended for lack of a
+// connection waits for that connection's close to be reported: gortsplib
+// detaches the connection from the session before it reports the close, on
+// two goroutines, so either may come first.
+const connCloseWait = 2 * time.Second
 
 // OnSessionClose ends the session's recording.
 func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	ss, _ := ctx.Session.UserData().(*session)
 	if ss == nil {
 		return
+	}
+	var notInUse liberrors.ErrServerSessionNotInUse
+	if errors.As(ctx.Error, &notInUse) {
+		select {
+		case <-ss.connClosed:
+		case <-time.After(connCloseWait):
+		}
 	}
 	ss.stop(ctx.Error)
 	s.mu.Lock()

@@ -41,9 +41,11 @@ type session struct {
 	lost        atomic.Uint64
 	stopOnce    sync.Once
 	connErr     atomic.Pointer[error] // why the publisher's connection closed
-	dropped     atomic.Uint64         // samples before the tracks were ready
-	feed        LiveFeed              // nil without a live relay
-	lastPacket  prometheus.Gauge      // the device's bodycam_ingest_device_last_publish_timestamp_seconds
+	connClosed  chan struct{}         // closed once connErr is final (OnConnClose ran)
+	connOnce    sync.Once
+	dropped     atomic.Uint64    // samples before the tracks were ready
+	feed        LiveFeed         // nil without a live relay
+	lastPacket  prometheus.Gauge // the device's bodycam_ingest_device_last_publish_timestamp_seconds
 
 	// mu is held by the reader goroutine while it segments, and by stop,
 	// which ends the recording: whoever holds it owns w and the tracks'
