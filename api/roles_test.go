@@ -152,6 +152,11 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/officers", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401, 403}},
 		{"POST", "/api/v1/users", "{}", []int{401, 403, 403, 403, 403, 403, 400, 400, 401, 403}},
 		{"POST", "/api/v1/users/o-a/password", `{"password":"short"}`, []int{401, 400, 403, 403, 403, 403, 400, 400, 401, 403}},
+		// An admin issues a dock's tokens, and nobody else's.
+		{"POST", "/api/v1/users/dk/tokens", `{"name":"t"}`, []int{401, 403, 403, 403, 403, 403, 201, 201, 401, 403}},
+		{"POST", "/api/v1/users/o-a/tokens", `{"name":"t"}`, []int{401, 403, 403, 403, 403, 403, 403, 403, 401, 403}},
+		{"GET", "/api/v1/users/dk/tokens", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
+		{"DELETE", "/api/v1/users/dk/tokens/nope", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401, 403}},
 		{"POST", "/api/v1/users/o-a/certificate", `{"revoked":false}`, []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
 		{"GET", "/api/v1/recordings", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
@@ -489,5 +494,54 @@ func TestAdminTokenSignIn(t *testing.T) {
 	http.DefaultClient.Do(out)
 	if code := get(); code != 401 {
 		t.Fatalf("after sign-out: %d, want 401", code)
+	}
+}
+
+// An admin issues a dock's token (the workstation agent's --token-file):
+// shown once, it signs the dock in, it is listed without its secret, and
+// once revoked it opens nothing; a disabled dock gets none, and an officer's
+// tokens are the officer's alone.
+func TestDockTokens(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	call := func(method, path, bearer, body string) (int, []byte) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, body := call("POST", "/api/v1/users/dk/tokens", "tok-adm", `{"name":"workstation 3"}`)
+	var issued struct{ ID, Name, Token string }
+	if code != 201 || json.Unmarshal(body, &issued) != nil || !strings.HasPrefix(issued.Token, "bct_") || issued.Name != "workstation 3" {
+		t.Fatalf("issue: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/v1/session", issued.Token, ""); code != 200 || !strings.Contains(string(body), `"dk"`) {
+		t.Fatalf("the dock's token signs it in: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/v1/users/dk/tokens", "tok-adm", ""); code != 200 || !strings.Contains(string(body), issued.ID) || strings.Contains(string(body), issued.Token) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if code, _ := call("DELETE", "/api/v1/users/o-a/tokens/"+issued.ID, "tok-adm", ""); code != 403 {
+		t.Fatalf("revoking through another user: %d", code)
+	}
+	if code, _ := call("DELETE", "/api/v1/users/dk/tokens/"+issued.ID, "tok-adm", ""); code != 204 {
+		t.Fatalf("revoke: %d", code)
+	}
+	if code, _ := call("GET", "/api/v1/session", issued.Token, ""); code != 401 {
+		t.Fatalf("a revoked token: %d, want 401", code)
+	}
+	if code, _ := call("DELETE", "/api/v1/users/dk", "tok-adm", ""); code != 204 {
+		t.Fatalf("disable the dock: %d", code)
+	}
+	if code, _ := call("POST", "/api/v1/users/dk/tokens", "tok-adm", `{"name":"x"}`); code != 409 {
+		t.Fatalf("a token for a disabled dock: %d, want 409", code)
+	}
+	if code, _ := call("POST", "/api/v1/users/nobody/tokens", "tok-adm", `{"name":"x"}`); code != 404 {
+		t.Fatalf("a token for nobody: %d, want 404", code)
 	}
 }

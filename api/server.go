@@ -191,6 +191,9 @@ func New(o Options) *Server {
 	route("GET /api/v1/users", s.admin(s.listUsers))
 	route("GET /api/v1/users/{id}", s.admin(s.getUser))
 	route("DELETE /api/v1/users/{id}", s.admin(s.disableUser))
+	route("POST /api/v1/users/{id}/tokens", s.admin(s.createDockToken))
+	route("GET /api/v1/users/{id}/tokens", s.admin(s.listDockTokens))
+	route("DELETE /api/v1/users/{id}/tokens/{token}", s.admin(s.revokeDockToken))
 	route("GET /api/v1/officers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listOfficers))
 	// Open also to a user who must replace a password an admin set. A dock
 	// too: signed in to the console it sees who it is and its own uploads

@@ -604,6 +604,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.deny(w, r, http.StatusForbidden, p.ID, "the bootstrap admin token (or a session it opened) cannot make API tokens, which would outlive a change of it; create an admin user")
 		return
 	}
+	s.issueToken(w, r, p.ID)
+}
+
+// issueToken makes an API token for user from the request's {"name"}: shown
+// once in the answer, only its hash kept, an account event saying who made
+// it for whom.
+func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, user string) {
 	var req struct {
 		Name string `json:"name"`
 	}
@@ -616,17 +623,26 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secret := "bct_" + password.NewSecret()
-	t := evidence.APIToken{ID: password.NewSecret()[:12], TokenHash: hashToken(secret), UserID: p.ID, Name: req.Name, CreatedAt: time.Now().UTC()}
+	t := evidence.APIToken{ID: password.NewSecret()[:12], TokenHash: hashToken(secret), UserID: user, Name: req.Name, CreatedAt: time.Now().UTC()}
 	if err := s.o.Users.CreateAPIToken(r.Context(), t); err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.account(r, "token", t.ID, fmt.Sprintf("API token %q of %s created", t.Name, p.ID))
+	detail := fmt.Sprintf("API token %q of %s created", t.Name, user)
+	if by := userOf(r); by != user {
+		detail += " by " + by
+	}
+	s.account(r, "token", t.ID, detail)
 	writeJSON(w, http.StatusCreated, tokenJSON{ID: t.ID, Name: t.Name, Token: secret, CreatedAt: t.CreatedAt})
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
-	list, err := s.o.Users.APITokens(r.Context(), userOf(r))
+	s.writeTokens(w, r, userOf(r))
+}
+
+// writeTokens lists user's tokens (never their secrets).
+func (s *Server) writeTokens(w http.ResponseWriter, r *http.Request, user string) {
+	list, err := s.o.Users.APITokens(r.Context(), user)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -645,8 +661,12 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 
 // revokeToken revokes one of the signed-in user's tokens.
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	list, err := s.o.Users.APITokens(r.Context(), userOf(r))
+	s.revokeTokenOf(w, r, userOf(r), r.PathValue("id"))
+}
+
+// revokeTokenOf revokes user's token id (404 when user has no such token).
+func (s *Server) revokeTokenOf(w http.ResponseWriter, r *http.Request, user, id string) {
+	list, err := s.o.Users.APITokens(r.Context(), user)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -665,7 +685,49 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeError(w, http.StatusNotFound, "no token "+id+" of yours")
+	writeError(w, http.StatusNotFound, "no token "+id+" of "+user)
+}
+
+// dockUser is the dock user that an admin's /users/{id}/tokens request
+// names, or false with the answer written: a workstation's account has no
+// person to sign in and make its own token, so an admin issues and revokes
+// them; anyone else's tokens are theirs alone (an admin holding an
+// officer's token could act as the officer).
+func (s *Server) dockUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	u, err := s.o.Users.User(r.Context(), id)
+	if s.userError(w, r, id, err) {
+		return "", false
+	}
+	if u.Role != evidence.RoleDock {
+		s.deny(w, r, http.StatusForbidden, userOf(r), "an admin issues tokens only for dock users; "+id+" is "+string(u.Role)+" and makes its own")
+		return "", false
+	}
+	if u.Disabled {
+		writeError(w, http.StatusConflict, "user "+id+" is disabled")
+		return "", false
+	}
+	return id, true
+}
+
+// createDockToken issues a token for a dock user (the workstation agent's
+// --token-file).
+func (s *Server) createDockToken(w http.ResponseWriter, r *http.Request) {
+	if id, ok := s.dockUser(w, r); ok {
+		s.issueToken(w, r, id)
+	}
+}
+
+func (s *Server) listDockTokens(w http.ResponseWriter, r *http.Request) {
+	if id, ok := s.dockUser(w, r); ok {
+		s.writeTokens(w, r, id)
+	}
+}
+
+func (s *Server) revokeDockToken(w http.ResponseWriter, r *http.Request) {
+	if id, ok := s.dockUser(w, r); ok {
+		s.revokeTokenOf(w, r, id, r.PathValue("token"))
+	}
 }
 
 var officerPage = template.Must(template.New("officer").Parse(`<!doctype html>
