@@ -137,6 +137,7 @@ func (t *track) h264(f *format.H264) error {
 			}
 			return au, err
 		},
+		reset:        func() { dec, _ = f.CreateDecoder() }, // made once above: it does not fail
 		randomAccess: h264.IsRandomAccess,
 		extractor:    func() func([][]byte, int64) (int64, error) { return h264.NewDTSExtractor().Extract },
 	}, slots)
@@ -176,6 +177,7 @@ func (t *track) h265(f *format.H265) error {
 			}
 			return au, err
 		},
+		reset:        func() { dec, _ = f.CreateDecoder() }, // made once above: it does not fail
 		randomAccess: h265.IsRandomAccess,
 		extractor:    func() func([][]byte, int64) (int64, error) { return h265.NewDTSExtractor().Extract },
 	}, slots)
@@ -187,6 +189,7 @@ type videoCodec struct {
 	params       [][]byte                            // parameter sets from the SDP (may be nil)
 	slot         func(nalu []byte) int               // which parameter set a NALU is, or -1
 	decode       func(*rtp.Packet) ([][]byte, error) // an access unit, or nil while more packets are needed
+	reset        func()                              // drops what the depacketizer holds
 	randomAccess func([][]byte) bool
 	extractor    func() func(au [][]byte, pts int64) (int64, error) // a DTS extractor, made at the first keyframe
 }
@@ -222,8 +225,32 @@ func (t *track) video(vc videoCodec, slots []*[]byte) {
 	// go on without media: the segmenter records them as undecodable.
 	var estimating, reordered bool
 	var lastDTS int64
+	// The access unit begun (packets given, none out since): its RTP
+	// timestamp and PTS. The depacketizer also ends an access unit when a
+	// packet of another timestamp comes (for cameras that set no marker),
+	// and then hands out the earlier one, which keeps its own PTS. When
+	// packets were lost since the last access unit came out, the one begun
+	// lost its end (at least its marker): it is dropped there, its loss told
+	// with the next sample, rather than handed out late with the next one's
+	// time, which would leave the depacketizer an access unit behind.
+	var open bool
+	var openTS uint32
+	var openPTS int64
 	t.decode = func(pkt *rtp.Packet, pts int64) ([]sample, error) {
+		if open && pkt.Timestamp != openTS && t.broken {
+			vc.reset()
+			open = false
+		}
+		late := open && pkt.Timestamp != openTS
 		au, err := vc.decode(pkt)
+		switch {
+		case au != nil && late:
+			pts, openTS, openPTS = openPTS, pkt.Timestamp, pts
+		case au != nil:
+			open = false
+		case err == nil:
+			open, openTS, openPTS = true, pkt.Timestamp, pts
+		}
 		if err != nil || au == nil {
 			return nil, err
 		}

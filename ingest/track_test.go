@@ -1,11 +1,13 @@
 package ingest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 )
@@ -66,4 +68,61 @@ func FuzzTrackDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A lost packet that ended an access unit (its marker) leaves that access
+// unit without its end: it is dropped (the loss is told with the next
+// sample), and every later access unit comes out whole, on its own last
+// packet, with its own time. (gortsplib's depacketizer, left alone, hands
+// the broken one out when the next one's first NAL unit completes, with
+// that packet's time, and from then on runs an access unit behind: at the
+// next keyframe two samples had one time, a discontinuity of no time in the
+// record where a packet was lost.)
+func TestLostMarkerKeepsTimestamps(t *testing.T) {
+	tr := testTracks(t)[0] // H264, no B-frames below
+	h := tr.format.(*format.H264)
+	idr := append([]byte{0x65, 0x88}, make([]byte, 3000)...)
+	slice := append([]byte{0x41, 0x9a}, make([]byte, 3000)...)
+	enc := &rtph264.Encoder{PayloadType: 96, PacketizationMode: 1, PayloadMaxSize: 1200}
+	if err := enc.Init(); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint16
+	var got []int64
+	for i := 0; i < 8; i++ {
+		au := [][]byte{{0x09, 0xf0}, slice} // an access unit delimiter, a slice
+		if i == 0 || i == 5 {
+			au = [][]byte{h.SPS, h.PPS, idr}
+		}
+		pkts, err := enc.Encode(au)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pkts) < 3 {
+			t.Fatalf("%d packets an access unit; want several", len(pkts))
+		}
+		pts := int64(i * 3000)
+		for j, pkt := range pkts {
+			pkt.SequenceNumber, pkt.Timestamp = seq, uint32(pts)
+			seq++
+			if i == 2 && j == len(pkts)-1 {
+				continue // the marker of the third access unit is lost
+			}
+			tr.sequence(pkt)
+			samples, _ := tr.decode(pkt, pts)
+			for _, s := range samples {
+				if !pkt.Marker || s.pts != pts {
+					t.Fatalf("access unit %d, packet %d of %d: a sample of %d came out", i, j+1, len(pkts), s.pts)
+				}
+				got = append(got, s.pts)
+			}
+		}
+	}
+	want := []int64{0, 3000, 9000, 12000, 15000, 18000, 21000}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("samples at %v, want %v", got, want)
+	}
+	if tr.lost != 1 {
+		t.Fatalf("%d packets counted lost, want 1", tr.lost)
+	}
 }
