@@ -98,10 +98,11 @@ type Options struct {
 	Users      Users
 	Audit      DeniedAudit // nil: refusals are only logged and counted
 	Cases      Cases
-	Custody    Custody  // nil: no custody ledger (tests of other parts)
-	Links      Linker   // links footage to cases (caselink)
-	Webhooks   Webhooks // nil: webhook delivery not configured (its endpoints answer 503)
-	Uploads    Uploads  // nil: dock upload not configured (its endpoints answer 503)
+	Custody    Custody   // nil: no custody ledger (tests of other parts)
+	Links      Linker    // links footage to cases (caselink)
+	Webhooks   Webhooks  // nil: webhook delivery not configured (its endpoints answer 503)
+	Uploads    Uploads   // nil: dock upload not configured (its endpoints answer 503)
+	Bookmarks  Bookmarks // nil: no bookmarks (their endpoints answer 503)
 	Signer     catalog.Signer
 	// Remux makes the playback copy of an uploaded video file (nil: such
 	// files are served by /original only).
@@ -209,6 +210,9 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings/{id}/media", readers(s.media))
 	route("GET /api/v1/recordings/{id}/original", readers(s.original))
 	route("POST /api/v1/recordings/{id}/verify", readers(s.verifyRecording))
+	route("GET /api/v1/recordings/{id}/bookmarks", readers(s.listBookmarks))
+	route("POST /api/v1/recordings/{id}/bookmarks", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.createBookmark))
+	route("POST /api/v1/recordings/{id}/bookmarks/{bookmark}/remove", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.removeBookmark))
 	route("GET /api/v1/nodes", s.allow(evidence.RoleAdmin, evidence.RoleAuditor)(s.listNodes))
 	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))
 	route("POST /api/v1/live/{device}/whep", watchers(s.whepOffer))

@@ -50,6 +50,10 @@ const (
 	// ActionWebhook: an admin queued again an event a webhook had given
 	// up on (target kind event), sending what it tells out once more.
 	ActionWebhook = "webhook"
+	// ActionBookmark and ActionBookmarkRemoved: a moment of a recording
+	// marked for review, or such a mark removed (with the reason).
+	ActionBookmark        = "bookmark"
+	ActionBookmarkRemoved = "bookmark_removed"
 )
 
 // Outcomes of custody events.

@@ -89,6 +89,9 @@ export const api = {
   recordings: (params) => getJSON('/api/v1/recordings?' + new URLSearchParams(params)),
   recording: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id)),
   verify: (id) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/verify'),
+  bookmarks: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/bookmarks'),
+  addBookmark: (id, offsetSeconds, note) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/bookmarks', { offset_seconds: offsetSeconds, note }),
+  removeBookmark: (id, bookmark, reason) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/bookmarks/' + encodeURIComponent(bookmark) + '/remove', { reason }),
   mediaURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media',
   // originalURL: an uploaded recording's file exactly as the recorder made it.
   originalURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/original',

@@ -5,7 +5,7 @@
 import { api, onUnauthorized } from './api.js';
 import { fmtClock, fmtAgo, toast } from './ui.js';
 import { initLive, startLive, stopLive, closeAll, resetLive, setDevices, setLiveCaps } from './live.js';
-import { initRecordings, setRecordingDevices, refreshIfShown, handleEscape, openRecording } from './recordings.js';
+import { initRecordings, setRecordingDevices, setRecordingCaps, refreshIfShown, handleEscape, openRecording } from './recordings.js';
 import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.js';
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
 import { initUploads, setUploadsCaps, setUploadDevices, startUploads, stopUploads, resetUploads } from './uploads.js';
@@ -24,6 +24,7 @@ const CAN = {
   fileCase: ['officer', 'supervisor'],
   changeCase: ['officer', 'supervisor'], // the server decides which cases
   recordings: ['officer', 'supervisor', 'auditor'], // who reads footage
+  bookmark: ['officer', 'supervisor'], // sets bookmarks (removes their own; a supervisor anyone's)
   uploads: ['supervisor', 'auditor', 'admin', 'dock'], // a dock its own, a supervisor its unit's
 };
 const capsOf = (role) => Object.fromEntries(Object.entries(CAN).map(([k, roles]) => [k, roles.includes(role)]));
@@ -180,6 +181,7 @@ function showConsole(w) {
   setAuditCaps(caps);
   setCasesCaps(caps, who.role);
   setUploadsCaps({ recordings: caps.recordings, dock: who.role === 'dock' });
+  setRecordingCaps({ bookmark: caps.bookmark, removeAny: who.role === 'supervisor', user: who.user });
   if (caps.live) startLive();
   loadDevices();
   clearInterval(devicesTimer);

@@ -1,5 +1,7 @@
 // Recordings: pick a device, list its recordings, open one to play it, read
-// its segments (hashes and chain links), its gaps, and verify it. A
+// its segments (hashes and chain links), its gaps, its bookmarks (moments
+// marked for review: set at the player's position, removed with a reason),
+// and verify it. A
 // recording is a live stream's (kind "stream") or a recorder's own file a
 // dock uploaded (kind "upload": its origin, the file as uploaded, and the
 // recordings of the same event, when the server says them).
@@ -11,6 +13,16 @@ let els;
 let devices = [];
 let current = null; // the open recording's id
 let listToken = 0;
+let canBookmark = false; // officers and supervisors set and remove bookmarks
+let canRemoveAny = false; // supervisors remove anyone's
+let whoAmI = '';
+
+// setRecordingCaps says what the one signed in may do here besides reading.
+export function setRecordingCaps({ bookmark, removeAny, user }) {
+  canBookmark = !!bookmark;
+  canRemoveAny = !!removeAny;
+  whoAmI = user || '';
+}
 
 export function initRecordings(elements) {
   els = elements;
@@ -221,6 +233,7 @@ function renderDetail(rec) {
     h('div', { class: 'detail-body' },
       h('div', { class: 'player' }, video),
       h('div', { class: 'detail-side' }, factsList(rec), originSection(rec), result)),
+    bookmarksSection(rec, video),
     gapsSection(rec),
     segmentsSection(rec));
 }
@@ -262,6 +275,67 @@ function originSection(rec) {
     same.length ? h('p', { class: 'small', testid: 'rec-same-event' }, 'Same event: ',
       same.map((id, i) => [i ? ', ' : '', h('button', { type: 'button', class: 'link mono', title: `Open ${id}`, onclick: () => openRecording(id) }, id)]),
       h('span', { class: 'muted' }, kindOf(rec) === 'upload' ? ' (this uploaded original is the primary copy)' : ' (a recorder\'s own file: the primary copy)')) : null);
+}
+
+// bookmarksSection: the recording's bookmarks by time (a click seeks the
+// player there), and for officers and supervisors a note to set one at the
+// player's position. Removed ones stay listed, struck, with who and why.
+function bookmarksSection(rec, player) {
+  const list = h('div', { testid: 'bookmarks' }, h('p', { class: 'muted small' }, 'Loading bookmarks…'));
+  const count = badge('…', 'info');
+  const seekable = player && typeof player.currentTime === 'number';
+  const load = async () => {
+    let items;
+    try {
+      items = (await api.bookmarks(rec.id)).items || [];
+    } catch (err) {
+      clear(list, h('p', { class: 'muted small' }, `Bookmarks could not be read: ${err.message}`));
+      return;
+    }
+    if (current !== rec.id) return;
+    count.textContent = String(items.filter((b) => !b.removed_at).length);
+    if (!items.length) {
+      clear(list, h('p', { class: 'muted small', testid: 'no-bookmarks' }, 'No bookmarks.'));
+      return;
+    }
+    clear(list, h('ul', { class: 'bookmarks' }, items.map((b) => {
+      const at = h('button', { type: 'button', class: 'link mono', disabled: !seekable || !!b.removed_at,
+        title: seekable ? 'Play from here' : fmtTime(b.at),
+        onclick: () => { player.currentTime = b.offset_seconds; player.play().catch(() => {}); } }, fmtDuration(b.offset_seconds * 1000));
+      const remove = canBookmark && !b.removed_at && (b.created_by === whoAmI || canRemoveAny)
+        ? h('button', { type: 'button', class: 'btn btn-ghost btn-small', testid: 'bookmark-remove', title: 'Remove this bookmark (it stays listed, with why)',
+          onclick: async () => {
+            const reason = window.prompt('Why is this bookmark removed?');
+            if (!reason || !reason.trim()) return;
+            try {
+              await api.removeBookmark(rec.id, b.id, reason.trim());
+              load();
+            } catch (err) { toast(`Not removed: ${err.message}`, 'error'); }
+          } }, 'Remove') : null;
+      return h('li', { testid: 'bookmark', class: b.removed_at ? 'removed' : '', dataset: { id: b.id } },
+        at, ' ', h('span', { class: 'note', testid: 'bookmark-note' }, b.note || '—'),
+        h('span', { class: 'muted small' }, ` · ${b.created_by}, ${fmtTime(b.created_at)}`),
+        b.removed_at ? h('span', { class: 'muted small', testid: 'bookmark-removed' }, ` · removed by ${b.removed_by}: ${b.removed_reason}`) : null,
+        remove);
+    })));
+  };
+  let form = null;
+  if (canBookmark && seekable) {
+    const note = h('input', { type: 'text', maxlength: '500', placeholder: 'What happens here', testid: 'bookmark-note-input', 'aria-label': 'Bookmark note' });
+    const add = h('button', { type: 'submit', class: 'btn', testid: 'bookmark-add', title: "Mark the player's position" }, 'Bookmark this moment');
+    form = h('form', { class: 'bookmark-form', onsubmit: async (ev) => {
+      ev.preventDefault();
+      add.disabled = true;
+      try {
+        await api.addBookmark(rec.id, Math.round(player.currentTime * 1000) / 1000, note.value);
+        note.value = '';
+        load();
+      } catch (err) { toast(`Not bookmarked: ${err.message}`, 'error'); }
+      add.disabled = false;
+    } }, note, add);
+  }
+  load();
+  return h('section', { class: 'subsection', testid: 'bookmarks-section' }, h('h4', {}, 'Bookmarks ', count), form, list);
 }
 
 function gapsSection(rec) {

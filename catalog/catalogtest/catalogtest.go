@@ -67,6 +67,7 @@ func Run(t *testing.T, open Opener) {
 		{"UploadFilters", testUploadFilters},
 		{"SameEvent", testSameEvent},
 		{"UploadsOfRecordings", testUploadsOfRecordings},
+		{"Bookmarks", testBookmarks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

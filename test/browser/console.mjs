@@ -293,6 +293,23 @@ async function main() {
     error: v.error && v.error.message }));
   ok(!played.error && played.t > 0.5 && played.video > 0 && played.audio > 0, 'the recording plays, video and audio decoded', played);
   await recVideo.evaluate((v) => v.pause());
+
+  // Bookmarks (a supervisor may set them): mark the paused position, see it
+  // listed, and a click on it seeks the player there.
+  if (USER) {
+    const pos = await recVideo.evaluate((v) => v.currentTime);
+    await detail.locator(tid('bookmark-note-input')).fill('console test: a moment');
+    await detail.locator(tid('bookmark-add')).click();
+    const bm = detail.locator(tid('bookmark')).filter({ hasText: 'console test: a moment' });
+    await bm.waitFor({ state: 'visible', timeout: 5000 });
+    ok(true, `a bookmark set at the player's position (${pos.toFixed(2)} s) is listed`);
+    await recVideo.evaluate((v) => { v.currentTime = 0; });
+    await bm.locator('button.link').click();
+    const at = await until('the player to seek to the bookmark', () => recVideo.evaluate((v, p) =>
+      Math.abs(v.currentTime - p) < 0.6 && v.currentTime, pos), 5000);
+    await recVideo.evaluate((v) => v.pause());
+    ok(Math.abs(at - pos) < 0.6, 'a click on the bookmark seeks the player to it', { at, pos });
+  }
   const live = await page.evaluate(async (id) => (await (await fetch(`/api/v1/recordings/${id}/verify`, {
     method: 'POST', headers: { 'X-Bodycam-Console': '1' } })).json()), recID);
   note(`the API's verdict on the live recording: ${JSON.stringify({ ok: live.ok, manifest: live.manifest, reason: live.reason })}`);
