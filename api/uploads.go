@@ -38,8 +38,10 @@ func (s *Server) uploadRoutes(route func(string, http.HandlerFunc)) {
 	route("PATCH /api/v1/uploads/{id}", docks(tus))
 	route("DELETE /api/v1/uploads/{id}", docks(tus))
 	// tus discovery: the protocol's version, extensions and size limit;
-	// no credentials (browsers send none with a preflight).
+	// no credentials (browsers send none with a preflight, which it also
+	// answers: a page of any origin may upload with a dock's token).
 	route("OPTIONS /api/v1/uploads/", tus)
+	route("OPTIONS /api/v1/uploads", tus)
 	route("GET /api/v1/uploads", s.allow(evidence.RoleDock, evidence.RoleAdmin, evidence.RoleAuditor, evidence.RoleSupervisor)(serve(Uploads.ServeList)))
 	receiptReaders := s.allow(evidence.RoleDock, evidence.RoleAdmin, evidence.RoleAuditor)
 	route("GET /api/v1/uploads/{id}/receipt", receiptReaders(serve(Uploads.ServeReceipt)))

@@ -50,6 +50,35 @@ var (
 	errNoUpload         = tus.NewError("ERR_UPLOAD_NOT_FOUND", "no such upload", http.StatusNotFound)
 )
 
+// tusCORS lets a tus client in another origin's page (Uppy or
+// tus-js-client on a workstation's own web page) upload with a dock's
+// bearer token: any origin, never with credentials, so a page can only
+// use a token it already holds — the console's session cookie is never
+// sent cross-origin (and the API refuses cross-site cookie use anyway).
+// It allows and exposes what the checksum extension and bodycam's answer
+// add to tusd's defaults.
+var tusCORS = func() tus.CorsConfig {
+	c := tus.DefaultCorsConfig
+	c.AllowCredentials = false
+	c.AllowHeaders += ", Upload-Checksum"
+	c.ExposeHeaders += ", Upload-Expires, Tus-Checksum-Algorithm, Bodycam-Recording"
+	return c
+}()
+
+// corsHeaders sets, for a request from a page (it has an Origin), the
+// headers tusd's own answers carry, on the answers bodycam writes itself
+// (a stored upload, a refused checksum), so a browser client reads them.
+func corsHeaders(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" || r.Method == http.MethodOptions {
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", tusCORS.ExposeHeaders)
+}
+
 func (s *Server) newTus() error {
 	s.locker = memorylocker.New()
 	composer := tus.NewStoreComposer()
@@ -60,9 +89,7 @@ func (s *Server) newTus() error {
 	h, err := tus.NewUnroutedHandler(tus.Config{
 		StoreComposer: composer, MaxSize: s.o.MaxSize, BasePath: s.o.BasePath,
 		DisableDownload: true, DisableConcatenation: true,
-		// Docks send bearer tokens, not cookies; no other site's page
-		// has business uploading.
-		Cors:                       &tus.CorsConfig{Disable: true},
+		Cors:                       &tusCORS,
 		Logger:                     xslog.New(quiet{s.o.Log.Handler()}),
 		PreUploadCreateCallback:    s.preCreate,
 		PreFinishResponseCallback:  s.preFinish,
@@ -104,6 +131,7 @@ func (s *Server) ServeTus(w http.ResponseWriter, r *http.Request, who evidence.U
 	// The override (for clients that cannot PATCH) would route around the
 	// checks below; tus clients worth the name do not need it.
 	r.Header.Del("X-HTTP-Method-Override")
+	corsHeaders(w, r)
 	ctx := context.WithValue(r.Context(), whoKey, who)
 	ctx = context.WithValue(ctx, controllerKey, http.NewResponseController(w))
 	if r.Method == http.MethodOptions {

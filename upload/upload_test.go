@@ -799,3 +799,69 @@ func TestUploadTimesFromFile(t *testing.T) {
 		}
 	}
 }
+
+// A tus client in another origin's page (Uppy on a workstation's own web
+// page) uploads with a dock's bearer token: the preflight of every request
+// is answered without credentials, and every answer (tusd's and bodycam's
+// own, for a stored upload) lets the page read the tus headers. Cookies are
+// never allowed cross-origin.
+func TestUploadCrossOrigin(t *testing.T) {
+	f := newFixture(t)
+	const origin = "http://workstation.example:8080"
+	file := clip(t, "a.wav", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "pcm_s16le")
+	checkCORS := func(what string, resp *http.Response) {
+		t.Helper()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != origin {
+			t.Fatalf("%s: Access-Control-Allow-Origin %q", what, got)
+		}
+		if got := resp.Header.Get("Access-Control-Allow-Credentials"); got != "" {
+			t.Fatalf("%s: Access-Control-Allow-Credentials %q", what, got)
+		}
+	}
+	exposes := func(what string, resp *http.Response, names ...string) {
+		t.Helper()
+		for _, n := range names {
+			if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), n) {
+				t.Fatalf("%s does not expose %s: %v", what, n, resp.Header)
+			}
+		}
+	}
+	for _, p := range []string{"/api/v1/uploads", "/api/v1/uploads/", "/api/v1/uploads/some-id"} {
+		resp, _ := f.call(t, "OPTIONS", p, "", nil, "Origin", origin, "Access-Control-Request-Method", "PATCH",
+			"Access-Control-Request-Headers", "authorization,tus-resumable,upload-offset,upload-checksum,content-type")
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("preflight of %s: %d", p, resp.StatusCode)
+		}
+		checkCORS("preflight of "+p, resp)
+		for _, h := range []string{"Authorization", "Upload-Checksum", "Upload-Offset", "Tus-Resumable"} {
+			if !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), h) {
+				t.Fatalf("preflight of %s does not allow %s: %v", p, h, resp.Header)
+			}
+		}
+		if !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "PATCH") {
+			t.Fatalf("preflight of %s: methods %q", p, resp.Header.Get("Access-Control-Allow-Methods"))
+		}
+	}
+	resp, body := f.call(t, "POST", "/api/v1/uploads/", "dk-a", nil, "Origin", origin, "Tus-Resumable", "1.0.0",
+		"Upload-Length", strconv.Itoa(len(file)), "Upload-Metadata", metadata(map[string]string{"device": "cam-a", "filename": "a.wav", "sha256": sha(file)}))
+	if resp.StatusCode != 201 {
+		t.Fatalf("create from another origin: %d %s", resp.StatusCode, body)
+	}
+	checkCORS("create", resp)
+	exposes("create", resp, "Location", "Upload-Offset")
+	loc := resp.Header.Get("Location")
+	sum := sha256.Sum256(file)
+	resp, body = f.patch(t, "dk-a", loc, 0, file, "Origin", origin, "Upload-Checksum", "sha256 "+base64.StdEncoding.EncodeToString(sum[:]))
+	if resp.StatusCode != 200 && resp.StatusCode != 204 {
+		t.Fatalf("patch from another origin: %d %s", resp.StatusCode, body)
+	}
+	checkCORS("patch", resp)
+	exposes("patch", resp, "Upload-Offset", "Bodycam-Recording")
+	// Stored: bodycam answers the HEAD itself.
+	resp, _ = f.call(t, "HEAD", loc, "dk-a", nil, "Origin", origin, "Tus-Resumable", "1.0.0")
+	if resp.StatusCode != 200 || resp.Header.Get("Upload-Offset") != strconv.Itoa(len(file)) {
+		t.Fatalf("HEAD of the stored upload: %d %v", resp.StatusCode, resp.Header)
+	}
+	checkCORS("HEAD of a stored upload", resp)
+	exposes("HEAD of a stored upload", resp, "Upload-Offset")
+}
