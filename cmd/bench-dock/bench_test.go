@@ -250,6 +250,10 @@ func TestVerdict(t *testing.T) {
 			v.diskOK, v.machine, v.server, v.dock = false, 1.9, 1.0, 0.8
 			return v
 		}, "bodycam CPU", "could not be read"},
+		{"what the CPU alone would carry", func(v verdictIn) verdictIn {
+			v.diskBusy, v.diskMBps, v.rawMBps, v.machine, v.server, v.dock, v.others, v.cpuPerGB = 0.4, 60, 120, 2, 0.4, 0.2, 1.4, 10
+			return v
+		}, "other processes' CPU (a shared machine)", "2 cores alone would carry about 200 MB/s; the disk's plain write reached 120 MB/s"},
 	} {
 		name, why := verdict(c.in(quiet))
 		if name != c.want || !strings.Contains(why, c.says) {

@@ -29,6 +29,7 @@ type measured struct {
 	diskWriteMBps, diskReadMBps           float64 // the device, over the upload window
 	diskBusy                              float64 // share of the window the device had I/O in flight
 	serverWritten, minioWritten           float64 // bytes the processes wrote to storage (net of cancelled), whole run
+	procWriteMBps                         float64 // the server's and MinIO's storage writes over the upload window
 	serverWritePerByte, minioWritePerByte float64
 }
 
@@ -87,6 +88,7 @@ func (r *run) measure() measured {
 		}
 		return s.serverIO.WriteBytes - s.serverIO.CancelledWrite
 	}
+	m.procWriteMBps = (net(b, false) - net(a, false) + net(b, true) - net(a, true)) / 1e6 / secs
 	m.serverWritten, m.minioWritten = net(last, false)-net(first, false), net(last, true)-net(first, true)
 	m.serverWritePerByte, m.minioWritePerByte = m.serverWritten/total, m.minioWritten/total
 	return m
@@ -103,7 +105,16 @@ type verdictIn struct {
 	others              float64
 	store               string
 	serverWPB, minioWPB float64 // bytes written per byte uploaded
-	aggMBps             float64
+	cpuPerGB            float64 // CPU seconds per GB of the server, the dock and MinIO together
+}
+
+// ceilingMBps is the rate at which the CPU cost per GB would take every
+// core: what the CPU alone allows, were nothing else running.
+func (v verdictIn) ceilingMBps() float64 {
+	if v.cpuPerGB <= 0 {
+		return 0
+	}
+	return float64(v.cpus) / v.cpuPerGB * 1e3
 }
 
 // verdict says what limited the upload: the disk when it was busy nearly
@@ -156,6 +167,18 @@ func verdict(v verdictIn) (string, string) {
 		}
 	}
 	why := disk + "; " + cpu + amp + "."
+	if c := v.ceilingMBps(); c > 0 {
+		what := "bodycam serve and dock"
+		if v.store == "s3" {
+			what = "bodycam serve, dock and MinIO"
+		}
+		why += fmt.Sprintf(" At the CPU this upload cost (%.1f s per GB for %s together), the machine's %d cores alone would carry about %.0f MB/s",
+			v.cpuPerGB, what, v.cpus, c)
+		if v.diskOK && v.rawMBps > 0 {
+			why += fmt.Sprintf("; the disk's plain write reached %.0f MB/s", v.rawMBps)
+		}
+		why += "."
+	}
 	nearer := func() string {
 		if diskFill >= cpuFill {
 			return "disk"
@@ -202,7 +225,7 @@ func (r *run) summary() string {
 	}
 	vin := verdictIn{diskOK: m.diskOK, diskBusy: m.diskBusy, diskMBps: m.diskWriteMBps, cpus: m.cpus, machine: m.machineCores,
 		server: m.serverPct / 100, dock: m.dockPct / 100, minio: m.minioPct / 100, others: m.othersCores, store: r.o.store,
-		serverWPB: m.serverWritePerByte, minioWPB: m.minioWritePerByte}
+		serverWPB: m.serverWritePerByte, minioWPB: m.minioWritePerByte, cpuPerGB: (m.serverCPU + m.dockCPU + m.minioCPU) / gb}
 	if r.o.raw {
 		vin.rawMBps = r.raw.mbps()
 	}
@@ -227,7 +250,8 @@ func (r *run) summary() string {
 		p("| MinIO RSS peak | %.0f MiB |\n", m.minioRSS/(1<<20))
 	}
 	if m.diskOK {
-		p("| disk (%s) during the upload | writes %.0f MB/s, reads %.0f MB/s, I/O in flight %.0f %% of the time |\n", r.dev, m.diskWriteMBps, m.diskReadMBps, m.diskBusy*100)
+		p("| disk (%s) during the upload | writes %.0f MB/s (the server's and MinIO's own: %.0f MB/s), reads %.0f MB/s, I/O in flight %.0f %% of the time |\n",
+			r.dev, m.diskWriteMBps, m.procWriteMBps, m.diskReadMBps, m.diskBusy*100)
 	}
 	if r.o.raw && r.raw.diskOK {
 		p("| disk during the raw write | writes %.0f MB/s, I/O in flight %.0f %% of the time |\n",

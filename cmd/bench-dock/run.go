@@ -325,7 +325,6 @@ func (r *run) upload(ctx context.Context) error {
 		profiled.Go(func() { r.profile = r.profileServer(pctx) })
 	}
 	lastTick := time.Now()
-	var lastDock sample
 	for !r.dock.Exited() {
 		if r.srv.Exited() {
 			r.dock.Stop(10 * time.Second)
@@ -336,9 +335,9 @@ func (r *run) upload(ctx context.Context) error {
 			return err
 		}
 		s := r.sample()
-		if s.dock > 0 {
-			lastDock = s
-		}
+		// A process's CPU only grows: a read as it exits (a zombie's
+		// counters, or none) keeps the last one.
+		s.dock = max(s.dock, r.samples[len(r.samples)-1].dock)
 		r.samples = append(r.samples, s)
 		if time.Since(lastTick) >= 10*time.Second {
 			lastTick = time.Now()
@@ -347,10 +346,10 @@ func (r *run) upload(ctx context.Context) error {
 		}
 	}
 	r.dockEnd = time.Now()
-	// The dock's own counters are gone with it: its last sample stands for
-	// its end (at most one sample period of its CPU is missed).
+	// The dock's counters are gone with it: its exit status has its CPU
+	// time, to the end.
 	last := r.sample()
-	last.dock, last.dockRSS = lastDock.dock, lastDock.dockRSS
+	last.dock = max(r.dock.CPUSeconds(), r.samples[len(r.samples)-1].dock)
 	r.samples = append(r.samples, last)
 	stopProfile()
 	profiled.Wait()
@@ -373,14 +372,14 @@ func (r *run) cpuPct(f func(sample) float64, d time.Duration) float64 {
 		return 0
 	}
 	b := r.samples[len(r.samples)-1]
-	a := r.samples[0]
-	for i := len(r.samples) - 1; i >= 0; i-- {
-		if b.at.Sub(r.samples[i].at) >= d {
-			a = r.samples[i]
+	a := b
+	for i := len(r.samples) - 1; i >= 0 && f(r.samples[i]) > 0; i-- { // 0: before the process ran
+		a = r.samples[i]
+		if b.at.Sub(a.at) >= d {
 			break
 		}
 	}
-	if f(a) == 0 || b.at.Sub(a.at) <= 0 {
+	if b.at.Sub(a.at) <= 0 {
 		return 0
 	}
 	return (f(b) - f(a)) / b.at.Sub(a.at).Seconds() * 100
