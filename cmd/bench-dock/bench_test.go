@@ -177,6 +177,26 @@ Duration: 5s, Total samples = 210ms ( 4.20%)
              net.(*conn).Read
              bytes:[16384]
 -----------+-------------------------------------------------------
+      40ms   internal/runtime/syscall/linux.Syscall6
+             syscall.RawSyscall6
+             syscall.Syscall
+             syscall.write
+             internal/poll.(*FD).Write
+             net.(*netFD).Write
+             net.(*conn).Write
+             io.copyBuffer
+             net.genericReadFrom
+             net.(*TCPConn).ReadFrom
+             os.(*File).Read
+-----------+-------------------------------------------------------
+      20ms   internal/runtime/syscall/linux.Syscall6
+             syscall.Syscall
+             syscall.unlinkat
+             os.Remove
+-----------+-------------------------------------------------------
+      10ms   runtime.futex
+             runtime.notesleep
+-----------+-------------------------------------------------------
       10ms   runtime.scanobject
              runtime.gcDrain
              runtime.gcBgMarkWorker
@@ -184,7 +204,7 @@ Duration: 5s, Total samples = 210ms ( 4.20%)
       10ms   strings.Cut
 `
 	shares, total := classify(parseTraces(strings.NewReader(traces)))
-	if total != 1590*time.Millisecond {
+	if total != 1660*time.Millisecond {
 		t.Errorf("total %v", total)
 	}
 	got := map[string]time.Duration{}
@@ -195,6 +215,8 @@ Duration: 5s, Total samples = 210ms ( 4.20%)
 		"SHA-256": 30 * time.Millisecond, "system calls: file writes": 20 * time.Millisecond, "system calls: fsync": 10 * time.Millisecond,
 		"memory copies (memmove, memclr)": 1500 * time.Millisecond, "system calls: network reads": 10 * time.Millisecond,
 		"Go runtime: garbage collection": 10 * time.Millisecond, "other": 10 * time.Millisecond,
+		"system calls: network writes": 40 * time.Millisecond, "system calls: other (open, stat, rename, unlink, …)": 20 * time.Millisecond,
+		"Go runtime: scheduler (futex, netpoll)": 10 * time.Millisecond,
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -203,6 +225,9 @@ Duration: 5s, Total samples = 210ms ( 4.20%)
 	}
 	if len(got) != len(want) || shares[0].name != "memory copies (memmove, memclr)" {
 		t.Errorf("shares %v", shares)
+	}
+	if by := hashCallers(parseTraces(strings.NewReader(traces))); len(by) != 1 || by[0].name != "upload.hashFile" || by[0].d != 30*time.Millisecond {
+		t.Errorf("SHA-256 by caller: %v", by)
 	}
 }
 

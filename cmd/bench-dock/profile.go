@@ -33,7 +33,8 @@ type profileResult struct {
 	note   string   // what could not be done, and what to run instead
 	total  time.Duration
 	shares []share
-	top    string // go tool pprof -top
+	sha256 []share // SHA-256 by the bodycam function that asked for it
+	top    string  // go tool pprof -top
 }
 
 type share struct {
@@ -124,7 +125,9 @@ func (p *profileResult) summarize(bin, out string) {
 		p.note = "reading the profile: " + exitText(err)
 		return
 	}
-	p.shares, p.total = classify(parseTraces(bytes.NewReader(traces)))
+	ts := parseTraces(bytes.NewReader(traces))
+	p.shares, p.total = classify(ts)
+	p.sha256 = hashCallers(ts)
 	if top, err := exec.Command(gt, "tool", "pprof", "-top", "-nodecount", "15", bin, out).Output(); err == nil {
 		p.top = topLines(string(top))
 	}
@@ -213,6 +216,37 @@ func classify(ts []trace) ([]share, time.Duration) {
 	return out, total
 }
 
+// hashCallers sums the SHA-256 stacks by the nearest bodycam function
+// (or the tus library's) that hashed: which passes over the bytes the
+// server makes.
+func hashCallers(ts []trace) []share {
+	sums := map[string]time.Duration{}
+	for _, t := range ts {
+		if category(t.frames) != "SHA-256" {
+			continue
+		}
+		by := "elsewhere"
+		for _, f := range t.frames {
+			if strings.HasPrefix(f, "github.com/bodycam/bodycam/") || strings.HasPrefix(f, "github.com/tus/") {
+				by = strings.TrimPrefix(f, "github.com/bodycam/bodycam/")
+				break
+			}
+		}
+		sums[by] += t.d
+	}
+	var out []share
+	for k, v := range sums {
+		out = append(out, share{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].d != out[j].d {
+			return out[i].d > out[j].d
+		}
+		return out[i].name < out[j].name
+	})
+	return out
+}
+
 // category names what a stack (leaf first) spent its time on. The first
 // rule that matches wins: the profiler's own work, hashing wherever it is
 // called from, the garbage collector, the catalog, then system calls by
@@ -244,23 +278,7 @@ func category(frames []string) string {
 	case any("modernc.org/sqlite", "github.com/jackc/pgx"):
 		return "catalog (SQL)"
 	case isSyscall(frames):
-		switch {
-		case any("Fsync", "Fdatasync", "(*File).Sync"):
-			return "system calls: fsync"
-		case any("copy_file_range", "splice", "sendfile", "(*File).ReadFrom", "(*File).WriteTo", "(*TCPConn).ReadFrom"):
-			return "system calls: kernel copies (copy_file_range, splice, sendfile)"
-		case any("net.(*conn).Read", "net.(*netFD).Read"):
-			return "system calls: network reads"
-		case any("net.(*conn).Write", "net.(*netFD).Write", "net.(*Buffers)", "writev"):
-			return "system calls: network writes"
-		case any("os.(*File).Read", "os.(*File).pread", "os.(*File).ReadAt"):
-			return "system calls: file reads"
-		case any("os.(*File).Write", "os.(*File).pwrite", "os.(*File).WriteAt"):
-			return "system calls: file writes"
-		case any("runtime.futex", "runtime.usleep", "runtime.epoll", "runtime.netpoll"):
-			return "Go runtime: scheduler (futex, netpoll)"
-		}
-		return "system calls: other (open, stat, rename, …)"
+		return syscallCategory(frames)
 	case strings.HasPrefix(leaf, "runtime.memmove") || strings.HasPrefix(leaf, "runtime.memclr"):
 		return "memory copies (memmove, memclr)"
 	case strings.HasPrefix(leaf, "runtime.") && any("runtime.mallocgc"):
@@ -284,4 +302,41 @@ func isSyscall(frames []string) bool {
 		}
 	}
 	return false
+}
+
+// syscallCategory names a system call by what it was (the first syscall
+// frame from the leaf) and on what (the nearest os.File or network
+// connection above it): a spooled file read to be sent to MinIO is a file
+// read, its send a network write.
+func syscallCategory(frames []string) string {
+	op := ""
+	for _, f := range frames {
+		switch {
+		case strings.HasPrefix(f, "runtime.futex") || strings.HasPrefix(f, "runtime.usleep") || strings.HasPrefix(f, "runtime.epollwait"):
+			return "Go runtime: scheduler (futex, netpoll)"
+		case f == "syscall.read" || f == "syscall.Read" || f == "syscall.pread" || f == "syscall.Pread" || f == "syscall.readv":
+			op = "reads"
+		case f == "syscall.write" || f == "syscall.Write" || f == "syscall.pwrite" || f == "syscall.Pwrite" || f == "syscall.writev":
+			op = "writes"
+		case f == "syscall.Fsync" || f == "syscall.Fdatasync":
+			return "system calls: fsync"
+		case strings.Contains(f, "copy_file_range") || strings.Contains(f, "sendfile") || strings.Contains(f, "splice"):
+			return "system calls: in-kernel copies (copy_file_range, sendfile, splice)"
+		}
+		if op != "" {
+			break
+		}
+	}
+	if op == "" {
+		return "system calls: other (open, stat, rename, unlink, …)"
+	}
+	for _, f := range frames {
+		switch {
+		case strings.HasPrefix(f, "os.(*File)."):
+			return "system calls: file " + op
+		case strings.HasPrefix(f, "net.(*netFD).") || strings.HasPrefix(f, "net.(*conn)."):
+			return "system calls: network " + op
+		}
+	}
+	return "system calls: other " + op
 }

@@ -293,6 +293,12 @@ func (r *run) summary() string {
 			for _, s := range r.profile.shares {
 				p("| %s | %.2f s | %.0f %% |\n", s.name, s.d.Seconds(), float64(s.d)/float64(max(r.profile.total, 1))*100)
 			}
+			if len(r.profile.sha256) > 0 {
+				p("\nSHA-256, by the function that hashed (each is a pass over the bytes):\n\n| function | CPU |\n|---|---|\n")
+				for _, s := range r.profile.sha256 {
+					p("| `%s` | %.2f s |\n", s.name, s.d.Seconds())
+				}
+			}
 			if r.profile.top != "" {
 				p("\n```\n%s\n```\n", r.profile.top)
 			}
