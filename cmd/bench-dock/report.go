@@ -167,18 +167,6 @@ func verdict(v verdictIn) (string, string) {
 		}
 	}
 	why := disk + "; " + cpu + amp + "."
-	if c := v.ceilingMBps(); c > 0 {
-		what := "bodycam serve and dock"
-		if v.store == "s3" {
-			what = "bodycam serve, dock and MinIO"
-		}
-		why += fmt.Sprintf(" At the CPU this upload cost (%.1f s per GB for %s together), the machine's %d cores alone would carry about %.0f MB/s",
-			v.cpuPerGB, what, v.cpus, c)
-		if v.diskOK && v.rawMBps > 0 {
-			why += fmt.Sprintf("; the disk's plain write reached %.0f MB/s", v.rawMBps)
-		}
-		why += "."
-	}
 	nearer := func() string {
 		if diskFill >= cpuFill {
 			return "disk"
@@ -192,10 +180,22 @@ func verdict(v verdictIn) (string, string) {
 	case cpuSat && !diskSat:
 		name = cpuName
 	case diskSat && cpuSat:
-		why += " Both were near their limits."
+		why += fmt.Sprintf(" Both were near their limits (disk %.0f %%, CPU %.0f %%); the %s the nearer.", diskFill*100, cpuFill*100, name)
 	default:
 		why += fmt.Sprintf(" Neither was saturated (disk %.0f %%, CPU %.0f %% of its limit): the upload waited on round trips and hand-offs more than on either; the %s is the nearer.",
 			max(diskFill, 0)*100, cpuFill*100, name)
+	}
+	if c := v.ceilingMBps(); c > 0 {
+		what := "bodycam serve and dock"
+		if v.store == "s3" {
+			what = "bodycam serve, dock and MinIO"
+		}
+		why += fmt.Sprintf(" At the CPU this upload cost (%.1f s per GB for %s together), the machine's %d cores alone would carry about %.0f MB/s",
+			v.cpuPerGB, what, v.cpus, c)
+		if v.diskOK && v.rawMBps > 0 {
+			why += fmt.Sprintf("; the disk's plain write reached %.0f MB/s", v.rawMBps)
+		}
+		why += "."
 	}
 	return name, why
 }
