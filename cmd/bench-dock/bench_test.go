@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	mp4 "github.com/abema/go-mp4"
+
+	"github.com/bodycam/bodycam/evidence"
 )
 
 // The cameras' files are real MP4s padded to the exact size with a free
@@ -284,5 +287,59 @@ func TestVerdict(t *testing.T) {
 		if name != c.want || !strings.Contains(why, c.says) {
 			t.Errorf("%s: %q (%s); want %q saying %q", c.name, name, why, c.want, c.says)
 		}
+	}
+}
+
+// A kept receipt passes only when its signature is the published key's
+// over its exact bytes and it names the file the bench wrote.
+func TestCheckReceiptFile(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cameraFile{device: "dockbench-01", name: "dockbench-01_20261201010100_0001.MP4", size: 1 << 20,
+		sha256: strings.Repeat("ab", 32)}
+	dir := t.TempDir()
+	write := func(rc evidence.Receipt, tamper bool) string {
+		body := rc.Marshal()
+		sig := ed25519.Sign(priv, body)
+		if tamper {
+			body = []byte(strings.Replace(string(body), `"size": 1048576`, `"size": 1048577`, 1))
+		}
+		p := filepath.Join(dir, rc.RecordingID+".receipt.json")
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p+".sig", sig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := evidence.Receipt{Version: 1, RecordingID: "rec-1", DeviceID: f.device, FileName: f.name, Size: f.size, SHA256: f.sha256, SigningKeyID: "k1"}
+	keys := map[string]ed25519.PublicKey{"k1": pub}
+	if err := checkReceiptFile(write(good, false), keys, f, "rec-1"); err != nil {
+		t.Errorf("a good receipt: %v", err)
+	}
+	for name, c := range map[string]struct {
+		rc       func(evidence.Receipt) evidence.Receipt
+		tamper   bool
+		keys     map[string]ed25519.PublicKey
+		rec, say string
+	}{
+		"a byte changed after signing": {rc: func(r evidence.Receipt) evidence.Receipt { r.RecordingID = "rec-2"; return r }, tamper: true, keys: keys, rec: "rec-2", say: "signature"},
+		"another file's hash": {rc: func(r evidence.Receipt) evidence.Receipt {
+			r.RecordingID, r.SHA256 = "rec-3", strings.Repeat("cd", 32)
+			return r
+		}, keys: keys, rec: "rec-3", say: "is for"},
+		"another recording":                 {rc: func(r evidence.Receipt) evidence.Receipt { r.RecordingID = "rec-4"; return r }, keys: keys, rec: "rec-5", say: "is for"},
+		"a key the server does not publish": {rc: func(r evidence.Receipt) evidence.Receipt { r.RecordingID = "rec-6"; return r }, keys: map[string]ed25519.PublicKey{"k2": pub}, rec: "rec-6", say: "does not publish"},
+	} {
+		err := checkReceiptFile(write(c.rc(good), c.tamper), c.keys, f, c.rec)
+		if err == nil || !strings.Contains(err.Error(), c.say) {
+			t.Errorf("%s: %v, want an error saying %q", name, err, c.say)
+		}
+	}
+	if err := checkReceiptFile("", keys, f, "rec-1"); err == nil {
+		t.Error("no receipt kept: no error")
 	}
 }
