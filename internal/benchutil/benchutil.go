@@ -1,6 +1,7 @@
 // Package benchutil holds what the load benchmarks (cmd/bench-ingest,
-// cmd/bench-live, cmd/bench-cluster) measure with: a process's CPU time and resident memory,
-// the machine's CPU, and the server's Prometheus metrics.
+// cmd/bench-live, cmd/bench-cluster, cmd/bench-soak, cmd/bench-dock) measure
+// with: a process's CPU time, resident memory and storage I/O, the
+// machine's CPU, and the server's Prometheus metrics.
 package benchutil
 
 import (
@@ -99,4 +100,37 @@ func Scrape(url string) (map[string]float64, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// IO is a process's storage counters from /proc/<pid>/io: bytes it read
+// from and wrote to the storage layer (page-cache hits are not reads;
+// writes count when dirtied, and CancelledWrite is what was truncated or
+// deleted before it reached the disk).
+type IO struct {
+	ReadBytes, WriteBytes, CancelledWrite float64
+}
+
+// ProcIO reads a process's storage counters (zero when they cannot be read).
+func ProcIO(pid int) IO {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return IO{}
+	}
+	var io IO
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		switch k {
+		case "read_bytes":
+			io.ReadBytes = n
+		case "write_bytes":
+			io.WriteBytes = n
+		case "cancelled_write_bytes":
+			io.CancelledWrite = n
+		}
+	}
+	return io
 }

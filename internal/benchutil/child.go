@@ -102,3 +102,13 @@ func (c *Child) Err() error {
 	}
 	return c.err
 }
+
+// CPUSeconds is the user+system CPU time the child used (its own children
+// that it waited for included), once it has exited: exact where sampling
+// /proc misses its last moments.
+func (c *Child) CPUSeconds() float64 {
+	if !c.Exited() || c.cmd.ProcessState == nil {
+		return 0
+	}
+	return (c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()).Seconds()
+}
