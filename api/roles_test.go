@@ -96,7 +96,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
 	}, quiet, nil)
-	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Signer: keys, Store: store, Keys: keys,
+	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Jobs: cat, Signer: keys, Store: store, Keys: keys,
 		Links:      caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: quiet}),
 		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet}
 	for _, opt := range opts {
@@ -168,6 +168,14 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/recordings/rec-a/bookmarks", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"POST", "/api/v1/recordings/rec-a/bookmarks", "{}", []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
 		{"POST", "/api/v1/recordings/rec-a/bookmarks/nope/remove", `{"reason":"r"}`, []int{401, 404, hid, 404, hid, 403, 403, 403, 401, 403}},
+		// Jobs: admins, auditors and supervisors (their footage's) watch
+		// them; admins run them again. Derived media: the recording's readers.
+		{"GET", "/api/v1/jobs", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
+		{"GET", "/api/v1/jobs?state=bad", "", []int{401, 403, 403, 400, 400, 400, 400, 400, 401, 403}},
+		{"GET", "/api/v1/jobs/nope", "", []int{401, 403, 403, 404, 404, 404, 404, 404, 401, 403}},
+		{"POST", "/api/v1/jobs/nope/rerun", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/derived", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/poster", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},
 		// Hanging up a session that is not one's own (here: none) is 404 for

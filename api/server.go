@@ -103,7 +103,11 @@ type Options struct {
 	Webhooks   Webhooks  // nil: webhook delivery not configured (its endpoints answer 503)
 	Uploads    Uploads   // nil: dock upload not configured (its endpoints answer 503)
 	Bookmarks  Bookmarks // nil: no bookmarks (their endpoints answer 503)
-	Signer     catalog.Signer
+	Jobs       Jobs      // nil: no jobs (their endpoints, derived media's too, answer 503)
+	// JobQueued is called when a job was queued through the API (the
+	// runner's Wake); nil: none.
+	JobQueued func()
+	Signer    catalog.Signer
 	// Remux makes the playback copy of an uploaded video file (nil: such
 	// files are served by /original only).
 	Remux      Remuxer
@@ -213,6 +217,12 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings/{id}/bookmarks", readers(s.listBookmarks))
 	route("POST /api/v1/recordings/{id}/bookmarks", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.createBookmark))
 	route("POST /api/v1/recordings/{id}/bookmarks/{bookmark}/remove", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.removeBookmark))
+	route("GET /api/v1/recordings/{id}/derived", readers(s.listDerived))
+	route("GET /api/v1/recordings/{id}/poster", readers(s.poster))
+	jobWatchers := s.allow(evidence.RoleAdmin, evidence.RoleAuditor, evidence.RoleSupervisor)
+	route("GET /api/v1/jobs", jobWatchers(s.listJobs))
+	route("GET /api/v1/jobs/{id}", jobWatchers(s.getJob))
+	route("POST /api/v1/jobs/{id}/rerun", s.admin(s.rerunJob))
 	route("GET /api/v1/nodes", s.allow(evidence.RoleAdmin, evidence.RoleAuditor)(s.listNodes))
 	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))
 	route("POST /api/v1/live/{device}/whep", watchers(s.whepOffer))

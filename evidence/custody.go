@@ -54,6 +54,14 @@ const (
 	// marked for review, or such a mark removed (with the reason).
 	ActionBookmark        = "bookmark"
 	ActionBookmarkRemoved = "bookmark_removed"
+	// ActionDerived: a job stored a copy derived from a recording (a
+	// poster, thumbnails, a proxy, a clip, a redacted copy), outside the
+	// device chain, with its signed provenance record (target kind
+	// recording; actor who asked for it, or "jobs" for the system).
+	ActionDerived = "derived"
+	// ActionJobRerun: an admin ran a done or failed job again (target
+	// kind job).
+	ActionJobRerun = "job_rerun"
 )
 
 // Outcomes of custody events.

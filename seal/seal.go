@@ -188,3 +188,29 @@ func putSmall(ctx context.Context, store Store, key string, b []byte) error {
 	}
 	return err
 }
+
+// WriteSigned stores body at key with its signature at key+".sig", as
+// manifests are: an object an earlier attempt stored there is kept (and
+// returned: the signature covers what is stored), and signed if its
+// signature is missing. Derived copies' provenance records are written so.
+func WriteSigned(ctx context.Context, store Store, signer Signer, key string, body []byte) ([]byte, error) {
+	stored, err := read(ctx, store, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		if err := putSmall(ctx, store, key, body); err != nil {
+			if !errors.Is(err, storage.ErrExists) {
+				return nil, err
+			}
+			if stored, err = read(ctx, store, key); err != nil {
+				return nil, err
+			}
+		} else {
+			stored = body
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	if err := signOnce(ctx, store, signer, key, stored); err != nil {
+		return nil, err
+	}
+	return stored, nil
+}

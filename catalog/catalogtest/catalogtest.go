@@ -68,6 +68,10 @@ func Run(t *testing.T, open Opener) {
 		{"SameEvent", testSameEvent},
 		{"UploadsOfRecordings", testUploadsOfRecordings},
 		{"Bookmarks", testBookmarks},
+		{"JobsEnqueue", testJobsEnqueue},
+		{"JobsLifecycle", testJobsLifecycle},
+		{"JobsTakeover", testJobsTakeover},
+		{"JobsClaimRace", testJobsClaimRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,6 +43,7 @@ type Config struct {
 	WebRTCICE       string
 	LiveMaxSessions int
 	LiveMaxPerUser  int
+	Workers         int
 	S3Endpoint      string
 	S3AccessKey     string
 	S3SecretKey     string
@@ -108,6 +109,7 @@ func defaults() Config {
 		WebRTCTCPAddr:   ":8189",
 		LiveMaxSessions: 200,
 		LiveMaxPerUser:  32,
+		Workers:         1,
 		NodeID:          hostName(),
 		S3Bucket:        "bodycam",
 		SegmentDuration: 4 * time.Second,
@@ -156,6 +158,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebRTCPublicIPs, "webrtc-public-ips", c.WebRTCPublicIPs, "comma-separated public IPs announced instead of the host's own (1:1 NAT)")
 	fs.StringVar(&c.WebRTCICE, "webrtc-ice-servers", c.WebRTCICE, "comma-separated STUN/TURN servers: stun:host:port, turn:user:password@host:port")
 	fs.IntVar(&c.LiveMaxSessions, "live-max-sessions", c.LiveMaxSessions, "live viewing sessions the server takes in all (every node together, with --redis-url); more get 429")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "background jobs (posters, ...) this node runs at once, at a lower priority than recording; 0: none here (other nodes run them)")
 	fs.IntVar(&c.LiveMaxPerUser, "live-max-per-user", c.LiveMaxPerUser, "live viewing sessions one user may hold at once (on every node together, with --redis-url); more get 429")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3/MinIO endpoint host:port; empty keeps objects in <data-dir>/objects")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", c.S3AccessKey, "S3 access key")
@@ -433,6 +436,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := live.ParseICEServers(strings.Split(c.WebRTCICE, ",")); err != nil {
 		return fmt.Errorf("webrtc-ice-servers: %v", err)
+	}
+	if c.Workers < 0 || c.Workers > 64 {
+		return errors.New("workers: --workers must be 0 to 64")
 	}
 	if c.LiveMaxSessions < 1 || c.LiveMaxPerUser < 1 {
 		return errors.New("live-max-sessions: --live-max-sessions and --live-max-per-user must be at least 1")

@@ -123,6 +123,29 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return exitUsage
 }
 
+// buildVersion is the version with the commit it was built from, when the
+// build says (what provenance records name as bodycam).
+func buildVersion() string {
+	v := version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		if rev != "" {
+			v += " " + rev + dirty
+		}
+	}
+	return v
+}
+
 func version() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		return bi.Main.Version

@@ -26,11 +26,13 @@ import (
 	"github.com/bodycam/bodycam/cluster"
 	"github.com/bodycam/bodycam/coord"
 	"github.com/bodycam/bodycam/custody"
+	"github.com/bodycam/bodycam/derive"
 	"github.com/bodycam/bodycam/events"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/ingest"
 	"github.com/bodycam/bodycam/internal/connlimit"
 	"github.com/bodycam/bodycam/internal/peer"
+	"github.com/bodycam/bodycam/jobs"
 	"github.com/bodycam/bodycam/keyring"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
@@ -227,9 +229,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("spool-dir: %v", err)
 	}
+	// Durable jobs: this node's workers (--workers), the handlers this
+	// build has, and the feed that turns closed recordings (events of the
+	// outbox) into jobs.
+	runner := jobs.New(jobs.Options{Catalog: cat, Workers: cfg.Workers, Node: cfg.NodeID, Log: log.With("component", "jobs"), Registry: reg})
+	deriver := derive.New(derive.Options{Catalog: cat, Store: store, Signer: keys, Custody: ledger, Holds: links, Picture: picturer(),
+		Version: buildVersion(), FFmpeg: ffmpegVersion(), Pause: testPause(log), Log: log.With("component", "derive")})
+	for kind, h := range deriver.Handlers() {
+		runner.Handle(kind, h)
+	}
+	feed := outbox.NewJobFeed(outbox.JobFeedOptions{Catalog: cat, Rules: derive.Rules, Queued: runner.Wake, Lease: co, Holder: cfg.NodeID,
+		Log: log.With("component", "jobs"), Registry: reg})
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
-		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat,
+		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat, Jobs: cat, JobQueued: runner.Wake,
 		Store: store, Remux: remuxer(store), Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
 	})
@@ -242,7 +255,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Registry: reg, Log: log.With("component", "api")})
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
 		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir, "spool_dir", cfg.spoolDir(),
-		"transcoding", transcoding, "node", cfg.NodeID, "coordination", coDesc, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
+		"transcoding", transcoding, "workers", cfg.Workers, "node", cfg.NodeID, "coordination", coDesc, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
 	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
 		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
 	}
@@ -286,6 +299,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return evRelay.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return feed.Run(gctx) })
 	job := &retention.Job{Period: time.Duration(cfg.CaseRetention), Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
 		Signer: keys, Custody: ledger, Log: log.With("component", "retention"),
 		Lease: co, Holder: cfg.NodeID}
@@ -440,4 +455,25 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("%s holds fewer than 16 characters", path)
 	}
 	return token, nil
+}
+
+// testPause is a test's hook into every derived job (TestKill9MidJob): with
+// BODYCAM_TEST_DERIVE_PAUSE=<duration> in the environment, a job waits
+// that long after storing its object and before its provenance record, so
+// that a test can kill the server mid-job. Nil (no pause) otherwise.
+func testPause(log *slog.Logger) func(ctx context.Context) {
+	d, err := time.ParseDuration(os.Getenv("BODYCAM_TEST_DERIVE_PAUSE"))
+	if err != nil || d <= 0 {
+		return nil
+	}
+	log.Warn("BODYCAM_TEST_DERIVE_PAUSE set: every derived job pauses mid-job (tests only)", "pause", d)
+	return func(ctx context.Context) {
+		log.Info("derive: pausing mid-job (BODYCAM_TEST_DERIVE_PAUSE)")
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
 }

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/derive"
+	"github.com/bodycam/bodycam/jobs"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/media"
 	"github.com/bodycam/bodycam/transcode"
@@ -40,3 +43,23 @@ func (r remux) Remux(ctx context.Context, key string, size int64, w io.Writer) (
 	}
 	return info.Written, err
 }
+
+// picturer makes posters and thumbnails (transcode.Picture); a recording
+// without video cannot have one (a permanent failure of its job).
+func picturer() derive.Picturer {
+	return func(ctx context.Context, src derive.Store, objects []derive.Object, at time.Duration, width int) ([]byte, derive.PictureInfo, error) {
+		obs := make([]transcode.Object, len(objects))
+		for i, o := range objects {
+			obs[i] = transcode.Object{Key: o.Key, Size: o.Size}
+		}
+		b, info, err := transcode.Picture(ctx, src, obs, transcode.PictureOptions{At: at, Width: width})
+		if errors.Is(err, transcode.ErrNoVideo) || errors.Is(err, transcode.ErrUnreadable) {
+			err = jobs.Permanent(err)
+		}
+		return b, derive.PictureInfo{Width: info.Width, Height: info.Height, SourceWidth: info.SourceWidth, SourceHeight: info.SourceHeight,
+			Codec: info.Codec, FrameAt: info.FrameAt}, err
+	}
+}
+
+// ffmpegVersion is what provenance records name as FFmpeg.
+func ffmpegVersion() string { return transcode.FFmpegVersion() }

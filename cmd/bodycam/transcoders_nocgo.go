@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/derive"
 	"github.com/bodycam/bodycam/live"
 )
 
@@ -26,3 +27,9 @@ func remuxer(interface {
 }) api.Remuxer {
 	return nil
 }
+
+// picturer is nil without FFmpeg: poster jobs wait for a node built with
+// it.
+func picturer() derive.Picturer { return nil }
+
+func ffmpegVersion() string { return "none" }

@@ -1,0 +1,165 @@
+package transcode
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"image"
+	"image/jpeg"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// splitFragmented writes a fragmented MP4 as a recording is stored: its
+// init segment (ftyp, moov) and its media (moof, mdat, ...) as two
+// objects, and returns them.
+func splitFragmented(t *testing.T, dir, path string) []Object {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 0
+	for off+8 <= len(b) && string(b[off+4:off+8]) != "moof" {
+		off += int(binary.BigEndian.Uint32(b[off:]))
+	}
+	if off == 0 || off >= len(b) {
+		t.Fatalf("%s: no moof", path)
+	}
+	os.WriteFile(filepath.Join(dir, "init.mp4"), b[:off], 0o644)
+	os.WriteFile(filepath.Join(dir, "media.m4s"), b[off:], 0o644)
+	return []Object{{Key: "init.mp4", Size: int64(off)}, {Key: "media.m4s", Size: int64(len(b) - off)}}
+}
+
+// rawFrame is the frame ffmpeg itself decodes at time at, scaled to w×h, as
+// RGB.
+func rawFrame(t *testing.T, path string, at time.Duration, w, h int) []byte {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", path, "-ss", at.String(), "-frames:v", "1",
+		"-vf", "scale="+itoa(w)+":"+itoa(h)+":flags=bicubic:out_range=full", "-f", "rawvideo", "-pix_fmt", "rgb24", "-").Output()
+	if err != nil || len(out) != w*h*3 {
+		t.Fatalf("ffmpeg's frame at %v: %v (%d bytes)", at, err, len(out))
+	}
+	return out
+}
+
+func itoa(n int) string { return string(appendInt(nil, n)) }
+
+func appendInt(b []byte, n int) []byte {
+	if n >= 10 {
+		b = appendInt(b, n/10)
+	}
+	return append(b, byte('0'+n%10))
+}
+
+// psnr of img against ref (RGB24), in dB.
+func psnr(img image.Image, ref []byte) float64 {
+	bo := img.Bounds()
+	var se float64
+	i := 0
+	for y := bo.Min.Y; y < bo.Max.Y; y++ {
+		for x := bo.Min.X; x < bo.Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			for _, v := range []uint32{r >> 8, g >> 8, b >> 8} {
+				d := float64(v) - float64(ref[i])
+				se += d * d
+				i++
+			}
+		}
+	}
+	mse := se / float64(i)
+	if mse == 0 {
+		return 100
+	}
+	return 10 * math.Log10(255*255/mse)
+}
+
+// A poster of a recording stored as init + media segments (and of an
+// uploaded MP4 as one object): a JPEG of the asked size whose pixels are
+// ffmpeg's own decoding of the frame at the asked time (the test pattern's
+// moving parts tell frames apart), not of another time; the same input
+// gives the same bytes; a file without video is ErrNoVideo.
+func TestPicture(t *testing.T) {
+	dir := t.TempDir()
+	frag := filepath.Join(dir, "rec.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac",
+		"-movflags", "frag_keyframe+empty_moov+default_base_moof", frag)
+	objects := splitFragmented(t, dir, frag)
+	src := &fileRanges{dir: dir}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		objects []Object
+		at      time.Duration
+	}{
+		{"segments, first frame", objects, 0},
+		{"segments, at 2.5s", objects, 2500 * time.Millisecond},
+		{"one MP4 file", []Object{{Key: "rec.mp4", Size: objects[0].Size + objects[1].Size}}, 1250 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, info, err := Picture(ctx, src, tc.objects, PictureOptions{At: tc.at, Width: 640})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := jpeg.Decode(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("not a JPEG: %v", err)
+			}
+			if s := img.Bounds().Size(); s.X != 640 || s.Y != 360 || info.Width != 640 || info.Height != 360 || info.SourceWidth != 1280 || info.Codec != "h264" {
+				t.Fatalf("picture %v, info %+v; want 640x360 of 1280x720 h264", s, info)
+			}
+			if d := info.FrameAt - tc.at; d < 0 || d >= 34*time.Millisecond {
+				t.Fatalf("frame at %v, asked %v", info.FrameAt, tc.at)
+			}
+			same := psnr(img, rawFrame(t, frag, tc.at, 640, 360))
+			other := psnr(img, rawFrame(t, frag, tc.at+time.Second, 640, 360))
+			if same < 30 || other > same-3 {
+				t.Fatalf("PSNR %.1f dB against ffmpeg's frame at %v, %.1f against a second later; want >= 30 and clearly less", same, tc.at, other)
+			}
+			again, _, err := Picture(ctx, src, tc.objects, PictureOptions{At: tc.at, Width: 640})
+			if err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("the same picture again differs (%v)", err)
+			}
+		})
+	}
+	wav := filepath.Join(dir, "a.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "1", "-c:a", "aac", wav)
+	st, _ := os.Stat(wav)
+	if _, _, err := Picture(ctx, src, []Object{{Key: "a.mp4", Size: st.Size()}}, PictureOptions{}); !errors.Is(err, ErrNoVideo) {
+		t.Fatalf("sound only: %v, want ErrNoVideo", err)
+	}
+	if _, _, err := Picture(ctx, src, []Object{{Key: "init.mp4", Size: objects[0].Size}}, PictureOptions{}); err == nil {
+		t.Fatal("an init segment alone gave a picture")
+	}
+	if v := FFmpegVersion(); !bytes.Contains([]byte(v), []byte("libavcodec")) {
+		t.Fatalf("FFmpegVersion() = %q", v)
+	}
+}
+
+// BenchmarkPoster: a poster (the first frame of a 4 s 720p30 H.264
+// recording stored as init + media segments, to 640 wide JPEG) per op.
+func BenchmarkPoster(b *testing.B) {
+	dir := b.TempDir()
+	frag := filepath.Join(dir, "rec.mp4")
+	ffmpeg(b, "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "4", "-c:v", "libx264", "-preset", "veryfast", "-g", "120",
+		"-b:v", "4M", "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov+default_base_moof", frag)
+	objects := splitFragmented(&testing.T{}, dir, frag)
+	src := &fileRanges{dir: dir}
+	cpu0 := cpuTime(b)
+	start := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := Picture(context.Background(), src, objects, PictureOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+	_ = start
+}
