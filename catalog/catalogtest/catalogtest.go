@@ -68,6 +68,8 @@ func Run(t *testing.T, open Opener) {
 		{"SameEvent", testSameEvent},
 		{"UploadsOfRecordings", testUploadsOfRecordings},
 		{"Bookmarks", testBookmarks},
+		{"RecordingCategories", testRecordingCategories},
+		{"RetentionDue", testRetentionDue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
