@@ -265,7 +265,7 @@ func TestRolesByEndpoint(t *testing.T) {
 func TestRoleTableCoversEveryRoute(t *testing.T) {
 	public := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /api/v1/openapi.yaml": true,
 		"GET /api/v1/keys": true, "POST /api/v1/session": true, "DELETE /api/v1/session": true,
-		"OPTIONS /api/v1/uploads/": true} // tus discovery
+		"OPTIONS /api/v1/uploads/": true, "OPTIONS /api/v1/uploads": true} // tus discovery, CORS preflights
 	mux := http.NewServeMux()
 	for _, p := range api.New(api.Options{AdminToken: token, Log: quiet}).Routes() {
 		mux.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
