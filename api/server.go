@@ -103,7 +103,11 @@ type Options struct {
 	Webhooks   Webhooks  // nil: webhook delivery not configured (its endpoints answer 503)
 	Uploads    Uploads   // nil: dock upload not configured (its endpoints answer 503)
 	Bookmarks  Bookmarks // nil: no bookmarks (their endpoints answer 503)
-	Signer     catalog.Signer
+	// Retention: the retention classes recordings are shown and
+	// categorized under; nil: none (recordings show no categories, and
+	// the categories endpoints answer 503).
+	Retention *Retention
+	Signer    catalog.Signer
 	// Remux makes the playback copy of an uploaded video file (nil: such
 	// files are served by /original only).
 	Remux      Remuxer
@@ -213,6 +217,8 @@ func New(o Options) *Server {
 	route("GET /api/v1/recordings/{id}/bookmarks", readers(s.listBookmarks))
 	route("POST /api/v1/recordings/{id}/bookmarks", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.createBookmark))
 	route("POST /api/v1/recordings/{id}/bookmarks/{bookmark}/remove", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.removeBookmark))
+	route("PUT /api/v1/recordings/{id}/categories", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.setCategories))
+	route("GET /api/v1/categories", anyone(s.listCategories))
 	route("GET /api/v1/nodes", s.allow(evidence.RoleAdmin, evidence.RoleAuditor)(s.listNodes))
 	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))
 	route("POST /api/v1/live/{device}/whep", watchers(s.whepOffer))

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,10 +11,9 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 )
 
-// RecordingCategories returns the categories of each of the given
-// recordings that has any, sorted, by recording id.
-func (c *Catalog) RecordingCategories(ctx context.Context, ids []string) (map[string][]string, error) {
-	out := map[string][]string{}
+// inBatches calls f with the ids in batches of at most maxBatch, as the
+// placeholders of an IN list ($1, $2, ...) and their arguments.
+func inBatches(ids []string, f func(in string, args []any) error) error {
 	for len(ids) > 0 {
 		n := min(len(ids), maxBatch)
 		args := make([]any, n)
@@ -22,26 +22,42 @@ func (c *Catalog) RecordingCategories(ctx context.Context, ids []string) (map[st
 			args[i], marks[i] = id, fmt.Sprintf("$%d", i+1)
 		}
 		ids = ids[n:]
-		rows, err := c.query(ctx, `SELECT recording_id, category FROM recording_categories
-			WHERE recording_id IN (`+strings.Join(marks, ", ")+`) ORDER BY recording_id, category`, args...)
-		if err != nil {
-			return nil, translate(err, "categories")
-		}
-		for rows.Next() {
-			var id, cat string
-			if err := rows.Scan(&id, &cat); err != nil {
-				rows.Close()
-				return nil, translate(err, "categories")
-			}
-			out[id] = append(out[id], cat)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, translate(err, "categories")
+		if err := f(strings.Join(marks, ", "), args); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// scanAll runs a query and calls each for every row.
+func (c *Catalog) scanAll(ctx context.Context, what, q string, args []any, each func(scanner) error) error {
+	rows, err := c.query(ctx, q, args...)
+	if err != nil {
+		return translate(err, what)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return translate(err, what)
+		}
+	}
+	return translate(rows.Err(), what)
+}
+
+// RecordingCategories returns the categories of each of the given
+// recordings that has any, sorted, by recording id.
+func (c *Catalog) RecordingCategories(ctx context.Context, ids []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := inBatches(ids, func(in string, args []any) error {
+		return c.scanAll(ctx, "categories", `SELECT recording_id, category FROM recording_categories
+			WHERE recording_id IN (`+in+`) ORDER BY recording_id, category`, args, func(row scanner) error {
+			var id, cat string
+			err := row.Scan(&id, &cat)
+			out[id] = append(out[id], cat)
+			return err
+		})
+	})
+	return out, err
 }
 
 // SetRecordingCategories replaces a recording's categories with cats, set
@@ -105,28 +121,60 @@ func (c *Catalog) SetRecordingCategories(ctx context.Context, id string, was, ca
 // end, categories, important mark (an upload's), whether a case links it
 // now, and when it left its last case.
 func (c *Catalog) RetentionFacts(ctx context.Context, rec evidence.Recording) (evidence.RetentionFacts, error) {
-	f := evidence.RetentionFacts{Ended: rec.EndedAt}
-	cats, err := c.RecordingCategories(ctx, []string{rec.ID})
+	m, err := c.RetentionFactsOf(ctx, []evidence.Recording{rec})
+	return m[rec.ID], err
+}
+
+// RetentionFactsOf is RetentionFacts for a page of recordings, by id, in
+// three queries.
+func (c *Catalog) RetentionFactsOf(ctx context.Context, recs []evidence.Recording) (map[string]evidence.RetentionFacts, error) {
+	out := make(map[string]evidence.RetentionFacts, len(recs))
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		out[r.ID] = evidence.RetentionFacts{Ended: r.EndedAt}
+		ids = append(ids, r.ID)
+	}
+	cats, err := c.RecordingCategories(ctx, ids)
 	if err != nil {
-		return f, err
+		return nil, err
 	}
-	f.Categories = cats[rec.ID]
-	if err := c.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM uploads u WHERE u.recording_id = $1 AND u.state = 'stored' AND u.important)`,
-		rec.ID).Scan(&f.Important); err != nil {
-		return f, translate(err, "uploads of "+rec.ID)
+	for id, cs := range cats {
+		f := out[id]
+		f.Categories = cs
+		out[id] = f
 	}
-	links, err := c.EvidenceLinks(ctx, "", rec.ID)
-	if err != nil {
-		return f, err
-	}
-	for _, l := range links {
-		if l.Active() {
-			f.Linked = true
-		} else if l.UnlinkedAt.After(f.LastUnlinked) {
-			f.LastUnlinked = l.UnlinkedAt
+	err = inBatches(ids, func(in string, args []any) error {
+		err := c.scanAll(ctx, "important uploads", `SELECT recording_id FROM uploads
+			WHERE recording_id IN (`+in+`) AND state = 'stored' AND important`, args, func(row scanner) error {
+			var id string
+			err := row.Scan(&id)
+			f := out[id]
+			f.Important = true
+			out[id] = f
+			return err
+		})
+		if err != nil {
+			return err
 		}
+		return c.scanAll(ctx, "links", `SELECT recording_id, unlinked_us FROM evidence_links WHERE recording_id IN (`+in+`)`, args,
+			func(row scanner) error {
+				var id string
+				var unlinked sql.NullInt64
+				err := row.Scan(&id, &unlinked)
+				f := out[id]
+				if !unlinked.Valid {
+					f.Linked = true
+				} else if t := fromMicros(unlinked.Int64); t.After(f.LastUnlinked) {
+					f.LastUnlinked = t
+				}
+				out[id] = f
+				return err
+			})
+	})
+	if err != nil {
+		return nil, err
 	}
-	return f, nil
+	return out, nil
 }
 
 // RetentionDue lists finished recordings with a signed manifest, not yet

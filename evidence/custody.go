@@ -54,6 +54,9 @@ const (
 	// marked for review, or such a mark removed (with the reason).
 	ActionBookmark        = "bookmark"
 	ActionBookmarkRemoved = "bookmark_removed"
+	// ActionCategories: a recording's categories (retention classes)
+	// changed: the old and new ones, the retention each gives, and why.
+	ActionCategories = "categories"
 )
 
 // Outcomes of custody events.

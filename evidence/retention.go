@@ -146,10 +146,13 @@ func (p RetentionPolicy) Class(name string) (RetentionClass, bool) {
 // Validate checks the policy: valid, distinct class names, and every period
 // at least min (MinRetention outside tests). The error names what is wrong.
 func (p RetentionPolicy) Validate(min time.Duration) error {
+	law := ""
+	if min >= MinRetention {
+		law = " (footage is kept at least six months)"
+	}
 	short := func(what string, q RetentionPeriod) error {
 		if !q.Permanent && q.Shortest() < min {
-			return fmt.Errorf("%s: %s is below the minimum retention of %s (footage is kept at least six months)",
-				what, q, RetentionPeriod{Duration: min})
+			return fmt.Errorf("%s: %s is below the minimum retention of %s%s", what, q, RetentionPeriod{Duration: min}, law)
 		}
 		return nil
 	}
