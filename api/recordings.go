@@ -39,6 +39,9 @@ type recordingJSON struct {
 	// SameEvent: the recordings of the same event (a device's live stream
 	// and its own file of the same span), by id.
 	SameEvent []string `json:"same_event"`
+	// Categories, retain_until and retention_rule (categories.go), when
+	// this server keeps categories.
+	*retentionJSON
 }
 
 type originJSON struct {
@@ -196,12 +199,18 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := make([]recordingJSON, 0, len(recs))
+	readable := make([]evidence.Recording, 0, len(recs))
 	for _, rec := range recs {
 		if s.mayReadRecording(r, rec) {
 			items = append(items, toRecordingJSON(rec))
+			readable = append(readable, rec)
 		}
 	}
 	if err := s.withLinks(r.Context(), items); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.withRetention(r.Context(), items, readable); err != nil {
 		s.internal(w, r, err)
 		return
 	}
@@ -250,6 +259,10 @@ func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
 	}{recordingJSON: toRecordingJSON(rec), Segments: []segmentJSON{}, Gaps: []gapJSON{}}
 	one := []recordingJSON{out.recordingJSON}
 	if err := s.withLinks(r.Context(), one); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.withRetention(r.Context(), one, []evidence.Recording{rec}); err != nil {
 		s.internal(w, r, err)
 		return
 	}

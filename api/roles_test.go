@@ -97,6 +97,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 		return cat.AppendCustody(ctx, e, keys)
 	}, quiet, nil)
 	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Jobs: cat, Signer: keys, Store: store, Keys: keys,
+		Retention:  &api.Retention{Policy: testPolicy, Minimum: evidence.MinRetention, Catalog: cat},
 		Links:      caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: quiet}),
 		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet}
 	for _, opt := range opts {
@@ -106,6 +107,18 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	t.Cleanup(srv.Close)
 	lastFixture = fixtureParts{cat: cat, keys: keys, ledger: ledger, store: store, root: dataDir + "/objects"}
 	return srv, denied
+}
+
+// testPolicy is the retention policy of the fixture: the default classes.
+var testPolicy = evidence.RetentionPolicy{
+	Unlinked:  evidence.RetentionPeriod{Duration: evidence.MinRetention},
+	Important: evidence.RetentionPeriod{Years: 2},
+	Classes: []evidence.RetentionClass{
+		{Name: "traffic_stop", Period: evidence.RetentionPeriod{Duration: evidence.MinRetention}},
+		{Name: "no_incident", Period: evidence.RetentionPeriod{Duration: evidence.MinRetention}},
+		{Name: "arrest", Period: evidence.RetentionPeriod{Years: 3}},
+		{Name: "complaint", Period: evidence.RetentionPeriod{Permanent: true}},
+	},
 }
 
 type fixtureParts struct {
@@ -176,6 +189,11 @@ func roleTable() []roleRow {
 		{"POST", "/api/v1/jobs/nope/rerun", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a/derived", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a/poster", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		// Retention classes: every user but a dock reads them; officers and
+		// supervisors who may read a recording set its categories (who may
+		// shorten its retention: TestCategories).
+		{"GET", "/api/v1/categories", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 403}},
+		{"PUT", "/api/v1/recordings/rec-a/categories", "{}", []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},
 		// Hanging up a session that is not one's own (here: none) is 404 for

@@ -107,6 +107,10 @@ type Options struct {
 	// JobQueued is called when a job was queued through the API (the
 	// runner's Wake); nil: none.
 	JobQueued func()
+	// Retention: the retention classes recordings are shown and
+	// categorized under; nil: none (recordings show no categories, and
+	// the categories endpoints answer 503).
+	Retention *Retention
 	Signer    catalog.Signer
 	// Remux makes the playback copy of an uploaded video file (nil: such
 	// files are served by /original only).
@@ -223,6 +227,8 @@ func New(o Options) *Server {
 	route("GET /api/v1/jobs", jobWatchers(s.listJobs))
 	route("GET /api/v1/jobs/{id}", jobWatchers(s.getJob))
 	route("POST /api/v1/jobs/{id}/rerun", s.admin(s.rerunJob))
+	route("PUT /api/v1/recordings/{id}/categories", s.allow(evidence.RoleOfficer, evidence.RoleSupervisor)(s.setCategories))
+	route("GET /api/v1/categories", anyone(s.listCategories))
 	route("GET /api/v1/nodes", s.allow(evidence.RoleAdmin, evidence.RoleAuditor)(s.listNodes))
 	route("GET /api/v1/live", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listLive))
 	route("POST /api/v1/live/{device}/whep", watchers(s.whepOffer))

@@ -567,20 +567,6 @@ func (c *Catalog) Gaps(ctx context.Context, recordingID string) ([]evidence.Gap,
 	return out, translate(rows.Err(), "gaps")
 }
 
-// RetentionCandidates lists finished recordings whose footage is in no case
-// and has not been in one since before cutoff, ended before cutoff, and not
-// yet deleted: what retention may delete now. Oldest first.
-func (c *Catalog) RetentionCandidates(ctx context.Context, cutoff time.Time, limit int) ([]evidence.Recording, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	return c.recordings(ctx, `SELECT `+recordingCols+` FROM recordings r
-		WHERE r.state <> 'live' AND r.ended_us < $1 AND r.deleted_us IS NULL AND r.manifest_key <> ''
-		AND NOT EXISTS (SELECT 1 FROM evidence_links l WHERE l.recording_id = r.id
-			AND (l.unlinked_us IS NULL OR l.unlinked_us >= $1))
-		ORDER BY r.ended_us LIMIT $2`, micros(cutoff), limit)
-}
-
 // MarkDeleted records that retention deleted a recording's media.
 func (c *Catalog) MarkDeleted(ctx context.Context, id string, at time.Time) error {
 	_, err := c.exec(ctx, `UPDATE recordings SET deleted_us = $1 WHERE id = $2 AND deleted_us IS NULL`, micros(at), id)

@@ -62,6 +62,9 @@ const (
 	// ActionJobRerun: an admin ran a done or failed job again (target
 	// kind job).
 	ActionJobRerun = "job_rerun"
+	// ActionCategories: a recording's categories (retention classes)
+	// changed: the old and new ones, the retention each gives, and why.
+	ActionCategories = "categories"
 )
 
 // Outcomes of custody events.

@@ -11,11 +11,18 @@ import (
 // and linked into the device's chain as the recording's last segment, so a
 // gap in the footage is explained, never silent.
 type Tombstone struct {
-	Type         string            `json:"type"` // "bodycam-tombstone-v1"
-	RecordingID  string            `json:"recording_id"`
-	DeviceID     string            `json:"device_id"`
-	DeletedAt    time.Time         `json:"deleted_at"`
-	Reason       string            `json:"reason"`
+	Type        string    `json:"type"` // "bodycam-tombstone-v1"
+	RecordingID string    `json:"recording_id"`
+	DeviceID    string    `json:"device_id"`
+	DeletedAt   time.Time `json:"deleted_at"`
+	Reason      string    `json:"reason"`
+	// Rule, RetainUntil and Categories: which retention rule let the
+	// footage go, the time it kept it until, and the recording's
+	// categories then (evidence.RetentionPolicy.Decide). Absent from
+	// tombstones written before retention classes.
+	Rule         string            `json:"rule,omitempty"`
+	RetainUntil  time.Time         `json:"retain_until,omitzero"`
+	Categories   []string          `json:"categories,omitempty"`
 	ManifestKey  string            `json:"manifest_key"` // kept: what the recording was stays provable
 	Objects      []TombstoneObject `json:"objects"`
 	SigningKeyID string            `json:"signing_key_id"`

@@ -91,7 +91,7 @@ func TestRetentionLeaseAndManifest(t *testing.T) {
 
 	lease := &oneLease{acquires: map[string]int{}}
 	job := func(holder string) *retention.Job {
-		return &retention.Job{Period: time.Minute, Interval: time.Hour, Catalog: cat, Store: st, Signer: keys,
+		return &retention.Job{Policy: evidence.RetentionPolicy{Unlinked: evidence.RetentionPeriod{Duration: time.Minute}}, Interval: time.Hour, Catalog: cat, Store: st, Signer: keys,
 			Log: slog.New(slog.DiscardHandler), Lease: lease, Holder: holder}
 	}
 	a, b := job("node-a"), job("node-b")

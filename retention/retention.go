@@ -1,8 +1,11 @@
 // Package retention deletes footage that is in no case once its period has
-// passed (default 180 days, the legal minimum being six months), leaving a
-// signed tombstone linked into the device's chain so that the gap is
-// explained, never silent. Footage on legal hold, or still locked by the
-// object store, is left alone until it may go.
+// passed, leaving a signed tombstone linked into the device's chain so that
+// the gap is explained, never silent. The period is the recording's
+// (evidence.RetentionPolicy: the longest of its categories, at least the
+// important minimum, 180 days without a category, never for a permanent
+// one), counted from its end or from when it left its last case. Footage
+// on legal hold, or still locked by the object store, is left alone until
+// it may go.
 package retention
 
 import (
@@ -25,7 +28,10 @@ import (
 
 // Catalog is what retention needs from the system of record.
 type Catalog interface {
-	RetentionCandidates(ctx context.Context, cutoff time.Time, limit int) ([]evidence.Recording, error)
+	// RetentionDue lists recordings the policy may let go at now (a
+	// query's coarse choice: each is decided again from RetentionFacts).
+	RetentionDue(ctx context.Context, p evidence.RetentionPolicy, now time.Time, limit int) ([]evidence.Recording, error)
+	RetentionFacts(ctx context.Context, rec evidence.Recording) (evidence.RetentionFacts, error)
 	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
 	AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error)
 	MarkDeleted(ctx context.Context, id string, at time.Time) error
@@ -64,7 +70,9 @@ const LeaseName = "retention"
 
 // Job is the retention job.
 type Job struct {
-	Period   time.Duration // footage in no case is kept this long after it ended (or left its last case)
+	// Policy says how long each recording is kept (Validate'd by the
+	// caller: at least evidence.MinRetention outside tests).
+	Policy   evidence.RetentionPolicy
 	Interval time.Duration // between passes
 	Catalog  Catalog
 	Store    Store
@@ -135,16 +143,21 @@ func (j *Job) hold(ctx context.Context) bool {
 // when it loses it.
 //
 // Only recordings with a signed manifest are candidates
-// (Catalog.RetentionCandidates): one without may still be being uploaded
-// by its node, from its spool after an outage.
+// (Catalog.RetentionDue): one without may still be being uploaded by its
+// node, from its spool after an outage. Each candidate is decided again
+// from its facts (Policy.Decide) just before anything is written: a
+// category set or a case linked since the query is honoured.
 func (j *Job) Pass(ctx context.Context, now time.Time) (int, error) {
 	if j.Lease != nil && j.Holder == "" {
 		return 0, errors.New("retention: a lease needs a holder")
 	}
+	if j.Policy.Unlinked.IsZero() {
+		return 0, errors.New("retention: no policy")
+	}
 	if !j.hold(ctx) {
 		return 0, nil
 	}
-	recs, err := j.Catalog.RetentionCandidates(ctx, now.Add(-j.Period), 100)
+	recs, err := j.Catalog.RetentionDue(ctx, j.Policy, now, 100)
 	if err != nil {
 		return 0, err
 	}
@@ -154,6 +167,10 @@ func (j *Job) Pass(ctx context.Context, now time.Time) (int, error) {
 			return n, nil
 		}
 		if err := j.delete(ctx, rec, now); err != nil {
+			if errors.Is(err, errNotDue) {
+				j.Log.Debug("retention: recording not due after all", "recording", rec.ID, "why", err)
+				continue
+			}
 			if j.skipped != nil {
 				j.skipped.Inc()
 			}
@@ -170,7 +187,20 @@ func (j *Job) Pass(ctx context.Context, now time.Time) (int, error) {
 
 var errHeld = errors.New("held")
 
+// errNotDue: the query chose a recording its policy keeps (a category
+// set, a case linked since, a year of 365 days).
+var errNotDue = errors.New("not due")
+
 func (j *Job) delete(ctx context.Context, rec evidence.Recording, now time.Time) error {
+	facts, err := j.Catalog.RetentionFacts(ctx, rec)
+	if err != nil {
+		return err
+	}
+	decision := j.Policy.Decide(facts)
+	if !decision.Due(now) {
+		return fmt.Errorf("%w: %s (held %v, permanent %v, until %s)", errNotDue, decision.Rule, decision.Held, decision.Permanent,
+			decision.Until.Format(time.RFC3339))
+	}
 	segs, err := j.Catalog.Segments(ctx, rec.ID)
 	if err != nil {
 		return err
@@ -202,8 +232,9 @@ func (j *Job) delete(ctx context.Context, rec evidence.Recording, now time.Time)
 				return fmt.Errorf("%w: %s is locked until %s", errHeld, s.Key, st.RetainUntil.Format(time.RFC3339))
 			}
 		}
-		reason := fmt.Sprintf("retention: in no case for more than %s after it ended", j.Period)
+		reason := fmt.Sprintf("retention: in no case, kept until %s by the rule: %s", decision.Until.UTC().Format(time.RFC3339), decision.Rule)
 		t := evidence.NewTombstone(rec, media, now, reason)
+		t.Rule, t.RetainUntil, t.Categories = decision.Rule, decision.Until.UTC(), facts.Categories
 		t.SigningKeyID = j.Signer.ID()
 		key := rec.DeviceID + "/" + rec.ID + "/tombstone.json"
 		body, err := j.putOnce(ctx, key, t.Marshal())
@@ -238,7 +269,8 @@ func (j *Job) delete(ctx context.Context, rec evidence.Recording, now time.Time)
 		"device", rec.DeviceID, "objects", len(media), "tombstone", tomb.Key)
 	if j.Custody != nil {
 		j.Custody.Record(ctx, evidence.CustodyEvent{At: now, Actor: "retention", Role: "system", Action: evidence.ActionRetention,
-			TargetKind: "recording", TargetID: rec.ID, Detail: fmt.Sprintf("%d objects deleted; tombstone %s (chain link %d)", len(media), tomb.Key, tomb.ChainSeq)})
+			TargetKind: "recording", TargetID: rec.ID, Detail: fmt.Sprintf("%d objects deleted; tombstone %s (chain link %d); kept until %s by the rule: %s",
+				len(media), tomb.Key, tomb.ChainSeq, decision.Until.UTC().Format(time.RFC3339), decision.Rule)})
 	}
 	return nil
 }

@@ -120,7 +120,7 @@ func TestRetentionDeletesWithTombstone(t *testing.T) {
 	if err := st.Delete(ctx, segs[1].Key); !errors.Is(err, storage.ErrRetained) {
 		t.Fatalf("deleting a held object: %v, want ErrRetained", err)
 	}
-	job := &retention.Job{Period: 30 * time.Second, Catalog: cat, Store: st, Signer: keys, Log: slog.New(slog.DiscardHandler)}
+	job := &retention.Job{Policy: evidence.RetentionPolicy{Unlinked: evidence.RetentionPeriod{Duration: 30 * time.Second}}, Catalog: cat, Store: st, Signer: keys, Log: slog.New(slog.DiscardHandler)}
 	if n, err := job.Pass(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
 		// rec-next is in no case: due too; rec-old is in a case: kept.
 		t.Fatalf("pass while linked: %d deleted, %v; want only rec-next", n, err)

@@ -92,6 +92,11 @@ export const api = {
   bookmarks: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/bookmarks'),
   addBookmark: (id, offsetSeconds, note) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/bookmarks', { offset_seconds: offsetSeconds, note }),
   removeBookmark: (id, bookmark, reason) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/bookmarks/' + encodeURIComponent(bookmark) + '/remove', { reason }),
+  // categories: the configured retention classes; setCategories replaces
+  // a recording's (the whole set, with why).
+  categories: () => getJSON('/api/v1/categories'),
+  setCategories: async (id, categories, reason) =>
+    (await request('PUT', '/api/v1/recordings/' + encodeURIComponent(id) + '/categories', { body: { categories, reason } })).json(),
   mediaURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media',
   // originalURL: an uploaded recording's file exactly as the recorder made it.
   originalURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/original',

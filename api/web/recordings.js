@@ -1,7 +1,8 @@
 // Recordings: pick a device, list its recordings, open one to play it, read
 // its segments (hashes and chain links), its gaps, its bookmarks (moments
 // marked for review: set at the player's position, removed with a reason),
-// and verify it. A
+// its retention (categories, kept until when and by which rule; officers and
+// supervisors change the categories, with a reason), and verify it. A
 // recording is a live stream's (kind "stream") or a recorder's own file a
 // dock uploaded (kind "upload": its origin, the file as uploaded, and the
 // recordings of the same event, when the server says them).
@@ -16,6 +17,7 @@ let listToken = 0;
 let canBookmark = false; // officers and supervisors set and remove bookmarks
 let canRemoveAny = false; // supervisors remove anyone's
 let whoAmI = '';
+let classes = null; // the configured retention classes (GET /api/v1/categories), once
 
 // setRecordingCaps says what the one signed in may do here besides reading.
 export function setRecordingCaps({ bookmark, removeAny, user }) {
@@ -232,7 +234,7 @@ function renderDetail(rec) {
     header,
     h('div', { class: 'detail-body' },
       h('div', { class: 'player' }, video),
-      h('div', { class: 'detail-side' }, factsList(rec), originSection(rec), result)),
+      h('div', { class: 'detail-side' }, factsList(rec), retentionSection(rec), originSection(rec), result)),
     bookmarksSection(rec, video),
     gapsSection(rec),
     segmentsSection(rec));
@@ -275,6 +277,67 @@ function originSection(rec) {
     same.length ? h('p', { class: 'small', testid: 'rec-same-event' }, 'Same event: ',
       same.map((id, i) => [i ? ', ' : '', h('button', { type: 'button', class: 'link mono', title: `Open ${id}`, onclick: () => openRecording(id) }, id)]),
       h('span', { class: 'muted' }, kindOf(rec) === 'upload' ? ' (this uploaded original is the primary copy)' : ' (a recorder\'s own file: the primary copy)')) : null);
+}
+
+// retainText says a recording's retain_until in words.
+function retainText(until) {
+  if (until == null) return 'from its end (still recording)';
+  if (until === 'permanent' || until === 'held by case') return until;
+  return 'until ' + fmtTime(until);
+}
+
+// retentionSection: the recording's categories (retention classes), how
+// long it is kept and by which rule; officers and supervisors (canBookmark:
+// the same roles) change the categories with a reason. The server refuses
+// what the user may not do (an officer shortening the retention, a
+// supervisor their own footage's), and says why.
+function retentionSection(rec) {
+  if (!Array.isArray(rec.categories)) return null; // a server without retention classes
+  const shown = h('div', { testid: 'rec-retention' });
+  const render = (r) => {
+    clear(shown,
+      h('p', { class: 'small' }, 'Categories: ',
+        r.categories.length ? r.categories.map((c) => [badge(c.replace(/_/g, ' '), 'info', { testid: 'rec-category', dataset: { category: c } }), ' '])
+          : h('span', { class: 'muted', testid: 'rec-no-category' }, 'none')),
+      h('p', { class: 'small' }, 'Kept ', h('strong', { testid: 'rec-retain-until' }, retainText(r.retain_until)),
+        h('span', { class: 'muted', testid: 'rec-retention-rule' }, ` · ${r.retention_rule || ''}`)));
+  };
+  render(rec);
+  let editor = null;
+  if (canBookmark && !rec.deleted_at) {
+    const form = h('form', { class: 'category-form', testid: 'category-form', hidden: true });
+    const edit = h('button', { type: 'button', class: 'btn btn-small', testid: 'category-edit', title: 'Change the categories (with why)',
+      onclick: async () => {
+        if (!form.hidden) { form.hidden = true; return; }
+        try {
+          classes = classes || await api.categories();
+        } catch (err) { toast(`Categories could not be read: ${err.message}`, 'error'); return; }
+        const boxes = (classes.items || []).map((c) => h('label', { class: 'category-choice' },
+          h('input', { type: 'checkbox', value: c.name, checked: rec.categories.includes(c.name), testid: 'category-choice', dataset: { category: c.name } }),
+          ` ${c.name.replace(/_/g, ' ')} `, h('span', { class: 'muted small' }, c.period)));
+        const reason = h('input', { type: 'text', maxlength: '500', required: true, placeholder: 'Why', testid: 'category-reason', 'aria-label': 'Why the categories change' });
+        const save = h('button', { type: 'submit', class: 'btn', testid: 'category-save' }, 'Save categories');
+        clear(form, h('div', { class: 'category-choices' }, boxes), reason, save);
+        form.onsubmit = async (ev) => {
+          ev.preventDefault();
+          const chosen = [...form.querySelectorAll('input[type=checkbox]:checked')].map((b) => b.value);
+          save.disabled = true;
+          try {
+            const r = await api.setCategories(rec.id, chosen, reason.value.trim());
+            Object.assign(rec, r);
+            render(rec);
+            form.hidden = true;
+            toast('Categories saved (in the custody ledger)', 'ok');
+          } catch (err) { toast(`Not changed: ${err.message}`, 'error'); }
+          save.disabled = false;
+        };
+        form.hidden = false;
+        reason.focus();
+      } }, 'Change');
+    editor = [edit, form];
+  }
+  return h('section', { class: 'retention', testid: 'rec-retention-section' }, h('h4', {}, 'Retention ', editor ? editor[0] : null), shown,
+    editor ? editor[1] : null);
 }
 
 // bookmarksSection: the recording's bookmarks by time (a click seeks the

@@ -72,6 +72,8 @@ func Run(t *testing.T, open Opener) {
 		{"JobsLifecycle", testJobsLifecycle},
 		{"JobsTakeover", testJobsTakeover},
 		{"JobsClaimRace", testJobsClaimRace},
+		{"RecordingCategories", testRecordingCategories},
+		{"RetentionDue", testRetentionDue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -360,8 +360,9 @@ func testRetentionNeedsManifest(t *testing.T, c *catalog.Catalog) {
 	if err := c.SetManifest(ctx, "signed", "cam-1/signed/manifest.json"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.RetentionCandidates(ctx, t0.Add(time.Hour), 10)
+	policy := evidence.RetentionPolicy{Unlinked: evidence.RetentionPeriod{Duration: time.Minute}}
+	got, err := c.RetentionDue(ctx, policy, t0.Add(time.Hour), 10)
 	if err != nil || len(got) != 1 || got[0].ID != "signed" {
-		t.Fatalf("RetentionCandidates = %+v, %v; want only the signed recording", got, err)
+		t.Fatalf("RetentionDue = %+v, %v; want only the signed recording", got, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/internal/connlimit"
 	"github.com/bodycam/bodycam/live"
 	"github.com/bodycam/bodycam/outbox"
@@ -60,11 +61,17 @@ type Config struct {
 	RetentionPeriod days
 	CaseRetention   days
 	RetentionEvery  time.Duration
-	SigningKey      string
-	CredentialKey   string
-	LogLevel        string
-	LogFormat       string
-	ShutdownTimeout time.Duration
+	// Retention classes (issue 16): NAME=PERIOD each; the periods of
+	// footage marked important; the shortest period accepted (tests and
+	// evaluations only lower it).
+	Categories         list
+	ImportantRetention period
+	RetentionMinimum   days
+	SigningKey         string
+	CredentialKey      string
+	LogLevel           string
+	LogFormat          string
+	ShutdownTimeout    time.Duration
 
 	RTSPRequestTimeout    time.Duration
 	RTSPMaxPendingPerHost int
@@ -99,30 +106,32 @@ type Config struct {
 
 func defaults() Config {
 	return Config{
-		DataDir:         "./data",
-		RTSPAddr:        ":8554",
-		RTSPUDPAddr:     ":8000",
-		RTSPReadTimeout: 10 * time.Second,
-		SpoolMinFree:    size(1 << 30),
-		HTTPAddr:        ":8080",
-		WebRTCUDPAddr:   ":8189",
-		WebRTCTCPAddr:   ":8189",
-		LiveMaxSessions: 200,
-		LiveMaxPerUser:  32,
-		Workers:         1,
-		NodeID:          hostName(),
-		S3Bucket:        "bodycam",
-		SegmentDuration: 4 * time.Second,
-		RetentionMode:   "compliance",
-		RetentionPeriod: days(180 * 24 * time.Hour),
-		CaseRetention:   days(180 * 24 * time.Hour),
-		RetentionEvery:  time.Hour,
-		LogLevel:        "info",
-		LogFormat:       "text",
-		ShutdownTimeout: 30 * time.Second,
-		ShutdownDelay:   5 * time.Second,
-		WebhookRetryFor: 24 * time.Hour,
-		EventsKeep:      days(7 * 24 * time.Hour),
+		DataDir:            "./data",
+		RTSPAddr:           ":8554",
+		RTSPUDPAddr:        ":8000",
+		RTSPReadTimeout:    10 * time.Second,
+		SpoolMinFree:       size(1 << 30),
+		HTTPAddr:           ":8080",
+		WebRTCUDPAddr:      ":8189",
+		WebRTCTCPAddr:      ":8189",
+		LiveMaxSessions:    200,
+		LiveMaxPerUser:     32,
+		Workers:            1,
+		NodeID:             hostName(),
+		S3Bucket:           "bodycam",
+		SegmentDuration:    4 * time.Second,
+		RetentionMode:      "compliance",
+		RetentionPeriod:    days(180 * 24 * time.Hour),
+		CaseRetention:      days(180 * 24 * time.Hour),
+		RetentionEvery:     time.Hour,
+		ImportantRetention: period{Years: 2},
+		RetentionMinimum:   days(evidence.MinRetention),
+		LogLevel:           "info",
+		LogFormat:          "text",
+		ShutdownTimeout:    30 * time.Second,
+		ShutdownDelay:      5 * time.Second,
+		WebhookRetryFor:    24 * time.Hour,
+		EventsKeep:         days(7 * 24 * time.Hour),
 
 		UploadMaxSize:      size(64 << 30),
 		UploadSpoolMax:     size(256 << 30),
@@ -187,6 +196,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Var(&c.RetentionPeriod, "retention-period", "how long every stored object is locked against deletion (e.g. 180d, 72h)")
 	fs.Var(&c.CaseRetention, "unlinked-retention", "footage in no case is deleted this long after it ended or left its last case, leaving a signed tombstone (at least 180d outside tests; e.g. 180d)")
 	fs.DurationVar(&c.RetentionEvery, "retention-interval", c.RetentionEvery, "how often the retention job looks for footage due for deletion")
+	fs.Var(&c.Categories, "category", "a retention class NAME=PERIOD (PERIOD: 180d, 3y or permanent; at least 180d); give it again for more (comma-separated in the environment and the file); given at all, it replaces the default set: traffic_stop=180d, no_incident=180d, arrest=3y, complaint=permanent")
+	fs.Var(&c.ImportantRetention, "important-retention", "footage marked important is kept at least this long whatever its categories (e.g. 2y, permanent)")
+	fs.Var(&c.RetentionMinimum, "retention-minimum", "FOR TESTS AND EVALUATION ONLY: the shortest retention period accepted; below 180d (the legal minimum of six months) footage may be deleted before the law allows")
 	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "Ed25519 private key file (PKCS#8 PEM); empty creates <data-dir>/keys/signing.key")
 	fs.StringVar(&c.CredentialKey, "credential-key", c.CredentialKey, "file with the key device secrets are derived from (hex); empty creates <data-dir>/keys/credential.key; share it between nodes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -533,6 +545,12 @@ func (c Config) Validate() error {
 	if c.CaseRetention <= 0 {
 		return errors.New("unlinked-retention: must be positive")
 	}
+	if c.RetentionMinimum <= 0 {
+		return errors.New("retention-minimum: must be positive")
+	}
+	if _, err := c.retentionPolicy(); err != nil {
+		return err
+	}
 	if c.RetentionEvery < time.Second {
 		return errors.New("retention-interval: at least 1s")
 	}
@@ -779,6 +797,52 @@ func validAddr(addr string) error {
 	return nil
 }
 
+// defaultCategories are the retention classes without --category: routine
+// footage at the legal minimum; an arrest kept long enough for charges, and
+// complaints about it, to come after it (once a case links it, it is held
+// anyway); a complaint for good. (Not the list's default value: a flag
+// given would add to it instead of replacing it.)
+var defaultCategories = []string{"traffic_stop=180d", "no_incident=180d", "arrest=3y", "complaint=permanent"}
+
+// retentionPolicy is how long footage is kept (package retention), checked
+// against --retention-minimum. Errors name the setting.
+func (c Config) retentionPolicy() (evidence.RetentionPolicy, error) {
+	p := evidence.RetentionPolicy{Unlinked: evidence.RetentionPeriod{Duration: time.Duration(c.CaseRetention)},
+		Important: evidence.RetentionPeriod(c.ImportantRetention)}
+	cats := c.Categories
+	if len(cats) == 0 {
+		cats = defaultCategories
+	}
+	for _, item := range cats {
+		name, v, ok := strings.Cut(item, "=")
+		if !ok {
+			return p, fmt.Errorf("category: %q: want NAME=PERIOD, e.g. arrest=3y", item)
+		}
+		per, err := evidence.ParseRetentionPeriod(v)
+		if err != nil {
+			return p, fmt.Errorf("category: %s: %v", name, err)
+		}
+		p.Classes = append(p.Classes, evidence.RetentionClass{Name: strings.TrimSpace(name), Period: per})
+	}
+	if err := p.Validate(time.Duration(c.RetentionMinimum)); err != nil {
+		// The policy's words for its parts become the settings' names.
+		msg := err.Error()
+		for _, w := range []struct{ from, to string }{
+			{"category ", "category: "}, {"unlinked retention: ", "unlinked-retention: "}, {"important retention: ", "important-retention: "},
+		} {
+			if rest, ok := strings.CutPrefix(msg, w.from); ok {
+				msg = w.to + rest
+				break
+			}
+		}
+		if c.RetentionMinimum != days(evidence.MinRetention) {
+			msg += " (--retention-minimum is " + c.RetentionMinimum.String() + ")"
+		}
+		return p, errors.New(msg)
+	}
+	return p, nil
+}
+
 // retention is the storage policy the settings describe.
 func (c Config) retention() storage.Retention {
 	mode, _ := storage.ParseMode(c.RetentionMode)
@@ -813,6 +877,25 @@ func (d *days) Set(s string) error {
 		return fmt.Errorf("want a number of days (e.g. 180d) or a duration (e.g. 72h)")
 	}
 	*d = days(v)
+	return nil
+}
+
+// period is a retention period: 180d, 3y, permanent (or a duration).
+type period evidence.RetentionPeriod
+
+func (p *period) String() string {
+	if p == nil {
+		return ""
+	}
+	return evidence.RetentionPeriod(*p).String()
+}
+
+func (p *period) Set(s string) error {
+	v, err := evidence.ParseRetentionPeriod(s)
+	if err != nil {
+		return errors.New("want a period such as 180d, 2y or permanent")
+	}
+	*p = period(v)
 	return nil
 }
 

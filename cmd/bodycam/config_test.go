@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bodycam/bodycam/evidence"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -100,6 +102,20 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--rtsp-max-pending", "2000000000"}, nil, "rtsp-max-pending: 2000000000 is more than half"},
 		{[]string{"--retention-mode", "forever"}, nil, "retention-mode"},
 		{[]string{"--retention-period", "ten"}, nil, "retention-period"},
+		// Retention classes: never below the legal minimum of 180 days.
+		{[]string{"--category", "arrest=30d"}, nil, "category: arrest: 30d is below the minimum retention of 180d"},
+		{[]string{"--category", "arrest=179d"}, nil, "category: arrest: 179d is below"},
+		{[]string{"--category", "arrest"}, nil, `category: "arrest": want NAME=PERIOD`},
+		{[]string{"--category", "arrest=soon"}, nil, "category: arrest"},
+		{[]string{"--category", "Arrest=1y"}, nil, "category: \"Arrest\""},
+		{[]string{"--category", "arrest=1y", "--category", "arrest=2y"}, nil, "category: arrest: configured twice"},
+		{nil, map[string]string{"BODYCAM_CATEGORY": "arrest=3y,errand=10d"}, "category: errand: 10d is below"},
+		{[]string{"--unlinked-retention", "30d"}, nil, "unlinked-retention: 30d is below the minimum retention of 180d"},
+		{[]string{"--important-retention", "90d"}, nil, "important-retention: 90d is below"},
+		{[]string{"--important-retention", "soon"}, nil, "important-retention"},
+		{[]string{"--retention-minimum", "0s"}, nil, "retention-minimum: must be positive"},
+		// A lowered minimum (tests) says so in the refusal.
+		{[]string{"--retention-minimum", "1h", "--category", "arrest=30m"}, nil, "category: arrest: 30m0s is below the minimum retention of 1h0m0s (--retention-minimum is 1h0m0s)"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"stray"}, nil, "unexpected argument"},
 		{nil, map[string]string{"BODYCAM_SEGMENT_DURATION": "x"}, "BODYCAM_SEGMENT_DURATION"},
@@ -325,5 +341,44 @@ func TestSecretsFromFiles(t *testing.T) {
 			strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s %s: %v; want one line naming the setting, saying %q, without the secret", c.setting, filepath.Base(c.path), err, c.want)
 		}
+	}
+}
+
+// The default retention classes, and a test's short ones under a lowered
+// --retention-minimum; classes from the file as a list.
+func TestRetentionClassesConfig(t *testing.T) {
+	cfg, err := loadConfig("serve", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cfg.retentionPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range p.Classes {
+		got = append(got, c.Name+"="+c.Period.String())
+	}
+	if strings.Join(got, ",") != "traffic_stop=180d,no_incident=180d,arrest=3y,complaint=permanent" ||
+		p.Unlinked.String() != "180d" || p.Important.String() != "2y" || time.Duration(cfg.RetentionMinimum) != evidence.MinRetention {
+		t.Fatalf("default policy: %v, unlinked %s, important %s, minimum %s", got, p.Unlinked, p.Important, cfg.RetentionMinimum.String())
+	}
+	cfg, err = loadConfig("serve", []string{"--retention-minimum", "1m", "--category", "arrest=5m", "--category", "complaint=permanent",
+		"--unlinked-retention", "2m", "--important-retention", "10m"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := cfg.retentionPolicy(); len(p.Classes) != 2 || p.Classes[0].Period.Duration != 5*time.Minute || !p.Classes[1].Period.Permanent ||
+		p.Important.Duration != 10*time.Minute {
+		t.Fatalf("a test's policy: %+v", p)
+	}
+	file := filepath.Join(t.TempDir(), "bodycam.yaml")
+	os.WriteFile(file, []byte("category:\n  - arrest=5y\n  - complaint=permanent\nimportant-retention: permanent\n"), 0o600)
+	cfg, err = loadConfig("serve", []string{"--config", file}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := cfg.retentionPolicy(); len(p.Classes) != 2 || p.Classes[0].Period.Years != 5 || !p.Important.Permanent {
+		t.Fatalf("classes from the file: %+v", p)
 	}
 }

@@ -240,10 +240,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	feed := outbox.NewJobFeed(outbox.JobFeedOptions{Catalog: cat, Rules: derive.Rules, Queued: runner.Wake, Lease: co, Holder: cfg.NodeID,
 		Log: log.With("component", "jobs"), Registry: reg})
+	policy, _ := cfg.retentionPolicy() // checked by Validate
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
 		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat, Jobs: cat, JobQueued: runner.Wake,
-		Store: store, Remux: remuxer(store), Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
+		Retention: &api.Retention{Policy: policy, Minimum: time.Duration(cfg.RetentionMinimum), Catalog: cat},
+		Store:     store, Remux: remuxer(store), Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
 	})
 	// The HTTP server closes connections that do not send a whole request in
@@ -258,6 +260,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		"transcoding", transcoding, "workers", cfg.Workers, "node", cfg.NodeID, "coordination", coDesc, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
 	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
 		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
+	}
+	if cfg.RetentionMinimum < days(evidence.MinRetention) {
+		log.Warn("--retention-minimum is below the legal minimum of 180 days: for tests and evaluations only, footage may be deleted before the law allows",
+			"retention_minimum", cfg.RetentionMinimum.String())
 	}
 	if spoolWasOpen != 0 {
 		log.Warn("spool directory was open to group or others; narrowed to its owner", "dir", cfg.spoolDir(), "was", spoolWasOpen.String())
@@ -301,7 +307,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return runner.Run(gctx) })
 	g.Go(func() error { return feed.Run(gctx) })
-	job := &retention.Job{Period: time.Duration(cfg.CaseRetention), Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
+	job := &retention.Job{Policy: policy, Interval: cfg.RetentionEvery, Catalog: cat, Store: store,
 		Signer: keys, Custody: ledger, Log: log.With("component", "retention"),
 		Lease: co, Holder: cfg.NodeID}
 	job.Register(reg)

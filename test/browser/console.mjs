@@ -309,6 +309,24 @@ async function main() {
       Math.abs(v.currentTime - p) < 0.6 && v.currentTime, pos), 5000);
     await recVideo.evaluate((v) => v.pause());
     ok(Math.abs(at - pos) < 0.6, 'a click on the bookmark seeks the player to it', { at, pos });
+
+    // Retention: no category yet (the unlinked period, from its end); the
+    // supervisor gives it two with a reason; a permanent one keeps it for good.
+    const retention = detail.locator(tid('rec-retention'));
+    await retention.waitFor({ state: 'visible' });
+    ok(await retention.locator(tid('rec-no-category')).isVisible() && /still recording/.test(await retention.locator(tid('rec-retain-until')).innerText()) &&
+      /no category/.test(await retention.locator(tid('rec-retention-rule')).innerText()), 'the recording shows no category and its retention rule',
+      await retention.innerText());
+    await detail.locator(tid('category-edit')).click();
+    await detail.locator(tid('category-choice', '[data-category="arrest"]')).check();
+    await detail.locator(tid('category-choice', '[data-category="complaint"]')).check();
+    await detail.locator(tid('category-reason')).fill('console test: complaint filed');
+    await detail.locator(tid('category-save')).click();
+    await until('the categories to be shown', async () => (await retention.locator(tid('rec-category')).count()) === 2, 5000);
+    const kept = await retention.locator(tid('rec-retain-until')).innerText();
+    const apiCats = await page.evaluate(async (id) => (await (await fetch(`/api/v1/recordings/${id}`)).json()).categories, recID);
+    ok(kept === 'permanent' && JSON.stringify(apiCats) === '["arrest","complaint"]', 'categories set in the console are kept (permanent: complaint)',
+      { kept, apiCats });
   }
   const live = await page.evaluate(async (id) => (await (await fetch(`/api/v1/recordings/${id}/verify`, {
     method: 'POST', headers: { 'X-Bodycam-Console': '1' } })).json()), recID);
