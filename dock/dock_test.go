@@ -368,6 +368,24 @@ func TestLocationOfAnotherHost(t *testing.T) {
 	}
 }
 
+// The server's keys cannot be fetched for a while (500) when a receipt
+// comes: the check waits and is done again, and the file, which the
+// server stored, is not reported failed.
+func TestKeysUnavailableForAWhile(t *testing.T) {
+	ts := newTestServer(t)
+	ts.keysFail.Store(2)
+	cam, state := t.TempDir(), t.TempDir()
+	const name = "CAM6_20261201083000_0001.MP4"
+	media(t, cam, name, 100_000, 6)
+	if err, out := runAgent(t, ts, Options{StateDir: state, Dirs: []string{cam}, Release: true}); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	f := reportFile(t, readReport(t, state, filepath.Base(cam)), name)
+	if f.State != StateUploaded || !f.Verified || !f.Released || ts.keysFail.Load() >= 0 {
+		t.Errorf("report: %+v (key failures left: %d)", f, ts.keysFail.Load())
+	}
+}
+
 // --rate bounds all uploads together (coarse: over a run of 2 s or more).
 func TestRateLimit(t *testing.T) {
 	ts := newTestServer(t)

@@ -47,6 +47,7 @@ type testServer struct {
 	dropReceipt   atomic.Bool  // the finishing PATCH answers 204 (as if its answer was lost)
 	corruptChunks atomic.Int32 // the next N PATCHes are refused as if their checksum failed
 	refuseFiles   atomic.Int32 // the next N finished files are refused (460 with both hashes)
+	keysFail      atomic.Int32 // the next N GET /api/v1/keys answer 500
 	// foreignHost: a creation's Location names this host instead of the
 	// one the request came to (a server behind a proxy that rewrites Host).
 	foreignHost atomic.Pointer[string]
@@ -233,6 +234,10 @@ func (ts *testServer) sign(r evidence.Receipt) receiptBody {
 }
 
 func (ts *testServer) keys(w http.ResponseWriter, r *http.Request) {
+	if ts.keysFail.Add(-1) >= 0 {
+		writeTestJSON(w, 500, map[string]string{"error": "internal error; see the server log"})
+		return
+	}
 	writeTestJSON(w, 200, map[string]any{"items": []map[string]any{{"id": ts.keyID, "algorithm": "Ed25519",
 		"public_key": []byte(ts.priv.Public().(ed25519.PublicKey)), "current": true}}})
 }

@@ -1,10 +1,13 @@
 package upload_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -208,5 +211,73 @@ func TestUploadSameFileFinishedAtOnce(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(spool, id)); !os.IsNotExist(err) {
 			t.Errorf("partial %s still in the spool: %v", id, err)
 		}
+	}
+}
+
+// slowStore takes its time to store an original (as S3 does gigabytes).
+type slowStore struct {
+	*dir.Store
+	delay time.Duration
+}
+
+func (s slowStore) PutFile(ctx context.Context, key string, f *os.File, size int64, o storage.PutOptions) (storage.Info, error) {
+	time.Sleep(s.delay)
+	return s.Store.PutFile(ctx, key, f, size, o)
+}
+
+// A finishing that takes longer than tusd's network timeout for the body
+// (storing gigabytes on S3 takes minutes) leaves the dock's keep-alive
+// connection good for its next requests. Before, the read deadline tusd
+// had set for the body passed while the file was stored, net/http then
+// cancelled the connection's context (golang/go#70834), and every later
+// request on that connection was answered 500 "context canceled": the dock
+// could not fetch the keys to check the receipt it had just been given.
+func TestUploadSlowFinishKeepsTheConnection(t *testing.T) {
+	f := newFixture(t)
+	f.tweak = func(o *upload.Options) { o.NetworkTimeout = 200 * time.Millisecond }
+	url, _, _ := f.server(t, slowStore{Store: f.store, delay: time.Second})
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	var reused atomic.Int32
+	do := func(method, path string, body []byte, headers ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, bytes.NewReader(body))
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) {
+				if i.Reused {
+					reused.Add(1)
+				}
+			}}))
+		req.Header.Set("Authorization", "Bearer tok-dk-a")
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	file := clip(t, "c.wav", "-f", "lavfi", "-i", "sine=frequency=550:duration=1", "-c:a", "pcm_s16le")
+	resp, body := do("POST", "/api/v1/uploads/", nil, "Tus-Resumable", "1.0.0", "Upload-Length", strconv.Itoa(len(file)),
+		"Upload-Metadata", metadata(map[string]string{"device": "cam-a", "filename": "c.wav", "sha256": sha(file)}))
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	id := filepath.Base(resp.Header.Get("Location"))
+	resp, body = do("PATCH", "/api/v1/uploads/"+id, file, "Tus-Resumable", "1.0.0", "Upload-Offset", "0",
+		"Content-Type", "application/offset+octet-stream")
+	if resp.StatusCode != 200 {
+		t.Fatalf("the finishing PATCH: %d %s", resp.StatusCode, body)
+	}
+	before := reused.Load()
+	for _, path := range []string{"/api/v1/uploads/" + id + "/receipt", "/api/v1/receipts?device=cam-a&sha256=" + sha(file)} {
+		if resp, body := do("GET", path, nil); resp.StatusCode != 200 {
+			t.Fatalf("GET %s on the same connection after a slow finishing: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if reused.Load() != before+2 {
+		t.Fatalf("the GETs did not reuse the PATCH's connection (%d of 2)", reused.Load()-before)
 	}
 }

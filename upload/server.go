@@ -94,13 +94,16 @@ type Options struct {
 	// SweepEvery is how often abandoned uploads are looked for and
 	// finishings that failed are retried (default 1 min).
 	SweepEvery time.Duration
-	Catalog    Catalog
-	Store      Store
-	Signer     seal.Signer
-	Custody    Custody    // nil: no ledger (tests of other parts)
-	Holds      seal.Holds // nil: no legal holds
-	Registry   prometheus.Registerer
-	Log        *slog.Logger
+	// NetworkTimeout: a PATCH whose body brings no byte for this long is
+	// ended (tusd's; default 60 s).
+	NetworkTimeout time.Duration
+	Catalog        Catalog
+	Store          Store
+	Signer         seal.Signer
+	Custody        Custody    // nil: no ledger (tests of other parts)
+	Holds          seal.Holds // nil: no legal holds
+	Registry       prometheus.Registerer
+	Log            *slog.Logger
 }
 
 // Server serves the tus endpoints and finishes uploads.

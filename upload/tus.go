@@ -58,7 +58,7 @@ func (s *Server) newTus() error {
 	composer.UseTerminater(st)
 	s.locker.UseIn(composer)
 	h, err := tus.NewUnroutedHandler(tus.Config{
-		StoreComposer: composer, MaxSize: s.o.MaxSize, BasePath: s.o.BasePath,
+		StoreComposer: composer, MaxSize: s.o.MaxSize, BasePath: s.o.BasePath, NetworkTimeout: s.o.NetworkTimeout,
 		DisableDownload: true, DisableConcatenation: true,
 		// Docks send bearer tokens, not cookies; no other site's page
 		// has business uploading.
@@ -347,9 +347,18 @@ const maxGPS = 32 << 10
 // the request that brought it: the receipt, or 460 with both hashes.
 func (s *Server) preFinish(hook tus.HookEvent) (tus.HTTPResponse, error) {
 	if rc, ok := hook.Context.Value(controllerKey).(*http.ResponseController); ok {
-		// Hashing and storing a large file takes a while; the answer
-		// must still get out.
+		// Hashing and storing a large file takes a while (minutes for
+		// gigabytes on S3); the answer must still get out.
 		rc.SetWriteDeadline(time.Now().Add(time.Hour))
+		// And the body is read whole: the read deadline tusd set for it
+		// (NetworkTimeout after the last read) would now bound net/http's
+		// wait for the connection's next request, and when it passes
+		// net/http cancels the connection's context, from which every
+		// later request on the connection takes its own (golang/go#70834):
+		// the dock's next requests on it all failed, 500 "context
+		// canceled". No deadline while finishing; net/http sets its own
+		// for the next request.
+		rc.SetReadDeadline(time.Time{})
 	}
 	// A client that goes away does not stop the finishing half way.
 	ctx := context.WithoutCancel(hook.Context)

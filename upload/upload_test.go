@@ -49,6 +49,9 @@ type fixture struct {
 	keys  *keyring.Keyring
 	dir   string // the upload spool
 	data  string
+	// tweak, when set, changes the options of the upload servers made
+	// after it is.
+	tweak func(*upload.Options)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -108,8 +111,12 @@ func (f *fixture) apiWith(t *testing.T, store upload.Store, spool string) (http.
 		return f.cat.AppendCustody(ctx, e, f.keys)
 	}, quiet, nil)
 	links := caselink.New(caselink.Options{Catalog: f.cat, Holds: f.store, Custody: ledger, Log: quiet})
-	up, err := upload.New(upload.Options{Dir: spool, Catalog: f.cat, Store: store, Signer: f.keys, Custody: ledger,
-		Holds: links, Registry: prometheus.NewRegistry(), Log: quiet})
+	o := upload.Options{Dir: spool, Catalog: f.cat, Store: store, Signer: f.keys, Custody: ledger,
+		Holds: links, Registry: prometheus.NewRegistry(), Log: quiet}
+	if f.tweak != nil {
+		f.tweak(&o)
+	}
+	up, err := upload.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
