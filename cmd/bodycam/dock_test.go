@@ -852,7 +852,8 @@ func TestDockLargeFile(t *testing.T) {
 			t.Logf("%s store: %d MiB uploaded by bodycam dock in %v (%.0f MB/s, its hashing included); server RSS %.1f MiB before, %.1f MiB at its peak: growth %.1f MiB",
 				store, size>>20, took.Round(time.Second), float64(size)/took.Seconds()/1e6, before, peak, growth)
 			if code != 0 {
-				t.Fatalf("bodycam dock: exit %d\n%s", code, out)
+				t.Fatalf("bodycam dock: exit %d\n%s\nthe server's warnings and errors:\n%s", code, out,
+					grepLines(s.log.String(), "level=WARN")+grepLines(s.log.String(), "level=ERROR"))
 			}
 			fr := reportOf(t, readDockReport(t, state, "cam5"), name)
 			if fr.State != dock.StateUploaded || !fr.Verified || fr.Size != size {
