@@ -21,7 +21,9 @@ build: deps-run
 run: build
 	exec setpriv --pdeathsig TERM ./scripts/run.sh
 
-# Every test, against the real MinIO and PostgreSQL (see README).
+# Every test, against the real MinIO and PostgreSQL (see README). The
+# timeout is a package's: cmd/bodycam's end-to-end tests upload a 4 GiB file
+# to each store, past go test's default of 10 minutes.
 test: deps-test
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 60m ./...

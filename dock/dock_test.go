@@ -339,6 +339,53 @@ func TestRefusedFileSentAgain(t *testing.T) {
 	}
 }
 
+// An upload's Location that names another host (the server saw the Host
+// a proxy or tunnel gave it) is followed on the agent's own --server: every
+// request reaches the server the agent was pointed at, and the state keeps
+// the upload's URL on it.
+func TestLocationOfAnotherHost(t *testing.T) {
+	ts := newTestServer(t)
+	elsewhere := "127.0.0.1:1" // nothing listens there
+	ts.foreignHost.Store(&elsewhere)
+	cam, state := t.TempDir(), t.TempDir()
+	const name = "CAM4_20261201083000_0001.MP4"
+	b := media(t, cam, name, 300_000, 4)
+	if err, out := runAgent(t, ts, Options{StateDir: state, Dirs: []string{cam}}); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if got := ts.storedFor("CAM4", b); !bytes.Equal(got, b) {
+		t.Fatal("not stored")
+	}
+	if ts.patches.Load() < 5 || ts.otherHost.Load() != 0 {
+		t.Errorf("%d PATCHes reached the server, %d requests with another Host", ts.patches.Load(), ts.otherHost.Load())
+	}
+	cs, err := loadCameraState(filepath.Join(state, "state", filepath.Base(cam)+".json"), filepath.Base(cam), cam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := cs.get(name); !strings.HasPrefix(e.UploadURL, ts.URL+"/api/v1/uploads/") {
+		t.Errorf("upload URL kept as %q, want one on %s", e.UploadURL, ts.URL)
+	}
+}
+
+// The server's keys cannot be fetched for a while (500) when a receipt
+// comes: the check waits and is done again, and the file, which the
+// server stored, is not reported failed.
+func TestKeysUnavailableForAWhile(t *testing.T) {
+	ts := newTestServer(t)
+	ts.keysFail.Store(2)
+	cam, state := t.TempDir(), t.TempDir()
+	const name = "CAM6_20261201083000_0001.MP4"
+	media(t, cam, name, 100_000, 6)
+	if err, out := runAgent(t, ts, Options{StateDir: state, Dirs: []string{cam}, Release: true}); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	f := reportFile(t, readReport(t, state, filepath.Base(cam)), name)
+	if f.State != StateUploaded || !f.Verified || !f.Released || ts.keysFail.Load() >= 0 {
+		t.Errorf("report: %+v (key failures left: %d)", f, ts.keysFail.Load())
+	}
+}
+
 // --rate bounds all uploads together (coarse: over a run of 2 s or more).
 func TestRateLimit(t *testing.T) {
 	ts := newTestServer(t)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -46,8 +47,13 @@ type testServer struct {
 	dropReceipt   atomic.Bool  // the finishing PATCH answers 204 (as if its answer was lost)
 	corruptChunks atomic.Int32 // the next N PATCHes are refused as if their checksum failed
 	refuseFiles   atomic.Int32 // the next N finished files are refused (460 with both hashes)
+	keysFail      atomic.Int32 // the next N GET /api/v1/keys answer 500
+	// foreignHost: a creation's Location names this host instead of the
+	// one the request came to (a server behind a proxy that rewrites Host).
+	foreignHost atomic.Pointer[string]
 
 	// What happened.
+	otherHost atomic.Int64 // requests whose Host is not the server's own address
 	received  atomic.Int64 // PATCH body bytes read off the wire
 	patches   atomic.Int64
 	creates   atomic.Int64
@@ -107,7 +113,15 @@ func newTestServer(t *testing.T) *testServer {
 	mux.HandleFunc("GET /api/v1/uploads/{id}/receipt", ts.auth(ts.uploadReceipt))
 	mux.HandleFunc("POST /api/v1/uploads/{id}/released", ts.auth(ts.markReleased))
 	mux.Handle("/api/v1/uploads/", ts.auth(ts.checksums(http.StripPrefix("/api/v1/uploads/", tus).ServeHTTP)))
-	ts.srv = httptest.NewServer(mux)
+	ts.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != strings.TrimPrefix(ts.URL, "http://") {
+			ts.otherHost.Add(1)
+		}
+		if h := ts.foreignHost.Load(); h != nil && r.Method == http.MethodPost {
+			w = foreignLocation{w, *h}
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	ts.URL = ts.srv.URL
 	t.Cleanup(ts.srv.Close)
 	return ts
@@ -220,6 +234,10 @@ func (ts *testServer) sign(r evidence.Receipt) receiptBody {
 }
 
 func (ts *testServer) keys(w http.ResponseWriter, r *http.Request) {
+	if ts.keysFail.Add(-1) >= 0 {
+		writeTestJSON(w, 500, map[string]string{"error": "internal error; see the server log"})
+		return
+	}
 	writeTestJSON(w, 200, map[string]any{"items": []map[string]any{{"id": ts.keyID, "algorithm": "Ed25519",
 		"public_key": []byte(ts.priv.Public().(ed25519.PublicKey)), "current": true}}})
 }
@@ -290,4 +308,21 @@ func writeTestJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// foreignLocation rewrites the host of a Location header, as a server
+// that builds it from a Host header a proxy changed would give it.
+type foreignLocation struct {
+	http.ResponseWriter
+	host string
+}
+
+func (f foreignLocation) WriteHeader(code int) {
+	if loc := f.Header().Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil && u.Host != "" {
+			u.Host = f.host
+			f.Header().Set("Location", u.String())
+		}
+	}
+	f.ResponseWriter.WriteHeader(code)
 }

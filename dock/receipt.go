@@ -111,6 +111,10 @@ type keyJSON struct {
 	PublicKey []byte `json:"public_key"` // base64 in JSON
 }
 
+// errKeysUnavailable: the server's public keys could not be fetched for
+// now (the network, a 5xx): a receipt is not checked, neither good nor bad.
+var errKeysUnavailable = errors.New("the server's public keys could not be fetched")
+
 // keyCache holds the server's public keys, fetched again when a receipt
 // names a key it does not know (a rotation).
 type keyCache struct {
@@ -131,11 +135,15 @@ func (k *keyCache) key(ctx context.Context, id string) (ed25519.PublicKey, error
 	}
 	resp, err := k.c.do(ctx, http.MethodGet, "/api/v1/keys", nil, nil, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errKeysUnavailable, err)
 	}
 	b := readBody(resp)
 	if resp.StatusCode != http.StatusOK {
-		return nil, &statusError{Op: "GET keys", Status: resp.StatusCode, Body: shortBody(b)}
+		se := &statusError{Op: "GET keys", Status: resp.StatusCode, Body: shortBody(b)}
+		if se.temporary() {
+			return nil, fmt.Errorf("%w: %v", errKeysUnavailable, se)
+		}
+		return nil, se
 	}
 	var list struct {
 		Items []keyJSON `json:"items"`
@@ -182,7 +190,7 @@ func verifyReceipt(ctx context.Context, keys *keyCache, rb *receiptBody, f fileF
 	}
 	pub, err := keys.key(ctx, unverified.SigningKeyID)
 	if err != nil {
-		return v, fmt.Errorf("receipt: %v", err)
+		return v, fmt.Errorf("receipt: %w", err)
 	}
 	r, err := evidence.VerifyReceipt(pub, body, sig)
 	if err != nil {

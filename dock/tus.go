@@ -70,12 +70,23 @@ type client struct {
 	http  *http.Client
 }
 
+// resolve makes ref (a path, or an upload URL the server gave) a URL of
+// the server the agent was pointed at: only ref's path and query count.
+// The server builds an upload's Location from the Host its request
+// arrived with, which behind a reverse proxy, a TLS terminator or a
+// tunnel is not the address the dock reaches it at (nor its scheme);
+// --server is.
 func (c *client) resolve(ref string) string {
-	u, err := c.base.Parse(ref)
+	r, err := url.Parse(ref)
 	if err != nil {
 		return ref
 	}
-	return u.String()
+	r.Scheme, r.Host, r.User, r.Fragment, r.RawFragment = "", "", nil, "", ""
+	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+		r.Path = "/" + r.Path
+		r.RawPath = ""
+	}
+	return c.base.ResolveReference(r).String()
 }
 
 func (c *client) do(ctx context.Context, method, ref string, hdr http.Header, body io.Reader, size int64) (*http.Response, error) {
@@ -143,12 +154,12 @@ func (c *client) create(ctx context.Context, size int64, meta map[string]string)
 	if loc == "" {
 		return "", errors.New("create upload: the server gave no Location")
 	}
-	// Relative to the request's URL, as HTTP says.
+	// Its path on our --server (see resolve), never another host.
 	u, err := resp.Request.URL.Parse(loc)
 	if err != nil {
 		return "", fmt.Errorf("create upload: Location %q: %v", loc, err)
 	}
-	return u.String(), nil
+	return c.resolve(u.RequestURI()), nil
 }
 
 // offset asks the server how many bytes of the upload it holds.

@@ -211,6 +211,16 @@ func (a *Agent) accept(ctx context.Context, cam *camera, e *entry, rb *receiptBo
 		state = StateDuplicate // the server had these bytes already
 	}
 	v, err := verifyReceipt(ctx, a.keys, rb, facts, state == StateDuplicate)
+	for tries := 1; errors.Is(err, errKeysUnavailable) && tries < maxFailures; tries++ {
+		// The file is stored; only the check waits (a busy server, a
+		// network blip): it is not a receipt that failed to verify.
+		d := min(time.Second<<(tries-1), 30*time.Second)
+		log.Warn("the server's keys could not be fetched to check the receipt; trying again", "err", err, "in", d)
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+		v, err = verifyReceipt(ctx, a.keys, rb, facts, state == StateDuplicate)
+	}
 	if err != nil {
 		e.Verified = false
 		return fmt.Errorf("the receipt does not verify: %w", err)

@@ -33,11 +33,12 @@ packages=(make curl ca-certificates ffmpeg fonts-dejavu-core pkg-config
 # What `make test` needs besides: GStreamer is the second real publisher of
 # the ingest tests, Chromium runs the console's browser test (test/browser),
 # npm installs its driver, util-linux's prlimit runs the server under a small
-# file limit, and systemd-analyze checks the systemd unit (deploy/).
+# file limit, systemd-analyze checks the systemd unit (deploy/), and jq and
+# openssl check a dock's receipt as README "Dock upload" says.
 if [[ $what == test ]]; then
   packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp chromium npm
-    util-linux systemd)
+    util-linux systemd jq openssl)
 fi
 
 missing=()

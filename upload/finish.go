@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
@@ -221,11 +222,10 @@ func (s *Server) storedResult(ctx context.Context, rec catalog.UploadRecord, cou
 // prior): the answer is prior's receipt; this upload is closed and its
 // partial deleted.
 func (s *Server) duplicate(ctx context.Context, rec, prior catalog.UploadRecord) (result, error) {
-	res, err := s.storedResult(ctx, prior, false)
+	res, err := s.priorResult(ctx, prior)
 	if err != nil {
 		return res, err
 	}
-	res.Duplicate = true
 	reason := fmt.Sprintf("duplicate: the same file (SHA-256 %s) is stored as recording %s (upload %s)", rec.SHA256, prior.RecordingID, prior.ID)
 	if err := s.o.Catalog.SetUploadState(ctx, rec.ID, catalog.UploadAbandoned, reason, rec.SHA256); err != nil {
 		return result{}, fmt.Errorf("catalog: %w", err)
@@ -238,6 +238,36 @@ func (s *Server) duplicate(ctx context.Context, rec, prior catalog.UploadRecord)
 	}
 	s.o.Log.Info("upload is a file already stored", "upload", rec.ID, "recording", prior.RecordingID, "device", rec.DeviceID)
 	return res, nil
+}
+
+// priorResult is the receipt of prior, a stored upload of the same file
+// as another, with Duplicate set. prior may still be sealing (the two were
+// sent at once): it takes prior's finish lock for that. No two uploads
+// wait for each other's: only a stored upload is ever a prior, and a
+// stored upload never looks for one.
+func (s *Server) priorResult(ctx context.Context, prior catalog.UploadRecord) (result, error) {
+	unlock, err := s.finishing(ctx, prior.ID, true)
+	if err != nil {
+		return result{}, err
+	}
+	defer unlock()
+	res, err := s.storedResult(ctx, prior, false)
+	res.Duplicate = true
+	return res, err
+}
+
+// duplicateOf is the receipt of the stored file that upload rec, closed as
+// a duplicate of it, is the same as (ok false when rec is not one).
+func (s *Server) duplicateOf(ctx context.Context, rec catalog.UploadRecord) (result, bool) {
+	if rec.ReceivedSHA256 != rec.SHA256 || !strings.HasPrefix(rec.Reason, "duplicate") {
+		return result{}, false
+	}
+	prior, err := s.o.Catalog.StoredUpload(ctx, rec.DeviceID, rec.SHA256)
+	if err != nil {
+		return result{}, false
+	}
+	res, err := s.priorResult(ctx, prior)
+	return res, err == nil
 }
 
 // put stores the spooled file at key (the store checks its hash as it

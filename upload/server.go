@@ -94,13 +94,16 @@ type Options struct {
 	// SweepEvery is how often abandoned uploads are looked for and
 	// finishings that failed are retried (default 1 min).
 	SweepEvery time.Duration
-	Catalog    Catalog
-	Store      Store
-	Signer     seal.Signer
-	Custody    Custody    // nil: no ledger (tests of other parts)
-	Holds      seal.Holds // nil: no legal holds
-	Registry   prometheus.Registerer
-	Log        *slog.Logger
+	// NetworkTimeout: a PATCH whose body brings no byte for this long is
+	// ended (tusd's; default 60 s).
+	NetworkTimeout time.Duration
+	Catalog        Catalog
+	Store          Store
+	Signer         seal.Signer
+	Custody        Custody    // nil: no ledger (tests of other parts)
+	Holds          seal.Holds // nil: no legal holds
+	Registry       prometheus.Registerer
+	Log            *slog.Logger
 }
 
 // Server serves the tus endpoints and finishes uploads.
@@ -114,8 +117,24 @@ type Server struct {
 
 	mu       sync.Mutex
 	partials map[string]partial // what is in the spool, by upload id
-	finishes map[string]*sync.Mutex
+	finishes map[string]*finishLock
 }
+
+// finishLock is one upload's turn to be finished or sealed: a channel of
+// one slot (so a wait can end with its context), kept while anyone holds
+// or waits for it (users), so that no two paths ever hold two locks of
+// one upload.
+type finishLock struct {
+	turn  chan struct{}
+	users int
+}
+
+// errBusy: another path holds the upload's finish lock.
+var errBusy = errors.New("upload: being finished")
+
+// testHookLook, when set (tests), runs in look just before it takes an
+// upload's finish lock.
+var testHookLook func(id string)
 
 // partial is an upload in the spool: its declared size and the bytes
 // received so far.
@@ -148,7 +167,17 @@ func New(o Options) (*Server, error) {
 	if err := os.MkdirAll(filepath.Join(o.Dir, chunkDir), 0o700); err != nil {
 		return nil, fmt.Errorf("upload spool: %w", err)
 	}
-	s := &Server{o: o, partials: map[string]partial{}, finishes: map[string]*sync.Mutex{}}
+	// A chunk being checked when the process died (kill -9, power) was
+	// never appended: its client sends it again. Nothing else counts it.
+	if stale, err := filepath.Glob(filepath.Join(o.Dir, chunkDir, "*")); err == nil {
+		for _, f := range stale {
+			os.Remove(f)
+		}
+		if len(stale) > 0 {
+			o.Log.Info("upload spool: deleted chunks a previous run left unchecked", "chunks", len(stale))
+		}
+	}
+	s := &Server{o: o, partials: map[string]partial{}, finishes: map[string]*finishLock{}}
 	s.files = filestore.FileStore{Path: o.Dir, DirModePerm: 0o700, FileModePerm: 0o600}
 	s.m = newMetrics(o.Registry)
 	if err := s.count(); err != nil {
@@ -234,23 +263,44 @@ func (s *Server) forget(ctx context.Context, id string) error {
 	return err
 }
 
-// finishLock is the lock of upload id's finishing: the request that
-// brought its last byte and Run's retries take turns.
-func (s *Server) finishLock(id string) *sync.Mutex {
+// finishing takes upload id's finish lock: every path that finishes or
+// seals an upload (the request that brought its last byte, Run's retries,
+// a request about a stored upload, a deletion) takes it, then reads the
+// upload's state afresh, since what it read before may be out of date.
+// With wait false it gives up at once (errBusy) when another path holds
+// it; otherwise it waits, until ctx ends. It returns the unlock.
+func (s *Server) finishing(ctx context.Context, id string, wait bool) (func(), error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	l := s.finishes[id]
 	if l == nil {
-		l = &sync.Mutex{}
+		l = &finishLock{turn: make(chan struct{}, 1)}
 		s.finishes[id] = l
 	}
-	return l
-}
-
-func (s *Server) dropFinishLock(id string) {
-	s.mu.Lock()
-	delete(s.finishes, id)
+	l.users++
 	s.mu.Unlock()
+	leave := func() {
+		s.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(s.finishes, id)
+		}
+		s.mu.Unlock()
+	}
+	if wait {
+		select {
+		case l.turn <- struct{}{}:
+		case <-ctx.Done():
+			leave()
+			return nil, ctx.Err()
+		}
+	} else {
+		select {
+		case l.turn <- struct{}{}:
+		default:
+			leave()
+			return nil, errBusy
+		}
+	}
+	return func() { <-l.turn; leave() }, nil
 }
 
 // Run finishes what a previous run left (uploads whose last byte arrived
@@ -316,20 +366,34 @@ func (s *Server) look(ctx context.Context, id string) {
 	case rec.State == catalog.UploadAbandoned:
 		s.forget(ctx, id)
 	case complete && rec.State != catalog.UploadRefused:
-		l := s.finishLock(id)
-		if !l.TryLock() {
+		if testHookLook != nil {
+			testHookLook(id)
+		}
+		unlock, err := s.finishing(ctx, id, false)
+		if err != nil {
 			return // the request that brought the last byte is finishing it
 		}
+		defer unlock()
+		// What was read above may be out of date: another path may have
+		// stored it, refused it or closed it as a duplicate meanwhile.
+		if rec, err = s.o.Catalog.Upload(ctx, id); err != nil {
+			return
+		}
+		switch rec.State {
+		case catalog.UploadAbandoned:
+			s.forget(ctx, id)
+			return
+		case catalog.UploadRefused:
+			return
+		}
 		res, err := s.finish(ctx, rec)
-		l.Unlock()
 		if err != nil {
 			s.o.Log.Warn("finishing an upload failed; retried on the next pass", "upload", id, "err", err)
 			return
 		}
-		s.dropFinishLock(id)
 		s.o.Log.Info("upload finished after a restart or a failure", "upload", id, "recording", res.Receipt.RecordingID, "refused", res.Refused)
 	case time.Since(last) > s.o.AbandonAfter:
-		s.abandon(ctx, rec, info.Offset, last)
+		s.abandon(ctx, rec.ID, info.Offset, last)
 	}
 }
 
@@ -343,13 +407,22 @@ func (s *Server) lastByte(id string) time.Time {
 }
 
 // abandon deletes a partial upload no byte came to for AbandonAfter.
-func (s *Server) abandon(ctx context.Context, rec catalog.UploadRecord, offset int64, last time.Time) {
-	lock, err := s.lockUpload(ctx, rec.ID)
+func (s *Server) abandon(ctx context.Context, id string, offset int64, last time.Time) {
+	lock, err := s.lockUpload(ctx, id)
 	if err != nil {
 		return // busy: not abandoned
 	}
 	defer lock.Unlock()
-	if time.Since(s.lastByte(rec.ID)) <= s.o.AbandonAfter {
+	unlock, err := s.finishing(ctx, id, false)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if time.Since(s.lastByte(id)) <= s.o.AbandonAfter {
+		return
+	}
+	rec, err := s.o.Catalog.Upload(ctx, id)
+	if err != nil || (rec.State != catalog.UploadReceiving && rec.State != catalog.UploadRefused) {
 		return
 	}
 	reason := fmt.Sprintf("abandoned: no byte for %s (%d of %d bytes received, the last at %s); the partial upload was deleted",

@@ -87,7 +87,7 @@ func (s *Server) newTus() error {
 	composer.UseTerminater(st)
 	s.locker.UseIn(composer)
 	h, err := tus.NewUnroutedHandler(tus.Config{
-		StoreComposer: composer, MaxSize: s.o.MaxSize, BasePath: s.o.BasePath,
+		StoreComposer: composer, MaxSize: s.o.MaxSize, BasePath: s.o.BasePath, NetworkTimeout: s.o.NetworkTimeout,
 		DisableDownload: true, DisableConcatenation: true,
 		Cors:                       &tusCORS,
 		Logger:                     xslog.New(quiet{s.o.Log.Handler()}),
@@ -175,7 +175,15 @@ func (s *Server) ServeTus(w http.ResponseWriter, r *http.Request, who evidence.U
 		case http.MethodHead:
 			w.WriteHeader(http.StatusOK)
 		case http.MethodPatch:
-			res, err := s.storedResult(ctx, rec, false)
+			// Its sealing (manifest, receipt) may still be under way, by
+			// the request that stored it or by Run: one at a time.
+			unlock, err := s.finishing(ctx, id, true)
+			if err != nil {
+				tusError(w, r, err)
+				return
+			}
+			res, err := s.finish(ctx, rec)
+			unlock()
 			if err != nil {
 				tusError(w, r, err)
 				return
@@ -367,39 +375,62 @@ const maxGPS = 32 << 10
 // the request that brought it: the receipt, or 460 with both hashes.
 func (s *Server) preFinish(hook tus.HookEvent) (tus.HTTPResponse, error) {
 	if rc, ok := hook.Context.Value(controllerKey).(*http.ResponseController); ok {
-		// Hashing and storing a large file takes a while; the answer
-		// must still get out.
+		// Hashing and storing a large file takes a while (minutes for
+		// gigabytes on S3); the answer must still get out.
 		rc.SetWriteDeadline(time.Now().Add(time.Hour))
+		// And the body is read whole: the read deadline tusd set for it
+		// (NetworkTimeout after the last read) would now bound net/http's
+		// wait for the connection's next request, and when it passes
+		// net/http cancels the connection's context, from which every
+		// later request on the connection takes its own (golang/go#70834):
+		// the dock's next requests on it all failed, 500 "context
+		// canceled". No deadline while finishing; net/http sets its own
+		// for the next request.
+		rc.SetReadDeadline(time.Time{})
 	}
 	// A client that goes away does not stop the finishing half way.
 	ctx := context.WithoutCancel(hook.Context)
 	id := hook.Upload.ID
+	// Run's sweep may have found the last byte in first: it finishes (or
+	// has finished) the upload; this waits for it, then reads where it got.
+	unlock, err := s.finishing(ctx, id, true)
+	if err != nil {
+		return tus.HTTPResponse{}, err
+	}
+	defer unlock()
 	rec, err := s.o.Catalog.Upload(ctx, id)
 	if err != nil {
 		return tus.HTTPResponse{}, fmt.Errorf("catalog: %w", err)
 	}
-	l := s.finishLock(id)
-	l.Lock()
+	if rec.State == catalog.UploadAbandoned {
+		if res, ok := s.duplicateOf(ctx, rec); ok {
+			return s.answer(hook, res), nil
+		}
+		return tus.HTTPResponse{}, refuse(http.StatusConflict, "upload "+id+" is abandoned: "+rec.Reason)
+	}
 	res, err := s.finish(ctx, rec)
-	l.Unlock()
 	if err != nil {
 		s.o.Log.Error("finishing an upload failed; it stays in the spool and is retried", "upload", id, "err", err)
 		return tus.HTTPResponse{}, jsonError(http.StatusInternalServerError, "ERR_BODYCAM_FINISH", map[string]string{
 			"error": "the file arrived whole but is not stored yet (" + err.Error() + "); the server retries: ask GET " + s.o.BasePath + id + "/receipt"})
 	}
-	s.dropFinishLock(id)
 	if res.Refused {
 		return tus.HTTPResponse{}, jsonError(460, "ERR_BODYCAM_SHA256_MISMATCH", map[string]string{
 			"error":           "the file's SHA-256 does not match the one declared: refused, nothing stored; DELETE this upload and send the file again",
 			"declared_sha256": res.Declared, "received_sha256": res.Received})
 	}
+	return s.answer(hook, res), nil
+}
+
+// answer is the finishing request's answer carrying a receipt.
+func (s *Server) answer(hook tus.HookEvent, res result) tus.HTTPResponse {
 	code := http.StatusOK
 	if hook.HTTPRequest.Method == http.MethodPost {
 		code = http.StatusCreated
 	}
 	b, _ := json.MarshalIndent(res.body(), "", "  ")
 	return tus.HTTPResponse{StatusCode: code, Body: string(b) + "\n",
-		Header: tus.HTTPHeader{"Content-Type": "application/json", "Bodycam-Recording": res.Receipt.RecordingID}}, nil
+		Header: tus.HTTPHeader{"Content-Type": "application/json", "Bodycam-Recording": res.Receipt.RecordingID}}
 }
 
 // preTerminate lets a dock delete its partial upload (one being received,
@@ -408,11 +439,11 @@ func (s *Server) preTerminate(hook tus.HookEvent) (tus.HTTPResponse, error) {
 	ctx := hook.Context
 	who, _ := ctx.Value(whoKey).(evidence.User)
 	id := hook.Upload.ID
-	l := s.finishLock(id)
-	if !l.TryLock() {
+	unlock, err := s.finishing(ctx, id, false)
+	if err != nil {
 		return tus.HTTPResponse{}, refuse(http.StatusConflict, "upload "+id+" is being finished")
 	}
-	defer l.Unlock()
+	defer unlock()
 	rec, err := s.o.Catalog.Upload(ctx, id)
 	if err != nil {
 		return tus.HTTPResponse{}, fmt.Errorf("catalog: %w", err)

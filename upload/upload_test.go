@@ -49,6 +49,9 @@ type fixture struct {
 	keys  *keyring.Keyring
 	dir   string // the upload spool
 	data  string
+	// tweak, when set, changes the options of the upload servers made
+	// after it is.
+	tweak func(*upload.Options)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -97,17 +100,28 @@ func newFixture(t *testing.T) *fixture {
 
 // api is an API with a new upload server over the fixture's spool.
 func (f *fixture) api(t *testing.T) http.Handler {
+	h, _ := f.apiWith(t, f.store, f.dir)
+	return h
+}
+
+// apiWith is an API with a new upload server over the given store and
+// spool, and that server.
+func (f *fixture) apiWith(t *testing.T, store upload.Store, spool string) (http.Handler, *upload.Server) {
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return f.cat.AppendCustody(ctx, e, f.keys)
 	}, quiet, nil)
 	links := caselink.New(caselink.Options{Catalog: f.cat, Holds: f.store, Custody: ledger, Log: quiet})
-	up, err := upload.New(upload.Options{Dir: f.dir, Catalog: f.cat, Store: f.store, Signer: f.keys, Custody: ledger,
-		Holds: links, Registry: prometheus.NewRegistry(), Log: quiet})
+	o := upload.Options{Dir: spool, Catalog: f.cat, Store: store, Signer: f.keys, Custody: ledger,
+		Holds: links, Registry: prometheus.NewRegistry(), Log: quiet}
+	if f.tweak != nil {
+		f.tweak(&o)
+	}
+	up, err := upload.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return api.New(api.Options{Catalog: f.cat, Users: f.cat, Cases: f.cat, Custody: ledger, Signer: f.keys, Store: f.store,
-		Keys: f.keys, Links: links, Uploads: up, AdminToken: adminToken, Registry: prometheus.NewRegistry(), Log: quiet}).Handler()
+		Keys: f.keys, Links: links, Uploads: up, AdminToken: adminToken, Registry: prometheus.NewRegistry(), Log: quiet}).Handler(), up
 }
 
 // call makes one request; headers alternate name, value.
