@@ -84,7 +84,7 @@ func TestKill9MidJob(t *testing.T) {
 		return ok && j.State == "running" && strings.Contains(s.log.String(), "pausing mid-job")
 	})
 	derived := filepath.Join(dataDir, "objects", "derived")
-	if files := filesUnder(t, derived); len(files) != 1 || !strings.HasSuffix(files[0], ".jpg") {
+	if files := filesUnder(t, derived); len(files) != 1 || !strings.Contains(files[0], "/poster-") || !strings.HasSuffix(files[0], ".jpg") {
 		t.Fatalf("before the kill: %v, want the poster stored and nothing else", files)
 	}
 	s.cmd.Process.Signal(syscall.SIGKILL)
@@ -101,7 +101,14 @@ func TestKill9MidJob(t *testing.T) {
 	if job.Attempts != 2 || job.RequestedBy != "system" || !strings.Contains(s2.log.String(), "jobs this node held when it stopped run again") {
 		t.Fatalf("job after the restart: %+v", job)
 	}
-	files := filesUnder(t, derived)
+	// The poster's files (the recording's thumbnails and sprite, jobs of
+	// their own, are TestThumbnailsAndSprite's).
+	var files []string
+	for _, f := range filesUnder(t, derived) {
+		if strings.HasPrefix(filepath.Base(f), "poster-") {
+			files = append(files, f)
+		}
+	}
 	var jpgs, provs, sigs int
 	for _, f := range files {
 		switch {
@@ -129,10 +136,19 @@ func TestKill9MidJob(t *testing.T) {
 			Signature     []byte `json:"provenance_signature"`
 		} `json:"items"`
 	}
-	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Items) != 1 || list.Items[0].JobID != job.ID {
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil {
 		t.Fatalf("derived: %d %s", code, body)
 	}
-	d := list.Items[0]
+	var posters []int
+	for i, it := range list.Items {
+		if it.Kind == "poster" {
+			posters = append(posters, i)
+		}
+	}
+	if len(posters) != 1 || list.Items[posters[0]].JobID != job.ID {
+		t.Fatalf("derived: %d %s; want one poster, of job %s", code, body, job.ID)
+	}
+	d := list.Items[posters[0]]
 	provBytes, err := os.ReadFile(filepath.Join(dataDir, "objects", d.ProvenanceKey))
 	if err != nil {
 		t.Fatal(err)
