@@ -176,6 +176,10 @@ func roleTable() []roleRow {
 		{"POST", "/api/v1/jobs/nope/rerun", "", []int{401, 403, 403, 403, 403, 403, 404, 404, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a/derived", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a/poster", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/thumbnails", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/thumbnails/0", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/sprite", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/sprite/index", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},
 		// Hanging up a session that is not one's own (here: none) is 404 for
