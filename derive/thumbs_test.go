@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,11 +104,17 @@ type fixture struct {
 }
 
 func newFixture(tb testing.TB, size string, seconds int) *fixture {
+	return newFixtureGOP(tb, size, seconds, 30, "testsrc")
+}
+
+// newFixtureGOP is newFixture of source (a lavfi video source) with a
+// keyframe, and so a media segment, every gop frames.
+func newFixtureGOP(tb testing.TB, size string, seconds, gop int, source string) *fixture {
 	tb.Helper()
 	tmp := tb.TempDir()
 	file := filepath.Join(tmp, "rec.mp4")
-	ffmpeg(tb, "-f", "lavfi", "-i", "testsrc=size="+size+":rate=30", "-t", fmt.Sprint(seconds), "-c:v", "libx264", "-preset", "veryfast",
-		"-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+	ffmpeg(tb, "-f", "lavfi", "-i", source+"=size="+size+":rate=30", "-t", fmt.Sprint(seconds), "-c:v", "libx264", "-preset", "veryfast",
+		"-g", fmt.Sprint(gop), "-keyint_min", fmt.Sprint(gop), "-sc_threshold", "0", "-b:v", "4M", "-pix_fmt", "yuv420p",
 		"-movflags", "frag_keyframe+empty_moov+default_base_moof", file)
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -130,8 +137,8 @@ func newFixture(tb testing.TB, size string, seconds int) *fixture {
 		}
 		n := len(segs) - 1 // media segments from 0
 		segs = append(segs, evidence.Segment{RecordingID: rec.ID, DeviceID: rec.DeviceID, Seq: int64(len(segs)), Kind: kind, Key: key,
-			Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), StartedAt: start.Add(time.Duration(max(0, n)) * time.Second),
-			Duration: time.Second, Keyframe: true})
+			Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), StartedAt: start.Add(time.Duration(max(0, n)*gop) * time.Second / 30),
+			Duration: time.Duration(gop) * time.Second / 30, Keyframe: true})
 	}
 	// The boxes: ftyp and moov the init segment, each moof and its mdat a
 	// media segment.
@@ -376,4 +383,43 @@ func countFiles(t *testing.T, root string) int {
 		return nil
 	})
 	return n
+}
+
+// BenchmarkThumbnailsSprite: the thumbnails (160 wide, one per segment)
+// and the sprite (a tile every 10 s) of a minute of 720p30 H.264
+// (testsrc2, 4 Mbit/s) stored as bodycam stores it by default: 4 s media
+// segments, each from a keyframe. Reported as CPU seconds (the process's,
+// GC included) per hour of footage.
+func BenchmarkThumbnailsSprite(b *testing.B) {
+	const seconds = 60
+	f := newFixtureGOP(b, "1280x720", seconds, 120, "testsrc2")
+	ctx := context.Background()
+	var cpuThumbs, cpuSprite time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// New parameters each time: new objects, as a first run makes.
+		c0 := cpuTime(b)
+		if _, err := f.d.Thumbnails(ctx, f.job(b, derive.KindThumbnails, fmt.Sprintf(`{"width":%d}`, 160-2*(i%20)))); err != nil {
+			b.Fatal(err)
+		}
+		c1 := cpuTime(b)
+		if _, err := f.d.Sprite(ctx, f.job(b, derive.KindSprite, fmt.Sprintf(`{"every_seconds":10,"width":160,"columns":%d}`, 10+i%40))); err != nil {
+			b.Fatal(err)
+		}
+		c2 := cpuTime(b)
+		cpuThumbs, cpuSprite = cpuThumbs+c1-c0, cpuSprite+c2-c1
+	}
+	b.StopTimer()
+	perHour := 3600.0 / seconds / float64(b.N)
+	b.ReportMetric(cpuThumbs.Seconds()*perHour, "thumbs-cpu-s/h")
+	b.ReportMetric(cpuSprite.Seconds()*perHour, "sprite-cpu-s/h")
+	b.ReportMetric((cpuThumbs+cpuSprite).Seconds()*perHour, "cpu-s/h")
+}
+
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
