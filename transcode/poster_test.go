@@ -167,9 +167,8 @@ func BenchmarkPoster(b *testing.B) {
 // Frames of one pass: the frames at several times (asked out of order,
 // one twice, one past the end) are each ffmpeg's own decoding of the frame
 // at that time (PSNR against it at 160 wide, 4:2:0 against RGB: >= 22 dB,
-// and 6 dB less against a second
-// later), the one past the end is the last frame, and one frame is what
-// Picture takes at that time.
+// and 6 dB less against a second later), the one past the end is the last
+// frame, and one frame is what Picture takes at that time.
 func TestFrames(t *testing.T) {
 	dir := t.TempDir()
 	frag := filepath.Join(dir, "rec.mp4")
