@@ -32,8 +32,4 @@ func remuxer(interface {
 // it.
 func picturer() derive.Picturer { return nil }
 
-// framer is nil without FFmpeg: thumbnails and sprite jobs wait for a
-// node built with it.
-func framer() derive.Framer { return nil }
-
 func ffmpegVersion() string { return "none" }
