@@ -77,6 +77,10 @@ const (
 	// jumpTolerance: media timestamps may run ahead of the receive clock by
 	// this much (jitter, bursts) before it counts as a discontinuity.
 	jumpTolerance = time.Second
+	// maxCatchUp: how far behind the receive clock a track's media may have
+	// fallen (a publisher or a network that stalled) and still catch up in a
+	// burst without the burst counting as a jump ahead.
+	maxCatchUp = 5 * time.Second
 )
 
 // segmenter turns samples into fMP4 fragments and segments. Durations come
@@ -114,6 +118,10 @@ type trackState struct {
 	off      int64 // added to incoming timestamps after a discontinuity
 	typical  int64
 	zeroed   bool
+	// behind is how far (ticks) the media has fallen behind the receive
+	// clock since it last ran level or ahead, up to maxCatchUp: a burst
+	// that makes it up is not a jump.
+	behind int64
 	// A run of samples that arrived but cannot be stored (video after lost
 	// packets, until the next keyframe): how many, first and last receipt.
 	skipped          int
@@ -262,8 +270,14 @@ func (s *segmenter) push(i int, smp sample) error {
 	delta := smp.dts - p.dts
 	recvDelta := ticks(smp.recv.Sub(p.recv), scale)
 	d := delta
+	jumped := delta <= 0 || delta > recvDelta+ticks(jumpTolerance, scale)+t.behind
+	if jumped {
+		t.behind = 0
+	} else {
+		t.behind = min(max(t.behind+recvDelta-delta, 0), ticks(maxCatchUp, scale))
+	}
 	switch {
-	case delta <= 0 || delta > recvDelta+ticks(jumpTolerance, scale):
+	case jumped:
 		// Timestamps went back or ran ahead of real time: a discontinuity.
 		// The timeline follows the receive clock across it.
 		d = t.typical

@@ -177,6 +177,62 @@ func TestTimestampJumpIsADiscontinuity(t *testing.T) {
 	}
 }
 
+// A publisher (or its network) that stalled and then sends what it held
+// in a burst: media timestamps run ahead of the receive clock only by what
+// the stall put them behind, which is not a jump, even when the burst also
+// lost packets (one step over more than a second of media then).
+func TestCatchUpAfterStallIsNotAJump(t *testing.T) {
+	f := &fakeSink{}
+	s := newSegmenter("r", []trackInfo{videoInfo}, 2*time.Second, f)
+	dts, recv := feed(t, s, 90, 30, 0, t0)
+	recv = recv.Add(2500 * time.Millisecond) // nothing arrives for 2.5 s
+	push := func(n int, step time.Duration) {
+		for range n {
+			if err := s.push(0, sample{dts: dts, pts: dts, sync: dts%90000 == 0, payload: []byte{1}, recv: recv}); err != nil {
+				t.Fatal(err)
+			}
+			dts += 3000
+			recv = recv.Add(step)
+		}
+	}
+	push(30, 5*time.Millisecond) // the held second, in 150 ms
+	dts += 45 * 3000             // 1.5 s of it lost on the way
+	recv = recv.Add(100 * time.Millisecond)
+	push(60, time.Second/30)
+	s.close()
+	for _, g := range f.gaps {
+		if g.Kind == evidence.GapDiscontinuity {
+			t.Fatalf("a catch-up burst taken for a jump: %+v", g)
+		}
+	}
+	// The timeline follows the media's own timestamps: it ends after the
+	// 7.5 s published, the lost 1.5 s a hole in it (the receive clock,
+	// followed across a jump, would have left it at about 6 s).
+	var end uint64
+	for _, seg := range f.segs {
+		for _, p := range seg.parts(t) {
+			end = p.Tracks[0].BaseTime
+			for _, smp := range p.Tracks[0].Samples {
+				end += uint64(smp.Duration)
+			}
+		}
+	}
+	if end != 7*90000+45000 {
+		t.Fatalf("the timeline ends at %v, want 7.5 s", dur(int64(end), 90000))
+	}
+
+	// A jump beyond what a stall explains is still one.
+	f = &fakeSink{}
+	s = newSegmenter("r", []trackInfo{videoInfo}, 2*time.Second, f)
+	dts, recv = feed(t, s, 90, 30, 0, t0)
+	recv = recv.Add(2500 * time.Millisecond)
+	feed(t, s, 30, 30, dts+10*90000, recv)
+	s.close()
+	if len(f.gaps) != 1 || f.gaps[0].Kind != evidence.GapDiscontinuity {
+		t.Fatalf("a 10 s jump after a 2.5 s stall: gaps %+v", f.gaps)
+	}
+}
+
 // Keyframes that stop coming: segments are cut at the hard cap and say they
 // need the previous segment to decode.
 func TestHardCapWithoutKeyframes(t *testing.T) {

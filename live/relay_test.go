@@ -225,12 +225,17 @@ func TestRelayViewers(t *testing.T) {
 	for n := range 40 { // the kept GOP is 30..39
 		s.Write(0, bigFrame(n))
 	}
-	stop := make(chan struct{})
-	published := publish(s, 40, stop)
+	// Every viewer joins and gets the kept GOP before the stream goes on,
+	// so that a slow join (a busy machine) cannot move the GOP it is given.
 	var peers []*peer
 	for i := range 3 {
 		peers = append(peers, dial(t, r, "cam-1", fmt.Sprintf("u%d", i)))
 	}
+	for _, p := range peers {
+		waitFor(t, func() bool { return len(p.frames(t)) >= 10 })
+	}
+	stop := make(chan struct{})
+	published := publish(s, 40, stop)
 	for _, p := range peers {
 		waitFor(t, func() bool { return len(p.frames(t)) >= 40 && p.audioPackets() > 10 })
 	}
