@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/derive"
 	"github.com/bodycam/bodycam/evidence"
 )
 
@@ -270,26 +271,34 @@ func (s *Server) poster(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	var d *catalog.Derived
-	for i := range list {
-		if list[i].Kind == "poster" && (d == nil || !list[i].CreatedAt.Before(d.CreatedAt)) {
-			d = &list[i]
-		}
-	}
+	d := newestDerived(list, "poster")
 	if d == nil {
 		writeError(w, http.StatusNotFound, "no poster of this recording yet")
 		return
 	}
+	s.serveDerived(w, r, rec, *d, "poster "+d.Key, "poster "+d.Key+" (sha256 "+d.SHA256+")")
+}
+
+// serveDerived serves a derived picture of rec. Seeing it is seeing the
+// footage: a custody event (playback, detail) first, once per user and
+// window in a viewing window.
+func (s *Server) serveDerived(w http.ResponseWriter, r *http.Request, rec evidence.Recording, d catalog.Derived, window, detail string) {
 	now := time.Now()
-	key := viewingKey{user: userOf(r), recording: rec.ID, action: evidence.ActionPlayback, window: "poster " + d.Key}
+	key := viewingKey{user: userOf(r), recording: rec.ID, action: evidence.ActionPlayback, window: window}
 	if !s.views.recorded(key, now) {
 		if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionPlayback, TargetKind: "recording", TargetID: rec.ID,
-			Detail: "poster " + d.Key + " (sha256 " + d.SHA256 + ")"}); err != nil {
+			Detail: detail}); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "the access cannot be recorded in the custody ledger now; refused")
 			return
 		}
 		s.views.remember(key, now)
 	}
+	s.serveDerivedObject(w, r, d, "image/jpeg")
+}
+
+// serveDerivedObject writes a derived object, its content type (fallback when
+// the row has none of the same major type) and its SHA-256 as ETag.
+func (s *Server) serveDerivedObject(w http.ResponseWriter, r *http.Request, d catalog.Derived, fallback string) {
 	rc, err := s.o.Store.Get(r.Context(), d.Key)
 	if err != nil {
 		s.internal(w, r, err)
@@ -297,12 +306,205 @@ func (s *Server) poster(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rc.Close()
 	ct := d.ContentType
-	if ct == "" || !strings.HasPrefix(ct, "image/") {
-		ct = "image/jpeg"
+	if major, _, _ := strings.Cut(fallback, "/"); ct == "" || !strings.HasPrefix(ct, major+"/") {
+		ct = fallback
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Length", strconv.FormatInt(d.Size, 10))
 	w.Header().Set("ETag", `"`+d.SHA256+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=3600")
 	io.Copy(w, rc)
+}
+
+// newestDerived is the recording's newest derived object of kind (nil: none).
+func newestDerived(list []catalog.Derived, kind string) *catalog.Derived {
+	var d *catalog.Derived
+	for i := range list {
+		if list[i].Kind == kind && (d == nil || !list[i].CreatedAt.Before(d.CreatedAt)) {
+			d = &list[i]
+		}
+	}
+	return d
+}
+
+// thumbnailSet is the recording's newest thumbnails (those of one job, as
+// its provenance record lists them, in order), or 404 answered.
+func (s *Server) thumbnailSet(w http.ResponseWriter, r *http.Request) (evidence.Recording, []catalog.Derived, []derive.Output, bool) {
+	if !s.jobsReady(w) {
+		return evidence.Recording{}, nil, nil, false
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return rec, nil, nil, false
+	}
+	list, err := s.o.Jobs.Derived(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return rec, nil, nil, false
+	}
+	newest := newestDerived(list, derive.KindThumbnail)
+	if newest == nil {
+		writeError(w, http.StatusNotFound, "no thumbnails of this recording yet")
+		return rec, nil, nil, false
+	}
+	byKey := map[string]catalog.Derived{}
+	for _, d := range list {
+		if d.JobID == newest.JobID && d.Kind == derive.KindThumbnail {
+			byKey[d.Key] = d
+		}
+	}
+	b, err := s.small(r.Context(), newest.ProvenanceKey)
+	var prov derive.Provenance
+	if err == nil {
+		err = json.Unmarshal(b, &prov)
+	}
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("thumbnails provenance %s: %w", newest.ProvenanceKey, err))
+		return rec, nil, nil, false
+	}
+	var rows []catalog.Derived
+	var outs []derive.Output
+	for _, o := range prov.Outputs {
+		if d, ok := byKey[o.Key]; ok && o.Kind == derive.KindThumbnail {
+			rows, outs = append(rows, d), append(outs, o)
+		}
+	}
+	return rec, rows, outs, true
+}
+
+// listThumbnails: GET /api/v1/recordings/{id}/thumbnails, the recording's
+// readers: its newest thumbnails (one per segment), each with the time of
+// its frame and its URL. Listing them shows no footage: no custody event.
+func (s *Server) listThumbnails(w http.ResponseWriter, r *http.Request) {
+	rec, rows, outs, ok := s.thumbnailSet(w, r)
+	if !ok {
+		return
+	}
+	type item struct {
+		AtSeconds float64 `json:"at_seconds"`
+		URL       string  `json:"url"`
+		Width     int     `json:"width"`
+		Height    int     `json:"height"`
+		SHA256    string  `json:"sha256"`
+		Segment   string  `json:"segment,omitempty"`
+	}
+	items := make([]item, 0, len(outs))
+	for i, o := range outs {
+		at := 0.0
+		if o.FrameAtSeconds != nil {
+			at = *o.FrameAtSeconds
+		}
+		items = append(items, item{AtSeconds: at, URL: fmt.Sprintf("/api/v1/recordings/%s/thumbnails/%d", rec.ID, i), Width: o.Width,
+			Height: o.Height, SHA256: rows[i].SHA256, Segment: o.Segment})
+	}
+	out := map[string]any{"items": items}
+	if len(rows) > 0 {
+		out["job_id"], out["provenance_key"] = rows[0].JobID, rows[0].ProvenanceKey
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// thumbnail: GET /api/v1/recordings/{id}/thumbnails/{n}, the recording's
+// readers: the nth of its thumbnails (JPEG). Seeing them is seeing the
+// footage: a custody event (playback, naming the thumbnails) once per user
+// and set in a viewing window.
+func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request) {
+	rec, rows, _, ok := s.thumbnailSet(w, r)
+	if !ok {
+		return
+	}
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 0 || n >= len(rows) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no thumbnail %s (there are %d)", r.PathValue("n"), len(rows)))
+		return
+	}
+	set := strings.TrimSuffix(rows[n].ProvenanceKey, ".provenance.json") + "/"
+	s.serveDerived(w, r, rec, rows[n], "thumbnails "+set, fmt.Sprintf("thumbnails %s (%d, job %s)", set, len(rows), rows[n].JobID))
+}
+
+// spriteOf is the recording's newest sprite and its index, or 404 answered.
+func (s *Server) spriteOf(w http.ResponseWriter, r *http.Request) (evidence.Recording, catalog.Derived, catalog.Derived, bool) {
+	var none catalog.Derived
+	if !s.jobsReady(w) {
+		return evidence.Recording{}, none, none, false
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return rec, none, none, false
+	}
+	list, err := s.o.Jobs.Derived(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return rec, none, none, false
+	}
+	sprite := newestDerived(list, derive.KindSprite)
+	if sprite == nil {
+		writeError(w, http.StatusNotFound, "no sprite of this recording yet")
+		return rec, none, none, false
+	}
+	for _, d := range list {
+		if d.Kind == derive.KindSpriteIndex && d.JobID == sprite.JobID {
+			return rec, *sprite, d, true
+		}
+	}
+	writeError(w, http.StatusNotFound, "no sprite index of this recording yet")
+	return rec, none, none, false
+}
+
+// sprite: GET /api/v1/recordings/{id}/sprite, the recording's readers: its
+// newest timeline sprite (JPEG; /sprite/index says where each tile is). A
+// custody event (playback, naming the sprite), as the poster's.
+func (s *Server) sprite(w http.ResponseWriter, r *http.Request) {
+	rec, sprite, _, ok := s.spriteOf(w, r)
+	if !ok {
+		return
+	}
+	s.serveDerived(w, r, rec, sprite, "sprite "+sprite.Key, "sprite "+sprite.Key+" (sha256 "+sprite.SHA256+")")
+}
+
+// spriteIndex: GET /api/v1/recordings/{id}/sprite/index[?format=vtt], the
+// recording's readers: the newest sprite's index (JSON, derive.SpriteIndex),
+// or as WebVTT cues (each tile's time to the next's, "sprite#xywh=x,y,w,h").
+// Times and places only: no custody event.
+func (s *Server) spriteIndex(w http.ResponseWriter, r *http.Request) {
+	_, _, index, ok := s.spriteOf(w, r)
+	if !ok {
+		return
+	}
+	switch r.URL.Query().Get("format") {
+	case "", "json":
+		s.serveDerivedObject(w, r, index, "application/json")
+		return
+	case "vtt":
+	default:
+		writeError(w, http.StatusBadRequest, "format: json or vtt")
+		return
+	}
+	b, err := s.small(r.Context(), index.Key)
+	var idx derive.SpriteIndex
+	if err == nil {
+		err = json.Unmarshal(b, &idx)
+	}
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("sprite index %s: %w", index.Key, err))
+		return
+	}
+	var vtt strings.Builder
+	vtt.WriteString("WEBVTT\n")
+	for i, t := range idx.Tiles {
+		end := t.AtSeconds + idx.EverySeconds
+		if i+1 < len(idx.Tiles) {
+			end = idx.Tiles[i+1].AtSeconds
+		}
+		fmt.Fprintf(&vtt, "\n%s --> %s\nsprite#xywh=%d,%d,%d,%d\n", vttTime(t.AtSeconds), vttTime(end), t.X, t.Y, idx.TileWidth, idx.TileHeight)
+	}
+	w.Header().Set("Content-Type", "text/vtt; charset=utf-8")
+	w.Header().Set("Cache-Control", "private, max-age=3600")
+	io.WriteString(w, vtt.String())
+}
+
+// vttTime is seconds as WebVTT writes a time, hh:mm:ss.mmm.
+func vttTime(sec float64) string {
+	ms := int64(sec*1000 + 0.5)
+	return fmt.Sprintf("%02d:%02d:%02d.%03d", ms/3600000, ms/60000%60, ms/1000%60, ms%1000)
 }

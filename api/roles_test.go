@@ -194,6 +194,10 @@ func roleTable() []roleRow {
 		// shorten its retention: TestCategories).
 		{"GET", "/api/v1/categories", "", []int{401, 200, 200, 200, 200, 200, 200, 200, 401, 403}},
 		{"PUT", "/api/v1/recordings/rec-a/categories", "{}", []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/thumbnails", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/thumbnails/0", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/sprite", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/sprite/index", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},
 		// Hanging up a session that is not one's own (here: none) is 404 for

@@ -1,6 +1,7 @@
 // Package derive makes the copies derived from recordings that durable
-// jobs (package jobs) ask for: a poster per recording first; thumbnails,
-// proxies, clips and redacted copies later. Each is stored write-once
+// jobs (package jobs) ask for: a poster per recording, per-segment
+// thumbnails and a timeline sprite (thumbs.go); proxies, clips and
+// redacted copies later. Each is stored write-once
 // outside the device chain (derived/<device>/<recording>/...), with its
 // SHA-256 and a provenance record (the source objects and their SHA-256
 // from the catalog, the operation, every parameter, the FFmpeg and bodycam
@@ -15,6 +16,7 @@ package derive
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,6 +86,8 @@ type Options struct {
 	// Picture makes pictures; nil (a build without FFmpeg): no poster
 	// handler, and such jobs wait for a node that has one.
 	Picture Picturer
+	// Frames takes frames (thumbnails, sprites); nil: no such handlers.
+	Frames Framer
 	// Version is bodycam's, FFmpeg FFmpeg's (transcode.FFmpegVersion):
 	// both go into every provenance record.
 	Version, FFmpeg string
@@ -110,6 +114,10 @@ func (d *Deriver) Handlers() map[string]jobs.Handler {
 	if d.o.Picture != nil {
 		h[KindPoster] = d.Poster
 	}
+	if d.o.Frames != nil {
+		h[KindThumbnails] = d.Thumbnails
+		h[KindSprite] = d.Sprite
+	}
 	return h
 }
 
@@ -123,7 +131,8 @@ type PosterParams struct {
 var DefaultPoster = PosterParams{AtSeconds: 0, Width: 640}
 
 // Rules are the jobs an outbox event causes (outbox.JobFeed): a closed
-// recording gets its poster.
+// recording gets its poster, its thumbnails (one per segment) and its
+// timeline sprite.
 func Rules(e catalog.OutboxEvent) []catalog.JobRequest {
 	if e.Kind != events.RecordingClosed {
 		return nil
@@ -135,7 +144,11 @@ func Rules(e catalog.OutboxEvent) []catalog.JobRequest {
 		return nil
 	}
 	p, _ := json.Marshal(DefaultPoster)
-	return []catalog.JobRequest{{Kind: KindPoster, Source: d.RecordingID, Params: p, RequestedBy: "system"}}
+	t, _ := json.Marshal(DefaultThumbnails)
+	sp, _ := json.Marshal(DefaultSprite)
+	return []catalog.JobRequest{{Kind: KindPoster, Source: d.RecordingID, Params: p, RequestedBy: "system"},
+		{Kind: KindThumbnails, Source: d.RecordingID, Params: t, RequestedBy: "system"},
+		{Kind: KindSprite, Source: d.RecordingID, Params: sp, RequestedBy: "system"}}
 }
 
 // Source is a source object as a provenance record names it.
@@ -148,12 +161,17 @@ type Source struct {
 
 // Output is the derived object as a provenance record names it.
 type Output struct {
+	Kind        string `json:"kind,omitempty"` // of several outputs: thumbnail, sprite, sprite_index
 	Key         string `json:"key"`
 	SHA256      string `json:"sha256"`
 	Size        int64  `json:"size"`
 	ContentType string `json:"content_type"`
 	Width       int    `json:"width,omitempty"`
 	Height      int    `json:"height,omitempty"`
+	// Of a thumbnail: the time of its frame in the recording, and the
+	// media segment it shows the start of.
+	FrameAtSeconds *float64 `json:"frame_at_seconds,omitempty"`
+	Segment        string   `json:"segment,omitempty"`
 }
 
 // Provenance is the signed record of how a derived object was made.
@@ -167,7 +185,8 @@ type Provenance struct {
 	Parameters  json.RawMessage   `json:"parameters"`
 	Details     map[string]any    `json:"details,omitempty"`
 	Sources     []Source          `json:"sources"`
-	Output      Output            `json:"output"`
+	Output      *Output           `json:"output,omitempty"`  // the object made (a poster)
+	Outputs     []Output          `json:"outputs,omitempty"` // the objects made (thumbnails, a sprite and its index)
 	Software    map[string]string `json:"software"`
 	RequestedBy string            `json:"requested_by"`
 	CreatedAt   time.Time         `json:"created_at"`
@@ -303,15 +322,31 @@ func hashObject(ctx context.Context, store Store, key string) (string, int64, er
 // a case, records the custody event, and returns the derived row.
 func (d *Deriver) finish(ctx context.Context, j catalog.Job, rec evidence.Recording, kind string, out Output, sources []Source,
 	operation string, details map[string]any) ([]catalog.Derived, error) {
+	out.Kind = kind
+	return d.finishMany(ctx, j, rec, kind, ProvenanceKey(out.Key), []Output{out}, true, sources, operation, details,
+		fmt.Sprintf("%s %s (sha256 %s, %d bytes)", kind, out.Key, out.SHA256, out.Size))
+}
+
+// finishMany is finish of a job's outputs (one provenance record, pkey,
+// names them all; single: as "output", else as "outputs"), with one
+// custody event saying what.
+func (d *Deriver) finishMany(ctx context.Context, j catalog.Job, rec evidence.Recording, kind, pkey string, outs []Output, single bool,
+	sources []Source, operation string, details map[string]any, what string) ([]catalog.Derived, error) {
 	prov := Provenance{Version: 1, Kind: kind, RecordingID: rec.ID, DeviceID: rec.DeviceID, JobID: j.ID, Operation: operation,
-		Parameters: j.Params, Details: details, Sources: sources, Output: out,
+		Parameters: j.Params, Details: details, Sources: sources,
 		Software:    map[string]string{"bodycam": d.o.Version, "ffmpeg": d.o.FFmpeg},
 		RequestedBy: j.RequestedBy, CreatedAt: time.Now().UTC(), KeyID: d.o.Signer.ID()}
+	if single && len(outs) == 1 {
+		o := outs[0]
+		o.Kind = ""
+		prov.Output = &o
+	} else {
+		prov.Outputs = outs
+	}
 	body, err := json.MarshalIndent(prov, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	pkey := ProvenanceKey(out.Key)
 	stored, err := seal.WriteSigned(ctx, d.o.Store, d.o.Signer, pkey, append(body, '\n'))
 	if err != nil {
 		return nil, fmt.Errorf("provenance %s: %w", pkey, err)
@@ -320,7 +355,11 @@ func (d *Deriver) finish(ctx context.Context, j catalog.Job, rec evidence.Record
 		d.o.Log.Info("derive: the provenance record an earlier attempt wrote is kept", "key", pkey, "job", j.ID)
 	}
 	if d.o.Holds != nil {
-		for _, k := range []string{out.Key, pkey, pkey + ".sig"} {
+		keys := []string{pkey, pkey + ".sig"}
+		for _, o := range outs {
+			keys = append(keys, o.Key)
+		}
+		for _, k := range keys {
 			if err := d.o.Holds.HoldIfLinked(ctx, rec.ID, k); err != nil {
 				return nil, fmt.Errorf("legal hold on %s: %w", k, err)
 			}
@@ -333,11 +372,14 @@ func (d *Deriver) finish(ctx context.Context, j catalog.Job, rec evidence.Record
 	if d.o.Custody != nil {
 		if err := d.o.Custody.Record(ctx, evidence.CustodyEvent{Actor: actor, Role: "system", Action: evidence.ActionDerived,
 			TargetKind: "recording", TargetID: rec.ID,
-			Detail: fmt.Sprintf("%s %s (sha256 %s, %d bytes) from %d source objects by job %s; provenance %s", kind, out.Key, out.SHA256, out.Size,
-				len(sources), j.ID, pkey)}); err != nil {
+			Detail: fmt.Sprintf("%s from %d source objects by job %s; provenance %s", what, len(sources), j.ID, pkey)}); err != nil {
 			return nil, fmt.Errorf("custody event: %w", err)
 		}
 	}
-	return []catalog.Derived{{RecordingID: rec.ID, Kind: kind, Key: out.Key, SHA256: out.SHA256, Size: out.Size, ContentType: out.ContentType,
-		ProvenanceKey: pkey, JobID: j.ID}}, nil
+	rows := make([]catalog.Derived, 0, len(outs))
+	for _, o := range outs {
+		rows = append(rows, catalog.Derived{RecordingID: rec.ID, Kind: cmp.Or(o.Kind, kind), Key: o.Key, SHA256: o.SHA256, Size: o.Size,
+			ContentType: o.ContentType, ProvenanceKey: pkey, JobID: j.ID})
+	}
+	return rows, nil
 }

@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"io"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/asticode/go-astiav"
@@ -58,18 +59,72 @@ type PictureInfo struct {
 // image/jpeg writes it: the same frame gives the same bytes). One decoder
 // thread: workers bound their own parallelism.
 func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions) ([]byte, PictureInfo, error) {
+	if o.Quality <= 0 || o.Quality > 100 {
+		o.Quality = 85
+	}
+	frames, err := Frames(ctx, src, objects, FramesOptions{At: []time.Duration{o.At}, Width: o.Width})
+	if err != nil {
+		var info PictureInfo
+		if len(frames) > 0 {
+			info = frames[0].Info
+		}
+		return nil, info, err
+	}
+	b, err := EncodeJPEG(frames[0].Image, o.Quality)
+	return b, frames[0].Info, err
+}
+
+// EncodeJPEG writes img as a baseline JPEG (quality 1-100) with Go's
+// image/jpeg: the same image gives the same bytes.
+func EncodeJPEG(img image.Image, quality int) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: quality}); err != nil {
+		return nil, fmt.Errorf("transcode: picture: jpeg: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// FramesOptions say which frames and how large.
+type FramesOptions struct {
+	// At are the times (from the stream's first frame) to take frames
+	// at, each the first frame at or after it (the last frame when the
+	// stream ends before); in any order, repeats allowed.
+	At []time.Duration
+	// Width of every picture (even; default 640), as PictureOptions'.
+	Width int
+}
+
+// Frame is one picture taken: full-range 4:2:0 (JPEG's), Width×Height.
+type Frame struct {
+	Image *image.YCbCr
+	Info  PictureInfo
+}
+
+// Frames decodes the video of objects (as Picture) once, from the start,
+// and takes the frames FramesOptions.At names, scaled to its width: one
+// Frame per time, in the order asked. Decoding stops at the last frame
+// asked for. One decoder thread.
+func Frames(ctx context.Context, src Ranges, objects []Object, o FramesOptions) ([]Frame, error) {
 	Init()
 	var info PictureInfo
 	if len(objects) == 0 {
-		return nil, info, errors.New("transcode: picture: no objects")
+		return nil, errors.New("transcode: picture: no objects")
+	}
+	if len(o.At) == 0 {
+		return nil, errors.New("transcode: picture: no times")
 	}
 	if o.Width <= 0 {
 		o.Width = 640
 	}
 	o.Width &^= 1
-	if o.Quality <= 0 || o.Quality > 100 {
-		o.Quality = 85
+	// The times in order, and where each goes.
+	order := make([]int, len(o.At))
+	for i := range order {
+		order[i] = i
 	}
+	sort.SliceStable(order, func(a, b int) bool { return o.At[order[a]] < o.At[order[b]] })
+	out := make([]Frame, len(o.At))
+	next := 0 // in order: the next time to take a frame at
 	in := &concatReader{ctx: ctx, src: src, objects: objects}
 	for _, ob := range objects {
 		in.size += ob.Size
@@ -77,21 +132,21 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 	defer in.close()
 	inIO, err := astiav.AllocIOContext(remuxBuffer, false, in.read, in.seek, nil)
 	if err != nil {
-		return nil, info, fmt.Errorf("transcode: picture: %w", err)
+		return nil, fmt.Errorf("transcode: picture: %w", err)
 	}
 	defer inIO.Free()
 	ifc := astiav.AllocFormatContext()
 	if ifc == nil {
-		return nil, info, errors.New("transcode: picture: cannot allocate a format context")
+		return nil, errors.New("transcode: picture: cannot allocate a format context")
 	}
 	defer ifc.Free()
 	ifc.SetPb(inIO)
 	if err := ifc.OpenInput("", nil, nil); err != nil {
-		return nil, info, in.unreadable(err)
+		return nil, in.unreadable(err)
 	}
 	defer ifc.CloseInput()
 	if err := ifc.FindStreamInfo(nil); err != nil {
-		return nil, info, in.unreadable(err)
+		return nil, in.unreadable(err)
 	}
 	var vs *astiav.Stream
 	for _, s := range ifc.Streams() {
@@ -101,25 +156,25 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 		}
 	}
 	if vs == nil {
-		return nil, info, fmt.Errorf("%w in %s", ErrNoVideo, objects[0].Key)
+		return nil, fmt.Errorf("%w in %s", ErrNoVideo, objects[0].Key)
 	}
 	info.Codec = vs.CodecParameters().CodecID().Name()
 	codec := astiav.FindDecoder(vs.CodecParameters().CodecID())
 	if codec == nil {
-		return nil, info, fmt.Errorf("transcode: picture: no decoder for %s", info.Codec)
+		return nil, fmt.Errorf("transcode: picture: no decoder for %s", info.Codec)
 	}
 	dec := astiav.AllocCodecContext(codec)
 	if dec == nil {
-		return nil, info, errors.New("transcode: picture: cannot allocate a decoder")
+		return nil, errors.New("transcode: picture: cannot allocate a decoder")
 	}
 	defer dec.Free()
 	if err := vs.CodecParameters().ToCodecContext(dec); err != nil {
-		return nil, info, fmt.Errorf("transcode: picture: %w", err)
+		return nil, fmt.Errorf("transcode: picture: %w", err)
 	}
 	dec.SetThreadCount(1)
 	dec.SetTimeBase(vs.TimeBase())
 	if err := dec.Open(codec, nil); err != nil {
-		return nil, info, fmt.Errorf("transcode: picture: open %s decoder: %w", info.Codec, err)
+		return nil, fmt.Errorf("transcode: picture: open %s decoder: %w", info.Codec, err)
 	}
 	pkt := astiav.AllocPacket()
 	defer pkt.Free()
@@ -128,10 +183,14 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 	last := astiav.AllocFrame() // the newest frame decoded
 	defer last.Free()
 	have := false
+	var lastInfo PictureInfo
+	sc := &scaler{width: o.Width}
+	defer sc.free()
 	tb := vs.TimeBase()
 	first := int64(astiav.NoPtsValue)
-	// take reports whether the frame just decoded is the one asked for.
-	take := func() bool {
+	// take keeps the frame just decoded and takes it for the times it is
+	// the first frame at or after; it reports whether all are taken.
+	take := func() (bool, error) {
 		pts := frame.Pts()
 		if pts == astiav.NoPtsValue {
 			pts = frame.PktDts()
@@ -148,7 +207,17 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 			at = time.Duration(float64(pts-first) * tb.Float64() * float64(time.Second))
 		}
 		info.FrameAt = at
-		return at >= o.At
+		lastInfo = info
+		if next < len(order) && at >= o.At[order[next]] {
+			img, err := sc.scale(frame, &info)
+			if err != nil {
+				return false, err
+			}
+			for ; next < len(order) && at >= o.At[order[next]]; next++ {
+				out[order[next]] = Frame{Image: img, Info: info}
+			}
+		}
+		return next == len(order), nil
 	}
 	receive := func() (bool, error) {
 		for {
@@ -158,10 +227,10 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 				}
 				return false, fmt.Errorf("transcode: picture: %s decode: %w", info.Codec, err)
 			}
-			done := take()
+			done, err := take()
 			frame.Unref()
-			if done {
-				return true, nil
+			if done || err != nil {
+				return done, err
 			}
 		}
 	}
@@ -171,7 +240,7 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 			if errors.Is(err, astiav.ErrEof) && in.err == nil {
 				break
 			}
-			return nil, info, fmt.Errorf("transcode: picture: %w", in.cause(err))
+			return nil, fmt.Errorf("transcode: picture: %w", in.cause(err))
 		}
 		if pkt.StreamIndex() != vs.Index() {
 			pkt.Unref()
@@ -184,69 +253,97 @@ func Picture(ctx context.Context, src Ranges, objects []Object, o PictureOptions
 			continue
 		}
 		if found, err = receive(); err != nil {
-			return nil, info, err
+			return nil, err
 		}
 	}
 	if !found {
 		if err := dec.SendPacket(nil); err == nil {
 			if _, err := receive(); err != nil {
-				return nil, info, err
+				return nil, err
 			}
 		}
 	}
 	if !have {
-		return nil, info, fmt.Errorf("transcode: picture: no frame of %s decoded", info.Codec)
+		return []Frame{{Info: info}}, fmt.Errorf("transcode: picture: no frame of %s decoded", info.Codec)
 	}
-	return encodeJPEG(last, o, &info)
+	if next < len(order) { // the stream ended before: its last frame
+		img, err := sc.scale(last, &lastInfo)
+		if err != nil {
+			return nil, err
+		}
+		for ; next < len(order); next++ {
+			out[order[next]] = Frame{Image: img, Info: lastInfo}
+		}
+	}
+	return out, nil
 }
 
-// encodeJPEG scales f to the width asked (display aspect kept) in full
-// range 4:2:0 and writes it as a JPEG.
-func encodeJPEG(f *astiav.Frame, o PictureOptions, info *PictureInfo) ([]byte, PictureInfo, error) {
+// scaler scales decoded frames to a width (display aspect kept) in full
+// range 4:2:0, one software scaler for frames of one size.
+type scaler struct {
+	width        int
+	sws          *astiav.SoftwareScaleContext
+	sw, sh, w, h int
+	pf           astiav.PixelFormat
+	out          *astiav.Frame
+}
+
+func (s *scaler) free() {
+	if s.sws != nil {
+		s.sws.Free()
+		s.sws = nil
+	}
+	if s.out != nil {
+		s.out.Free()
+		s.out = nil
+	}
+}
+
+// scale returns f scaled, as a Go image of its own memory, and fills in
+// the sizes of info.
+func (s *scaler) scale(f *astiav.Frame, info *PictureInfo) (*image.YCbCr, error) {
 	sw, sh := f.Width(), f.Height()
 	info.SourceWidth, info.SourceHeight = sw, sh
 	if sw <= 0 || sh <= 0 {
-		return nil, *info, fmt.Errorf("transcode: picture: decoded frame of %dx%d", sw, sh)
+		return nil, fmt.Errorf("transcode: picture: decoded frame of %dx%d", sw, sh)
 	}
-	sar := f.SampleAspectRatio()
-	aspect := float64(sw) / float64(sh)
-	if sar.Num() > 0 && sar.Den() > 0 {
-		aspect *= float64(sar.Num()) / float64(sar.Den())
+	if s.sws == nil || sw != s.sw || sh != s.sh || f.PixelFormat() != s.pf {
+		s.free()
+		sar := f.SampleAspectRatio()
+		aspect := float64(sw) / float64(sh)
+		if sar.Num() > 0 && sar.Den() > 0 {
+			aspect *= float64(sar.Num()) / float64(sar.Den())
+		}
+		w := min(s.width, sw&^1)
+		h := max(2, int(math.Round(float64(w)/aspect/2))*2)
+		sws, err := astiav.CreateSoftwareScaleContext(sw, sh, f.PixelFormat(), w, h, astiav.PixelFormatYuvj420P,
+			astiav.NewSoftwareScaleContextFlags(astiav.SoftwareScaleContextFlagBicubic))
+		if err != nil {
+			return nil, fmt.Errorf("transcode: picture: scaler from %s: %w", f.PixelFormat(), err)
+		}
+		s.sws, s.sw, s.sh, s.w, s.h, s.pf = sws, sw, sh, w, h, f.PixelFormat()
+		s.out = astiav.AllocFrame()
+		s.out.SetWidth(w)
+		s.out.SetHeight(h)
+		s.out.SetPixelFormat(astiav.PixelFormatYuvj420P)
+		if err := s.out.AllocBuffer(0); err != nil {
+			return nil, fmt.Errorf("transcode: picture: %w", err)
+		}
 	}
-	w := min(o.Width, sw&^1)
-	h := max(2, int(math.Round(float64(w)/aspect/2))*2)
-	sws, err := astiav.CreateSoftwareScaleContext(sw, sh, f.PixelFormat(), w, h, astiav.PixelFormatYuvj420P,
-		astiav.NewSoftwareScaleContextFlags(astiav.SoftwareScaleContextFlagBicubic))
-	if err != nil {
-		return nil, *info, fmt.Errorf("transcode: picture: scaler from %s: %w", f.PixelFormat(), err)
-	}
-	defer sws.Free()
-	out := astiav.AllocFrame()
-	defer out.Free()
-	out.SetWidth(w)
-	out.SetHeight(h)
-	out.SetPixelFormat(astiav.PixelFormatYuvj420P)
-	if err := out.AllocBuffer(0); err != nil {
-		return nil, *info, fmt.Errorf("transcode: picture: %w", err)
-	}
-	if err := sws.ScaleFrame(f, out); err != nil {
-		return nil, *info, fmt.Errorf("transcode: picture: scale: %w", err)
+	w, h := s.w, s.h
+	if err := s.sws.ScaleFrame(f, s.out); err != nil {
+		return nil, fmt.Errorf("transcode: picture: scale: %w", err)
 	}
 	// The planes, packed (align 1): Y w×h, then Cb and Cr (w/2)×(h/2).
 	// (astiav's FrameData.ToImage reads past the chroma planes of 4:2:0.)
-	planes, err := out.Data().Bytes(1)
+	planes, err := s.out.Data().Bytes(1)
 	if err != nil || len(planes) != w*h*3/2 {
-		return nil, *info, fmt.Errorf("transcode: picture: frame planes: %d bytes, %v", len(planes), err)
+		return nil, fmt.Errorf("transcode: picture: frame planes: %d bytes, %v", len(planes), err)
 	}
 	cw := w / 2
-	img := &image.YCbCr{Y: planes[:w*h], Cb: planes[w*h : w*h+cw*h/2], Cr: planes[w*h+cw*h/2:], YStride: w, CStride: cw,
-		SubsampleRatio: image.YCbCrSubsampleRatio420, Rect: image.Rect(0, 0, w, h)}
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: o.Quality}); err != nil {
-		return nil, *info, fmt.Errorf("transcode: picture: jpeg: %w", err)
-	}
 	info.Width, info.Height = w, h
-	return buf.Bytes(), *info, nil
+	return &image.YCbCr{Y: planes[:w*h], Cb: planes[w*h : w*h+cw*h/2], Cr: planes[w*h+cw*h/2:], YStride: w, CStride: cw,
+		SubsampleRatio: image.YCbCrSubsampleRatio420, Rect: image.Rect(0, 0, w, h)}, nil
 }
 
 // concatReader is stored objects, one after another, as FFmpeg's read

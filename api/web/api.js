@@ -98,6 +98,12 @@ export const api = {
   setCategories: async (id, categories, reason) =>
     (await request('PUT', '/api/v1/recordings/' + encodeURIComponent(id) + '/categories', { body: { categories, reason } })).json(),
   mediaURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media',
+  // thumbnails: one per segment, each with its time and URL (a job makes
+  // them when the recording is closed); spriteIndex: the timeline
+  // sprite's tiles and times; spriteURL: the sprite itself.
+  thumbnails: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/thumbnails'),
+  spriteIndex: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/sprite/index'),
+  spriteURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/sprite',
   // originalURL: an uploaded recording's file exactly as the recorder made it.
   originalURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/original',
   uploads: (params) => getJSON('/api/v1/uploads?' + new URLSearchParams(params)),

@@ -235,6 +235,7 @@ function renderDetail(rec) {
     h('div', { class: 'detail-body' },
       h('div', { class: 'player' }, video),
       h('div', { class: 'detail-side' }, factsList(rec), retentionSection(rec), originSection(rec), result)),
+    timelineSection(rec, video),
     bookmarksSection(rec, video),
     gapsSection(rec),
     segmentsSection(rec));
@@ -338,6 +339,71 @@ function retentionSection(rec) {
   }
   return h('section', { class: 'retention', testid: 'rec-retention-section' }, h('h4', {}, 'Retention ', editor ? editor[0] : null), shown,
     editor ? editor[1] : null);
+}
+
+// timelineSection: the recording's thumbnails (one per segment) as a strip
+// and its timeline sprite as a scrub bar: hovering shows the tile of that
+// moment, a click (on either) seeks the player there. Both are made by jobs
+// when the recording is closed; until then the section says so. Times are
+// from the recording's start, as bookmarks' offsets are.
+function timelineSection(rec, player) {
+  const seekable = player && typeof player.currentTime === 'number';
+  const seek = (sec) => { if (seekable) { player.currentTime = sec; player.play().catch(() => {}); } };
+  const strip = h('div', { class: 'thumb-strip', testid: 'thumbnails' }, h('p', { class: 'muted small' }, 'Loading thumbnails…'));
+  const scrub = h('div', { class: 'sprite-scrub', testid: 'sprite-scrub', hidden: true });
+  const count = badge('…', 'info');
+  const later = 'Made when the recording is closed (background jobs); none yet.';
+  (async () => {
+    try {
+      const items = (await api.thumbnails(rec.id)).items || [];
+      if (current !== rec.id) return;
+      count.textContent = String(items.length);
+      clear(strip, items.map((t) => h('button', { type: 'button', class: 'thumb', testid: 'thumbnail', disabled: !seekable,
+        title: `${fmtDuration(t.at_seconds * 1000)}${seekable ? ': play from here' : ''}`, dataset: { at: String(t.at_seconds) },
+        onclick: () => seek(t.at_seconds) },
+      h('img', { src: t.url, width: String(t.width), height: String(t.height), loading: 'lazy', alt: `Frame at ${fmtDuration(t.at_seconds * 1000)}` }),
+      h('span', { class: 'mono small' }, fmtDuration(t.at_seconds * 1000)))));
+    } catch (err) {
+      if (current !== rec.id) return;
+      count.textContent = '0';
+      clear(strip, h('p', { class: 'muted small', testid: 'no-thumbnails' }, err instanceof ApiError && err.status === 404 ? later : `Thumbnails could not be read: ${err.message}`));
+    }
+  })();
+  (async () => {
+    let idx;
+    try {
+      idx = await api.spriteIndex(rec.id);
+    } catch { return; } // none yet: the strip says why
+    if (current !== rec.id || !idx.tiles || !idx.tiles.length) return;
+    const tiles = idx.tiles;
+    const end = tiles[tiles.length - 1].at_seconds + idx.every_seconds;
+    const url = api.spriteURL(rec.id);
+    const preview = h('div', { class: 'sprite-tile', testid: 'sprite-tile', hidden: true });
+    Object.assign(preview.style, { width: `${idx.tile_width}px`, height: `${idx.tile_height}px`, backgroundImage: `url("${url}")` });
+    const label = h('span', { class: 'mono small sprite-time' });
+    preview.append(label);
+    const bar = h('div', { class: 'sprite-bar', testid: 'sprite-bar', title: 'Scrub: hover to see the moment, click to play from it' });
+    const tileAt = (ev) => {
+      const r = bar.getBoundingClientRect();
+      const sec = Math.max(0, Math.min(1, (ev.clientX - r.left) / r.width)) * end;
+      let i = tiles.findIndex((t) => t.at_seconds > sec) - 1;
+      if (i < -1) i = tiles.length - 1;
+      return { sec, tile: tiles[Math.max(0, i)], x: ev.clientX - r.left, w: r.width };
+    };
+    bar.addEventListener('mousemove', (ev) => {
+      const { sec, tile, x, w } = tileAt(ev);
+      preview.hidden = false;
+      preview.style.backgroundPosition = `-${tile.x}px -${tile.y}px`;
+      preview.style.left = `${Math.max(0, Math.min(w - idx.tile_width, x - idx.tile_width / 2))}px`;
+      preview.dataset.at = String(tile.at_seconds);
+      label.textContent = fmtDuration(sec * 1000);
+    });
+    bar.addEventListener('mouseleave', () => { preview.hidden = true; });
+    bar.addEventListener('click', (ev) => seek(tileAt(ev).sec));
+    clear(scrub, preview, bar);
+    scrub.hidden = false;
+  })();
+  return h('section', { class: 'subsection', testid: 'timeline-section' }, h('h4', {}, 'Timeline ', count), scrub, strip);
 }
 
 // bookmarksSection: the recording's bookmarks by time (a click seeks the

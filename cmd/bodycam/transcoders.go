@@ -61,5 +61,29 @@ func picturer() derive.Picturer {
 	}
 }
 
+// framer takes the frames of thumbnails and sprites (transcode.Frames);
+// a recording without video has none (a permanent failure of its job).
+func framer() derive.Framer {
+	return func(ctx context.Context, src derive.Store, objects []derive.Object, at []time.Duration, width int) ([]derive.Frame, error) {
+		obs := make([]transcode.Object, len(objects))
+		for i, o := range objects {
+			obs[i] = transcode.Object{Key: o.Key, Size: o.Size}
+		}
+		frames, err := transcode.Frames(ctx, src, obs, transcode.FramesOptions{At: at, Width: width})
+		if errors.Is(err, transcode.ErrNoVideo) || errors.Is(err, transcode.ErrUnreadable) {
+			err = jobs.Permanent(err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out := make([]derive.Frame, len(frames))
+		for i, f := range frames {
+			out[i] = derive.Frame{Image: f.Image, Info: derive.PictureInfo{Width: f.Info.Width, Height: f.Info.Height,
+				SourceWidth: f.Info.SourceWidth, SourceHeight: f.Info.SourceHeight, Codec: f.Info.Codec, FrameAt: f.Info.FrameAt}}
+		}
+		return out, nil
+	}
+}
+
 // ffmpegVersion is what provenance records name as FFmpeg.
 func ffmpegVersion() string { return transcode.FFmpegVersion() }

@@ -32,4 +32,8 @@ func remuxer(interface {
 // it.
 func picturer() derive.Picturer { return nil }
 
+// framer is nil without FFmpeg: thumbnails and sprite jobs wait for a
+// node built with it.
+func framer() derive.Framer { return nil }
+
 func ffmpegVersion() string { return "none" }
