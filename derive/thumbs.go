@@ -42,11 +42,15 @@ type Frame struct {
 }
 
 // Framer decodes objects (read in order as one file) once and takes the
-// first frame at or after each of at (from the first frame; the last frame
-// past the end), width wide: one Frame per time, in order
-// (transcode.Frames). An error another attempt cannot cure is
-// jobs.Permanent.
+// first frame at or after each of at (presentation times in the stream's
+// own clock, media time; FirstFrame: the first frame decoded; the last
+// frame past the end), width wide: one Frame per time, in order, each with
+// its presentation time as Info.FrameAt (transcode.Frames, Absolute). An
+// error another attempt cannot cure is jobs.Permanent.
 type Framer func(ctx context.Context, src Store, objects []Object, at []time.Duration, width int) ([]Frame, error)
+
+// FirstFrame asks a Framer for the first frame it decodes.
+const FirstFrame = time.Duration(math.MinInt64)
 
 // ThumbnailParams are a thumbnails job's parameters.
 type ThumbnailParams struct {
@@ -85,7 +89,7 @@ type SpriteIndex struct {
 
 // SpriteTile is one tile: its top-left corner in the sprite, the time it
 // stands for (a multiple of every_seconds) and the time of its frame (the
-// first at or after it), both from the recording's start.
+// first at or after it), both in media time (what /media's player shows).
 type SpriteTile struct {
 	X              int     `json:"x"`
 	Y              int     `json:"y"`
@@ -106,25 +110,25 @@ func decodeParams(j catalog.Job, v any) error {
 
 // span is what a picture of one part of a recording is decoded from: the
 // objects (an init segment and media segments from a keyframe, or an
-// uploaded file), their sources, and where they start in the recording.
+// uploaded file) and their sources.
 type span struct {
 	objects []Object
 	sources []Source
-	start   time.Duration
 }
 
 // segmentSpans are, for each media segment of a stream recording, the
 // span that decodes it: the init segment and the media segments from the
 // last one that starts with a keyframe up to it. An uploaded recording is
-// one span, its file. Its media segments are returned too.
-func segmentSpans(rec evidence.Recording, segs []evidence.Segment) ([]span, []evidence.Segment, error) {
+// one span, its file. Its media segments are returned too, and the
+// segments' start times in media time (nil for an uploaded file).
+func (d *Deriver) segmentSpans(ctx context.Context, rec evidence.Recording, segs []evidence.Segment) ([]span, []evidence.Segment, []time.Duration, error) {
 	var init *evidence.Segment
 	var media []evidence.Segment
 	for i := range segs {
 		s := segs[i]
 		switch s.Kind {
 		case evidence.KindOriginal:
-			return []span{{objects: []Object{{Key: s.Key, Size: s.Size}}, sources: []Source{sourceOf(s)}}}, []evidence.Segment{s}, nil
+			return []span{{objects: []Object{{Key: s.Key, Size: s.Size}}, sources: []Source{sourceOf(s)}}}, []evidence.Segment{s}, nil, nil
 		case evidence.KindInit:
 			if init == nil {
 				init = &segs[i]
@@ -134,7 +138,11 @@ func segmentSpans(rec evidence.Recording, segs []evidence.Segment) ([]span, []ev
 		}
 	}
 	if init == nil || len(media) == 0 {
-		return nil, nil, jobs.Permanent(fmt.Errorf("recording %s has no stored video to take pictures of", rec.ID))
+		return nil, nil, nil, jobs.Permanent(fmt.Errorf("recording %s has no stored video to take pictures of", rec.ID))
+	}
+	starts, err := d.mediaStarts(ctx, *init, media)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	spans := make([]span, len(media))
 	from := 0
@@ -142,15 +150,14 @@ func segmentSpans(rec evidence.Recording, segs []evidence.Segment) ([]span, []ev
 		if m.Keyframe || i == 0 {
 			from = i
 		}
-		sp := span{objects: []Object{{Key: init.Key, Size: init.Size}}, sources: []Source{sourceOf(*init)},
-			start: max(0, media[from].StartedAt.Sub(rec.StartedAt))}
+		sp := span{objects: []Object{{Key: init.Key, Size: init.Size}}, sources: []Source{sourceOf(*init)}}
 		for _, s := range media[from : i+1] {
 			sp.objects = append(sp.objects, Object{Key: s.Key, Size: s.Size})
 			sp.sources = append(sp.sources, sourceOf(s))
 		}
 		spans[i] = sp
 	}
-	return spans, media, nil
+	return spans, media, starts, nil
 }
 
 func sourceOf(s evidence.Segment) Source {
@@ -195,24 +202,29 @@ func (d *Deriver) Thumbnails(ctx context.Context, j catalog.Job) ([]catalog.Deri
 	if err != nil {
 		return nil, err
 	}
-	spans, media, err := segmentSpans(rec, segs)
+	spans, media, starts, err := d.segmentSpans(ctx, rec, segs)
 	if err != nil {
 		return nil, err
 	}
 	base := DerivedKey(rec.DeviceID, rec.ID, KindThumbnails, j.ParamsHash, "jpg")
 	dir := base[:len(base)-len(".jpg")]
 	outs := make([]Output, 0, len(spans))
+	var origin time.Duration // the first frame's presentation time
 	for i, sp := range spans {
-		// The segment's start, from the span's.
-		at := max(0, media[i].StartedAt.Sub(rec.StartedAt)-sp.start)
-		if media[i].Kind == evidence.KindOriginal {
-			at = 0
+		// The segment's first frame: the span's first, or, decoded from
+		// an earlier keyframe, the first at or after the segment's start.
+		at := FirstFrame
+		if len(sp.objects) > 2 {
+			at = starts[i]
 		}
 		frames, err := d.o.Frames(ctx, d.o.Store, sp.objects, []time.Duration{at}, p.Width)
 		if err != nil {
 			return nil, fmt.Errorf("thumbnail of %s: %w", media[i].Key, err)
 		}
 		f := frames[0]
+		if i == 0 {
+			origin = f.Info.FrameAt
+		}
 		var buf bytes.Buffer
 		if err := jpeg.Encode(&buf, f.Image, &jpeg.Options{Quality: 85}); err != nil {
 			return nil, err
@@ -221,7 +233,7 @@ func (d *Deriver) Thumbnails(ctx context.Context, j catalog.Job) ([]catalog.Deri
 		if err != nil {
 			return nil, err
 		}
-		t := seconds(sp.start + f.Info.FrameAt)
+		t := seconds(f.Info.FrameAt - origin)
 		out.Kind, out.Width, out.Height, out.FrameAtSeconds, out.Segment = KindThumbnail, f.Info.Width, f.Info.Height, &t, media[i].Key
 		outs = append(outs, out)
 	}
@@ -266,7 +278,7 @@ func (d *Deriver) Sprite(ctx context.Context, j catalog.Job) ([]catalog.Derived,
 	if err != nil {
 		return nil, err
 	}
-	spans, media, err := segmentSpans(rec, segs)
+	spans, media, starts, err := d.segmentSpans(ctx, rec, segs)
 	if err != nil {
 		return nil, err
 	}
@@ -281,9 +293,16 @@ func (d *Deriver) Sprite(ctx context.Context, j catalog.Job) ([]catalog.Derived,
 			length = time.Duration(p.EverySeconds*MaxSpriteTiles) * time.Second
 		}
 	} else {
-		last := media[len(media)-1]
-		length = max(last.StartedAt.Sub(rec.StartedAt)+last.Duration, time.Millisecond)
+		last := len(media) - 1
+		length = max(starts[last]+media[last].Duration, time.Millisecond)
 	}
+	// Times count from the first frame, whose presentation time (the
+	// stream's own clock) is origin.
+	first, err := d.o.Frames(ctx, d.o.Store, spans[0].objects, []time.Duration{FirstFrame}, p.Width)
+	if err != nil {
+		return nil, fmt.Errorf("sprite: the first frame of %s: %w", media[0].Key, err)
+	}
+	origin := first[0].Info.FrameAt
 	every := time.Duration(p.EverySeconds * float64(time.Second))
 	if n := (length + every - 1) / every; n > MaxSpriteTiles {
 		every = (length + MaxSpriteTiles - 1) / MaxSpriteTiles
@@ -292,39 +311,34 @@ func (d *Deriver) Sprite(ctx context.Context, j catalog.Job) ([]catalog.Derived,
 	for t := time.Duration(0); t < length && len(times) < MaxSpriteTiles; t += every {
 		times = append(times, t)
 	}
-	// Each time from the span of the segment holding it, one decoding
-	// pass per span.
-	frames := make([]Frame, len(times))
-	for i := 0; i < len(times); {
+	// Each time from the span of the segment holding it (the last that
+	// starts at or before it), one decoding pass per span.
+	holding := func(at time.Duration) int {
 		k := 0
-		for s := range media {
-			if s == 0 || media[s].StartedAt.Sub(rec.StartedAt) <= times[i] {
+		for s := range starts {
+			if starts[s] <= origin+at {
 				k = s
 			}
 		}
-		if upload {
-			k = 0
+		return k
+	}
+	frames := make([]Frame, len(times))
+	for i := 0; i < len(times); {
+		k := holding(times[i])
+		n := i + 1
+		for n < len(times) && holding(times[n]) == k {
+			n++
 		}
-		var ats []time.Duration
-		n := i
-		for ; n < len(times); n++ {
-			kn := 0
-			for s := range media {
-				if s == 0 || media[s].StartedAt.Sub(rec.StartedAt) <= times[n] {
-					kn = s
-				}
-			}
-			if kn != k && !upload {
-				break
-			}
-			ats = append(ats, max(0, times[n]-spans[k].start))
+		ats := make([]time.Duration, 0, n-i)
+		for _, t := range times[i:n] {
+			ats = append(ats, origin+t)
 		}
 		got, err := d.o.Frames(ctx, d.o.Store, spans[k].objects, ats, p.Width)
 		if err != nil {
 			return nil, fmt.Errorf("sprite tiles from %s: %w", media[k].Key, err)
 		}
 		for x, f := range got {
-			f.Info.FrameAt += spans[k].start
+			f.Info.FrameAt -= origin
 			frames[i+x] = f
 		}
 		i = n

@@ -66,7 +66,7 @@ func framer(ctx context.Context, src derive.Store, objects []derive.Object, at [
 	for i, o := range objects {
 		obs[i] = transcode.Object{Key: o.Key, Size: o.Size}
 	}
-	frames, err := transcode.Frames(ctx, src, obs, transcode.FramesOptions{At: at, Width: width})
+	frames, err := transcode.Frames(ctx, src, obs, transcode.FramesOptions{At: at, Width: width, Absolute: true})
 	if errors.Is(err, transcode.ErrNoVideo) {
 		err = jobs.Permanent(err)
 	}
@@ -76,7 +76,7 @@ func framer(ctx context.Context, src derive.Store, objects []derive.Object, at [
 	out := make([]derive.Frame, len(frames))
 	for i, f := range frames {
 		out[i] = derive.Frame{Image: f.Image, Info: derive.PictureInfo{Width: f.Info.Width, Height: f.Info.Height,
-			SourceWidth: f.Info.SourceWidth, SourceHeight: f.Info.SourceHeight, Codec: f.Info.Codec, FrameAt: f.Info.FrameAt}}
+			SourceWidth: f.Info.SourceWidth, SourceHeight: f.Info.SourceHeight, Codec: f.Info.Codec, FrameAt: f.Info.PTS}}
 	}
 	return out, nil
 }
@@ -105,6 +105,16 @@ type fixture struct {
 
 func newFixture(tb testing.TB, size string, seconds int) *fixture {
 	return newFixtureGOP(tb, size, seconds, 30, "testsrc")
+}
+
+// lag is how late the server received media segment n (its catalog start
+// against its media time): a publisher that fell behind and caught up, as
+// on a busy machine. Pictures go by media time, whatever the receive times.
+func lag(n int) time.Duration {
+	if n%2 == 1 {
+		return 700 * time.Millisecond
+	}
+	return 0
 }
 
 // newFixtureGOP is newFixture of source (a lavfi video source) with a
@@ -137,7 +147,7 @@ func newFixtureGOP(tb testing.TB, size string, seconds, gop int, source string) 
 		}
 		n := len(segs) - 1 // media segments from 0
 		segs = append(segs, evidence.Segment{RecordingID: rec.ID, DeviceID: rec.DeviceID, Seq: int64(len(segs)), Kind: kind, Key: key,
-			Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), StartedAt: start.Add(time.Duration(max(0, n)*gop) * time.Second / 30),
+			Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), StartedAt: start.Add(time.Duration(max(0, n)*gop)*time.Second/30 + lag(n)),
 			Duration: time.Duration(gop) * time.Second / 30, Keyframe: true})
 	}
 	// The boxes: ftyp and moov the init segment, each moof and its mdat a

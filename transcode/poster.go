@@ -49,6 +49,7 @@ type PictureInfo struct {
 	SourceWidth, SourceHeight int           // the decoded frame's
 	Codec                     string        // the video codec
 	FrameAt                   time.Duration // the frame's time from the stream's first
+	PTS                       time.Duration // the frame's presentation time in the stream (its own clock: a recording's media time)
 	Frames                    int           // frames decoded to reach it
 }
 
@@ -92,6 +93,10 @@ type FramesOptions struct {
 	At []time.Duration
 	// Width of every picture (even; default 640), as PictureOptions'.
 	Width int
+	// Absolute: At are presentation times in the stream (PictureInfo.PTS)
+	// rather than times from its first frame: a span of a recording's
+	// segments decoded from a keyframe before the moment asked for.
+	Absolute bool
 }
 
 // Frame is one picture taken: full-range 4:2:0 (JPEG's), Width×Height.
@@ -205,9 +210,13 @@ func Frames(ctx context.Context, src Ranges, objects []Object, o FramesOptions) 
 		at := time.Duration(0)
 		if pts != astiav.NoPtsValue {
 			at = time.Duration(float64(pts-first) * tb.Float64() * float64(time.Second))
+			info.PTS = time.Duration(float64(pts) * tb.Float64() * float64(time.Second))
 		}
 		info.FrameAt = at
 		lastInfo = info
+		if o.Absolute {
+			at = info.PTS
+		}
 		if next < len(order) && at >= o.At[order[next]] {
 			img, err := sc.scale(frame, &info)
 			if err != nil {

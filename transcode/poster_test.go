@@ -208,4 +208,42 @@ func TestFrames(t *testing.T) {
 	if b, _ := EncodeJPEG(frames[4].Image, 85); !bytes.Equal(b, pic) {
 		t.Fatal("Frames' frame at 1.7s is not Picture's")
 	}
+
+	// Absolute: the same frames asked by their presentation times, from a
+	// span that starts at the fourth segment (its keyframe at 3 s).
+	b, err := os.ReadFile(frag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, moofs := 0, 0
+	for off+8 <= len(b) {
+		if string(b[off+4:off+8]) == "moof" {
+			if moofs++; moofs == 4 { // fragments start at keyframes, a second apart
+				break
+			}
+		}
+		off += int(binary.BigEndian.Uint32(b[off:]))
+	}
+	os.WriteFile(filepath.Join(dir, "from3s.m4s"), b[off:], 0o644)
+	abs, err := Frames(context.Background(), src, []Object{objects[0], {Key: "from3s.m4s", Size: int64(len(b) - off)}},
+		FramesOptions{At: []time.Duration{frames[0].Info.PTS, frames[0].Info.PTS + 500*time.Millisecond}, Width: 160, Absolute: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if abs[0].Info.PTS != frames[0].Info.PTS || abs[0].Info.FrameAt != 0 || abs[1].Info.PTS < frames[0].Info.PTS+500*time.Millisecond ||
+		abs[1].Info.PTS >= frames[0].Info.PTS+534*time.Millisecond {
+		t.Fatalf("absolute: %+v and %+v; the frame at 3 s is at %v", abs[0].Info, abs[1].Info, frames[0].Info.PTS)
+	}
+	if b0, _ := EncodeJPEG(abs[0].Image, 85); !bytes.Equal(b0, mustJPEG(t, frames[0])) {
+		t.Fatal("the frame at 3 s decoded from its own segment differs from the one decoded from the start")
+	}
+}
+
+func mustJPEG(t *testing.T, f Frame) []byte {
+	t.Helper()
+	b, err := EncodeJPEG(f.Image, 85)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -69,7 +69,7 @@ func framer() derive.Framer {
 		for i, o := range objects {
 			obs[i] = transcode.Object{Key: o.Key, Size: o.Size}
 		}
-		frames, err := transcode.Frames(ctx, src, obs, transcode.FramesOptions{At: at, Width: width})
+		frames, err := transcode.Frames(ctx, src, obs, transcode.FramesOptions{At: at, Width: width, Absolute: true})
 		if errors.Is(err, transcode.ErrNoVideo) || errors.Is(err, transcode.ErrUnreadable) {
 			err = jobs.Permanent(err)
 		}
@@ -79,7 +79,7 @@ func framer() derive.Framer {
 		out := make([]derive.Frame, len(frames))
 		for i, f := range frames {
 			out[i] = derive.Frame{Image: f.Image, Info: derive.PictureInfo{Width: f.Info.Width, Height: f.Info.Height,
-				SourceWidth: f.Info.SourceWidth, SourceHeight: f.Info.SourceHeight, Codec: f.Info.Codec, FrameAt: f.Info.FrameAt}}
+				SourceWidth: f.Info.SourceWidth, SourceHeight: f.Info.SourceHeight, Codec: f.Info.Codec, FrameAt: f.Info.PTS}}
 		}
 		return out, nil
 	}
