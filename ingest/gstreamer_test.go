@@ -68,7 +68,7 @@ func TestGStreamerPublisher(t *testing.T) {
 				}
 				rec := h.waitRecordings(dev, 1, 30*time.Second)[0]
 				if d := h.media(rec.ID); d < 4*time.Second || d > 7*time.Second {
-					t.Errorf("/media lasts %v, published 5 s", d)
+					t.Errorf("/media lasts %v, published 5 s; its streams: %s", d, h.probeStreams(rec.ID))
 				}
 				if v := h.verify(rec.ID); !v.OK {
 					t.Errorf("verify: %+v", v)

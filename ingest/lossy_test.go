@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -236,6 +237,23 @@ func longestSample(t *testing.T, b []byte) time.Duration {
 }
 
 // probeDuration is ffprobe's duration of a file's bytes.
+// probeStreams says where each stream of a recording's /media starts and
+// how long it lasts, and the recording's gaps (to tell what made it longer
+// or shorter than published).
+func (h *harness) probeStreams(rec string) string {
+	h.t.Helper()
+	f := filepath.Join(h.t.TempDir(), "streams.mp4")
+	if err := os.WriteFile(f, h.mediaBytes(rec), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_type,start_time,duration,nb_frames", "-of", "compact", f).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("ffprobe: %v %s", err, out)
+	}
+	gaps, _ := h.cat.Gaps(context.Background(), rec)
+	return fmt.Sprintf("%s; gaps %+v", strings.TrimSpace(string(out)), gaps)
+}
+
 func probeDuration(t *testing.T, b []byte) time.Duration {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "media.mp4")
