@@ -117,34 +117,55 @@ func (c *Catalog) CheckpointNow(ctx context.Context, signer Signer) (int64, erro
 type CustodyFilter struct {
 	CaseID    string
 	TargetIDs []string // events about any of these objects
-	Limit     int      // default and most: 100000
+	// Narrowing what the two above select (or the whole ledger): events by
+	// this actor, at or after Since, before Until, up to seq Through.
+	Actor        string
+	Since, Until time.Time
+	Through      int64
+	Limit        int // default and most: 100000
 	// Keep, when set, keeps only the selected events it returns true for
 	// (an excerpt shows the others only as digests).
 	Keep func(evidence.CustodyEvent) bool
 }
 
 // CustodyEvents lists events in seq order: those of the case, or about one
-// of the targets (either matches when both are given).
+// of the targets (either matches when both are given), narrowed by actor,
+// time and seq.
 func (c *Catalog) CustodyEvents(ctx context.Context, f CustodyFilter) ([]evidence.CustodyEvent, error) {
-	var where []string
+	var which, where []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
 	if f.CaseID != "" {
-		where = append(where, "case_id = "+arg(f.CaseID))
+		which = append(which, "case_id = "+arg(f.CaseID))
 	}
 	if len(f.TargetIDs) > 0 {
 		var in []string
 		for _, t := range f.TargetIDs {
 			in = append(in, arg(t))
 		}
-		where = append(where, "target_id IN ("+strings.Join(in, ", ")+")")
+		which = append(which, "target_id IN ("+strings.Join(in, ", ")+")")
+	}
+	if len(which) > 0 {
+		where = append(where, "("+strings.Join(which, " OR ")+")")
+	}
+	if f.Actor != "" {
+		where = append(where, "actor = "+arg(f.Actor))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "at_us >= "+arg(f.Since.UnixMicro()))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "at_us < "+arg(f.Until.UnixMicro()))
+	}
+	if f.Through > 0 {
+		where = append(where, "seq <= "+arg(f.Through))
 	}
 	if f.Limit <= 0 || f.Limit > 100000 {
 		f.Limit = 100000
 	}
 	q := `SELECT ` + custodyCols + ` FROM custody_events`
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " OR ")
+		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq LIMIT " + arg(f.Limit)
 	return c.custody(ctx, q, args...)
@@ -165,6 +186,23 @@ func (c *Catalog) custody(ctx context.Context, q string, args ...any) ([]evidenc
 		out = append(out, e)
 	}
 	return out, translate(rows.Err(), "custody")
+}
+
+// CustodyHead is the ledger's last event: its seq and chain hash (0 and
+// the genesis hash when it is empty).
+func (c *Catalog) CustodyHead(ctx context.Context) (int64, string, error) {
+	var seq int64
+	var hash string
+	err := c.queryRow(ctx, `SELECT seq, hash FROM custody_head WHERE id = 1`).Scan(&seq, &hash)
+	return seq, hash, translate(err, "custody head")
+}
+
+// CustodyHash is the ledger's chain hash after event seq (ErrNotFound when
+// there is no such event).
+func (c *Catalog) CustodyHash(ctx context.Context, seq int64) (string, error) {
+	var hash string
+	err := c.queryRow(ctx, `SELECT hash FROM custody_events WHERE seq = $1`, seq).Scan(&hash)
+	return hash, translate(err, "custody event")
 }
 
 // CustodyLinks returns the digests of events from..to (included).

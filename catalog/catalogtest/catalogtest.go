@@ -846,6 +846,29 @@ func testCustody(t *testing.T, c *catalog.Catalog) {
 	if len(byTarget) != 38 {
 		t.Fatalf("%d events about rec-1 and rec-2", len(byTarget))
 	}
+	// Narrowed: by seq, by actor and time (an audit report's selections).
+	if through, _ := c.CustodyEvents(ctx, catalog.CustodyFilter{TargetIDs: []string{"rec-1", "rec-2"}, CaseID: "case-1", Through: 64}); len(through) != 28 ||
+		through[len(through)-1].Seq != 64 {
+		t.Fatalf("%d events about rec-1, rec-2 or case-1 through 64", len(through))
+	}
+	if by, _ := c.CustodyEvents(ctx, catalog.CustodyFilter{Actor: "s-1", Since: t0.Add(10 * time.Second), Until: t0.Add(20 * time.Second)}); len(by) != 10 ||
+		by[0].Seq != 10 || by[9].Seq != 19 {
+		t.Fatalf("s-1's events from 10 s to 20 s: %d", len(by))
+	}
+	if by, _ := c.CustodyEvents(ctx, catalog.CustodyFilter{Actor: "nobody"}); len(by) != 0 {
+		t.Fatalf("nobody's events: %d", len(by))
+	}
+	headSeq, headHash, err := c.CustodyHead(ctx)
+	last, _ := c.CustodyEvents(ctx, catalog.CustodyFilter{Through: 130, Since: t0.Add(130 * time.Second)})
+	if err != nil || headSeq != 130 || len(last) != 1 || last[0].Hash != headHash {
+		t.Fatalf("CustodyHead = %d %s, %v; event 130: %+v", headSeq, headHash, err, last)
+	}
+	if h, err := c.CustodyHash(ctx, 130); err != nil || h != headHash {
+		t.Fatalf("CustodyHash(130) = %s, %v", h, err)
+	}
+	if _, err := c.CustodyHash(ctx, 131); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("CustodyHash(131): %v", err)
+	}
 	if n, err := c.VerifyLedger(ctx, key); err != nil || n != 130 {
 		t.Fatalf("VerifyLedger = %d, %v", n, err)
 	}
