@@ -24,6 +24,9 @@ type Cases interface {
 	CaseTransitions(ctx context.Context, caseID string) ([]evidence.CaseTransition, error)
 	EvidenceLinks(ctx context.Context, caseID, recordingID string) ([]evidence.EvidenceLink, error)
 	CustodyExcerpt(ctx context.Context, f catalog.CustodyFilter, signer catalog.Signer) (evidence.Excerpt, error)
+	CustodyEvents(ctx context.Context, f catalog.CustodyFilter) ([]evidence.CustodyEvent, error)
+	CustodyHead(ctx context.Context) (int64, string, error)
+	CustodyEvent(ctx context.Context, seq int64) (evidence.CustodyEvent, error)
 	VerifyLedger(ctx context.Context, key func(id string) ed25519.PublicKey) (int64, error)
 }
 
@@ -377,9 +380,19 @@ func (s *Server) caseCustody(w http.ResponseWriter, r *http.Request) {
 // caseExcerpt: the events of the case, and those about its recordings while
 // they were linked to it (evidence.InCaseRecord); the rest as digests.
 func (s *Server) caseExcerpt(r *http.Request, caseID string) (evidence.Excerpt, error) {
-	links, err := s.o.Cases.EvidenceLinks(r.Context(), caseID, "")
+	f, err := s.caseFilter(r, caseID)
 	if err != nil {
 		return evidence.Excerpt{}, err
+	}
+	return s.o.Cases.CustodyExcerpt(r.Context(), f, s.o.Signer)
+}
+
+// caseFilter selects a case's custody record: its events and those of the
+// recordings ever linked to it, keeping those while they were linked.
+func (s *Server) caseFilter(r *http.Request, caseID string) (catalog.CustodyFilter, error) {
+	links, err := s.o.Cases.EvidenceLinks(r.Context(), caseID, "")
+	if err != nil {
+		return catalog.CustodyFilter{}, err
 	}
 	f := catalog.CustodyFilter{CaseID: caseID, Keep: func(e evidence.CustodyEvent) bool {
 		return evidence.InCaseRecord(e, caseID, links)
@@ -389,7 +402,7 @@ func (s *Server) caseExcerpt(r *http.Request, caseID string) (evidence.Excerpt, 
 			f.TargetIDs = append(f.TargetIDs, l.RecordingID)
 		}
 	}
-	return s.o.Cases.CustodyExcerpt(r.Context(), f, s.o.Signer)
+	return f, nil
 }
 
 // verifyLedger re-checks the whole custody ledger as stored (auditors): every

@@ -216,6 +216,12 @@ func roleTable() []roleRow {
 		{"POST", "/api/v1/cases/C-1/evidence", `{"recording_id":"nope"}`, []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
 		{"POST", "/api/v1/cases/C-1/evidence/nope/unlink", `{"reason":"r"}`, []int{401, 404, hid, 404, hid, 403, 403, 403, 401, 403}},
 		{"GET", "/api/v1/cases/C-1/custody", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		// Audit reports: a recording's and a case's for their readers; a
+		// user's for auditors only. A bad format is refused before the scope.
+		{"GET", "/api/v1/cases/C-1/audit", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/audit?format=pdf", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/audit?format=xml", "", []int{401, 400, 400, 400, 400, 400, 403, 403, 401, 403}},
+		{"GET", "/api/v1/users/o-a/audit?since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401, 403}},
 		// No webhook is configured in this fixture: 503 past authorization.

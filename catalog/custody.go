@@ -197,12 +197,11 @@ func (c *Catalog) CustodyHead(ctx context.Context) (int64, string, error) {
 	return seq, hash, translate(err, "custody head")
 }
 
-// CustodyHash is the ledger's chain hash after event seq (ErrNotFound when
-// there is no such event).
-func (c *Catalog) CustodyHash(ctx context.Context, seq int64) (string, error) {
-	var hash string
-	err := c.queryRow(ctx, `SELECT hash FROM custody_events WHERE seq = $1`, seq).Scan(&hash)
-	return hash, translate(err, "custody event")
+// CustodyEvent is event seq, with the ledger's chain hash after it
+// (ErrNotFound when there is no such event).
+func (c *Catalog) CustodyEvent(ctx context.Context, seq int64) (evidence.CustodyEvent, error) {
+	e, err := scanCustody(c.queryRow(ctx, `SELECT `+custodyCols+` FROM custody_events WHERE seq = $1`, seq))
+	return e, translate(err, "custody event")
 }
 
 // CustodyLinks returns the digests of events from..to (included).

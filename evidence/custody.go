@@ -65,6 +65,9 @@ const (
 	// ActionCategories: a recording's categories (retention classes)
 	// changed: the old and new ones, the retention each gives, and why.
 	ActionCategories = "categories"
+	// ActionReport: an audit report made (target: the recording, case or
+	// user it is of; detail: format, the ledger state it is of, its SHA-256).
+	ActionReport = "report"
 )
 
 // Outcomes of custody events.

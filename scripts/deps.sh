@@ -34,11 +34,12 @@ packages=(make curl ca-certificates ffmpeg fonts-dejavu-core pkg-config
 # the ingest tests, Chromium runs the console's browser test (test/browser),
 # npm installs its driver, util-linux's prlimit runs the server under a small
 # file limit, systemd-analyze checks the systemd unit (deploy/), and jq and
-# openssl check a dock's receipt as README "Dock upload" says.
+# openssl check a dock's receipt as README "Dock upload" says (and an audit
+# report's signature), and poppler-utils' pdftotext reads audit reports.
 if [[ $what == test ]]; then
   packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp chromium npm
-    util-linux systemd jq openssl)
+    util-linux systemd jq openssl poppler-utils)
 fi
 
 missing=()

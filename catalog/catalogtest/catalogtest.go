@@ -863,11 +863,11 @@ func testCustody(t *testing.T, c *catalog.Catalog) {
 	if err != nil || headSeq != 130 || len(last) != 1 || last[0].Hash != headHash {
 		t.Fatalf("CustodyHead = %d %s, %v; event 130: %+v", headSeq, headHash, err, last)
 	}
-	if h, err := c.CustodyHash(ctx, 130); err != nil || h != headHash {
-		t.Fatalf("CustodyHash(130) = %s, %v", h, err)
+	if e, err := c.CustodyEvent(ctx, 130); err != nil || e.Hash != headHash || e.Seq != 130 || !e.At.Equal(t0.Add(130*time.Second)) || e.Detail != "line one\nline two" {
+		t.Fatalf("CustodyEvent(130) = %+v, %v", e, err)
 	}
-	if _, err := c.CustodyHash(ctx, 131); !errors.Is(err, catalog.ErrNotFound) {
-		t.Fatalf("CustodyHash(131): %v", err)
+	if _, err := c.CustodyEvent(ctx, 131); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("CustodyEvent(131): %v", err)
 	}
 	if n, err := c.VerifyLedger(ctx, key); err != nil || n != 130 {
 		t.Fatalf("VerifyLedger = %d, %v", n, err)
