@@ -117,6 +117,8 @@ export const api = {
   unlinkEvidence: (id, link, reason) => postJSON(caseURL(id) + '/evidence/' + encodeURIComponent(link) + '/unlink', { reason }),
   caseCustody: (id) => getJSON(caseURL(id) + '/custody'),
   caseExportURL: (id) => caseURL(id) + '/export',
+  caseAuditURL: (id) => caseURL(id) + '/audit?format=pdf',
+  recordingAuditURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/audit?format=pdf',
 };
 
 function caseURL(id) { return '/api/v1/cases/' + encodeURIComponent(id); }

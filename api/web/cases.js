@@ -182,6 +182,8 @@ function renderDetail(c) {
       custodyBtn,
       h('a', { class: 'btn', testid: 'case-export', href: exportURL, download: `case-${c.id}.zip`,
         title: 'The court export: a zip checked offline with `bodycam verify` (recorded in the custody ledger)' }, icon('download'), 'Export'),
+      h('a', { class: 'btn', testid: 'case-audit', href: api.caseAuditURL(c.id), download: `audit-case-${c.id}.pdf`,
+        title: 'The audit report: the case\'s custody history as a signed PDF (README, "Audit reports")' }, icon('list'), 'Audit report'),
       h('button', { type: 'button', class: 'btn', title: 'Reload the case', onclick: () => openCase(c.id, { quiet: true }) }, icon('refresh'), 'Reload'),
       h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Close the case', title: 'Close (Esc)', onclick: closeCase }, icon('close'))));
 

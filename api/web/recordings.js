@@ -228,6 +228,8 @@ function renderDetail(rec) {
         ? h('a', { class: 'btn', href: api.originalURL(rec.id), download: rec.origin.file_name, testid: 'rec-original',
           title: 'Download the file exactly as the recorder made it (the stored original)' }, icon('download'), 'Original')
         : hasMedia ? h('a', { class: 'btn', href: media, download: `${rec.id}.mp4`, title: 'Download the recording as one MP4' }, icon('download'), 'MP4') : null,
+      h('a', { class: 'btn', href: api.recordingAuditURL(rec.id), download: `audit-recording-${rec.id}.pdf`, testid: 'rec-audit',
+        title: 'The audit report: the recording\'s custody history as a signed PDF (README, "Audit reports")' }, icon('list'), 'Audit report'),
       h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Close the recording', title: 'Close (Esc)', onclick: closeDetail }, icon('close'))));
 
   clear(els.detail,

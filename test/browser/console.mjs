@@ -405,6 +405,14 @@ async function main() {
     const href = await caseDetail.locator(tid('case-export')).getAttribute('href');
     ok(href === `/api/v1/cases/${CASE}/export` && await caseDetail.locator(tid('case-export')).getAttribute('download') !== null,
       'Export is a download link to /api/v1/cases/{id}/export', href);
+    const auditHref = await caseDetail.locator(tid('case-audit')).getAttribute('href');
+    const audit = await page.evaluate(async (u) => {
+      const r = await fetch(u);
+      const b = new Uint8Array(await r.arrayBuffer());
+      return { status: r.status, type: r.headers.get('content-type'), head: String.fromCharCode(...b.slice(0, 5)), sig: r.headers.get('bodycam-signature') };
+    }, auditHref);
+    ok(auditHref === `/api/v1/cases/${CASE}/audit?format=pdf` && audit.status === 200 && audit.type === 'application/pdf' && audit.head === '%PDF-' && !!audit.sig,
+      'Audit report is the case\'s signed PDF', { auditHref, ...audit });
     await page.locator(tid('cases')).evaluate((el) => el.closest('.main').scrollTo(0, 0));
     await page.screenshot({ path: join(OUT, 'cases.png') });
     note(`screenshot: ${join(OUT, 'cases.png')}`);
