@@ -193,18 +193,63 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "device: not a valid device id")
 		return
 	}
-	recs, err := s.o.Catalog.Recordings(r.Context(), f)
-	if err != nil {
-		s.internal(w, r, err)
-		return
+	if o := q.Get("officer"); o != "" {
+		f.OfficerIDs = []string{o}
 	}
-	items := make([]recordingJSON, 0, len(recs))
-	readable := make([]evidence.Recording, 0, len(recs))
-	for _, rec := range recs {
-		if s.mayReadRecording(r, rec) {
-			items = append(items, toRecordingJSON(rec))
-			readable = append(readable, rec)
+	if unit := q.Get("unit"); unit != "" {
+		// The unit's officers (disabled ones too: their footage stays).
+		users, err := s.o.Users.Users(r.Context())
+		if err != nil {
+			s.internal(w, r, err)
+			return
 		}
+		var in []string
+		for _, u := range users {
+			if u.Role == evidence.RoleOfficer && u.Unit == unit && (len(f.OfficerIDs) == 0 || f.OfficerIDs[0] == u.ID) {
+				in = append(in, u.ID)
+			}
+		}
+		if len(in) == 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"items": []recordingJSON{}})
+			return
+		}
+		f.OfficerIDs = in
+	}
+	f.CaseID, f.Category = q.Get("case"), q.Get("category")
+	for name, v := range map[string]string{"officer": q.Get("officer"), "unit": q.Get("unit"), "case": f.CaseID, "category": f.Category} {
+		if len(v) > 200 {
+			writeError(w, http.StatusBadRequest, name+": at most 200 characters")
+			return
+		}
+	}
+	// What the user may not read is left out after the query: page on
+	// (older) until the list is full, the footage runs out, or ten pages
+	// were read (a scoped user asking across everything).
+	if f.Limit == 0 {
+		f.Limit = 100
+	}
+	want := f.Limit
+	var items []recordingJSON
+	var readable []evidence.Recording
+	for page := 0; page < 10 && len(readable) < want; page++ {
+		recs, err := s.o.Catalog.Recordings(r.Context(), f)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		for _, rec := range recs {
+			if len(readable) < want && s.mayReadRecording(r, rec) {
+				items = append(items, toRecordingJSON(rec))
+				readable = append(readable, rec)
+			}
+		}
+		if len(recs) < f.Limit {
+			break
+		}
+		f.To = recs[len(recs)-1].StartedAt
+	}
+	if items == nil {
+		items = []recordingJSON{}
 	}
 	if err := s.withLinks(r.Context(), items); err != nil {
 		s.internal(w, r, err)

@@ -1,8 +1,10 @@
 package api_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bodycam/bodycam/evidence"
 )
 
 // Audit reports: a recording's custody history as a PDF lists its events
@@ -194,5 +199,72 @@ func TestAuditReports(t *testing.T) {
 	out, err = exec.Command("pdftotext", "-layout", file, "-").CombinedOutput()
 	if cr.code != 200 || err != nil || !strings.Contains(string(out), "Custody history of case C-1") {
 		t.Fatalf("case report: %d %v %s", cr.code, err, out)
+	}
+}
+
+// The recordings list across devices: by officer, unit, case and
+// category, each user seeing only what they may read, the list filled
+// past what they may not (paging on), newest first.
+func TestRecordingsAcrossDevices(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	ctx := context.Background()
+	cat := lastFixture.cat
+	if err := cat.CreateDevice(ctx, evidence.Device{ID: "cam-b", OfficerID: "o-b", SecretHash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Hour)
+	// Five of unit b's recordings, newer than one more of unit a's: a unit
+	// a supervisor asking for two gets a's two, past b's.
+	if err := cat.CreateRecording(ctx, evidence.Recording{ID: "rec-a2", DeviceID: "cam-a", OfficerID: "o-a", StartedAt: start}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		id := fmt.Sprintf("rec-b%d", i)
+		if err := cat.CreateRecording(ctx, evidence.Recording{ID: id, DeviceID: "cam-b", OfficerID: "o-b", StartedAt: start.Add(time.Duration(i+1) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cat.LinkEvidence(ctx, evidence.EvidenceLink{ID: "l-x", CaseID: "C-1", RecordingID: "rec-a2", LinkedBy: "o-a", LinkedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.SetRecordingCategories(ctx, "rec-b3", nil, []string{"arrest"}, "s-b", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	list := func(query, who string) string {
+		t.Helper()
+		code, body := call(t, srv.URL, "GET", "/api/v1/recordings"+query, "tok-"+who, "")
+		var out struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &out) != nil {
+			t.Fatalf("%s as %s: %d %s", query, who, code, body)
+		}
+		var ids []string
+		for _, it := range out.Items {
+			ids = append(ids, it.ID)
+		}
+		return strings.Join(ids, " ")
+	}
+	for _, tc := range []struct{ query, who, want string }{
+		{"?limit=2", "s-a", "rec-a rec-a2"}, // past five of unit b's
+		{"?limit=2", "s-b", "rec-b4 rec-b3"},
+		{"?officer=o-b", "aud", "rec-b4 rec-b3 rec-b2 rec-b1 rec-b0"},
+		{"?unit=a", "aud", "rec-a rec-a2"},
+		{"?unit=b&officer=o-a", "aud", ""},
+		{"?unit=nope", "aud", ""},
+		{"?case=C-1", "aud", "rec-a2"},
+		{"?case=C-1", "s-b", ""},
+		{"?category=arrest", "aud", "rec-b3"},
+		{"?category=arrest", "o-a", ""},
+		{"?officer=o-b", "o-a", ""},
+	} {
+		if got := list(tc.query, tc.who); got != tc.want {
+			t.Errorf("%s as %s: %q, want %q", tc.query, tc.who, got, tc.want)
+		}
+	}
+	if code, _ := call(t, srv.URL, "GET", "/api/v1/recordings?case="+strings.Repeat("x", 201), "tok-aud", ""); code != 400 {
+		t.Fatalf("a 201-character case id: %d", code)
 	}
 }

@@ -123,7 +123,12 @@ type RecordingFilter struct {
 	From, To time.Time
 	State    evidence.RecordingState
 	Kind     evidence.RecordingKind
-	Limit    int // default 100, at most 1000
+	// OfficerIDs: recordings of any of these officers; CaseID: linked to
+	// this case now (an active evidence link); Category: having it.
+	OfficerIDs []string
+	CaseID     string
+	Category   string
+	Limit      int // default 100, at most 1000
 }
 
 // Recordings lists recordings, newest first.
@@ -156,6 +161,19 @@ func (c *Catalog) Recordings(ctx context.Context, f RecordingFilter) ([]evidence
 	}
 	if f.Kind != "" {
 		where = append(where, "kind = "+arg(string(f.Kind)))
+	}
+	if len(f.OfficerIDs) > 0 {
+		var in []string
+		for _, o := range f.OfficerIDs {
+			in = append(in, arg(o))
+		}
+		where = append(where, "officer_id IN ("+strings.Join(in, ", ")+")")
+	}
+	if f.CaseID != "" {
+		where = append(where, "id IN (SELECT recording_id FROM evidence_links WHERE case_id = "+arg(f.CaseID)+" AND unlinked_us IS NULL)")
+	}
+	if f.Category != "" {
+		where = append(where, "id IN (SELECT recording_id FROM recording_categories WHERE category = "+arg(f.Category)+")")
 	}
 	limit := arg(f.Limit)
 	if f.From.IsZero() {

@@ -299,6 +299,50 @@ func testRecordingFilters(t *testing.T, c *catalog.Catalog) {
 			t.Errorf("Recordings(%+v) = %s, want %s", tc.f, got, tc.want)
 		}
 	}
+	// By officer, by case (linked now) and by category, alone and with a
+	// window: r4 is another officer's; r3 is in case F-1, r1 was (unlinked);
+	// r1 is an arrest.
+	r4 := recording("r4", "cam-2", t0.Add(30*time.Minute))
+	r4.OfficerID = "officer-9"
+	if err := c.CreateRecording(ctx, r4); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateUser(ctx, user("officer-7", evidence.RoleOfficer)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateCase(ctx, evidence.Case{ID: "F-1", Title: "t", Officer: "officer-7", Unit: "unit-3", CreatedBy: "officer-7", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []evidence.EvidenceLink{{ID: "lf-1", CaseID: "F-1", RecordingID: "r3", LinkedBy: "officer-7", LinkedAt: t0},
+		{ID: "lf-2", CaseID: "F-1", RecordingID: "r1", LinkedBy: "officer-7", LinkedAt: t0}} {
+		if err := c.LinkEvidence(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.UnlinkEvidence(ctx, "lf-2", "officer-7", "wrong recording", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetRecordingCategories(ctx, "r1", nil, []string{"arrest"}, "officer-7", t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		f    catalog.RecordingFilter
+		want string
+	}{
+		{catalog.RecordingFilter{OfficerIDs: []string{"officer-9"}}, "[r4]"},
+		{catalog.RecordingFilter{OfficerIDs: []string{"officer-7", "officer-9"}}, "[r4 r2 r3 r1]"},
+		{catalog.RecordingFilter{OfficerIDs: []string{"officer-9"}, From: t0, To: t0.Add(29 * time.Minute)}, "[]"},
+		{catalog.RecordingFilter{CaseID: "F-1"}, "[r3]"},
+		{catalog.RecordingFilter{CaseID: "F-1", From: t0.Add(5 * time.Minute)}, "[r3]"},
+		{catalog.RecordingFilter{CaseID: "nope"}, "[]"},
+		{catalog.RecordingFilter{Category: "arrest"}, "[r1]"},
+		{catalog.RecordingFilter{Category: "arrest", DeviceID: "cam-1", From: t0}, "[r1]"},
+		{catalog.RecordingFilter{Category: "arrest", OfficerIDs: []string{"officer-9"}}, "[]"},
+	} {
+		if got := ids(tc.f); got != tc.want {
+			t.Errorf("Recordings(%+v) = %s, want %s", tc.f, got, tc.want)
+		}
+	}
 }
 
 func testConcurrentWriters(t *testing.T, c *catalog.Catalog) {
