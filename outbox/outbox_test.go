@@ -322,6 +322,13 @@ func TestWebhookReceiverDown(t *testing.T) {
 					return err
 				}
 				time.Sleep(200 * time.Millisecond)
+				// The recording is cam-1's activity's first: on a busy
+				// machine it may not be there yet.
+				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					if _, err := c.Recording(ctx, "cam-1-r1"); err == nil || time.Now().After(deadline) {
+						break
+					}
+				}
 				if err := c.LinkEvidence(ctx, evidence.EvidenceLink{ID: "L1", CaseID: "C-1", RecordingID: "cam-1-r1", LinkedBy: "o-1"}); err != nil {
 					return err
 				}
