@@ -19,8 +19,12 @@ import (
 // up, or a busy server, moves those by up to seconds. Pictures are chosen
 // and listed by media time, so that a thumbnail clicked plays its moment.
 
-// maxMoof bounds the first fragment header read of a segment.
-const maxMoof = 4 << 20
+// maxMoof bounds the first fragment header read of a segment; firstRead
+// is what is read of it at first.
+const (
+	maxMoof   = 4 << 20
+	firstRead = 16 << 10
+)
 
 // mediaStarts are the media segments' start times in media time: the
 // decode time (tfdt) of the video track in each one's first fragment, in
@@ -62,21 +66,25 @@ func (d *Deriver) mediaStarts(ctx context.Context, init evidence.Segment, media 
 // firstDecodeTime reads a media segment's first moof and returns the
 // tfdt of the track with id trackID.
 func (d *Deriver) firstDecodeTime(ctx context.Context, s evidence.Segment, trackID int) (uint64, error) {
-	hdr, err := d.readRange(ctx, s.Key, 0, min(8, s.Size))
+	// One read holds the first moof of a segment as bodycam cuts them (a
+	// fragment of under a second); a larger one is read again whole.
+	moof, err := d.readRange(ctx, s.Key, 0, min(firstRead, s.Size))
 	if err != nil {
 		return 0, err
 	}
-	if len(hdr) < 8 || string(hdr[4:8]) != "moof" {
+	if len(moof) < 8 || string(moof[4:8]) != "moof" {
 		return 0, fmt.Errorf("segment %s: does not start with a moof box", s.Key)
 	}
-	size := int64(binary.BigEndian.Uint32(hdr))
+	size := int64(binary.BigEndian.Uint32(moof))
 	if size < 8 || size > min(s.Size, maxMoof) {
 		return 0, fmt.Errorf("segment %s: moof of %d bytes", s.Key, size)
 	}
-	moof, err := d.readRange(ctx, s.Key, 0, size)
-	if err != nil {
-		return 0, err
+	if size > int64(len(moof)) {
+		if moof, err = d.readRange(ctx, s.Key, 0, size); err != nil {
+			return 0, err
+		}
 	}
+	moof = moof[:size]
 	for _, traf := range boxes(moof[8:], "traf") {
 		var id uint32
 		for _, tfhd := range boxes(traf, "tfhd") {

@@ -116,6 +116,21 @@ type span struct {
 	sources []Source
 }
 
+// recordingSpans loads a recording and its segments and makes their spans
+// (segmentSpans).
+func (d *Deriver) recordingSpans(ctx context.Context, id string) (evidence.Recording, []span, []evidence.Segment, []time.Duration, error) {
+	rec, err := d.o.Catalog.Recording(ctx, id)
+	if err != nil {
+		return rec, nil, nil, nil, err
+	}
+	segs, err := d.o.Catalog.Segments(ctx, rec.ID)
+	if err != nil {
+		return rec, nil, nil, nil, err
+	}
+	spans, media, starts, err := d.segmentSpans(ctx, rec, segs)
+	return rec, spans, media, starts, err
+}
+
 // segmentSpans are, for each media segment of a stream recording, the
 // span that decodes it: the init segment and the media segments from the
 // last one that starts with a keyframe up to it. An uploaded recording is
@@ -194,15 +209,7 @@ func (d *Deriver) Thumbnails(ctx context.Context, j catalog.Job) ([]catalog.Deri
 	if p.Width < 16 || p.Width > 640 || p.Width%2 != 0 {
 		return nil, jobs.Permanent(fmt.Errorf("thumbnails parameters: width even, 16 to 640"))
 	}
-	rec, err := d.o.Catalog.Recording(ctx, j.Source)
-	if err != nil {
-		return nil, err
-	}
-	segs, err := d.o.Catalog.Segments(ctx, rec.ID)
-	if err != nil {
-		return nil, err
-	}
-	spans, media, starts, err := d.segmentSpans(ctx, rec, segs)
+	rec, spans, media, starts, err := d.recordingSpans(ctx, j.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -270,15 +277,7 @@ func (d *Deriver) Sprite(ctx context.Context, j catalog.Job) ([]catalog.Derived,
 		!(p.EverySeconds >= 0.5 && p.EverySeconds <= 3600) {
 		return nil, jobs.Permanent(fmt.Errorf("sprite parameters: width even, 16 to 640; columns 1 to 50; every_seconds 0.5 to 3600"))
 	}
-	rec, err := d.o.Catalog.Recording(ctx, j.Source)
-	if err != nil {
-		return nil, err
-	}
-	segs, err := d.o.Catalog.Segments(ctx, rec.ID)
-	if err != nil {
-		return nil, err
-	}
-	spans, media, starts, err := d.segmentSpans(ctx, rec, segs)
+	rec, spans, media, starts, err := d.recordingSpans(ctx, j.Source)
 	if err != nil {
 		return nil, err
 	}
