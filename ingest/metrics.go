@@ -20,6 +20,7 @@ type metrics struct {
 	gaps         *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	backpressure prometheus.Counter
+	takeovers    prometheus.Counter
 	coordErrors  *prometheus.CounterVec
 	// Per device (one series each for every device that published since
 	// the node started: devices are registered and authenticated before
@@ -56,6 +57,8 @@ func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_refused_total", Help: "Publishers refused, by reason."}, []string{"reason"}),
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_backpressure_total",
 			Help: "Times a publisher's reader waited because the spool was behind (media is never dropped)."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "bodycam_ingest_takeovers_total",
+			Help: "Publishers that replaced a silent session of their own device (a recorder that reconnected before its old connection timed out)."}),
 		coordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bodycam_ingest_coord_errors_total",
 			Help: "Device lease calls the coordination backend did not answer (acquire: a publisher accepted without a cluster lease)."}, []string{"op"}),
 		lastPublish: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bodycam_ingest_device_last_publish_timestamp_seconds",
@@ -67,7 +70,7 @@ func newMetrics(reg, devices prometheus.Registerer, spool *Spool) *metrics {
 		m.errors.WithLabelValues(k)
 	}
 	reg.MustRegister(m.publishers, m.bytes, m.packets, m.packetsLost, m.segments, m.durable, m.stepTime, m.backlogSegs,
-		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure, m.coordErrors)
+		m.backlogBytes, m.errors, m.gaps, m.refused, m.backpressure, m.takeovers, m.coordErrors)
 	for _, op := range []string{"acquire", "update", "release"} {
 		m.coordErrors.WithLabelValues(op)
 	}

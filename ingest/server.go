@@ -115,6 +115,7 @@ type Server struct {
 	mu       sync.Mutex
 	live     map[string]*session // by device id
 	fences   map[string]int64    // the last fence issued or seen here, by device
+	ends     map[string]endNote  // devices whose last session here ended without their recorder stopping it
 	sessions sync.WaitGroup
 	ready    chan struct{}
 	draining atomic.Bool
@@ -146,7 +147,7 @@ func New(o Options) *Server {
 	if o.DeviceRegistry == nil {
 		o.DeviceRegistry = o.Registry
 	}
-	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.DeviceRegistry, o.Spool), live: map[string]*session{}, fences: map[string]int64{}, ready: make(chan struct{})}
+	s := &Server{o: o, log: o.Log, m: newMetrics(o.Registry, o.DeviceRegistry, o.Spool), live: map[string]*session{}, fences: map[string]int64{}, ends: map[string]endNote{}, ready: make(chan struct{})}
 	s.up = &uploader{superseded: s.supersede, spool: o.Spool, store: o.Store, cat: o.Catalog, signer: o.Signer, events: o.Events, custody: o.Custody, holds: o.Holds,
 		log: o.Log.With("part", "uploader"), m: s.m, workers: o.UploadWorkers,
 		notify: make(chan struct{}, 1), busy: map[string]bool{}, dirty: map[string]bool{}, retry: map[string]retryState{}}
@@ -369,11 +370,18 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse("draining", base.StatusServiceUnavailable, log.Info, "publisher refused: this node is draining before it stops; publish to another")
 	}
 	ss := &session{srv: s, device: dev, caseID: caseID, remote: remote, tracks: tracks, rtsp: ctx.Session,
-		log: log, done: make(chan struct{}), connClosed: make(chan struct{})}
+		log: log, done: make(chan struct{}), halted: make(chan struct{}), connClosed: make(chan struct{})}
 	s.mu.Lock()
-	if other := s.live[id]; other != nil {
-		s.mu.Unlock()
+	other := s.live[id]
+	s.mu.Unlock()
+	ss.lastRecv.Store(time.Now().UnixNano())
+	if other != nil && !s.takeOver(other, ss) {
 		return s.refuse("duplicate", base.StatusCode(409), log.Warn, "publisher refused: the device is already publishing", "other", other.remote)
+	}
+	s.mu.Lock()
+	if cur := s.live[id]; cur != nil && cur != other {
+		s.mu.Unlock() // another connection of the device got in first
+		return s.refuse("duplicate", base.StatusCode(409), log.Warn, "publisher refused: the device is already publishing", "other", cur.remote)
 	}
 	s.live[id] = ss
 	s.mu.Unlock()
@@ -466,6 +474,15 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	if ss == nil {
 		return
 	}
+	// The device may publish again at once: its next session is not
+	// refused while this one's last media goes to the spool (a loaded
+	// disk can take seconds), and records after it (the uploader takes a
+	// device's recordings oldest first).
+	s.mu.Lock()
+	if s.live[ss.device.ID] == ss {
+		delete(s.live, ss.device.ID)
+	}
+	s.mu.Unlock()
 	var notInUse liberrors.ErrServerSessionNotInUse
 	if errors.As(ctx.Error, &notInUse) {
 		select {
@@ -474,12 +491,57 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 		}
 	}
 	ss.stop(ctx.Error)
-	s.mu.Lock()
-	if s.live[ss.device.ID] == ss {
-		delete(s.live, ss.device.ID)
-	}
-	s.mu.Unlock()
 	s.unlease(ss)
+}
+
+// noteEnd keeps how a device's session ended for its next one: a hole
+// from its last media when the recorder did not stop it, nothing when it
+// did. A session that recorded nothing leaves the hole it inherited as it
+// was.
+func (s *Server) noteEnd(ss *session, reason string, byPublisher, recorded bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case byPublisher:
+		delete(s.ends, ss.device.ID)
+	case !recorded && ss.prior != nil:
+		s.ends[ss.device.ID] = *ss.prior
+	default:
+		s.ends[ss.device.ID] = endNote{recording: ss.recordingID, last: ss.lastMedia(), reason: reason}
+	}
+}
+
+// staleAfter is how long a publisher's session may have received nothing
+// before a new connection of the same device takes its place: the
+// recorder has reconnected (its old connection died without a close the
+// server saw) and must not wait for the read timeout. A session receiving
+// media is never displaced: the second publisher is refused.
+const staleAfter = 2 * time.Second
+
+// takeOverWait bounds how long a new publisher waits for the stale session
+// it displaces to stop recording.
+const takeOverWait = 3 * time.Second
+
+// takeOver ends other, a session of the same device as ss, if it has
+// received nothing for staleAfter, and reports whether it stopped
+// recording in time for ss to start.
+func (s *Server) takeOver(other, ss *session) bool {
+	if since := time.Since(other.lastMedia()); since < staleAfter {
+		return false
+	}
+	if !other.replaced.CompareAndSwap(nil, &ss.remote) {
+		return false // another new connection is taking it over
+	}
+	s.m.takeovers.Inc()
+	ss.log.Warn("the device connected again while its previous session was silent; that session is ended and this one records",
+		"previous_remote", other.remote, "previous_recording", other.recordingID, "silent_for", time.Since(other.lastMedia()).Round(time.Millisecond))
+	other.rtsp.Close()
+	select {
+	case <-other.halted:
+		return true
+	case <-time.After(takeOverWait):
+		return false
+	}
 }
 
 // Stats is what this node records, for its presence in the cluster.

@@ -59,13 +59,37 @@ type session struct {
 	// sent on it closed.
 	ops    chan spoolOp
 	done   chan struct{}
-	failed atomic.Bool // the spool goroutine could not write: the recording ended as interrupted
+	halted chan struct{} // closed once stopped is set: it records nothing more
+	failed atomic.Bool   // the spool goroutine could not write: the recording ended as interrupted
 
 	leaseID    string      // the session's id in the device's lease
 	fence      int64       // the lease grant it records under
 	unleased   atomic.Bool // accepted while coordination did not answer
 	superseded atomic.Bool // ended because another node was granted the device
+
+	lastRecv atomic.Int64           // unix nanoseconds of the last media received (of the announce before any)
+	replaced atomic.Pointer[string] // the address of the device's new connection that ended this silent session
+	prior    *endNote               // how the device's previous session here ended, if it left a hole before this one
 }
+
+// endNote is how a device's session ended when its recorder did not stop
+// it (a read timeout, a reset, a takeover): the device's next recording
+// starts with a gap from here, the media between having reached nothing.
+type endNote struct {
+	recording string
+	last      time.Time // the last media received
+	reason    string
+}
+
+// holeWindow bounds the hole a device's next recording declares: a device
+// that comes back later than this after losing its session was most likely
+// stopped meanwhile (its recorder switched off), and the time between is
+// not declared as lost media.
+const holeWindow = 10 * time.Minute
+
+// lastMedia is when the session last received media (its announce, before
+// any).
+func (ss *session) lastMedia() time.Time { return time.Unix(0, ss.lastRecv.Load()) }
 
 // spoolQueue is how many of the segmenter's calls (fragments of about
 // 0.9 s, segment boundaries, gaps) may wait for the spool goroutine before
@@ -93,6 +117,12 @@ func (ss *session) start() error {
 	ss.srv.mu.Lock() // Live() reads these
 	ss.started = time.Now().UTC()
 	ss.recordingID = newRecordingID(ss.started)
+	if n, ok := ss.srv.ends[ss.device.ID]; ok {
+		delete(ss.srv.ends, ss.device.ID)
+		if ss.started.Sub(n.last) <= holeWindow {
+			ss.prior = &n
+		}
+	}
 	ss.srv.mu.Unlock()
 	ss.ops = make(chan spoolOp, spoolQueue)
 	ss.w = &writer{ss: ss}
@@ -192,6 +222,7 @@ const countEvery = 64
 // an access unit, not once a packet.
 func (ss *session) count(t *track, now time.Time) {
 	ss.lastPacket.Set(unixSeconds(now))
+	ss.lastRecv.Store(now.UnixNano())
 	ss.srv.m.packets.Add(float64(t.packets))
 	ss.srv.m.bytes.Add(float64(t.bytes))
 	t.packets, t.bytes = 0, 0
@@ -201,6 +232,7 @@ func (ss *session) count(t *track, now time.Time) {
 func (ss *session) stop(err error) {
 	ss.stopOnce.Do(func() {
 		if ss.ops == nil { // announced but never recorded
+			close(ss.halted)
 			return
 		}
 		if ss.feed != nil {
@@ -216,8 +248,11 @@ func (ss *session) stop(err error) {
 		}
 		ss.mu.Lock()
 		ss.stopped = true
+		close(ss.halted)
+		recorded := ss.w.seg != nil
 		ss.w.end(state, reason)
 		ss.mu.Unlock()
+		ss.srv.noteEnd(ss, reason, byPublisher, recorded)
 		close(ss.ops)
 		<-ss.done
 		ss.srv.m.publishers.Dec()
@@ -231,6 +266,9 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // it itself (TEARDOWN, or its stream ended cleanly): then the recorder was
 // stopped, not lost.
 func (ss *session) endReason(err error) (reason string, byPublisher bool) {
+	if by := ss.replaced.Load(); by != nil {
+		return fmt.Sprintf("the device connected again (from %s) after %v without media; this session was ended", *by, staleAfter), false
+	}
 	var notInUse liberrors.ErrServerSessionNotInUse
 	if errors.As(err, &notInUse) {
 		if c := ss.connErr.Load(); c != nil {
@@ -299,6 +337,14 @@ func (w *writer) push(i int, smp sample) {
 		ss.send(spoolOp{kind: opCreate, init: init, meta: &recordingMeta{ID: ss.recordingID, DeviceID: ss.device.ID, OfficerID: ss.device.OfficerID,
 			CaseID: ss.caseID, StartedAt: ss.started, Codecs: ss.codecNames(), RemoteAddr: ss.remote, NodeID: ss.srv.o.NodeID, Fence: ss.fence,
 			PrimaryTrack: seg.primary.info.id, PrimaryTimescale: seg.primary.info.timescale}})
+		if n := ss.prior; n != nil {
+			if err := seg.out.gap(evidence.Gap{RecordingID: ss.recordingID, Kind: evidence.GapLoss, Start: n.last, End: ss.started,
+				Detail: fmt.Sprintf("before this recording: the device's previous recording %s ended (%s) after its last media at %s; what the device sent until this recording started reached no recording",
+					n.recording, n.reason, n.last.UTC().Format(time.RFC3339Nano))}); err != nil {
+				w.fail(err)
+				return
+			}
+		}
 	}
 	if err := w.seg.push(i, smp); err != nil {
 		w.fail(err)

@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bodycam/bodycam/events"
+	"github.com/bodycam/bodycam/evidence"
 )
 
 // freezer is a TCP proxy that can stop forwarding the publisher's bytes while
@@ -145,5 +147,92 @@ func checkEvents(t *testing.T, ch <-chan events.Event, rec string, objects int) 
 	}
 	if started != 1 || stored != objects || closed != 1 {
 		t.Fatalf("events for %s: started %d, stored %d of %d, closed %d", rec, started, stored, objects, closed)
+	}
+}
+
+// A recorder that reconnects while its old connection is silent, before the
+// read timeout has ended it, takes the device's session over instead of
+// being refused until then; its new recording starts with the hole between
+// the two declared as a gap naming the old recording. A recorder that
+// reconnects after the read timeout gets the same gap.
+func TestReconnectTakesOverSilentSession(t *testing.T) {
+	h := newHarness(t, harnessOptions{readTimeout: 30 * time.Second, segmentDuration: time.Second})
+	secret := h.register("cam-back")
+	fz := newFreezer(t, h.rtsp)
+	go h.publish(stream{"h264-aac", h264, aac}, 60, "tcp", "rtsp://cam-back:"+secret+"@"+fz.ln.Addr().String()+"/cam-back")
+	deadline := time.Now().Add(15 * time.Second)
+	for len(h.srv.Live()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(h.srv.Live()) != 1 {
+		t.Fatal("the first connection never went live")
+	}
+	time.Sleep(3 * time.Second)
+	fz.frozen.Store(true) // its network is gone; the server has not noticed
+	frozen := time.Now()
+	time.Sleep(3 * time.Second)
+	if out, err := h.publish(stream{"h264-aac", h264, aac}, 3, "tcp", h.url("cam-back", secret, "")); err != nil {
+		t.Fatalf("the reconnecting recorder was refused: %v %s", err, out)
+	}
+	back := time.Now()
+	recs := h.waitRecordings("cam-back", 2, 30*time.Second)
+	if len(recs) != 2 {
+		t.Fatalf("want 2 recordings, got %+v", recs)
+	}
+	old, next := recs[0], recs[1]
+	if !strings.Contains(old.EndReason, "connected again") || old.EndedAt.After(back) {
+		t.Fatalf("the silent session's recording: %+v; want it ended by the reconnect, before %v", old, back)
+	}
+	gaps, err := h.cat.Gaps(context.Background(), next.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gaps) != 1 {
+		t.Fatalf("the new recording's gaps: %+v; want the hole before it", gaps)
+	}
+	g := gaps[0]
+	if g.Kind != evidence.GapLoss || !strings.Contains(g.Detail, old.ID) || !g.End.Equal(next.StartedAt) ||
+		g.Start.After(frozen) || g.Start.Before(frozen.Add(-2*time.Second)) {
+		t.Fatalf("hole %+v: want a loss from the old connection's last media (frozen at %v) to %v naming %s", g, frozen, next.StartedAt, old.ID)
+	}
+	for _, r := range recs {
+		if v := h.verify(r.ID); !v.OK {
+			t.Fatalf("verify %s: %+v", r.ID, v)
+		}
+	}
+	if v, _ := h.value("bodycam_ingest_takeovers_total"); v != 1 {
+		t.Fatalf("takeovers: %v", v)
+	}
+	if v, _ := h.value("bodycam_ingest_refused_total", "reason", "duplicate"); v != 0 {
+		t.Fatalf("refused as a duplicate %v times", v)
+	}
+
+	// Gone for longer than the read timeout: the next recording declares the
+	// hole all the same.
+	h2 := newHarness(t, harnessOptions{readTimeout: 2 * time.Second, segmentDuration: time.Second})
+	secret = h2.register("cam-late")
+	fz = newFreezer(t, h2.rtsp)
+	go h2.publish(stream{"h264-aac", h264, aac}, 30, "tcp", "rtsp://cam-late:"+secret+"@"+fz.ln.Addr().String()+"/cam-late")
+	time.Sleep(4 * time.Second)
+	fz.frozen.Store(true)
+	first := h2.waitRecordings("cam-late", 1, 30*time.Second)[0]
+	if out, err := h2.publish(stream{"h264-aac", h264, aac}, 2, "tcp", h2.url("cam-late", secret, "")); err != nil {
+		t.Fatalf("reconnect: %v %s", err, out)
+	}
+	recs = h2.waitRecordings("cam-late", 2, 30*time.Second)
+	gaps, err = h2.cat.Gaps(context.Background(), recs[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gaps) != 1 || gaps[0].Kind != evidence.GapLoss || !strings.Contains(gaps[0].Detail, first.ID) || !strings.Contains(gaps[0].Detail, "read timeout") {
+		t.Fatalf("after a read timeout, the next recording's gaps: %+v", gaps)
+	}
+	// A recorder that stops its recording itself leaves no hole.
+	if out, err := h2.publish(stream{"h264-aac", h264, aac}, 2, "tcp", h2.url("cam-late", secret, "")); err != nil {
+		t.Fatalf("third: %v %s", err, out)
+	}
+	recs = h2.waitRecordings("cam-late", 3, 30*time.Second)
+	if gaps, _ := h2.cat.Gaps(context.Background(), recs[2].ID); len(gaps) != 0 {
+		t.Fatalf("after a clean stop, the next recording declares %+v", gaps)
 	}
 }
