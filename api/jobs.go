@@ -24,6 +24,7 @@ type Jobs interface {
 	Job(ctx context.Context, id string) (catalog.Job, error)
 	Rerun(ctx context.Context, id, by string, now time.Time) (catalog.Job, error)
 	Derived(ctx context.Context, recordingID string) ([]catalog.Derived, error)
+	Enqueue(ctx context.Context, r catalog.JobRequest, now time.Time) (catalog.Job, bool, error)
 }
 
 // jobJSON is a job as the API gives it.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/derive"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/verify"
 )
@@ -337,6 +338,15 @@ func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	switch r.URL.Query().Get("rendition") {
+	case "", "original":
+	case derive.KindProxy:
+		s.proxy(w, r, rec)
+		return
+	default:
+		writeError(w, http.StatusBadRequest, "rendition: original (the default) or proxy")
+		return
+	}
 	if rec.Kind == evidence.KindUpload {
 		s.uploadMedia(w, r, rec)
 		return
@@ -379,6 +389,24 @@ func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no media in that time window")
 		return
 	}
+	modified := rec.EndedAt
+	if rec.State == evidence.StateLive {
+		modified = time.Time{}
+	}
+	s.serveMedia(w, r, rec, parts, rec.ID+".mp4", fmtTime(from)+" "+fmtTime(to),
+		func(action string) string {
+			return "media " + action + ", window " + fmtTime(from) + " to " + fmtTime(to)
+		}, modified)
+}
+
+// serveMedia serves parts (objects read in order as one file) as
+// video/mp4 named name, HTTP Range requests too, once the viewing is in the
+// custody ledger: once per user, recording, window and action every
+// viewingWindow (a seeking player's Range requests are one viewing), with
+// the detail what says of the action. ?download= makes it a download. No
+// record, no footage.
+func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, rec evidence.Recording, parts []evidence.Segment, name, window string,
+	what func(action string) string, modified time.Time) {
 	rd := &objectsReader{ctx: r.Context(), store: s.o.Store, segs: parts}
 	for _, p := range parts {
 		rd.total += p.Size
@@ -394,19 +422,15 @@ func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 			r.Header.Set("Range", h)
 		}
 	}
-	// Custody: every viewing is recorded, whatever the Range syntax, once
-	// per user, recording, window and action every viewingWindow (a
-	// seeking player's Range requests are one viewing). No record, no
-	// footage.
 	action := evidence.ActionPlayback
 	if r.URL.Query().Get("download") != "" {
 		action = evidence.ActionDownload
-		w.Header().Set("Content-Disposition", `attachment; filename="`+rec.ID+`.mp4"`)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	}
 	now := time.Now()
-	key := viewingKey{user: userOf(r), recording: rec.ID, action: action, window: fmtTime(from) + " " + fmtTime(to)}
+	key := viewingKey{user: userOf(r), recording: rec.ID, action: action, window: window}
 	if !s.views.recorded(key, now) {
-		detail := "media " + action + ", window " + fmtTime(from) + " to " + fmtTime(to)
+		detail := what(action)
 		if rangeAsked != "" {
 			detail += ", Range " + rangeAsked
 		}
@@ -418,13 +442,9 @@ func (s *Server) media(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "video/mp4")
 	if w.Header().Get("Content-Disposition") == "" {
-		w.Header().Set("Content-Disposition", `inline; filename="`+rec.ID+`.mp4"`)
+		w.Header().Set("Content-Disposition", `inline; filename="`+name+`"`)
 	}
-	modified := rec.EndedAt
-	if rec.State == evidence.StateLive {
-		modified = time.Time{}
-	}
-	http.ServeContent(w, r, rec.ID+".mp4", modified, rd)
+	http.ServeContent(w, r, name, modified, rd)
 	rd.Close()
 }
 

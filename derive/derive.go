@@ -21,7 +21,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,7 +33,6 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/jobs"
 	"github.com/bodycam/bodycam/seal"
-	"github.com/bodycam/bodycam/storage"
 )
 
 // KindPoster is the job (and derived object) kind of a recording's poster.
@@ -88,6 +86,10 @@ type Options struct {
 	Picture Picturer
 	// Frames takes frames (thumbnails, sprites); nil: no such handlers.
 	Frames Framer
+	// Render makes renditions (proxies, clips); nil: no such handlers.
+	Render Renderer
+	// TempDir holds renditions while they are made ("": the system's).
+	TempDir string
 	// Version is bodycam's, FFmpeg FFmpeg's (transcode.FFmpegVersion):
 	// both go into every provenance record.
 	Version, FFmpeg string
@@ -118,6 +120,10 @@ func (d *Deriver) Handlers() map[string]jobs.Handler {
 		h[KindThumbnails] = d.Thumbnails
 		h[KindSprite] = d.Sprite
 	}
+	if d.o.Render != nil {
+		h[KindProxy] = d.Proxy
+		h[KindClip] = d.Clip
+	}
 	return h
 }
 
@@ -131,8 +137,8 @@ type PosterParams struct {
 var DefaultPoster = PosterParams{AtSeconds: 0, Width: 640}
 
 // Rules are the jobs an outbox event causes (outbox.JobFeed): a closed
-// recording gets its poster, its thumbnails (one per segment) and its
-// timeline sprite.
+// recording gets its poster, its thumbnails (one per segment), its
+// timeline sprite and its review proxy.
 func Rules(e catalog.OutboxEvent) []catalog.JobRequest {
 	if e.Kind != events.RecordingClosed {
 		return nil
@@ -146,9 +152,11 @@ func Rules(e catalog.OutboxEvent) []catalog.JobRequest {
 	p, _ := json.Marshal(DefaultPoster)
 	t, _ := json.Marshal(DefaultThumbnails)
 	sp, _ := json.Marshal(DefaultSprite)
+	px, _ := json.Marshal(DefaultProxy)
 	return []catalog.JobRequest{{Kind: KindPoster, Source: d.RecordingID, Params: p, RequestedBy: "system"},
 		{Kind: KindThumbnails, Source: d.RecordingID, Params: t, RequestedBy: "system"},
-		{Kind: KindSprite, Source: d.RecordingID, Params: sp, RequestedBy: "system"}}
+		{Kind: KindSprite, Source: d.RecordingID, Params: sp, RequestedBy: "system"},
+		{Kind: KindProxy, Source: d.RecordingID, Params: px, RequestedBy: "system"}}
 }
 
 // Source is a source object as a provenance record names it.
@@ -287,23 +295,7 @@ func pictureSources(rec evidence.Recording, segs []evidence.Segment, at time.Dur
 // object is kept (one derived object, never two), and described.
 func (d *Deriver) putOnce(ctx context.Context, key string, b []byte, contentType string) (Output, error) {
 	sum := sha256.Sum256(b)
-	info, err := d.o.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), storage.PutOptions{SHA256: sum[:], ContentType: contentType})
-	if errors.Is(err, storage.ErrExists) {
-		if info, err = d.o.Store.Stat(ctx, key); err != nil {
-			return Output{}, err
-		}
-		if info.SHA256 == "" {
-			if info.SHA256, info.Size, err = hashObject(ctx, d.o.Store, key); err != nil {
-				return Output{}, err
-			}
-		}
-		if info.SHA256 != hex.EncodeToString(sum[:]) {
-			d.o.Log.Warn("derive: an earlier attempt stored other bytes; kept", "key", key, "stored_sha256", info.SHA256)
-		}
-	} else if err != nil {
-		return Output{}, err
-	}
-	return Output{Key: key, SHA256: info.SHA256, Size: info.Size, ContentType: contentType}, nil
+	return d.putFileOnce(ctx, key, bytes.NewReader(b), int64(len(b)), sum[:], contentType)
 }
 
 func hashObject(ctx context.Context, store Store, key string) (string, int64, error) {

@@ -59,6 +59,10 @@ const (
 	// device chain, with its signed provenance record (target kind
 	// recording; actor who asked for it, or "jobs" for the system).
 	ActionDerived = "derived"
+	// ActionDeriveRequest: a user asked for a copy derived from a
+	// recording (a clip, a redacted copy): what, with its parameters.
+	// The copy, once made, is an ActionDerived event.
+	ActionDeriveRequest = "derive_request"
 	// ActionJobRerun: an admin ran a done or failed job again (target
 	// kind job).
 	ActionJobRerun = "job_rerun"

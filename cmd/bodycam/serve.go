@@ -233,7 +233,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// build has, and the feed that turns closed recordings (events of the
 	// outbox) into jobs.
 	runner := jobs.New(jobs.Options{Catalog: cat, Workers: cfg.Workers, Node: cfg.NodeID, Log: log.With("component", "jobs"), Registry: reg})
-	deriver := derive.New(derive.Options{Catalog: cat, Store: store, Signer: keys, Custody: ledger, Holds: links, Picture: picturer(), Frames: framer(),
+	deriver := derive.New(derive.Options{Catalog: cat, Store: store, Signer: keys, Custody: ledger, Holds: links, Picture: picturer(), Frames: framer(), Render: renderer(),
 		Version: buildVersion(), FFmpeg: ffmpegVersion(), Pause: testPause(log), Log: log.With("component", "derive")})
 	for kind, h := range deriver.Handlers() {
 		runner.Handle(kind, h)

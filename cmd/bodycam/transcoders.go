@@ -85,5 +85,24 @@ func framer() derive.Framer {
 	}
 }
 
+// renderer makes proxies and clips (transcode.Render); a recording
+// without video has none (a permanent failure of its job).
+func renderer() derive.Renderer {
+	return func(ctx context.Context, src derive.Store, objects []derive.Object, o derive.RenderOptions, w io.Writer) (derive.RenderInfo, error) {
+		obs := make([]transcode.Object, len(objects))
+		for i, ob := range objects {
+			obs[i] = transcode.Object{Key: ob.Key, Size: ob.Size}
+		}
+		info, err := transcode.Render(ctx, src, obs, transcode.RenderOptions{From: o.From, To: o.To, Width: o.Width,
+			VideoBitrate: o.VideoBitrate, AudioBitrate: o.AudioBitrate, Preset: o.Preset}, w)
+		if errors.Is(err, transcode.ErrNoVideo) || errors.Is(err, transcode.ErrUnreadable) || errors.Is(err, transcode.ErrNothingRendered) {
+			err = jobs.Permanent(err)
+		}
+		return derive.RenderInfo{Width: info.Width, Height: info.Height, SourceWidth: info.SourceWidth, SourceHeight: info.SourceHeight,
+			SourceVideo: info.SourceVideo, SourceAudio: info.SourceAudio, Audio: info.Audio, Frames: info.Frames,
+			First: info.First, Last: info.Last, Written: info.Written}, err
+	}
+}
+
 // ffmpegVersion is what provenance records name as FFmpeg.
 func ffmpegVersion() string { return transcode.FFmpegVersion() }

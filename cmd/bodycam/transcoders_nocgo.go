@@ -36,4 +36,8 @@ func picturer() derive.Picturer { return nil }
 // node built with it.
 func framer() derive.Framer { return nil }
 
+// renderer is nil without FFmpeg: proxy and clip jobs wait for a node
+// built with it.
+func renderer() derive.Renderer { return nil }
+
 func ffmpegVersion() string { return "none" }

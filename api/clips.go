@@ -1,0 +1,198 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/derive"
+	"github.com/bodycam/bodycam/evidence"
+)
+
+// proxy: GET /api/v1/recordings/{id}/media?rendition=proxy, the recording's
+// readers: its newest review proxy (derive.KindProxy), Range requests
+// served, a viewing in the custody ledger as /media's are. 404 while there
+// is none yet, saying how its job stands.
+func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rec evidence.Recording) {
+	if !s.jobsReady(w) {
+		return
+	}
+	if !rec.DeletedAt.IsZero() {
+		writeError(w, http.StatusGone, "the media of recording "+rec.ID+" was deleted by retention on "+rec.DeletedAt.Format(time.RFC3339))
+		return
+	}
+	list, err := s.o.Jobs.Derived(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	d := newestDerived(list, derive.KindProxy)
+	if d == nil {
+		msg := "no review proxy of this recording yet"
+		if jobs, err := s.o.Jobs.Jobs(r.Context(), catalog.JobFilter{Kind: derive.KindProxy, Source: rec.ID, Limit: 1}); err == nil && len(jobs) > 0 {
+			msg += fmt.Sprintf(" (its job %s is %s", jobs[0].ID, jobs[0].State)
+			if jobs[0].Error != "" {
+				msg += ": " + jobs[0].Error
+			}
+			msg += ")"
+		}
+		writeError(w, http.StatusNotFound, msg+"; the original plays without rendition")
+		return
+	}
+	s.serveDerivedVideo(w, r, rec, *d, rec.ID+"-proxy.mp4", "review proxy")
+}
+
+// serveDerivedVideo serves a derived video of rec (a proxy, a clip) as
+// /media serves the original.
+func (s *Server) serveDerivedVideo(w http.ResponseWriter, r *http.Request, rec evidence.Recording, d catalog.Derived, name, what string) {
+	s.serveMedia(w, r, rec, []evidence.Segment{{Key: d.Key, Size: d.Size}}, name, d.Key,
+		func(action string) string {
+			return fmt.Sprintf("%s %s: %s (sha256 %s), derived by job %s", what, action, d.Key, d.SHA256, d.JobID)
+		}, d.CreatedAt)
+}
+
+// clipJSON is a clip as the API lists it: its job, and the clip once made.
+type clipJSON struct {
+	JobID       string             `json:"job_id"`
+	State       string             `json:"state"`
+	Params      derive.ClipParams  `json:"params"`
+	Error       string             `json:"error,omitempty"`
+	RequestedBy string             `json:"requested_by"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Clip        *derivedObjectJSON `json:"clip,omitempty"`
+}
+
+// derivedObjectJSON is a derived object made, and where it plays.
+type derivedObjectJSON struct {
+	Key           string `json:"key"`
+	SHA256        string `json:"sha256"`
+	Size          int64  `json:"size"`
+	ProvenanceKey string `json:"provenance_key"`
+	URL           string `json:"url"`
+}
+
+// listClips: GET /api/v1/recordings/{id}/clips, the recording's readers:
+// every clip asked for, newest first, with its job's state and, once made,
+// the clip.
+func (s *Server) listClips(w http.ResponseWriter, r *http.Request) {
+	if !s.jobsReady(w) {
+		return
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	list, err := s.o.Jobs.Jobs(r.Context(), catalog.JobFilter{Kind: derive.KindClip, Source: rec.ID, Limit: 1000})
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	derived, err := s.o.Jobs.Derived(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	items := make([]clipJSON, 0, len(list))
+	for _, j := range list {
+		items = append(items, toClipJSON(rec, j, derived))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+func toClipJSON(rec evidence.Recording, j catalog.Job, derived []catalog.Derived) clipJSON {
+	c := clipJSON{JobID: j.ID, State: string(j.State), Error: j.Error, RequestedBy: j.RequestedBy, CreatedAt: j.CreatedAt}
+	json.Unmarshal(j.Params, &c.Params)
+	for _, d := range derived {
+		if d.JobID == j.ID && d.Kind == derive.KindClip {
+			c.Clip = &derivedObjectJSON{Key: d.Key, SHA256: d.SHA256, Size: d.Size, ProvenanceKey: d.ProvenanceKey,
+				URL: "/api/v1/recordings/" + rec.ID + "/clips/" + j.ID}
+		}
+	}
+	return c
+}
+
+// createClip: POST /api/v1/recordings/{id}/clips, an officer or a
+// supervisor who may read the recording: {"from_seconds", "to_seconds"}
+// in media time (what /media's player shows), and optionally "width" and
+// "video_kbps". The request is in the custody ledger before its job is
+// queued; the same window again is the same clip (200 with its job,
+// instead of 202).
+func (s *Server) createClip(w http.ResponseWriter, r *http.Request) {
+	if !s.jobsReady(w) {
+		return
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	var p derive.ClipParams
+	if err := readJSON(w, r, &p); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := p.Check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !rec.DeletedAt.IsZero() {
+		writeError(w, http.StatusGone, "the media of recording "+rec.ID+" was deleted by retention")
+		return
+	}
+	if rec.State == evidence.StateLive {
+		writeError(w, http.StatusConflict, "recording "+rec.ID+" is still being recorded; a clip is cut once it is stored")
+		return
+	}
+	params, _ := json.Marshal(p)
+	detail := fmt.Sprintf("clip asked for: %.3f s to %.3f s of the recording's media time", p.FromSeconds, p.ToSeconds)
+	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionDeriveRequest, TargetKind: "recording", TargetID: rec.ID, Detail: detail}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the request cannot be recorded in the custody ledger now; no clip asked for")
+		return
+	}
+	j, made, err := s.o.Jobs.Enqueue(r.Context(), catalog.JobRequest{Kind: derive.KindClip, Source: rec.ID, Params: params, RequestedBy: userOf(r)}, time.Now())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	code := http.StatusAccepted
+	if !made {
+		code = http.StatusOK
+	}
+	derived, err := s.o.Jobs.Derived(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, code, toClipJSON(rec, j, derived))
+}
+
+// clip: GET /api/v1/recordings/{id}/clips/{job}, the recording's readers:
+// the clip that job made (video/mp4, Range requests served; ?download=1 a
+// download), a custody event as /media's viewings are.
+func (s *Server) clip(w http.ResponseWriter, r *http.Request) {
+	if !s.jobsReady(w) {
+		return
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	if !rec.DeletedAt.IsZero() {
+		writeError(w, http.StatusGone, "the media of recording "+rec.ID+" was deleted by retention")
+		return
+	}
+	job := r.PathValue("job")
+	derived, err := s.o.Jobs.Derived(r.Context(), rec.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	for _, d := range derived {
+		if d.JobID == job && d.Kind == derive.KindClip {
+			s.serveDerivedVideo(w, r, rec, d, rec.ID+"-clip-"+job+".mp4", "clip")
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "no clip made by job "+job+" of this recording (GET …/clips lists them and their jobs' states)")
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/jpeg"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
+)
+
+// The review proxy and a clip of a recording published over RTSP (testsrc,
+// 1 s segments): the proxy, made for every closed recording, plays from
+// /media?rendition=proxy as 640×360 H.264 + AAC as long as the original; a
+// clip asked for [1 s, 3 s) of media time holds 60 frames, its first and
+// last are the original's frames at those times (ffmpeg's decoding of
+// /media, by PSNR), asking again is the same job, bad windows are refused;
+// the request, the making and the viewings are custody events.
+func TestProxyAndClip(t *testing.T) {
+	dataDir := t.TempDir()
+	s := start(t, dataDir, "--segment-duration", "1s")
+	token := s.token()
+	pw := s.register(token, "cam-r")
+	aud := s.roleToken(token, "aud-r", "auditor")
+	sup := s.roleToken(token, "sup-r", "supervisor")
+	if err := s.publishFFmpeg("cam-r", pw, 5, "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	rec := s.waitStored(aud, "cam-r")
+	dir := t.TempDir()
+	get := func(path, name string) string {
+		t.Helper()
+		code, body := s.call("GET", path, aud, "")
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		file := filepath.Join(dir, name)
+		os.WriteFile(file, []byte(body), 0o600)
+		return file
+	}
+	original := get("/api/v1/recordings/"+rec.ID+"/media", "original.mp4")
+
+	if code, body := s.call("GET", "/api/v1/recordings/"+rec.ID+"/media?rendition=proxy", aud, ""); code != 404 && code != 200 {
+		t.Fatalf("proxy before its job: %d %s", code, body)
+	}
+	s.jobDone(token, rec.ID, "proxy")
+	proxy := get("/api/v1/recordings/"+rec.ID+"/media?rendition=proxy", "proxy.mp4")
+	if got := ffprobeOf(t, proxy, "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height"); got != "h264,640,360" {
+		t.Fatalf("proxy video: %q", got)
+	}
+	if got := ffprobeOf(t, proxy, "-select_streams", "a:0", "-show_entries", "stream=codec_name"); got != "aac" {
+		t.Fatalf("proxy audio: %q", got)
+	}
+	pd, od := probeSeconds(t, proxy, "format=duration"), probeSeconds(t, original, "format=duration")
+	if pd < od-0.2 || pd > od+0.2 {
+		t.Fatalf("proxy lasts %.3f s, the original %.3f s", pd, od)
+	}
+
+	// A clip, in the time /media's player shows.
+	code, body := s.call("POST", "/api/v1/recordings/"+rec.ID+"/clips", sup, `{"from_seconds":1,"to_seconds":3}`)
+	var clip struct {
+		JobID string `json:"job_id"`
+		State string `json:"state"`
+		Clip  *struct {
+			URL    string `json:"url"`
+			SHA256 string `json:"sha256"`
+		} `json:"clip"`
+	}
+	if code != 202 || json.Unmarshal([]byte(body), &clip) != nil || clip.JobID == "" {
+		t.Fatalf("clip: %d %s", code, body)
+	}
+	if code, body := s.call("POST", "/api/v1/recordings/"+rec.ID+"/clips", sup, `{"from_seconds":1,"to_seconds":3}`); code != 200 || !strings.Contains(body, clip.JobID) {
+		t.Fatalf("the same clip again: %d %s", code, body)
+	}
+	for _, bad := range []string{`{"from_seconds":3,"to_seconds":1}`, `{"from_seconds":-1,"to_seconds":1}`, `{"from_seconds":0,"to_seconds":1,"width":7}`, `{"from":1}`} {
+		if code, body := s.call("POST", "/api/v1/recordings/"+rec.ID+"/clips", sup, bad); code != 400 {
+			t.Fatalf("clip %s: %d %s", bad, code, body)
+		}
+	}
+	if code, _ := s.call("POST", "/api/v1/recordings/"+rec.ID+"/clips", aud, `{"from_seconds":1,"to_seconds":3}`); code != 403 {
+		t.Fatalf("an auditor asked for a clip: %d", code)
+	}
+	s.jobDone(token, rec.ID, "clip")
+	code, body = s.call("GET", "/api/v1/recordings/"+rec.ID+"/clips", aud, "")
+	var list struct {
+		Items []struct {
+			JobID string `json:"job_id"`
+			State string `json:"state"`
+			Clip  *struct {
+				URL string `json:"url"`
+			} `json:"clip"`
+		} `json:"items"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Items) != 1 || list.Items[0].Clip == nil {
+		t.Fatalf("clips: %d %s", code, body)
+	}
+	clipFile := get(list.Items[0].Clip.URL, "clip.mp4")
+	if n := ffprobeOf(t, clipFile, "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets"); n != "60" {
+		t.Fatalf("clip of 2 s: %s video frames, want 60", n)
+	}
+	// Times in the original: /media's own clock less its start, as ffmpeg
+	// seeks.
+	origin := time.Duration(probeSeconds(t, original, "format=start_time") * float64(time.Second))
+	for _, c := range []struct {
+		name  string
+		frame string // ffmpeg's select of the clip's frame
+		at    time.Duration
+		other time.Duration // a time whose frame differs
+	}{{"first", "eq(n\\,0)", time.Second, 1500 * time.Millisecond}, {"last", "eq(n\\,59)", 3*time.Second - time.Second/30, 2500 * time.Millisecond}} {
+		out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", clipFile, "-vf", "select="+c.frame+",scale=320:180",
+			"-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", "-q:v", "2", "-").Output()
+		if err != nil {
+			t.Fatalf("the clip's %s frame: %v", c.name, err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		same, when := bestPSNR(t, original, img, c.at-origin)
+		other, _ := bestPSNR(t, original, img, c.other-origin)
+		t.Logf("clip's %s frame: PSNR %.1f dB at %v of the original (asked %v), %.1f half a second off", c.name, same, when, c.at-origin, other)
+		if d := when - (c.at - origin); same < 25 || other > same-3 || d < -time.Second/30 || d > time.Second/30 {
+			t.Fatalf("clip's %s frame: best PSNR %.1f dB at %v, asked %v (%.1f half a second off)", c.name, same, when, c.at-origin, other)
+		}
+	}
+	if code, _ := s.call("GET", "/api/v1/recordings/"+rec.ID+"/clips/nope", aud, ""); code != 404 {
+		t.Fatalf("a clip no job made: %d", code)
+	}
+
+	s.stop()
+	cat, err := catalog.Open(context.Background(), "", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	events, err := cat.CustodyEvents(context.Background(), catalog.CustodyFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range events {
+		if e.TargetID != rec.ID {
+			continue
+		}
+		switch {
+		case e.Action == evidence.ActionDeriveRequest && e.Actor == "sup-r":
+			count["asked"]++
+		case e.Action == evidence.ActionDerived && e.Actor == "sup-r" && strings.HasPrefix(e.Detail, "clip "):
+			count["made clip"]++
+		case e.Action == evidence.ActionDerived && e.Actor == "jobs" && strings.HasPrefix(e.Detail, "proxy "):
+			count["made proxy"]++
+		case e.Action == evidence.ActionPlayback && e.Actor == "aud-r" && strings.HasPrefix(e.Detail, "clip "):
+			count["viewed clip"]++
+		case e.Action == evidence.ActionPlayback && e.Actor == "aud-r" && strings.HasPrefix(e.Detail, "review proxy "):
+			count["viewed proxy"]++
+		}
+	}
+	// Asked twice: the second is the same clip, but the ask is on record.
+	if count["asked"] != 2 || count["made clip"] != 1 || count["made proxy"] != 1 || count["viewed clip"] != 1 || count["viewed proxy"] != 1 {
+		t.Fatalf("custody: %v", count)
+	}
+}
+
+// ffprobeOf is what ffprobe says of a file, as csv without keys.
+func ffprobeOf(t *testing.T, file string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", append(append([]string{"-v", "error"}, args...), "-of", "csv=p=0", file)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", file, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// probeSeconds is a number of seconds ffprobe gives of a file.
+func probeSeconds(t *testing.T, file, entry string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(ffprobeOf(t, file, "-show_entries", entry), 64)
+	if err != nil {
+		t.Fatalf("ffprobe %s %s: %v", file, entry, err)
+	}
+	return v
+}
