@@ -53,16 +53,29 @@ func (s *Server) serveDerivedVideo(w http.ResponseWriter, r *http.Request, rec e
 		}, d.CreatedAt)
 }
 
-// clipJSON is a clip as the API lists it: its job, and the clip once made.
-type clipJSON struct {
+// askedJSON is a copy asked for (a clip, a redacted copy) as the API lists
+// it: its job, and the copy once made.
+type askedJSON struct {
 	JobID       string             `json:"job_id"`
 	State       string             `json:"state"`
-	Params      derive.ClipParams  `json:"params"`
+	Params      json.RawMessage    `json:"params"`
 	Error       string             `json:"error,omitempty"`
 	RequestedBy string             `json:"requested_by"`
 	CreatedAt   time.Time          `json:"created_at"`
-	Clip        *derivedObjectJSON `json:"clip,omitempty"`
+	Made        *derivedObjectJSON `json:"made,omitempty"`
 }
+
+// asked says what one kind of copy asked for is called in the API.
+type asked struct {
+	kind string // the job's and the derived object's
+	path string // under /api/v1/recordings/{id}/
+	noun string // in custody details and errors
+}
+
+var (
+	askedClips      = asked{kind: derive.KindClip, path: "clips", noun: "clip"}
+	askedRedactions = asked{kind: derive.KindRedaction, path: "redactions", noun: "redacted copy"}
+)
 
 // derivedObjectJSON is a derived object made, and where it plays.
 type derivedObjectJSON struct {
@@ -73,10 +86,14 @@ type derivedObjectJSON struct {
 	URL           string `json:"url"`
 }
 
-// listClips: GET /api/v1/recordings/{id}/clips, the recording's readers:
-// every clip asked for, newest first, with its job's state and, once made,
-// the clip.
-func (s *Server) listClips(w http.ResponseWriter, r *http.Request) {
+// listAsked: GET /api/v1/recordings/{id}/clips (or /redactions), the
+// recording's readers: every one asked for, newest first, with its job's
+// state and, once made, the copy.
+func (s *Server) listAsked(a asked) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.listAskedOf(w, r, a) }
+}
+
+func (s *Server) listAskedOf(w http.ResponseWriter, r *http.Request, a asked) {
 	if !s.jobsReady(w) {
 		return
 	}
@@ -84,7 +101,7 @@ func (s *Server) listClips(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := s.o.Jobs.Jobs(r.Context(), catalog.JobFilter{Kind: derive.KindClip, Source: rec.ID, Limit: 1000})
+	list, err := s.o.Jobs.Jobs(r.Context(), catalog.JobFilter{Kind: a.kind, Source: rec.ID, Limit: 1000})
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -94,20 +111,19 @@ func (s *Server) listClips(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	items := make([]clipJSON, 0, len(list))
+	items := make([]askedJSON, 0, len(list))
 	for _, j := range list {
-		items = append(items, toClipJSON(rec, j, derived))
+		items = append(items, toAskedJSON(a, rec, j, derived))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
-func toClipJSON(rec evidence.Recording, j catalog.Job, derived []catalog.Derived) clipJSON {
-	c := clipJSON{JobID: j.ID, State: string(j.State), Error: j.Error, RequestedBy: j.RequestedBy, CreatedAt: j.CreatedAt}
-	json.Unmarshal(j.Params, &c.Params)
+func toAskedJSON(a asked, rec evidence.Recording, j catalog.Job, derived []catalog.Derived) askedJSON {
+	c := askedJSON{JobID: j.ID, State: string(j.State), Params: j.Params, Error: j.Error, RequestedBy: j.RequestedBy, CreatedAt: j.CreatedAt}
 	for _, d := range derived {
-		if d.JobID == j.ID && d.Kind == derive.KindClip {
-			c.Clip = &derivedObjectJSON{Key: d.Key, SHA256: d.SHA256, Size: d.Size, ProvenanceKey: d.ProvenanceKey,
-				URL: "/api/v1/recordings/" + rec.ID + "/clips/" + j.ID}
+		if d.JobID == j.ID && d.Kind == a.kind {
+			c.Made = &derivedObjectJSON{Key: d.Key, SHA256: d.SHA256, Size: d.Size, ProvenanceKey: d.ProvenanceKey,
+				URL: "/api/v1/recordings/" + rec.ID + "/" + a.path + "/" + j.ID}
 		}
 	}
 	return c
@@ -136,21 +152,32 @@ func (s *Server) createClip(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	s.askFor(w, r, rec, askedClips, p, fmt.Sprintf("%.3f s to %.3f s of the recording's media time", p.FromSeconds, p.ToSeconds))
+}
+
+// askFor queues the job making a copy of rec: the ask in the custody
+// ledger first, then the job (202; the same parameters again: the job
+// there, 200).
+func (s *Server) askFor(w http.ResponseWriter, r *http.Request, rec evidence.Recording, a asked, params any, what string) {
 	if !rec.DeletedAt.IsZero() {
 		writeError(w, http.StatusGone, "the media of recording "+rec.ID+" was deleted by retention")
 		return
 	}
 	if rec.State == evidence.StateLive {
-		writeError(w, http.StatusConflict, "recording "+rec.ID+" is still being recorded; a clip is cut once it is stored")
+		writeError(w, http.StatusConflict, "recording "+rec.ID+" is still being recorded; a "+a.noun+" is made once it is stored")
 		return
 	}
-	params, _ := json.Marshal(p)
-	detail := fmt.Sprintf("clip asked for: %.3f s to %.3f s of the recording's media time", p.FromSeconds, p.ToSeconds)
-	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionDeriveRequest, TargetKind: "recording", TargetID: rec.ID, Detail: detail}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "the request cannot be recorded in the custody ledger now; no clip asked for")
+	body, err := json.Marshal(params)
+	if err != nil {
+		s.internal(w, r, err)
 		return
 	}
-	j, made, err := s.o.Jobs.Enqueue(r.Context(), catalog.JobRequest{Kind: derive.KindClip, Source: rec.ID, Params: params, RequestedBy: userOf(r)}, time.Now())
+	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionDeriveRequest, TargetKind: "recording", TargetID: rec.ID,
+		Detail: a.noun + " asked for: " + what}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the request cannot be recorded in the custody ledger now; no "+a.noun+" asked for")
+		return
+	}
+	j, made, err := s.o.Jobs.Enqueue(r.Context(), catalog.JobRequest{Kind: a.kind, Source: rec.ID, Params: body, RequestedBy: userOf(r)}, time.Now())
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -164,13 +191,47 @@ func (s *Server) createClip(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, code, toClipJSON(rec, j, derived))
+	writeJSON(w, code, toAskedJSON(a, rec, j, derived))
 }
 
-// clip: GET /api/v1/recordings/{id}/clips/{job}, the recording's readers:
-// the clip that job made (video/mp4, Range requests served; ?download=1 a
-// download), a custody event as /media's viewings are.
-func (s *Server) clip(w http.ResponseWriter, r *http.Request) {
+// createRedaction: POST /api/v1/recordings/{id}/redactions, an officer or a
+// supervisor who may read the recording: boxes to hide (each a style,
+// pixelate or solid, a span, and its positions at chosen times) and spans
+// of sound to mute, in media time; see derive.RedactionParams. As a clip's
+// ask: in the custody ledger first, the same parameters the same job.
+func (s *Server) createRedaction(w http.ResponseWriter, r *http.Request) {
+	if !s.jobsReady(w) {
+		return
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return
+	}
+	var p derive.RedactionParams
+	if err := readJSON(w, r, &p); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := p.Check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	keys := 0
+	for _, b := range p.Boxes {
+		keys += len(b.Keys)
+	}
+	s.askFor(w, r, rec, askedRedactions, p, fmt.Sprintf("%d boxes (%d positions), %d muted spans", len(p.Boxes), keys, len(p.Mutes)))
+}
+
+// serveAsked: GET /api/v1/recordings/{id}/clips/{job} (or /redactions/…),
+// the recording's readers: the copy that job made (video/mp4, Range
+// requests served; ?download=1 a download), a custody event as /media's
+// viewings are.
+func (s *Server) serveAsked(a asked) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.serveAskedOf(w, r, a) }
+}
+
+func (s *Server) serveAskedOf(w http.ResponseWriter, r *http.Request, a asked) {
 	if !s.jobsReady(w) {
 		return
 	}
@@ -189,10 +250,10 @@ func (s *Server) clip(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, d := range derived {
-		if d.JobID == job && d.Kind == derive.KindClip {
-			s.serveDerivedVideo(w, r, rec, d, rec.ID+"-clip-"+job+".mp4", "clip")
+		if d.JobID == job && d.Kind == a.kind {
+			s.serveDerivedVideo(w, r, rec, d, rec.ID+"-"+a.kind+"-"+job+".mp4", a.noun)
 			return
 		}
 	}
-	writeError(w, http.StatusNotFound, "no clip made by job "+job+" of this recording (GET …/clips lists them and their jobs' states)")
+	writeError(w, http.StatusNotFound, "no "+a.noun+" made by job "+job+" of this recording (GET …/"+a.path+" lists them and their jobs' states)")
 }

@@ -205,6 +205,9 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/recordings/rec-a/clips", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
 		{"POST", "/api/v1/recordings/rec-a/clips", "{}", []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
 		{"GET", "/api/v1/recordings/rec-a/clips/nope", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/redactions", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"POST", "/api/v1/recordings/rec-a/redactions", "{}", []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
+		{"GET", "/api/v1/recordings/rec-a/redactions/nope", "", []int{401, 404, hid, 404, hid, 404, 403, 403, 401, 403}},
 		{"GET", "/api/v1/live", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"POST", "/api/v1/live/cam-a/whep", "v=0", []int{401, 403, 403, 503, hid, 503, 403, 403, 401, 403}},
 		// Hanging up a session that is not one's own (here: none) is 404 for

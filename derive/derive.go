@@ -123,6 +123,7 @@ func (d *Deriver) Handlers() map[string]jobs.Handler {
 	if d.o.Render != nil {
 		h[KindProxy] = d.Proxy
 		h[KindClip] = d.Clip
+		h[KindRedaction] = d.Redaction
 	}
 	return h
 }

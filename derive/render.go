@@ -42,7 +42,28 @@ type RenderOptions struct {
 	// VideoBitrate and AudioBitrate in bits per second.
 	VideoBitrate, AudioBitrate int
 	Preset                     string // x264's
+	// Boxes hidden, Mutes silenced, Mark written on every frame.
+	Boxes []RenderBox
+	Mutes []RenderWindow
+	Mark  string
 }
+
+// RenderBox is a region hidden over [From, To) (To 0: the end), where its
+// keys put it (transcode.Box).
+type RenderBox struct {
+	From, To time.Duration
+	Keys     []RenderKey
+	Solid    bool
+}
+
+// RenderKey is where a box is at At (fractions of the picture).
+type RenderKey struct {
+	At         time.Duration
+	X, Y, W, H float64
+}
+
+// RenderWindow is a span of media time.
+type RenderWindow struct{ From, To time.Duration }
 
 // RenderInfo says what was rendered (transcode.RenderInfo).
 type RenderInfo struct {
@@ -255,4 +276,129 @@ func (d *Deriver) putFileOnce(ctx context.Context, key string, f io.Reader, size
 		return Output{}, err
 	}
 	return Output{Key: key, SHA256: info.SHA256, Size: info.Size, ContentType: contentType}, nil
+}
+
+// KindRedaction is the job (and derived object) kind of a redacted copy.
+const KindRedaction = "redaction"
+
+// RedactionParams are a redaction job's parameters: what to hide, in the
+// recording's media time (what /media's player shows).
+type RedactionParams struct {
+	Boxes     []RedactBox  `json:"boxes,omitempty"`
+	Mutes     []MuteWindow `json:"mutes,omitempty"`
+	Width     int          `json:"width,omitempty"`      // 0: the source's; else even, 160 to 3840
+	VideoKbps int          `json:"video_kbps,omitempty"` // 0: 4000; else 100 to 20000
+}
+
+// RedactBox is a region hidden from from_seconds to to_seconds (0: the
+// end): where it is at chosen times (keys), moved linearly between them.
+type RedactBox struct {
+	FromSeconds float64     `json:"from_seconds"`
+	ToSeconds   float64     `json:"to_seconds,omitempty"`
+	Style       string      `json:"style"` // pixelate or solid
+	Keys        []RedactKey `json:"keys"`
+}
+
+// RedactKey is where a box is at at_seconds: its top-left corner and size,
+// fractions (0 to 1) of the picture's width and height.
+type RedactKey struct {
+	AtSeconds float64 `json:"at_seconds"`
+	X         float64 `json:"x"`
+	Y         float64 `json:"y"`
+	W         float64 `json:"w"`
+	H         float64 `json:"h"`
+}
+
+// MuteWindow is a span of sound silenced.
+type MuteWindow struct {
+	FromSeconds float64 `json:"from_seconds"`
+	ToSeconds   float64 `json:"to_seconds"`
+}
+
+// Bounds of a redaction's parameters.
+const (
+	MaxBoxes   = 100
+	MaxBoxKeys = 2000
+	MaxMutes   = 500
+)
+
+// Check reports what is wrong with p, as a user is told.
+func (p RedactionParams) Check() error {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case len(p.Boxes) == 0 && len(p.Mutes) == 0:
+		return errors.New("a redaction needs boxes to hide or sound to mute")
+	case len(p.Boxes) > MaxBoxes || len(p.Mutes) > MaxMutes:
+		return fmt.Errorf("at most %d boxes and %d muted spans", MaxBoxes, MaxMutes)
+	case p.Width != 0 && (p.Width < 160 || p.Width > 3840 || p.Width%2 != 0):
+		return errors.New("width: even, 160 to 3840, or 0 for the source's")
+	case p.VideoKbps != 0 && (p.VideoKbps < 100 || p.VideoKbps > 20000):
+		return errors.New("video_kbps: 100 to 20000, or 0 for 4000")
+	}
+	for i, b := range p.Boxes {
+		switch {
+		case b.Style != "pixelate" && b.Style != "solid":
+			return fmt.Errorf("box %d: style pixelate or solid", i+1)
+		case len(b.Keys) == 0 || len(b.Keys) > MaxBoxKeys:
+			return fmt.Errorf("box %d: 1 to %d positions (keys)", i+1, MaxBoxKeys)
+		case !finite(b.FromSeconds) || !finite(b.ToSeconds) || b.FromSeconds < 0 || b.ToSeconds != 0 && b.ToSeconds <= b.FromSeconds:
+			return fmt.Errorf("box %d: 0 <= from_seconds < to_seconds (to_seconds 0: to the end)", i+1)
+		}
+		for _, k := range b.Keys {
+			if !finite(k.AtSeconds) || k.AtSeconds < 0 {
+				return fmt.Errorf("box %d: a key's at_seconds from 0", i+1)
+			}
+			for _, v := range []float64{k.X, k.Y, k.W, k.H} {
+				if !finite(v) || v < 0 || v > 1 {
+					return fmt.Errorf("box %d: x, y, w and h are fractions of the picture, 0 to 1", i+1)
+				}
+			}
+			if k.W <= 0 || k.H <= 0 || k.X+k.W > 1.0001 || k.Y+k.H > 1.0001 {
+				return fmt.Errorf("box %d: a position must lie inside the picture and not be empty", i+1)
+			}
+		}
+	}
+	for i, m := range p.Mutes {
+		if !finite(m.FromSeconds) || !finite(m.ToSeconds) || m.FromSeconds < 0 || m.ToSeconds <= m.FromSeconds {
+			return fmt.Errorf("mute %d: 0 <= from_seconds < to_seconds", i+1)
+		}
+	}
+	return nil
+}
+
+func secs(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+
+// Redaction is the handler of redaction jobs: the whole recording with the
+// boxes hidden, the spans muted, and a visible mark on every frame
+// ("REDACTED COPY of <recording> <its chain head, short>").
+func (d *Deriver) Redaction(ctx context.Context, j catalog.Job) ([]catalog.Derived, error) {
+	var p RedactionParams
+	if err := decodeParams(j, &p); err != nil {
+		return nil, err
+	}
+	if err := p.Check(); err != nil {
+		return nil, jobs.Permanent(fmt.Errorf("redaction parameters: %w", err))
+	}
+	rec, spans, media, _, err := d.recordingSpans(ctx, j.Source)
+	if err != nil {
+		return nil, err
+	}
+	objects, sources := wholeRecording(spans)
+	head := media[len(media)-1].ChainHash
+	mark := fmt.Sprintf("REDACTED COPY of %s %s", rec.ID, head[:min(8, len(head))])
+	kbps := cmpOr(p.VideoKbps, 4000)
+	o := RenderOptions{Width: p.Width, VideoBitrate: kbps * 1000, AudioBitrate: 128_000, Preset: "fast", Mark: mark}
+	for _, b := range p.Boxes {
+		box := RenderBox{From: secs(b.FromSeconds), To: secs(b.ToSeconds), Solid: b.Style == "solid"}
+		for _, k := range b.Keys {
+			box.Keys = append(box.Keys, RenderKey{At: secs(k.AtSeconds), X: k.X, Y: k.Y, W: k.W, H: k.H})
+		}
+		o.Boxes = append(o.Boxes, box)
+	}
+	for _, m := range p.Mutes {
+		o.Mutes = append(o.Mutes, RenderWindow{From: secs(m.FromSeconds), To: secs(m.ToSeconds)})
+	}
+	return d.render(ctx, j, rec, KindRedaction, objects, sources, o,
+		fmt.Sprintf("the whole recording decoded with FFmpeg; in each frame (media time) the boxes on it hidden in the source picture before scaling: pixelated (blocks of a sixth of the box's smaller side, at least 16 pixels, each its average) or filled black, a box's position linear between its keys; the sound in the muted spans set to silence; %q written at the bottom left of every frame; re-encoded as H.264 (libx264 %s, yuv420p) at %d kbit/s and AAC at 128 kbit/s, as fragmented MP4; the originals are the evidence",
+			mark, o.Preset, kbps))
 }

@@ -32,6 +32,12 @@ type RenderOptions struct {
 	VideoBitrate, AudioBitrate int
 	// Preset is x264's (default "veryfast").
 	Preset string
+	// Boxes are hidden (pixelated or filled) in every frame they are on,
+	// in the source's picture before scaling; Mutes are silenced; Mark,
+	// when set, is written on every frame (a redacted copy says so).
+	Boxes []Box
+	Mutes []Window
+	Mark  string
 }
 
 // RenderInfo says what was rendered.
@@ -49,9 +55,9 @@ type RenderInfo struct {
 
 // Render decodes the video and audio of objects (read in order as one file,
 // as Picture reads them), keeps the frames of [From, To), scales the video
-// and encodes H.264 (libx264, yuv420p, a keyframe every 2 s) and AAC, and
-// writes a fragmented MP4 to w (frag_keyframe+empty_moov+default_base_moof,
-// as Remux). The cut is exact to the frame: decoding starts at the objects'
+// and encodes H.264 (libx264, yuv420p, no B-frames, a keyframe every 2 s) and AAC, and
+// writes a fragmented MP4 to w (frag_keyframe+empty_moov+delay_moov+default_base_moof:
+// the tracks' starts kept). The cut is exact to the frame: decoding starts at the objects'
 // first keyframe, frames before From are decoded and dropped. One thread
 // per codec: workers bound their own parallelism. ctx ends it between
 // reads.
@@ -67,6 +73,10 @@ func Render(ctx context.Context, src Ranges, objects []Object, o RenderOptions, 
 		o.Preset = "veryfast"
 	}
 	o.Width &^= 1
+	if err := CheckRedaction(o.Boxes, o.Mutes); err != nil {
+		return RenderInfo{}, fmt.Errorf("transcode: render: %w", err)
+	}
+	o.Boxes = sortKeys(o.Boxes)
 	r := &renderer{o: o}
 	defer r.free()
 	if err := r.open(ctx, src, objects); err != nil {
@@ -117,7 +127,10 @@ type renderStream struct {
 	fframe *astiav.Frame
 	epkt   *astiav.Packet
 	done   bool // past To: nothing more is decoded
-	eof    bool // the decoder is flushed
+	// shift moves the encoder's packets to start at 0 (set from the first).
+	shift    int64
+	shiftSet bool
+	eof      bool // the decoder is flushed
 }
 
 func (r *renderer) open(ctx context.Context, src Ranges, objects []Object) error {
@@ -323,6 +336,11 @@ func (r *renderer) frame(s *renderStream) error {
 	} else {
 		s.frame.SetPts(astiav.RescaleQ(rel, tb, astiav.NewRational(1, s.frame.SampleRate())))
 	}
+	if s == r.v && len(r.o.Boxes) > 0 {
+		if err := redactFrame(s.frame, r.o.Boxes, at); err != nil {
+			return err
+		}
+	}
 	s.frame.SetPictureType(astiav.PictureTypeNone)
 	if err := s.src.BuffersrcAddFrame(s.frame, astiav.NewBuffersrcFlags(astiav.BuffersrcFlagKeepRef)); err != nil {
 		return fmt.Errorf("transcode: render: filter: %w", err)
@@ -339,6 +357,13 @@ func (r *renderer) filtered(s *renderStream) error {
 				return nil
 			}
 			return fmt.Errorf("transcode: render: filter: %w", err)
+		}
+		if s == r.a && len(r.o.Mutes) > 0 {
+			rate := s.enc.SampleRate()
+			t := r.o.From + time.Duration(s.fframe.Pts())*time.Second/time.Duration(rate)
+			if err := muteFrame(s.fframe, r.o.Mutes, t, rate); err != nil {
+				return err
+			}
 		}
 		err := s.enc.SendFrame(s.fframe)
 		s.fframe.Unref()
@@ -380,6 +405,20 @@ func (r *renderer) packets(s *renderStream) error {
 		}
 		p := s.epkt.Clone()
 		s.epkt.Unref()
+		// An encoder's priming (AAC's 1024 samples) comes out before 0:
+		// shifted to start at 0, or the muxer would move every stream
+		// later to keep timestamps from going negative, and the video's
+		// times would no longer be the source's less From.
+		if !s.shiftSet {
+			s.shiftSet = true
+			if p.Dts() != astiav.NoPtsValue && p.Dts() < 0 {
+				s.shift = -p.Dts()
+			}
+		}
+		if s.shift != 0 {
+			p.SetPts(p.Pts() + s.shift)
+			p.SetDts(p.Dts() + s.shift)
+		}
 		p.SetStreamIndex(s.out.Index())
 		p.RescaleTs(s.enc.TimeBase(), s.out.TimeBase())
 		if !r.started {
@@ -427,7 +466,11 @@ func (r *renderer) start() error {
 	}
 	opts := astiav.NewDictionary()
 	defer opts.Free()
-	if err := opts.Set("movflags", "frag_keyframe+empty_moov+default_base_moof", 0); err != nil {
+	// delay_moov: the moov is written with the first fragment, so that it
+	// carries each track's start (an edit list): without it a track that
+	// starts later than another (a recorder's sound 0.1 s after its
+	// picture) would be moved to 0 and play out of sync.
+	if err := opts.Set("movflags", "frag_keyframe+empty_moov+delay_moov+default_base_moof", 0); err != nil {
 		return fmt.Errorf("transcode: render: %w", err)
 	}
 	// Streams were added as their encoders opened; the time bases the
@@ -560,12 +603,21 @@ func (r *renderer) videoSetup(s *renderStream, f *astiav.Frame) (string, error) 
 	if err := openCodec(enc, codec, map[string]string{
 		"preset":  r.o.Preset,
 		"profile": "high",
+		// No B-frames: every frame's decode time is its presentation
+		// time, never before 0, so that the muxer keeps the times as
+		// given (a rendition's clock is the source's less From, to the
+		// frame), at ~10 % more bits.
+		"bf":      "0",
 		"maxrate": strconv.Itoa(r.o.VideoBitrate * 3 / 2),
 		"bufsize": strconv.Itoa(r.o.VideoBitrate * 2),
 	}); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p", w, h), nil
+	desc := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p", w, h)
+	if r.o.Mark != "" {
+		desc += "," + markFilter(r.o.Mark, h)
+	}
+	return desc, nil
 }
 
 // audioSetup opens the AAC encoder and the audio filter's source for the

@@ -98,6 +98,10 @@ export const api = {
   setCategories: async (id, categories, reason) =>
     (await request('PUT', '/api/v1/recordings/' + encodeURIComponent(id) + '/categories', { body: { categories, reason } })).json(),
   mediaURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media',
+  // proxyURL: the review proxy (640×360, small), made when the recording closed.
+  proxyURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media?rendition=proxy',
+  clips: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/clips'),
+  addClip: (id, fromSeconds, toSeconds) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/clips', { from_seconds: fromSeconds, to_seconds: toSeconds }),
   // thumbnails: one per segment, each with its time and URL (a job makes
   // them when the recording is closed); spriteIndex: the timeline
   // sprite's tiles and times; spriteURL: the sprite itself.

@@ -5,7 +5,9 @@
 // supervisors change the categories, with a reason), and verify it. A
 // recording is a live stream's (kind "stream") or a recorder's own file a
 // dock uploaded (kind "upload": its origin, the file as uploaded, and the
-// recordings of the same event, when the server says them).
+// recordings of the same event, when the server says them). A stream
+// recording plays as stored or as its review proxy (small, for a slow
+// link), and clips of it are asked for between two marks of the player.
 
 import { api, ApiError } from './api.js';
 import { h, icon, badge, stateBadge, hashButton, fmtTime, fmtDuration, fmtBytes, fmtClock, clear, toast } from './ui.js';
@@ -238,7 +240,9 @@ function renderDetail(rec) {
       h('div', { class: 'player' }, video),
       h('div', { class: 'detail-side' }, factsList(rec), retentionSection(rec), originSection(rec), result)),
     timelineSection(rec, video),
+    !uploaded && hasMedia ? renditionSection(rec, video) : null,
     bookmarksSection(rec, video),
+    !uploaded && hasMedia ? clipsSection(rec, video) : null,
     gapsSection(rec),
     segmentsSection(rec));
 }
@@ -467,6 +471,91 @@ function bookmarksSection(rec, player) {
   }
   load();
   return h('section', { class: 'subsection', testid: 'bookmarks-section' }, h('h4', {}, 'Bookmarks ', count), form, list);
+}
+
+// renditionSection switches the player between the stored original and
+// the review proxy, keeping its position.
+function renditionSection(rec, player) {
+  const pick = (url, label) => {
+    const at = player.currentTime || 0;
+    const playing = !player.paused;
+    player.src = url;
+    player.addEventListener('loadedmetadata', () => {
+      player.currentTime = at;
+      if (playing) player.play().catch(() => {});
+    }, { once: true });
+    player.addEventListener('error', () => toast(`The ${label} cannot be played now (not made yet?)`, 'error'), { once: true });
+  };
+  const orig = h('input', { type: 'radio', name: 'rendition', value: 'original', checked: true, testid: 'rendition-original',
+    onchange: () => pick(api.mediaURL(rec.id), 'original') });
+  const proxy = h('input', { type: 'radio', name: 'rendition', value: 'proxy', testid: 'rendition-proxy',
+    onchange: () => pick(api.proxyURL(rec.id), 'review proxy') });
+  return h('section', { class: 'subsection rendition', testid: 'rendition' },
+    h('h4', {}, 'Play'),
+    h('label', { title: 'The stored bytes, as recorded' }, orig, ' Original'),
+    ' ',
+    h('label', { title: 'A small copy (640×360, ~0.7 Mbit/s) made for review on a slow link; the original is the evidence' }, proxy, ' Review proxy'));
+}
+
+// clipsSection lists the clips asked for of the recording and, for those
+// who may, asks for one between two marks set at the player's position.
+function clipsSection(rec, player) {
+  const list = h('div', { testid: 'clips' }, h('p', { class: 'muted small' }, 'Loading clips…'));
+  let timer = null;
+  const load = async () => {
+    clearTimeout(timer);
+    let items;
+    try {
+      items = (await api.clips(rec.id)).items || [];
+    } catch (err) {
+      clear(list, h('p', { class: 'muted small' }, `Clips could not be read: ${err.message}`));
+      return;
+    }
+    if (current !== rec.id) return;
+    if (!items.length) {
+      clear(list, h('p', { class: 'muted small', testid: 'no-clips' }, 'No clips.'));
+      return;
+    }
+    clear(list, h('ul', { class: 'clips' }, items.map((c) => h('li', { testid: 'clip', dataset: { job: c.job_id } },
+      h('span', { class: 'mono' }, `${fmtDuration(c.params.from_seconds * 1000)} – ${fmtDuration(c.params.to_seconds * 1000)}`), ' ',
+      c.made
+        ? h('a', { href: c.made.url, target: '_blank', rel: 'noopener', testid: 'clip-play', title: `SHA-256 ${c.made.sha256}` }, 'Play')
+        : badge(c.state, c.state === 'failed' ? 'error' : 'info', { testid: 'clip-state', title: c.error || '' }),
+      c.made ? [' ', h('a', { href: c.made.url + '?download=1', download: `${rec.id}-clip.mp4` }, 'Download')] : null,
+      h('span', { class: 'muted small' }, ` · ${c.requested_by}, ${fmtTime(c.created_at)}`)))));
+    if (items.some((c) => c.state === 'queued' || c.state === 'running')) timer = setTimeout(load, 3000);
+  };
+  let form = null;
+  if (canBookmark && player && typeof player.currentTime === 'number') {
+    let from = null;
+    let to = null;
+    const shown = h('span', { class: 'mono', testid: 'clip-window' }, '—');
+    const make = h('button', { type: 'submit', class: 'btn', testid: 'clip-make', disabled: true }, 'Make clip');
+    const show = () => {
+      shown.textContent = `${from === null ? '…' : fmtDuration(from * 1000)} – ${to === null ? '…' : fmtDuration(to * 1000)}`;
+      make.disabled = from === null || to === null || to <= from;
+    };
+    const mark = (which) => () => {
+      const t = Math.round(player.currentTime * 1000) / 1000;
+      if (which === 'from') from = t; else to = t;
+      show();
+    };
+    form = h('form', { class: 'clip-form', onsubmit: async (ev) => {
+      ev.preventDefault();
+      make.disabled = true;
+      try {
+        await api.addClip(rec.id, from, to);
+        toast('Clip asked for: it is made in the background');
+        load();
+      } catch (err) { toast(`No clip: ${err.message}`, 'error'); }
+      show();
+    } },
+    h('button', { type: 'button', class: 'btn btn-small', testid: 'clip-from', onclick: mark('from'), title: "The clip starts at the player's position" }, 'Mark start'),
+    h('button', { type: 'button', class: 'btn btn-small', testid: 'clip-to', onclick: mark('to'), title: "The clip ends at the player's position" }, 'Mark end'),
+    ' ', shown, ' ', make);
+  }
+  load();
+  return h('section', { class: 'subsection', testid: 'clips-section' }, h('h4', {}, 'Clips'), form, list);
 }
 
 function gapsSection(rec) {

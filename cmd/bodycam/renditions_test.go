@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"image/jpeg"
 	"os"
 	"os/exec"
@@ -23,7 +25,9 @@ import (
 // clip asked for [1 s, 3 s) of media time holds 60 frames, its first and
 // last are the original's frames at those times (ffmpeg's decoding of
 // /media, by PSNR), asking again is the same job, bad windows are refused;
-// the request, the making and the viewings are custody events.
+// a redacted copy (a solid box, a muted second) is black in the box, the
+// original elsewhere, and silent in the muted second; the requests, the
+// making and the viewings are custody events.
 func TestProxyAndClip(t *testing.T) {
 	dataDir := t.TempDir()
 	s := start(t, dataDir, "--segment-duration", "1s")
@@ -72,7 +76,7 @@ func TestProxyAndClip(t *testing.T) {
 		Clip  *struct {
 			URL    string `json:"url"`
 			SHA256 string `json:"sha256"`
-		} `json:"clip"`
+		} `json:"made"`
 	}
 	if code != 202 || json.Unmarshal([]byte(body), &clip) != nil || clip.JobID == "" {
 		t.Fatalf("clip: %d %s", code, body)
@@ -96,7 +100,7 @@ func TestProxyAndClip(t *testing.T) {
 			State string `json:"state"`
 			Clip  *struct {
 				URL string `json:"url"`
-			} `json:"clip"`
+			} `json:"made"`
 		} `json:"items"`
 	}
 	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Items) != 1 || list.Items[0].Clip == nil {
@@ -135,6 +139,71 @@ func TestProxyAndClip(t *testing.T) {
 		t.Fatalf("a clip no job made: %d", code)
 	}
 
+	// A redacted copy: the top-left quarter black from 1 s to the end, the
+	// sound muted from 1 s to 2 s, the mark at the bottom left.
+	const redaction = `{"boxes":[{"from_seconds":1,"style":"solid","keys":[{"at_seconds":1,"x":0,"y":0,"w":0.5,"h":0.5}]}],` +
+		`"mutes":[{"from_seconds":1,"to_seconds":2}]}`
+	if code, body := s.call("POST", "/api/v1/recordings/"+rec.ID+"/redactions", sup, redaction); code != 202 {
+		t.Fatalf("redaction: %d %s", code, body)
+	}
+	for _, bad := range []string{`{}`, `{"boxes":[{"style":"blur","keys":[{"x":0,"y":0,"w":1,"h":1}]}]}`,
+		`{"boxes":[{"style":"solid","keys":[{"x":0.8,"y":0,"w":0.5,"h":1}]}]}`, `{"mutes":[{"from_seconds":2,"to_seconds":1}]}`} {
+		if code, body := s.call("POST", "/api/v1/recordings/"+rec.ID+"/redactions", sup, bad); code != 400 {
+			t.Fatalf("redaction %s: %d %s", bad, code, body)
+		}
+	}
+	s.jobDone(token, rec.ID, "redaction")
+	code, body = s.call("GET", "/api/v1/recordings/"+rec.ID+"/redactions", aud, "")
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Items) != 1 || list.Items[0].Clip == nil {
+		t.Fatalf("redactions: %d %s", code, body)
+	}
+	redacted := get(list.Items[0].Clip.URL, "redacted.mp4")
+	frame := func(file string, at time.Duration) []byte {
+		out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", file, "-ss", fmt.Sprintf("%.3f", at.Seconds()),
+			"-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-").Output()
+		if err != nil || len(out) != 640*360 {
+			t.Fatalf("a frame of %s at %v: %v (%d bytes)", file, at, err, len(out))
+		}
+		return out
+	}
+	at := 2*time.Second - origin
+	red, orig := frame(redacted, at), frame(original, at)
+	var dark, same, n, m float64
+	for y := 0; y < 360; y++ {
+		for x := 0; x < 640; x++ {
+			switch {
+			case x < 310 && y < 170: // inside the box
+				dark += float64(red[y*640+x])
+				n++
+			case x > 330 && y < 300: // away from the box and the mark
+				d := float64(red[y*640+x]) - float64(orig[y*640+x])
+				same += d * d
+				m++
+			}
+		}
+	}
+	if dark/n > 30 || 10*math.Log10(255*255/(same/m+1e-9)) < 28 {
+		t.Fatalf("redacted frame at 2 s: mean %.0f inside the box (want black), PSNR %.1f dB outside it (want >= 28)", dark/n, 10*math.Log10(255*255/(same/m+1e-9)))
+	}
+	pcm, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", redacted, "-vn", "-f", "f32le", "-ac", "1", "-ar", "48000", "-").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The decoded sound starts at the audio stream's first time.
+	audioStart := time.Duration(probeSeconds(t, redacted, "stream=start_time", "-select_streams", "a:0") * float64(time.Second))
+	rms := func(from, to time.Duration) float64 {
+		a, b := int((from-audioStart).Seconds()*48000), int((to-audioStart).Seconds()*48000)
+		var sum float64
+		for i := a; i < b && (i+1)*4 <= len(pcm); i++ {
+			v := float64(math.Float32frombits(uint32(pcm[i*4]) | uint32(pcm[i*4+1])<<8 | uint32(pcm[i*4+2])<<16 | uint32(pcm[i*4+3])<<24))
+			sum += v * v
+		}
+		return math.Sqrt(sum / float64(b-a))
+	}
+	if in, after := rms(1100*time.Millisecond, 1900*time.Millisecond), rms(2200*time.Millisecond, 3500*time.Millisecond); in > 1e-3 || after < 0.03 {
+		t.Fatalf("redacted sound (from %v): RMS %.4f in the muted second, %.4f after it", audioStart, in, after)
+	}
+
 	s.stop()
 	cat, err := catalog.Open(context.Background(), "", dataDir)
 	if err != nil {
@@ -151,8 +220,12 @@ func TestProxyAndClip(t *testing.T) {
 			continue
 		}
 		switch {
-		case e.Action == evidence.ActionDeriveRequest && e.Actor == "sup-r":
+		case e.Action == evidence.ActionDeriveRequest && e.Actor == "sup-r" && strings.HasPrefix(e.Detail, "clip "):
 			count["asked"]++
+		case e.Action == evidence.ActionDeriveRequest && e.Actor == "sup-r" && strings.HasPrefix(e.Detail, "redacted copy "):
+			count["asked redaction"]++
+		case e.Action == evidence.ActionDerived && e.Actor == "sup-r" && strings.HasPrefix(e.Detail, "redaction "):
+			count["made redaction"]++
 		case e.Action == evidence.ActionDerived && e.Actor == "sup-r" && strings.HasPrefix(e.Detail, "clip "):
 			count["made clip"]++
 		case e.Action == evidence.ActionDerived && e.Actor == "jobs" && strings.HasPrefix(e.Detail, "proxy "):
@@ -164,7 +237,7 @@ func TestProxyAndClip(t *testing.T) {
 		}
 	}
 	// Asked twice: the second is the same clip, but the ask is on record.
-	if count["asked"] != 2 || count["made clip"] != 1 || count["made proxy"] != 1 || count["viewed clip"] != 1 || count["viewed proxy"] != 1 {
+	if count["asked"] != 2 || count["asked redaction"] != 1 || count["made redaction"] != 1 || count["made clip"] != 1 || count["made proxy"] != 1 || count["viewed clip"] != 1 || count["viewed proxy"] != 1 {
 		t.Fatalf("custody: %v", count)
 	}
 }
@@ -180,9 +253,9 @@ func ffprobeOf(t *testing.T, file string, args ...string) string {
 }
 
 // probeSeconds is a number of seconds ffprobe gives of a file.
-func probeSeconds(t *testing.T, file, entry string) float64 {
+func probeSeconds(t *testing.T, file, entry string, more ...string) float64 {
 	t.Helper()
-	v, err := strconv.ParseFloat(ffprobeOf(t, file, "-show_entries", entry), 64)
+	v, err := strconv.ParseFloat(ffprobeOf(t, file, append(more, "-show_entries", entry)...), 64)
 	if err != nil {
 		t.Fatalf("ffprobe %s %s: %v", file, entry, err)
 	}

@@ -93,8 +93,19 @@ func renderer() derive.Renderer {
 		for i, ob := range objects {
 			obs[i] = transcode.Object{Key: ob.Key, Size: ob.Size}
 		}
-		info, err := transcode.Render(ctx, src, obs, transcode.RenderOptions{From: o.From, To: o.To, Width: o.Width,
-			VideoBitrate: o.VideoBitrate, AudioBitrate: o.AudioBitrate, Preset: o.Preset}, w)
+		ro := transcode.RenderOptions{From: o.From, To: o.To, Width: o.Width,
+			VideoBitrate: o.VideoBitrate, AudioBitrate: o.AudioBitrate, Preset: o.Preset, Mark: o.Mark}
+		for _, b := range o.Boxes {
+			box := transcode.Box{From: b.From, To: b.To, Solid: b.Solid}
+			for _, k := range b.Keys {
+				box.Keys = append(box.Keys, transcode.BoxKey{At: k.At, X: k.X, Y: k.Y, W: k.W, H: k.H})
+			}
+			ro.Boxes = append(ro.Boxes, box)
+		}
+		for _, m := range o.Mutes {
+			ro.Mutes = append(ro.Mutes, transcode.Window{From: m.From, To: m.To})
+		}
+		info, err := transcode.Render(ctx, src, obs, ro, w)
 		if errors.Is(err, transcode.ErrNoVideo) || errors.Is(err, transcode.ErrUnreadable) || errors.Is(err, transcode.ErrNothingRendered) {
 			err = jobs.Permanent(err)
 		}
