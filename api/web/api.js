@@ -101,6 +101,8 @@ export const api = {
   // proxyURL: the review proxy (640×360, small), made when the recording closed.
   proxyURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/media?rendition=proxy',
   clips: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/clips'),
+  redactions: (id) => getJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/redactions'),
+  addRedaction: (id, body) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/redactions', body),
   addClip: (id, fromSeconds, toSeconds) => postJSON('/api/v1/recordings/' + encodeURIComponent(id) + '/clips', { from_seconds: fromSeconds, to_seconds: toSeconds }),
   // thumbnails: one per segment, each with its time and URL (a job makes
   // them when the recording is closed); spriteIndex: the timeline

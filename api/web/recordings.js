@@ -7,7 +7,10 @@
 // dock uploaded (kind "upload": its origin, the file as uploaded, and the
 // recordings of the same event, when the server says them). A stream
 // recording plays as stored or as its review proxy (small, for a slow
-// link), and clips of it are asked for between two marks of the player.
+// link), and clips of it are asked for between two marks of the player. A
+// redacted copy is asked for from boxes drawn on the paused picture (moved
+// at later times: positions in between follow a straight line, as the
+// server draws them) and spans of sound to mute, previewed over the player.
 
 import { api, ApiError } from './api.js';
 import { h, icon, badge, stateBadge, hashButton, fmtTime, fmtDuration, fmtBytes, fmtClock, clear, toast } from './ui.js';
@@ -234,15 +237,17 @@ function renderDetail(rec) {
         title: 'The audit report: the recording\'s custody history as a signed PDF (README, "Audit reports")' }, icon('list'), 'Audit report'),
       h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Close the recording', title: 'Close (Esc)', onclick: closeDetail }, icon('close'))));
 
+  const playerBox = h('div', { class: 'player' }, video);
   clear(els.detail,
     header,
     h('div', { class: 'detail-body' },
-      h('div', { class: 'player' }, video),
+      playerBox,
       h('div', { class: 'detail-side' }, factsList(rec), retentionSection(rec), originSection(rec), result)),
     timelineSection(rec, video),
     !uploaded && hasMedia ? renditionSection(rec, video) : null,
     bookmarksSection(rec, video),
     !uploaded && hasMedia ? clipsSection(rec, video) : null,
+    !uploaded && hasMedia ? redactSection(rec, video, playerBox) : null,
     gapsSection(rec),
     segmentsSection(rec));
 }
@@ -497,34 +502,49 @@ function renditionSection(rec, player) {
     h('label', { title: 'A small copy (640×360, ~0.7 Mbit/s) made for review on a slow link; the original is the evidence' }, proxy, ' Review proxy'));
 }
 
-// clipsSection lists the clips asked for of the recording and, for those
-// who may, asks for one between two marks set at the player's position.
-function clipsSection(rec, player) {
-  const list = h('div', { testid: 'clips' }, h('p', { class: 'muted small' }, 'Loading clips…'));
+// askedList lists the copies of one kind asked for of the recording (its
+// jobs' states, and once made a link and "Play here", which plays it in the
+// recording's player), again every 3 s while one is being made. It returns
+// the list's element and a function that reloads it.
+function askedList(rec, player, { name, fetch, describe }) {
+  const list = h('div', { testid: `${name}s` }, h('p', { class: 'muted small' }, `Loading ${name}s…`));
   let timer = null;
   const load = async () => {
     clearTimeout(timer);
     let items;
     try {
-      items = (await api.clips(rec.id)).items || [];
+      items = (await fetch(rec.id)).items || [];
     } catch (err) {
-      clear(list, h('p', { class: 'muted small' }, `Clips could not be read: ${err.message}`));
+      clear(list, h('p', { class: 'muted small' }, `Could not be read: ${err.message}`));
       return;
     }
     if (current !== rec.id) return;
     if (!items.length) {
-      clear(list, h('p', { class: 'muted small', testid: 'no-clips' }, 'No clips.'));
+      clear(list, h('p', { class: 'muted small', testid: `no-${name}s` }, 'None asked for.'));
       return;
     }
-    clear(list, h('ul', { class: 'clips' }, items.map((c) => h('li', { testid: 'clip', dataset: { job: c.job_id } },
-      h('span', { class: 'mono' }, `${fmtDuration(c.params.from_seconds * 1000)} – ${fmtDuration(c.params.to_seconds * 1000)}`), ' ',
+    clear(list, h('ul', { class: 'clips' }, items.map((c) => h('li', { testid: name, dataset: { job: c.job_id, state: c.state } },
+      h('span', { class: 'mono' }, describe(c.params || {})), ' ',
       c.made
-        ? h('a', { href: c.made.url, target: '_blank', rel: 'noopener', testid: 'clip-play', title: `SHA-256 ${c.made.sha256}` }, 'Play')
-        : badge(c.state, c.state === 'failed' ? 'error' : 'info', { testid: 'clip-state', title: c.error || '' }),
-      c.made ? [' ', h('a', { href: c.made.url + '?download=1', download: `${rec.id}-clip.mp4` }, 'Download')] : null,
+        ? [h('a', { href: c.made.url, target: '_blank', rel: 'noopener', testid: `${name}-play`, title: `SHA-256 ${c.made.sha256}` }, 'Open'), ' ',
+          h('button', { type: 'button', class: 'btn btn-small', testid: `${name}-play-here`, onclick: () => {
+            player.src = c.made.url;
+            player.play().catch(() => {});
+          } }, 'Play here'), ' ',
+          h('a', { href: c.made.url + '?download=1', download: `${rec.id}-${name}.mp4` }, 'Download')]
+        : badge(c.state, c.state === 'failed' ? 'error' : 'info', { testid: `${name}-state`, title: c.error || '' }),
       h('span', { class: 'muted small' }, ` · ${c.requested_by}, ${fmtTime(c.created_at)}`)))));
     if (items.some((c) => c.state === 'queued' || c.state === 'running')) timer = setTimeout(load, 3000);
   };
+  load();
+  return { list, load };
+}
+
+// clipsSection lists the clips asked for of the recording and, for those
+// who may, asks for one between two marks set at the player's position.
+function clipsSection(rec, player) {
+  const { list, load } = askedList(rec, player, { name: 'clip', fetch: api.clips,
+    describe: (p) => `${fmtDuration(p.from_seconds * 1000)} – ${fmtDuration(p.to_seconds * 1000)}` });
   let form = null;
   if (canBookmark && player && typeof player.currentTime === 'number') {
     let from = null;
@@ -554,9 +574,175 @@ function clipsSection(rec, player) {
     h('button', { type: 'button', class: 'btn btn-small', testid: 'clip-to', onclick: mark('to'), title: "The clip ends at the player's position" }, 'Mark end'),
     ' ', shown, ' ', make);
   }
-  load();
   return h('section', { class: 'subsection', testid: 'clips-section' }, h('h4', {}, 'Clips'), form, list);
 }
+
+// videoRect is where the picture is inside the player (letterboxed).
+function videoRect(v) {
+  const W = v.clientWidth;
+  const H = v.clientHeight;
+  const vw = v.videoWidth || 16;
+  const vh = v.videoHeight || 9;
+  const s = Math.min(W / vw, H / vh);
+  return { x: (W - vw * s) / 2, y: (H - vh * s) / 2, w: vw * s, h: vh * s };
+}
+
+// boxAt is where a box is at t (linear between its keys, held before the
+// first and after the last), or null when it hides nothing then: as the
+// server draws it.
+function boxAt(b, t) {
+  if (t < b.from || (b.to && t >= b.to) || !b.keys.length) return null;
+  const keys = [...b.keys].sort((p, q) => p.at - q.at);
+  const i = keys.findIndex((k) => k.at > t);
+  if (i === 0) return keys[0];
+  if (i === -1) return keys[keys.length - 1];
+  const a = keys[i - 1];
+  const c = keys[i];
+  const f = (t - a.at) / (c.at - a.at);
+  const lerp = (x, y) => x + (y - x) * f;
+  return { x: lerp(a.x, c.x), y: lerp(a.y, c.y), w: lerp(a.w, c.w), h: lerp(a.h, c.h) };
+}
+
+// redactSection is the redaction editor. "Draw a box" lets the next drag
+// on the picture make a box that hides from the player's position on; a
+// box chosen in the list takes its next drag as its position at that
+// moment. Boxes are previewed over the player as it plays; spans of sound
+// are muted between two presses; "Make redacted copy" asks the server.
+function redactSection(rec, player, playerBox) {
+  const { list, load } = askedList(rec, player, { name: 'redaction', fetch: api.redactions,
+    describe: (p) => `${(p.boxes || []).length} box(es), ${(p.mutes || []).length} muted span(s)` });
+  const title = h('h4', {}, 'Redacted copies ', h('span', { class: 'muted hint' }, 'boxes are drawn by hand; the original never changes'));
+  if (!canBookmark) return h('section', { class: 'subsection', testid: 'redact-section' }, title, list);
+  const boxes = [];
+  const mutes = [];
+  let chosen = -1;
+  let drawing = false;
+  const overlay = h('div', { class: 'redact-overlay', testid: 'redact-overlay' });
+  playerBox.append(overlay);
+  const now = () => Math.round((player.currentTime || 0) * 1000) / 1000;
+  const frac = (ev) => {
+    const r = videoRect(player);
+    const b = overlay.getBoundingClientRect();
+    return { x: Math.min(1, Math.max(0, (ev.clientX - b.left - r.x) / r.w)), y: Math.min(1, Math.max(0, (ev.clientY - b.top - r.y) / r.h)) };
+  };
+  const draw = () => {
+    const r = videoRect(player);
+    const t = player.currentTime || 0;
+    clear(overlay, ...boxes.map((b, i) => {
+      const k = boxAt(b, t);
+      if (!k) return null;
+      const el = h('div', { class: `redact-box ${b.style}${i === chosen ? ' chosen' : ''}`, testid: 'redact-preview' }, String(i + 1));
+      Object.assign(el.style, { left: `${r.x + k.x * r.w}px`, top: `${r.y + k.y * r.h}px`, width: `${k.w * r.w}px`, height: `${k.h * r.h}px` });
+      return el;
+    }));
+  };
+  for (const ev of ['timeupdate', 'seeked', 'loadedmetadata', 'pause', 'play']) player.addEventListener(ev, draw);
+  (function tick() {
+    if (!overlay.isConnected) return;
+    if (!player.paused) draw();
+    requestAnimationFrame(tick);
+  })();
+  let start = null;
+  let rubber = null;
+  const place = (el, p, q) => {
+    const r = videoRect(player);
+    Object.assign(el.style, { left: `${r.x + Math.min(p.x, q.x) * r.w}px`, top: `${r.y + Math.min(p.y, q.y) * r.h}px`,
+      width: `${Math.abs(p.x - q.x) * r.w}px`, height: `${Math.abs(p.y - q.y) * r.h}px` });
+  };
+  const drawBtn = h('button', { type: 'button', class: 'btn btn-small', testid: 'redact-draw',
+    title: "Drag on the picture: a new box from here on, or the chosen box's position at this moment" }, 'Draw a box');
+  const setDrawing = (on) => {
+    drawing = on;
+    overlay.classList.toggle('drawing', on);
+    drawBtn.classList.toggle('active', on);
+  };
+  overlay.addEventListener('pointerdown', (ev) => {
+    if (!drawing) return;
+    ev.preventDefault();
+    player.pause();
+    start = frac(ev);
+    rubber = h('div', { class: 'redact-box rubber' });
+    overlay.append(rubber);
+    overlay.setPointerCapture(ev.pointerId);
+  });
+  overlay.addEventListener('pointermove', (ev) => { if (start) place(rubber, start, frac(ev)); });
+  overlay.addEventListener('pointerup', (ev) => {
+    if (!start) return;
+    const p = frac(ev);
+    const key = { at: now(), x: Math.min(p.x, start.x), y: Math.min(p.y, start.y), w: Math.abs(p.x - start.x), h: Math.abs(p.y - start.y) };
+    start = null;
+    if (key.w > 0.005 && key.h > 0.005) {
+      if (chosen >= 0) {
+        const b = boxes[chosen];
+        b.keys = b.keys.filter((k) => k.at !== key.at).concat([key]);
+        if (key.at < b.from) b.from = key.at;
+      } else {
+        boxes.push({ style: 'pixelate', from: key.at, to: 0, keys: [key] });
+        chosen = boxes.length - 1;
+      }
+    }
+    setDrawing(false);
+    show();
+    draw();
+  });
+  drawBtn.addEventListener('click', () => {
+    if (!drawing) chosen = -1;
+    setDrawing(!drawing);
+    draw();
+  });
+  let muteFrom = null;
+  const muteBtn = h('button', { type: 'button', class: 'btn btn-small', testid: 'redact-mute',
+    title: 'Mute the sound from here; press again where the muting ends' }, 'Mute from here');
+  muteBtn.addEventListener('click', () => {
+    if (muteFrom === null) {
+      muteFrom = now();
+      muteBtn.textContent = 'Mute to here';
+      return;
+    }
+    const to = now();
+    if (to > muteFrom) mutes.push({ from: muteFrom, to });
+    muteFrom = null;
+    muteBtn.textContent = 'Mute from here';
+    show();
+  });
+  const items = h('div', { testid: 'redact-items' });
+  const make = h('button', { type: 'button', class: 'btn btn-primary btn-small', testid: 'redact-make', disabled: true }, 'Make redacted copy');
+  const show = () => {
+    make.disabled = !boxes.length && !mutes.length;
+    clear(items, h('ul', { class: 'clips' },
+      boxes.map((b, i) => h('li', { testid: 'redact-box', class: i === chosen ? 'selected' : '' },
+        h('button', { type: 'button', class: 'link', title: 'Choose it: the next drag on the picture is its position at that moment',
+          onclick: () => { chosen = i; setDrawing(true); show(); draw(); } }, `Box ${i + 1}`),
+        h('select', { 'aria-label': `Box ${i + 1} style`, testid: 'redact-style', onchange: (ev) => { b.style = ev.target.value; draw(); } },
+          h('option', { value: 'pixelate', selected: b.style === 'pixelate' }, 'pixelate'),
+          h('option', { value: 'solid', selected: b.style === 'solid' }, 'solid')),
+        h('span', { class: 'mono small' }, ` ${fmtDuration(b.from * 1000)} – ${b.to ? fmtDuration(b.to * 1000) : 'end'}, ${b.keys.length} position(s) `),
+        h('button', { type: 'button', class: 'btn btn-small', title: "The box hides from the player's position",
+          onclick: () => { b.from = now(); show(); draw(); } }, 'From here'),
+        h('button', { type: 'button', class: 'btn btn-small', title: "The box hides until the player's position",
+          onclick: () => { if (now() > b.from) b.to = now(); show(); draw(); } }, 'To here'),
+        h('button', { type: 'button', class: 'btn btn-ghost btn-small', onclick: () => { boxes.splice(i, 1); chosen = -1; show(); draw(); } }, 'Remove'))),
+      mutes.map((m, i) => h('li', { testid: 'redact-muted' }, h('span', { class: 'mono small' }, `Muted ${fmtDuration(m.from * 1000)} – ${fmtDuration(m.to * 1000)} `),
+        h('button', { type: 'button', class: 'btn btn-ghost btn-small', onclick: () => { mutes.splice(i, 1); show(); } }, 'Remove')))));
+  };
+  make.addEventListener('click', async () => {
+    make.disabled = true;
+    try {
+      await api.addRedaction(rec.id, {
+        boxes: boxes.map((b) => ({ from_seconds: b.from, to_seconds: b.to, style: b.style,
+          keys: b.keys.map((k) => ({ at_seconds: k.at, x: k.x, y: k.y, w: k.w, h: k.h })) })),
+        mutes: mutes.map((m) => ({ from_seconds: m.from, to_seconds: m.to })),
+      });
+      toast('Redacted copy asked for: it is made in the background');
+      load();
+    } catch (err) { toast(`No redacted copy: ${err.message}`, 'error'); }
+    make.disabled = false;
+  });
+  show();
+  return h('section', { class: 'subsection', testid: 'redact-section' }, title,
+    h('div', { class: 'clip-form' }, drawBtn, muteBtn, make), items, list);
+}
+
 
 function gapsSection(rec) {
   return h('section', { class: 'subsection', testid: 'gaps' },
