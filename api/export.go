@@ -1,12 +1,15 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/derive"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/export"
 )
@@ -37,6 +40,15 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	chosen, err := parseCopies(r.URL.Query().Get("copies"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if chosen != nil && s.o.Jobs == nil {
+		writeError(w, http.StatusServiceUnavailable, "this server keeps no derived copies; export without copies")
+		return
+	}
 	var recs []export.RecordingData
 	var ids []string
 	for _, l := range links {
@@ -62,8 +74,26 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 			s.internal(w, r, err)
 			return
 		}
-		recs = append(recs, export.RecordingData{Recording: rec, Segments: segs, Gaps: gaps})
+		var copies []export.Copy
+		if chosen != nil {
+			derived, err := s.o.Jobs.Derived(ctx, rec.ID)
+			if err != nil {
+				s.internal(w, r, err)
+				return
+			}
+			copies = chosen.pick(derived)
+		}
+		recs = append(recs, export.RecordingData{Recording: rec, Segments: segs, Gaps: gaps, Copies: copies})
 		ids = append(ids, rec.ID)
+	}
+	if missing := chosen.unmatched(); len(missing) > 0 {
+		writeError(w, http.StatusBadRequest, "no derived copy of a recording in this case was made by job "+strings.Join(missing, ", ")+
+			" (a clip, redacted copy or proxy of one of its recordings, made)")
+		return
+	}
+	ncopies := 0
+	for _, rd := range recs {
+		ncopies += len(rd.Copies)
 	}
 	same, err := s.o.Catalog.SameEvents(ctx, ids)
 	if err != nil {
@@ -86,7 +116,7 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	name := "case-" + c.ID + ".zip"
 	if err := s.record(r, evidence.CustodyEvent{At: at, Action: evidence.ActionExport, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
-		Detail: fmt.Sprintf("court export %s: %d recording(s) %s", name, len(ids), strings.Join(ids, ", "))}); err != nil {
+		Detail: fmt.Sprintf("court export %s: %d recording(s) %s%s", name, len(ids), strings.Join(ids, ", "), copiesText(recs, ncopies))}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the export cannot be recorded in the custody ledger now; refused")
 		return
 	}
@@ -129,4 +159,89 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// exportable are the kinds of derived copies an export may carry: one
+// video each, with its own provenance record.
+var exportable = []string{derive.KindRedaction, derive.KindClip, derive.KindProxy}
+
+// copyChoice is what ?copies= chose: kinds (every copy of that kind of the
+// exported recordings) and job ids (the copy that job made).
+type copyChoice struct {
+	kinds map[string]bool
+	jobs  map[string]bool // job id -> matched
+}
+
+// parseCopies reads ?copies=: a comma-separated list of kinds (redaction,
+// clip, proxy) and job ids. Empty: no copies (nil).
+func parseCopies(v string) (*copyChoice, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	c := &copyChoice{kinds: map[string]bool{}, jobs: map[string]bool{}}
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "":
+		case slices.Contains(exportable, item):
+			c.kinds[item] = true
+		case len(item) <= 64 && evidence.ValidateDeviceID(item) == nil:
+			c.jobs[item] = false
+		default:
+			return nil, fmt.Errorf("copies: %q is neither a kind (%s) nor a job id", item, strings.Join(exportable, ", "))
+		}
+	}
+	if len(c.jobs) > 1000 {
+		return nil, errors.New("copies: at most 1000 job ids")
+	}
+	return c, nil
+}
+
+// pick is what the choice takes of a recording's derived objects.
+func (c *copyChoice) pick(derived []catalog.Derived) []export.Copy {
+	var out []export.Copy
+	for _, d := range derived {
+		if !slices.Contains(exportable, d.Kind) || d.ProvenanceKey == "" {
+			continue
+		}
+		_, byJob := c.jobs[d.JobID]
+		if !c.kinds[d.Kind] && !byJob {
+			continue
+		}
+		if byJob {
+			c.jobs[d.JobID] = true
+		}
+		out = append(out, export.Copy{Kind: d.Kind, Key: d.Key, SHA256: d.SHA256, Size: d.Size, ProvenanceKey: d.ProvenanceKey, JobID: d.JobID})
+	}
+	return out
+}
+
+// unmatched are the job ids that chose no copy.
+func (c *copyChoice) unmatched() []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for id, ok := range c.jobs {
+		if !ok {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// copiesText says in a custody detail which derived copies went with an
+// export.
+func copiesText(recs []export.RecordingData, n int) string {
+	if n == 0 {
+		return ""
+	}
+	var parts []string
+	for _, r := range recs {
+		for _, c := range r.Copies {
+			parts = append(parts, c.Kind+" "+c.Key+" (sha256 "+c.SHA256+")")
+		}
+	}
+	return fmt.Sprintf("; with %d derived copies: %s", n, strings.Join(parts, ", "))
 }

@@ -21,6 +21,8 @@
 //	recordings/<id>/original.<ext>   an uploaded recording's one object: the recorder's file, byte for byte
 //	recordings/<id>/receipt.json     its signed receipt (what the dock was given), and its raw signature
 //	recordings/<id>/receipt.json.sig
+//	recordings/<id>/copies/<file>    derived copies chosen for the export (redacted copies, clips), as stored,
+//	recordings/<id>/copies/<file>.provenance.json  with their signed provenance records (and .sig)
 //	SHA256SUMS                       sha256sum lines of every file above
 //	SHA256SUMS.sig                   raw Ed25519 signature of SHA256SUMS
 //
@@ -85,6 +87,9 @@ type RecordingData struct {
 	// a stream and an uploaded file of it that are both in the export are
 	// listed as a pair, the uploaded original the primary copy.
 	SameEvent []string
+	// Copies are derived copies chosen to go with it (redacted copies,
+	// clips), each with its signed provenance record.
+	Copies []Copy
 }
 
 // ReceiptFile is the file name of an uploaded recording's receipt.
@@ -227,6 +232,8 @@ type recordingFile struct {
 	Gaps      []evidence.ManifestGap `json:"gaps"`
 	Links     []linkInfo             `json:"links"`
 	Derived   *derivedInfo           `json:"derived"`
+	// Copies are the derived copies chosen for the export, in copies/.
+	Copies []copyInfo `json:"copies,omitempty"`
 	// For an uploaded file: its origin (as the signed manifest has it),
 	// its signed receipt, and whether it is the primary copy of an event
 	// a stream recording in this export also holds (SameEvent: those).
@@ -429,7 +436,7 @@ func (c *CaseData) check() (map[string]ed25519.PublicKey, error) {
 		if r.Recording.ManifestKey == "" {
 			return nil, fmt.Errorf("export: recording %s has no signed manifest yet (still recording?)", id)
 		}
-		files := map[string]bool{"recording.json": true, "derived": true, ReceiptFile: true, ReceiptFile + ".sig": true,
+		files := map[string]bool{"recording.json": true, "derived": true, CopiesDir: true, ReceiptFile: true, ReceiptFile + ".sig": true,
 			ObjectFile(r.Recording.ManifestKey): true, ObjectFile(r.Recording.ManifestKey) + ".sig": true}
 		base := firstSeq(r.Recording.Kind)
 		for i, s := range r.Segments {
@@ -477,7 +484,11 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 	mkeys := make([]string, len(c.Recordings))
 	origins := make([]*evidence.ManifestOrigin, len(c.Recordings))
 	receipts := make([]signedReceipt, len(c.Recordings))
+	copies := make([][]signedCopy, len(c.Recordings))
 	for i, r := range c.Recordings {
+		if copies[i], err = readCopies(ctx, src, keys, r); err != nil {
+			return err
+		}
 		if manifests[i], err = readSmall(ctx, src, r.Recording.ManifestKey); err != nil {
 			return err
 		}
@@ -548,7 +559,7 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 		}
 	}
 	for i, r := range c.Recordings {
-		if err := z.recording(ctx, src, c, r, manifests[i], sigs[i], mkeys[i], origins[i], receipts[i]); err != nil {
+		if err := z.recording(ctx, src, c, r, manifests[i], sigs[i], mkeys[i], origins[i], receipts[i], copies[i]); err != nil {
 			return err
 		}
 	}
@@ -574,7 +585,7 @@ func Write(ctx context.Context, w io.Writer, src Source, c CaseData) error {
 
 // recording writes one recording's directory.
 func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r RecordingData, manifest, sig []byte, manifestKeyID string,
-	origin *evidence.ManifestOrigin, receipt signedReceipt) error {
+	origin *evidence.ManifestOrigin, receipt signedReceipt, copies []signedCopy) error {
 	dir := "recordings/" + r.Recording.ID + "/"
 	concat := sha256.New()
 	var madeFrom []string
@@ -668,6 +679,10 @@ func (z *zipWriter) recording(ctx context.Context, src Source, c CaseData, r Rec
 		}
 		z.list(dir+"derived/playable.mp4", sum)
 		rf.Derived = &derivedInfo{File: "derived/playable.mp4", SHA256: want, Size: size, MadeFrom: madeFrom, Note: DerivedNote}
+	}
+	var err error
+	if rf.Copies, err = z.copies(ctx, src, dir, copies); err != nil {
+		return err
 	}
 	return z.put(dir+"recording.json", jsonBytes(rf))
 }

@@ -70,6 +70,11 @@ func readme(c CaseData, keyIDs, manifestKeys []string, origins []*evidence.Manif
 	p("                                any player plays it)")
 	p("    receipt.json                the receipt the server signed when it stored the")
 	p("    receipt.json.sig            file (what the dock kept), and its raw signature")
+	p("    copies/                     DERIVED copies chosen for this export (redacted")
+	p("                                copies, clips), each with its provenance record")
+	p("                                (<name>.provenance.json and .sig) signed by the")
+	p("                                server: the original objects it was made from and")
+	p("                                their SHA-256, what was done, every parameter")
 	p("  SHA256SUMS          the SHA-256 of every file above")
 	p("  SHA256SUMS.sig      the raw Ed25519 signature of SHA256SUMS by key %s", signer)
 	p("")
@@ -208,6 +213,22 @@ func readme(c CaseData, keyIDs, manifestKeys []string, origins []*evidence.Manif
 			p("")
 			p("     cat %s%s %s[0-9]*.m4s | sha256sum", d, ObjectFile(r.Segments[0].Key), d)
 			p("     sha256sum %sderived/playable.mp4", d)
+		}
+	}
+	copies := false
+	for _, r := range c.Recordings {
+		for _, cp := range r.Copies {
+			if !copies {
+				p("")
+				p("      A copy in copies/ is checked by its provenance record: its signature, that")
+				p("      its output is the copy (sha256) and its sources are objects listed above:")
+				copies = true
+			}
+			d := "recordings/" + r.Recording.ID + "/" + CopiesDir + "/"
+			pr := ObjectFile(cp.ProvenanceKey)
+			p("")
+			p("     sha256sum %s%s    # = output.sha256 in %s", d, ObjectFile(cp.Key), pr)
+			p("     openssl pkeyutl -verify -pubin -inkey keys/<signing_key_id in it>.pem -rawin -in %s%s -sigfile %s%s.sig", d, pr, d, pr)
 		}
 	}
 	p("")

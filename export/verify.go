@@ -58,6 +58,7 @@ type Checked struct {
 	Segments      int   `json:"segments"`
 	ChainLinks    int   `json:"chain_links"`
 	Derived       int   `json:"derived"`
+	Copies        int   `json:"copies"` // derived copies with their provenance checked
 	Receipts      int   `json:"receipts"`
 	CustodyEvents int   `json:"custody_events"`
 }
@@ -841,6 +842,7 @@ func (v *verifier) checkRecording(id string, chain map[string]map[int64]linkRef)
 			}
 		}
 		v.checkDerived(dir, rf, segs)
+		v.checkCopies(dir, rf, segs)
 	}
 	return joins
 }

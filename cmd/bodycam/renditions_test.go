@@ -27,7 +27,8 @@ import (
 // /media, by PSNR), asking again is the same job, bad windows are refused;
 // a redacted copy (a solid box, a muted second) is black in the box, the
 // original elsewhere, and silent in the muted second; the requests, the
-// making and the viewings are custody events.
+// making and the viewings are custody events; a court export carries the
+// redacted copy and the clip, and bodycam verify checks their provenance.
 func TestProxyAndClip(t *testing.T) {
 	dataDir := t.TempDir()
 	s := start(t, dataDir, "--segment-duration", "1s")
@@ -202,6 +203,35 @@ func TestProxyAndClip(t *testing.T) {
 	}
 	if in, after := rms(1100*time.Millisecond, 1900*time.Millisecond), rms(2200*time.Millisecond, 3500*time.Millisecond); in > 1e-3 || after < 0.03 {
 		t.Fatalf("redacted sound (from %v): RMS %.4f in the muted second, %.4f after it", audioStart, in, after)
+	}
+
+	// A court export with the redacted copy and the clip: bodycam verify
+	// checks each copy's provenance offline.
+	s.roleToken(token, "off-r", "officer")
+	if code, body := s.call("POST", "/api/v1/cases", sup, `{"id":"C-R","title":"Release","officer":"off-r"}`); code != 201 {
+		t.Fatalf("file case: %d %s", code, body)
+	}
+	if code, body := s.call("POST", "/api/v1/cases/C-R/evidence", sup, `{"recording_id":"`+rec.ID+`"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	if code, body := s.call("GET", "/api/v1/cases/C-R/export?copies=nope-job", aud, ""); code != 400 {
+		t.Fatalf("export with a job that made no copy: %d %s", code, body)
+	}
+	code, zipBody := s.call("GET", "/api/v1/cases/C-R/export?copies=redaction,"+clip.JobID, aud, "")
+	if code != 200 {
+		t.Fatalf("export: %d %.300s", code, zipBody)
+	}
+	zipPath := filepath.Join(dir, "case.zip")
+	os.WriteFile(zipPath, []byte(zipBody), 0o600)
+	vcode, out := runBinary(t, "verify", zipPath, "--json")
+	var rep struct {
+		OK      bool `json:"ok"`
+		Checked struct {
+			Copies int `json:"copies"`
+		} `json:"checked"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); vcode != 0 || err != nil || !rep.OK || rep.Checked.Copies != 2 {
+		t.Fatalf("bodycam verify of the export with 2 copies: exit %d, %v\n%s", vcode, err, out)
 	}
 
 	s.stop()
