@@ -6,6 +6,7 @@ import { api, onUnauthorized } from './api.js';
 import { fmtClock, fmtAgo, toast } from './ui.js';
 import { initLive, startLive, stopLive, closeAll, resetLive, setDevices, setLiveCaps } from './live.js';
 import { initRecordings, setRecordingDevices, setRecordingCaps, refreshIfShown, handleEscape, openRecording } from './recordings.js';
+import { closeSync } from './sync.js';
 import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.js';
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
 import { initUploads, setUploadsCaps, setUploadDevices, startUploads, stopUploads, resetUploads } from './uploads.js';
@@ -293,6 +294,7 @@ function keys(ev) {
   const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement || t.isContentEditable;
   if (ev.key === 'Escape') {
     if (document.fullscreenElement) return;
+    if (closeSync()) { ev.preventDefault(); return; }
     if (view === 'recordings' && handleEscape()) ev.preventDefault();
     if (view === 'cases' && !typing && handleCasesEscape()) ev.preventDefault();
     return;

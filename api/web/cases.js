@@ -5,6 +5,7 @@
 
 import { api } from './api.js';
 import { h, icon, badge, fmtTime, clear, toast } from './ui.js';
+import { openSync } from './sync.js';
 
 // The workflow, in order; no step can be skipped or undone.
 export const STATES = ['filed', 'investigating', 'under_review', 'decided', 'closed', 'archived'];
@@ -180,6 +181,11 @@ function renderDetail(c) {
       c.title ? h('span', { class: 'case-title-text', title: c.title }, c.title) : null),
     h('div', { class: 'detail-actions' },
       custodyBtn,
+      (c.evidence || []).some((l) => l.active)
+        ? h('button', { type: 'button', class: 'btn', testid: 'case-sync', title: "The case's recordings side by side, played together by their recorded times",
+          onclick: () => openSync(`case ${c.id}`, [...new Set((c.evidence || []).filter((l) => l.active).map((l) => l.recording_id))], { onOpenRecording }) },
+        icon('play'), 'Play together')
+        : null,
       h('a', { class: 'btn', testid: 'case-export', href: exportURL, download: `case-${c.id}.zip`,
         title: 'The court export: a zip checked offline with `bodycam verify` (recorded in the custody ledger)' }, icon('download'), 'Export'),
       h('a', { class: 'btn', testid: 'case-audit', href: api.caseAuditURL(c.id), download: `audit-case-${c.id}.pdf`,

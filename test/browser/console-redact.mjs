@@ -24,6 +24,7 @@ const USER = env('BODYCAM_USER'); // a supervisor
 const PASSWORD = env('BODYCAM_PASSWORD');
 const DEVICE = env('BODYCAM_DEVICE');
 const RECORDING = env('BODYCAM_RECORDING');
+const CASE = env('BODYCAM_CASE'); // a case with two cameras' recordings of one incident
 const CHROMIUM = env('BODYCAM_CHROMIUM', '/usr/bin/chromium');
 const OUT = env('BODYCAM_OUT', join(here, 'out'));
 const DEADLINE_MS = Number(env('BODYCAM_TIMEOUT_MS', '150000'));
@@ -181,6 +182,30 @@ async function main() {
   const seen = await brightness(video, 2, box);
   ok(seen.inside < 30 && seen.outside > 60, 'the redacted copy is black inside the box and not outside it', seen);
   await page.screenshot({ path: join(OUT, 'redaction.png'), fullPage: true });
+
+  // Play together: the case's two cameras on one clock.
+  await page.click(tid('tab-cases'));
+  await page.locator(tid('case-item', `[data-case="${CASE}"]`)).locator('button').first().click();
+  await page.locator(tid('case-sync')).click();
+  const view = page.locator(tid('sync-view'));
+  await view.waitFor({ state: 'visible' });
+  const syncTiles = view.locator(tid('sync-tile'));
+  ok(await syncTiles.count() === 2, 'Play together shows the case\'s two cameras', await syncTiles.count());
+  await until('both players to have a picture', () => syncTiles.evaluateAll((ts) => ts.every((t) => t.querySelector('video').readyState >= 2)), 15000);
+  await view.locator(tid('sync-play')).click();
+  // In step: each player's moment (its start plus its position) is the
+  // same wall time, within the drift allowed, once both are playing.
+  const stepped = await until('both cameras to play in step', () => syncTiles.evaluateAll((ts) => {
+    const at = ts.map((t) => ({ wall: Number(t.dataset.start) + t.querySelector('video').currentTime * 1000,
+      playing: !t.querySelector('video').paused, idle: t.classList.contains('idle') }));
+    const live = at.filter((a) => !a.idle);
+    return live.length === 2 && live.every((a) => a.playing) && Math.abs(live[0].wall - live[1].wall) < 500 && at;
+  }), 20000, 250);
+  ok(true, 'the two cameras play in step by their recorded times', stepped);
+  await page.screenshot({ path: join(OUT, 'sync.png') });
+  await page.keyboard.press('Escape');
+  await view.waitFor({ state: 'detached' });
+  ok(true, 'Esc closes the view');
 
   ok(problems.length === 0, 'no CSP violations or script errors in the page', problems);
   console.log(`# passed ${passed} checks`);
