@@ -18,6 +18,7 @@ import (
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/password"
+	"github.com/bodycam/bodycam/storage"
 )
 
 // Catalog is what linking needs from the system of record.
@@ -32,6 +33,9 @@ type Catalog interface {
 	EvidenceLink(ctx context.Context, id string) (evidence.EvidenceLink, error)
 	EvidenceLinks(ctx context.Context, caseID, recordingID string) ([]evidence.EvidenceLink, error)
 	SetRecordingCase(ctx context.Context, id, caseID string) error
+	// Derived lists what jobs derived from a recording: held and released
+	// with it.
+	Derived(ctx context.Context, recordingID string) ([]catalog.Derived, error)
 }
 
 // Holds places and lifts legal holds on stored objects (the object store).
@@ -441,7 +445,9 @@ func (k *Linker) HoldIfLinked(ctx context.Context, recordingID, key string) erro
 }
 
 // hold places or lifts the legal hold on every stored object of a
-// recording: its segments, its manifest and the manifest's signature.
+// recording: its segments, its manifest and the manifest's signature, and
+// what jobs derived from it (pictures, proxies, clips, redacted copies,
+// their provenance records and signatures).
 func (k *Linker) hold(ctx context.Context, recordingID string, on bool) error {
 	if k.o.Holds == nil {
 		return nil
@@ -462,6 +468,22 @@ func (k *Linker) hold(ctx context.Context, recordingID string, on bool) error {
 	if rec.ManifestKey != "" {
 		for _, key := range []string{rec.ManifestKey, rec.ManifestKey + ".sig"} {
 			if err := k.o.Holds.SetLegalHold(ctx, key, on); err != nil {
+				return err
+			}
+		}
+	}
+	derived, err := k.o.Catalog.Derived(ctx, recordingID)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, d := range derived {
+		for _, key := range []string{d.Key, d.ProvenanceKey, d.ProvenanceKey + ".sig"} {
+			if key == "" || key == ".sig" || seen[key] {
+				continue
+			}
+			seen[key] = true
+			if err := k.o.Holds.SetLegalHold(ctx, key, on); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
 		}

@@ -208,15 +208,39 @@ func TestLink(t *testing.T) {
 	if got, _ := f.cat.EvidenceLink(ctx, l.ID); !errors.Is(err, caselink.ErrHold) || got.Active() {
 		t.Fatalf("link to a decided case without a hold: %v, %+v", err, got)
 	}
+	// A proxy made of it before the link (as a job stores one): held and
+	// released with it.
+	proxy := "derived/cam-a/ra/proxy-01234567.mp4"
+	if _, err := f.store.Put(ctx, proxy, bytes.NewReader([]byte("p")), 1, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.cat.Enqueue(ctx, catalog.JobRequest{Kind: "proxy", Source: recA.ID, RequestedBy: "system"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pj, err := f.cat.Claim(ctx, "w", []string{"proxy"}, time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cat.Complete(ctx, pj.Lease(), []catalog.Derived{{RecordingID: recA.ID, Kind: "proxy", Key: proxy, SHA256: strings.Repeat("0", 64),
+		Size: 1, ContentType: "video/mp4", ProvenanceKey: "derived/cam-a/ra/proxy-01234567.provenance.json", JobID: pj.ID}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	proxyHeld := func() bool {
+		st, err := f.store.Stat(ctx, proxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.LegalHold
+	}
 	l, err = f.links.Link(ctx, as(oa), caselink.Request{CaseID: "A-1", RecordingID: recA.ID, Note: "the stop"})
-	if err != nil || !f.held(t, recA) {
-		t.Fatalf("link: %+v %v, held %v", l, err, f.held(t, recA))
+	if err != nil || !f.held(t, recA) || !proxyHeld() {
+		t.Fatalf("link: %+v %v, held %v, its proxy held %v", l, err, f.held(t, recA), proxyHeld())
 	}
 	if _, err := f.links.Unlink(ctx, as(oa), "B-1", l.ID, "wrong"); !errors.Is(err, caselink.ErrNoCase) && !errors.Is(err, caselink.ErrNoLink) {
 		t.Fatalf("unlink through another case: %v", err)
 	}
-	if _, err := f.links.Unlink(ctx, as(oa), "A-1", l.ID, "wrong stop"); err != nil || f.held(t, recA) {
-		t.Fatalf("unlink: %v, held %v", err, f.held(t, recA))
+	if _, err := f.links.Unlink(ctx, as(oa), "A-1", l.ID, "wrong stop"); err != nil || f.held(t, recA) || proxyHeld() {
+		t.Fatalf("unlink: %v, held %v, its proxy held %v", err, f.held(t, recA), proxyHeld())
 	}
 }
 

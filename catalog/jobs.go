@@ -474,6 +474,13 @@ func (c *Catalog) Derived(ctx context.Context, recordingID string) ([]Derived, e
 	return out, translate(rows.Err(), "derived of "+recordingID)
 }
 
+// ForgetDerived removes a recording's derived rows once retention has
+// deleted their objects (the jobs that made them stay, as history).
+func (c *Catalog) ForgetDerived(ctx context.Context, recordingID string) error {
+	_, err := c.exec(ctx, `DELETE FROM derived WHERE recording_id = $1`, recordingID)
+	return translate(err, "derived of "+recordingID)
+}
+
 // clipText cuts s to at most n bytes on a rune boundary.
 func clipText(s string, n int) string {
 	if len(s) <= n {

@@ -5,7 +5,8 @@
 // important minimum, 180 days without a category, never for a permanent
 // one), counted from its end or from when it left its last case. Footage
 // on legal hold, or still locked by the object store, is left alone until
-// it may go.
+// it may go. What jobs derived from it (pictures, proxies, clips, redacted
+// copies) is deleted with it; their signed provenance records stay.
 package retention
 
 import (
@@ -35,6 +36,11 @@ type Catalog interface {
 	Segments(ctx context.Context, recordingID string) ([]evidence.Segment, error)
 	AppendSegment(ctx context.Context, s evidence.Segment) (evidence.Segment, error)
 	MarkDeleted(ctx context.Context, id string, at time.Time) error
+	// Derived lists what jobs derived from a recording (posters,
+	// thumbnails, proxies, clips, redacted copies); ForgetDerived removes
+	// those rows once their objects are deleted.
+	Derived(ctx context.Context, recordingID string) ([]catalog.Derived, error)
+	ForgetDerived(ctx context.Context, recordingID string) error
 }
 
 // Store is the object store as retention uses it.
@@ -262,15 +268,30 @@ func (j *Job) delete(ctx context.Context, rec evidence.Recording, now time.Time)
 			return err
 		}
 	}
+	// What was derived from the footage goes with it: pictures and copies
+	// of it are footage too. Their provenance records (what was made and
+	// how, no picture or sound) stay, as the custody ledger names them.
+	derived, err := j.Catalog.Derived(ctx, rec.ID)
+	if err != nil {
+		return err
+	}
+	for _, d := range derived {
+		if err := j.Store.Delete(ctx, d.Key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("derived %s: %w", d.Key, err)
+		}
+	}
+	if err := j.Catalog.ForgetDerived(ctx, rec.ID); err != nil {
+		return err
+	}
 	if err := j.Catalog.MarkDeleted(ctx, rec.ID, now); err != nil {
 		return err
 	}
 	j.Log.Info("retention deleted a recording's media; its tombstone is in the device's chain", "recording", rec.ID,
-		"device", rec.DeviceID, "objects", len(media), "tombstone", tomb.Key)
+		"device", rec.DeviceID, "objects", len(media), "derived", len(derived), "tombstone", tomb.Key)
 	if j.Custody != nil {
 		j.Custody.Record(ctx, evidence.CustodyEvent{At: now, Actor: "retention", Role: "system", Action: evidence.ActionRetention,
-			TargetKind: "recording", TargetID: rec.ID, Detail: fmt.Sprintf("%d objects deleted; tombstone %s (chain link %d); kept until %s by the rule: %s",
-				len(media), tomb.Key, tomb.ChainSeq, decision.Until.UTC().Format(time.RFC3339), decision.Rule)})
+			TargetKind: "recording", TargetID: rec.ID, Detail: fmt.Sprintf("%d objects and %d derived objects deleted; tombstone %s (chain link %d); kept until %s by the rule: %s",
+				len(media), len(derived), tomb.Key, tomb.ChainSeq, decision.Until.UTC().Format(time.RFC3339), decision.Rule)})
 	}
 	return nil
 }

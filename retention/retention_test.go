@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +117,25 @@ func TestRetentionDeletesWithTombstone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A review proxy of rec-next (as a job stores one): deleted with it,
+	// its provenance record kept.
+	proxyKey, provKey := "derived/cam-1/rec-next/proxy-01234567.mp4", "derived/cam-1/rec-next/proxy-01234567.provenance.json"
+	for _, k := range []string{proxyKey, provKey} {
+		if _, err := st.Put(ctx, k, strings.NewReader("x"), 1, storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := cat.Enqueue(ctx, catalog.JobRequest{Kind: "proxy", Source: next.ID, RequestedBy: "system"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pj, err := cat.Claim(ctx, "w", []string{"proxy"}, time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.Complete(ctx, pj.Lease(), []catalog.Derived{{RecordingID: next.ID, Kind: "proxy", Key: proxyKey, SHA256: strings.Repeat("0", 64),
+		Size: 1, ContentType: "video/mp4", ProvenanceKey: provKey, JobID: pj.ID}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(lock + time.Second) // past the lock: only the hold protects it now
 	if err := st.Delete(ctx, segs[1].Key); !errors.Is(err, storage.ErrRetained) {
 		t.Fatalf("deleting a held object: %v, want ErrRetained", err)
@@ -127,6 +147,15 @@ func TestRetentionDeletesWithTombstone(t *testing.T) {
 	}
 	if _, err := st.Stat(ctx, segs[1].Key); err != nil {
 		t.Fatalf("linked footage touched by retention: %v", err)
+	}
+	if _, err := st.Stat(ctx, proxyKey); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the proxy of deleted footage is still stored: %v", err)
+	}
+	if d, _ := cat.Derived(ctx, next.ID); len(d) != 0 {
+		t.Fatalf("derived rows of deleted footage: %+v", d)
+	}
+	if _, err := st.Stat(ctx, provKey); err != nil {
+		t.Fatalf("the proxy's provenance record went too: %v", err)
 	}
 
 	// Unlinked from its last case, hold lifted (as the API does), and the
