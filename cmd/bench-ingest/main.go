@@ -39,6 +39,7 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server's CPU profile over the window to this file, with -n suffixed (go tool pprof reads it)")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write the server's heap profile at the end of the window (in use and allocated since start) to this file, with -n suffixed")
 	flag.StringVar(&o.store, "store", "minio", "the object store: minio (a MinIO server on a loopback port) or dir (the embedded default, a directory on the spool's disk)")
+	flag.IntVar(&o.workerLoad, "worker-load", 0, "run the server with this many job workers (--workers) kept busy: before the recorders start, 4 recorders publish 90 s each whose closed recordings queue their posters, thumbnails, sprites and review proxies; the window must still lose nothing (0: --workers 0, no jobs)")
 	flag.Parse()
 	if o.store != "minio" && o.store != "dir" {
 		fail(fmt.Errorf("-store: want minio or dir, got %q", o.store))
@@ -90,6 +91,7 @@ type options struct {
 	cpuProfile, memProfile       string
 	store                        string // minio or dir
 	loss                         float64
+	workerLoad                   int
 }
 
 func run(o options, n int) (result, error) {
@@ -102,7 +104,8 @@ func run(o options, n int) (result, error) {
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--rtsp-addr", fmt.Sprintf("127.0.0.1:%d", rtspPort),
-		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", logLevel)
+		"--rtsp-udp-addr", "", "--webrtc-udp-addr", "127.0.0.1:0", "--webrtc-tcp-addr", "127.0.0.1:0", "--segment-duration", segment.String(), "--log-level", logLevel,
+		"--workers", strconv.Itoa(o.workerLoad))
 	minioPid := func() int { return 0 }
 	if o.store == "minio" {
 		m, err := testsvc.StartMinIOIn(o.minioDir)
@@ -135,6 +138,17 @@ func run(o options, n int) (result, error) {
 			return r, fmt.Errorf("server not healthy")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if o.workerLoad > 0 {
+		// Footage for the workers: 4 recordings of 90 s, closed before the
+		// measured recorders start, whose jobs run through the window.
+		load := exec.Command(bin, "simulate", "--api", api, "--data-dir", filepath.Join(dir, "data"), "--prefix", "load-",
+			"--devices", "4", "--mode", "clip", "--duration", "90s", "--stagger", "1s")
+		load.Stdout, load.Stderr = io.Discard, logf
+		if err := load.Run(); err != nil {
+			return r, fmt.Errorf("worker load: %w", err)
+		}
+		time.Sleep(2*segment + 3*time.Second) // the recordings closed and stored: their jobs queued
 	}
 	r.baseRSS = benchutil.RSS(serve.Process.Pid)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -217,6 +231,22 @@ func run(o options, n int) (result, error) {
 	// recording's last segment and manifest are stored together (reported
 	// apart below).
 	windowed := benchutil.Delta(after, before)
+	if o.workerLoad > 0 {
+		var done, busy float64
+		for k, v := range windowed {
+			if strings.HasPrefix(k, "bodycam_jobs_finished_total") && strings.Contains(k, `outcome="done"`) {
+				done += v
+			}
+		}
+		busy = after["bodycam_jobs_busy"]
+		var queued float64
+		for k, v := range after {
+			if strings.HasPrefix(k, "bodycam_jobs{") && strings.Contains(k, `state="queued"`) {
+				queued += v
+			}
+		}
+		fmt.Fprintf(os.Stderr, "n=%d worker load: %.0f jobs done in the window, %.0f workers busy and %.0f jobs queued at its end\n", n, done, busy, queued)
+	}
 	durable := benchutil.Hist(windowed, "bodycam_segment_durable_seconds", nil)
 	r.p50, r.p99 = durable.Quantile(0.5), durable.Quantile(0.99)
 	for k, v := range windowed {
