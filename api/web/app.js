@@ -316,7 +316,7 @@ function init() {
   });
   initRecordings({
     device: $('rec-device'), stateFilter: $('rec-state'), from: $('rec-from'), to: $('rec-to'), refresh: $('rec-refresh'),
-    list: $('rec-list'), listCount: $('rec-count'), detail: $('rec-detail'), table: $('rec-table'), kind: $('rec-kind'),
+    list: $('rec-list'), listCount: $('rec-count'), detail: $('rec-detail'), table: $('rec-table'), kind: $('rec-kind'), sync: $('rec-sync'),
   });
   $('rec-filters').addEventListener('submit', (ev) => ev.preventDefault());
   initUploads({

@@ -14,6 +14,7 @@
 
 import { api, ApiError } from './api.js';
 import { h, icon, badge, stateBadge, hashButton, fmtTime, fmtDuration, fmtBytes, fmtClock, clear, toast } from './ui.js';
+import { openSync } from './sync.js';
 
 let els;
 let devices = [];
@@ -39,8 +40,21 @@ export function initRecordings(elements) {
   els.to.addEventListener('change', () => loadList());
   els.kind.addEventListener('change', () => loadList());
   els.refresh.addEventListener('click', () => loadList());
+  if (els.sync) {
+    els.sync.addEventListener('click', () => {
+      // The stored recordings the list shows (its filters choose the
+      // devices and the time span), oldest first, at most maxTogether.
+      const ids = listed.filter((r) => r.state !== 'live' && kindOf(r) === 'stream').map((r) => r.id).slice(0, maxTogether).reverse();
+      if (!ids.length) { toast('No stored recordings listed to play together', 'error'); return; }
+      openSync(`${ids.length} recording(s) listed`, ids, { onOpenRecording: openRecording });
+    });
+  }
   loadList();
 }
+
+// maxTogether bounds the players of one synchronised view.
+const maxTogether = 9;
+let listed = []; // the recordings the list shows
 
 // ALL lists every recording the signed-in user may read (no device filter).
 const ALL = '*';
@@ -136,6 +150,7 @@ function endTime(start, end) {
 }
 
 function renderList(items) {
+  listed = items;
   els.listCount.textContent = `${items.length} recording${items.length === 1 ? '' : 's'}`;
   clear(els.list);
   if (!items.length) {

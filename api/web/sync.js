@@ -140,7 +140,7 @@ export async function openSync(title, ids, { onOpenRecording } = {}) {
         h('span', { class: 'muted small' }, `${tiles.length} camera(s), ${fmtTime(new Date(t0).toISOString())} – ${fmtTime(new Date(t1).toISOString())}`)),
       h('div', { class: 'detail-actions' }, playBtn, clockText,
         h('button', { type: 'button', class: 'btn btn-ghost btn-icon', testid: 'sync-close', 'aria-label': 'Close', title: 'Close (Esc)', onclick: closeSync }, icon('close')))),
-    h('div', { class: `sync-grid n${Math.min(tiles.length, 4)}` }, tiles.map((t) => t.el)),
+    h('div', { class: `sync-grid n${Math.min(tiles.length, 9)}` }, tiles.map((t) => t.el)),
     h('div', { class: 'sync-timeline' }, range, lanes));
   document.body.append(el);
   open = {

@@ -207,6 +207,16 @@ async function main() {
   await view.waitFor({ state: 'detached' });
   ok(true, 'Esc closes the view');
 
+  // Or the recordings a list shows (every device, the time span chosen).
+  await page.click(tid('tab-recordings'));
+  await page.selectOption(tid('rec-device'), '*');
+  await until('both devices\' recordings listed', async () => (await page.locator(tid('rec-item')).count()) >= 2);
+  await page.click(tid('rec-sync'));
+  await view.waitFor({ state: 'visible' });
+  ok(await view.locator(tid('sync-tile')).count() >= 2, 'Play together from the Recordings list shows what it lists', await view.locator(tid('sync-tile')).count());
+  await view.locator(tid('sync-close')).click();
+  await view.waitFor({ state: 'detached' });
+
   ok(problems.length === 0, 'no CSP violations or script errors in the page', problems);
   console.log(`# passed ${passed} checks`);
 }
