@@ -317,6 +317,7 @@ function init() {
   initRecordings({
     device: $('rec-device'), stateFilter: $('rec-state'), from: $('rec-from'), to: $('rec-to'), refresh: $('rec-refresh'),
     list: $('rec-list'), listCount: $('rec-count'), detail: $('rec-detail'), table: $('rec-table'), kind: $('rec-kind'), sync: $('rec-sync'),
+    officer: $('rec-officer'), unit: $('rec-unit'), caseID: $('rec-case'), category: $('rec-category'),
   });
   $('rec-filters').addEventListener('submit', (ev) => ev.preventDefault());
   initUploads({

@@ -39,6 +39,27 @@ export function initRecordings(elements) {
   els.from.addEventListener('change', () => loadList());
   els.to.addEventListener('change', () => loadList());
   els.kind.addEventListener('change', () => loadList());
+  // Officer, unit, case and category narrow the list across devices (the
+  // server filters; what the user may not read is never listed).
+  for (const el of [els.officer, els.unit, els.caseID].filter(Boolean)) {
+    let timer = null;
+    el.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => loadList(), 400); });
+  }
+  if (els.category) {
+    els.category.addEventListener('change', () => loadList());
+    // The classes are read when the list is first narrowed by one (the
+    // console starts before sign-in).
+    let asked = false;
+    const offer = () => {
+      if (asked) return;
+      asked = true;
+      api.categories().then((c) => {
+        for (const cl of c.items || []) els.category.append(h('option', { value: cl.name }, cl.name.replace(/_/g, ' ')));
+      }).catch(() => { asked = false; });
+    };
+    els.category.addEventListener('focus', offer);
+    els.category.addEventListener('pointerdown', offer);
+  }
   els.refresh.addEventListener('click', () => loadList());
   if (els.sync) {
     els.sync.addEventListener('click', () => {
@@ -72,11 +93,12 @@ export function setRecordingDevices(list) {
     return;
   }
   devices = list.slice().sort((a, b) => a.id.localeCompare(b.id));
-  clear(els.device, h('option', { value: '' }, devices.length ? '— choose a device —' : 'no devices registered'),
-    devices.length ? h('option', { value: ALL }, 'all devices') : null,
+  // Every device the user may read by default: recent recordings across
+  // them, narrowed by the filters.
+  clear(els.device, h('option', { value: ALL }, devices.length ? 'all devices' : 'all (no devices registered)'),
     devices.map((d) => h('option', { value: d.id }, d.id + (d.name && d.name !== d.id ? ` — ${d.name}` : '') + (d.disabled ? ' (disabled)' : ''))));
   if (chosen === ALL || devices.some((d) => d.id === chosen)) els.device.value = chosen;
-  else if (chosen) loadList();
+  else { els.device.value = ALL; loadList(); }
 }
 
 export function refreshIfShown() {
@@ -107,6 +129,10 @@ async function loadList({ quiet = false } = {}) {
   if (kind) params.kind = kind;
   if (els.from.value) params.from = dayStart(els.from.value);
   if (els.to.value) params.to = dayEnd(els.to.value);
+  for (const [name, el] of [['officer', els.officer], ['unit', els.unit], ['case', els.caseID], ['category', els.category]]) {
+    const v = el && el.value.trim();
+    if (v) params[name] = v;
+  }
   if (!quiet) clear(els.list, h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'Loading…')));
   els.list.dataset.loading = '1';
   try {

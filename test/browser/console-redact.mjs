@@ -211,9 +211,17 @@ async function main() {
   await page.click(tid('tab-recordings'));
   await page.selectOption(tid('rec-device'), '*');
   await until('both devices\' recordings listed', async () => (await page.locator(tid('rec-item')).count()) >= 2);
+  // Narrowed by case: the two recordings of C-SYNC, across devices.
+  await page.fill(tid('rec-case'), CASE);
+  await until('the list narrowed to the case', async () => {
+    const n = await page.locator(tid('rec-item')).count();
+    const loading = await page.locator('#rec-list[data-loading]').count();
+    return !loading && n === 2;
+  }, 10000);
+  ok(true, 'the Recordings list narrows to a case\'s recordings across devices');
   await page.click(tid('rec-sync'));
   await view.waitFor({ state: 'visible' });
-  ok(await view.locator(tid('sync-tile')).count() >= 2, 'Play together from the Recordings list shows what it lists', await view.locator(tid('sync-tile')).count());
+  ok(await view.locator(tid('sync-tile')).count() === 2, 'Play together from the Recordings list shows what it lists', await view.locator(tid('sync-tile')).count());
   await view.locator(tid('sync-close')).click();
   await view.waitFor({ state: 'detached' });
 
