@@ -254,8 +254,20 @@ func TestRelayViewers(t *testing.T) {
 		}
 	}
 
-	// A NACK for a packet received: it comes again, the same.
+	// A NACK for a packet received: it comes again, the same. First the
+	// stream settles: what the relay still had in flight when the
+	// publisher stopped (a busy machine delays it) arrives before the NACK.
 	p := peers[0]
+	for last, still := -1, 0; still < 5; time.Sleep(100 * time.Millisecond) {
+		p.mu.Lock()
+		n := len(p.video)
+		p.mu.Unlock()
+		if n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
 	p.mu.Lock()
 	lost := *p.video[len(p.video)/2]
 	n := len(p.video)
