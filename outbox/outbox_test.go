@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -342,9 +343,11 @@ func TestWebhookReceiverDown(t *testing.T) {
 		rcv.setAnswer(func(int, catalog.OutboxEvent) (bool, int) { return false, 503 })
 		rcv.start()
 		time.Sleep(200 * time.Millisecond)
+		var lost atomic.Int32
 		rcv.setAnswer(func(n int, _ catalog.OutboxEvent) (bool, int) {
 			switch n % 4 {
 			case 0:
+				lost.Add(1)
 				return true, 500 // taken in, but the answer says otherwise: delivered again
 			case 1:
 				return false, 502
@@ -352,7 +355,10 @@ func TestWebhookReceiverDown(t *testing.T) {
 				return true, 200
 			}
 		})
+		// At least 250 ms of it, and until answers were lost (a busy
+		// machine may attempt little in 250 ms).
 		time.Sleep(250 * time.Millisecond)
+		waitFor(t, "an answer lost", 20*time.Second, func() bool { return lost.Load() >= 2 })
 		rcv.setAnswer(func(int, catalog.OutboxEvent) (bool, int) { return true, 204 })
 		wg.Wait()
 		close(errs)
