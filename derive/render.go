@@ -157,7 +157,7 @@ func (d *Deriver) Clip(ctx context.Context, j catalog.Job) ([]catalog.Derived, e
 	to := time.Duration(p.ToSeconds * float64(time.Second))
 	objects, sources := windowOf(spans, starts, from, to)
 	kbps := cmpOr(p.VideoKbps, 4000)
-	o := RenderOptions{From: from, To: to, Width: p.Width, VideoBitrate: kbps * 1000, AudioBitrate: 128_000, Preset: "fast"}
+	o := RenderOptions{From: from, To: to, Width: p.Width, VideoBitrate: kbps * 1000, AudioBitrate: 128_000, Preset: "veryfast"}
 	size := "at the source's size"
 	if p.Width > 0 {
 		size = fmt.Sprintf("scaled (bicubic, display aspect kept) to %d wide", p.Width)
@@ -387,7 +387,7 @@ func (d *Deriver) Redaction(ctx context.Context, j catalog.Job) ([]catalog.Deriv
 	head := media[len(media)-1].ChainHash
 	mark := fmt.Sprintf("REDACTED COPY of %s %s", rec.ID, head[:min(8, len(head))])
 	kbps := cmpOr(p.VideoKbps, 4000)
-	o := RenderOptions{Width: p.Width, VideoBitrate: kbps * 1000, AudioBitrate: 128_000, Preset: "fast", Mark: mark}
+	o := RenderOptions{Width: p.Width, VideoBitrate: kbps * 1000, AudioBitrate: 128_000, Preset: "veryfast", Mark: mark}
 	for _, b := range p.Boxes {
 		box := RenderBox{From: secs(b.FromSeconds), To: secs(b.ToSeconds), Solid: b.Style == "solid"}
 		for _, k := range b.Keys {
