@@ -29,7 +29,7 @@ func withCopy(t *testing.T, edit func(p map[string]any)) (memSource, export.Case
 	}
 	p := map[string]any{"version": 1, "kind": "redaction", "recording_id": "rec-1", "device_id": "cam-1", "job_id": "job-1",
 		"operation": "boxes hidden", "parameters": map[string]any{"boxes": 1}, "sources": sources,
-		"output": map[string]any{"key": key, "sha256": hex.EncodeToString(sum[:]), "size": len(body), "content_type": "video/mp4"},
+		"output":   map[string]any{"key": key, "sha256": hex.EncodeToString(sum[:]), "size": len(body), "content_type": "video/mp4"},
 		"software": map[string]string{"bodycam": "test"}, "requested_by": "s-1", "signing_key_id": signer.ID()}
 	if edit != nil {
 		edit(p)
