@@ -13,8 +13,9 @@ import (
 
 // proxy: GET /api/v1/recordings/{id}/media?rendition=proxy, the recording's
 // readers: its newest review proxy (derive.KindProxy), Range requests
-// served, a viewing in the custody ledger as /media's are. 404 while there
-// is none yet, saying how its job stands.
+// served, a viewing in the custody ledger as /media's are. The first ask
+// of a stored recording queues its making (one job, whoever asks again):
+// 404 with Retry-After until it is made, saying how its job stands.
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rec evidence.Recording) {
 	if !s.jobsReady(w) {
 		return
@@ -31,12 +32,19 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rec evidence.Reco
 	d := newestDerived(list, derive.KindProxy)
 	if d == nil {
 		msg := "no review proxy of this recording yet"
-		if jobs, err := s.o.Jobs.Jobs(r.Context(), catalog.JobFilter{Kind: derive.KindProxy, Source: rec.ID, Limit: 1}); err == nil && len(jobs) > 0 {
-			msg += fmt.Sprintf(" (its job %s is %s", jobs[0].ID, jobs[0].State)
-			if jobs[0].Error != "" {
-				msg += ": " + jobs[0].Error
+		if rec.State != evidence.StateLive && rec.ManifestKey != "" {
+			params, _ := json.Marshal(derive.DefaultProxy)
+			if j, _, err := s.o.Jobs.Enqueue(r.Context(), catalog.JobRequest{Kind: derive.KindProxy, Source: rec.ID, Params: params,
+				RequestedBy: userOf(r)}, time.Now()); err == nil {
+				msg = fmt.Sprintf("the review proxy is being made (job %s, %s", j.ID, j.State)
+				if j.Error != "" {
+					msg += ": " + j.Error
+				}
+				msg += ")"
+				w.Header().Set("Retry-After", "15")
+			} else {
+				s.o.Log.Warn("review proxy not queued", "recording", rec.ID, "err", err)
 			}
-			msg += ")"
 		}
 		writeError(w, http.StatusNotFound, msg+"; the original plays without rendition")
 		return

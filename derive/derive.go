@@ -138,8 +138,9 @@ type PosterParams struct {
 var DefaultPoster = PosterParams{AtSeconds: 0, Width: 640}
 
 // Rules are the jobs an outbox event causes (outbox.JobFeed): a closed
-// recording gets its poster, its thumbnails (one per segment), its
-// timeline sprite and its review proxy.
+// recording gets its poster, its thumbnails (one per segment) and its
+// timeline sprite. A review proxy costs ~13 times those (docs/benchmarks.md)
+// and is made when someone asks to play one (api).
 func Rules(e catalog.OutboxEvent) []catalog.JobRequest {
 	if e.Kind != events.RecordingClosed {
 		return nil
@@ -153,11 +154,9 @@ func Rules(e catalog.OutboxEvent) []catalog.JobRequest {
 	p, _ := json.Marshal(DefaultPoster)
 	t, _ := json.Marshal(DefaultThumbnails)
 	sp, _ := json.Marshal(DefaultSprite)
-	px, _ := json.Marshal(DefaultProxy)
 	return []catalog.JobRequest{{Kind: KindPoster, Source: d.RecordingID, Params: p, RequestedBy: "system"},
 		{Kind: KindThumbnails, Source: d.RecordingID, Params: t, RequestedBy: "system"},
-		{Kind: KindSprite, Source: d.RecordingID, Params: sp, RequestedBy: "system"},
-		{Kind: KindProxy, Source: d.RecordingID, Params: px, RequestedBy: "system"}}
+		{Kind: KindSprite, Source: d.RecordingID, Params: sp, RequestedBy: "system"}}
 }
 
 // Source is a source object as a provenance record names it.

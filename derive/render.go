@@ -89,7 +89,7 @@ type ProxyParams struct {
 	AudioKbps int `json:"audio_kbps"` // 32 to 256
 }
 
-// DefaultProxy is the review proxy made of every closed recording.
+// DefaultProxy is the review proxy made when one is first asked for.
 var DefaultProxy = ProxyParams{Width: 640, VideoKbps: 600, AudioKbps: 96}
 
 // ClipParams are a clip job's parameters: the window in media time (what

@@ -522,10 +522,18 @@ const staleAfter = 2 * time.Second
 // it displaces to stop recording.
 const takeOverWait = 3 * time.Second
 
-// takeOver ends other, a session of the same device as ss, if it has
-// received nothing for staleAfter, and reports whether it stopped
+// takeOver ends other, a session of the same device as ss, if it records
+// and has received nothing for staleAfter, and reports whether it stopped
 // recording in time for ss to start.
 func (s *Server) takeOver(other, ss *session) bool {
+	s.mu.Lock()
+	recording := other.recordingID != ""
+	s.mu.Unlock()
+	if !recording {
+		// Still being set up (its ANNOUNCE may wait for the cluster's
+		// lease): refused as before, the recorder tries again.
+		return false
+	}
 	if since := time.Since(other.lastMedia()); since < staleAfter {
 		return false
 	}

@@ -39,7 +39,7 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server's CPU profile over the window to this file, with -n suffixed (go tool pprof reads it)")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write the server's heap profile at the end of the window (in use and allocated since start) to this file, with -n suffixed")
 	flag.StringVar(&o.store, "store", "minio", "the object store: minio (a MinIO server on a loopback port) or dir (the embedded default, a directory on the spool's disk)")
-	flag.IntVar(&o.workerLoad, "worker-load", 0, "run the server with this many job workers (--workers) kept busy: before the recorders start, 4 recorders publish 90 s each whose closed recordings queue their posters, thumbnails, sprites and review proxies; the window must still lose nothing (0: --workers 0, no jobs)")
+	flag.IntVar(&o.workerLoad, "worker-load", 0, "run the server with this many job workers (--workers) kept busy: before the recorders start, 4 recorders publish 90 s each whose closed recordings queue their posters, thumbnails and sprites (review proxies are made on demand since 2026-12-02: the documented run, at 1bfd4a8, also had their 4 proxies); the window must still lose nothing (0: --workers 0, no jobs)")
 	flag.Parse()
 	if o.store != "minio" && o.store != "dir" {
 		fail(fmt.Errorf("-store: want minio or dir, got %q", o.store))

@@ -338,7 +338,7 @@ func TestCluster(t *testing.T) {
 	}
 	for dev, rec := range onCNow {
 		if r, err := cat.Recording(context.Background(), rec); err != nil || r.ManifestKey == "" || r.State != evidence.StateComplete {
-			t.Errorf("%s's recording %s on node C after its drain: %+v %v", dev, rec, r, err)
+			t.Errorf("%s's recording %s on node C after its drain: %+v %v\nnode C's log of it:\n%s", dev, rec, r, err, grepLines(c.log.String(), rec)+grepLines(c.log.String(), "stopping")+grepLines(c.log.String(), "level=ERROR"))
 		}
 	}
 	waitLiveOn(t, a.server, admin, 31, 20*time.Second, func(now map[string]liveItem) bool {

@@ -41,6 +41,7 @@ func TestConsoleRedaction(t *testing.T) {
 	aud := s.roleToken(token, "aud-redact", "auditor")
 	rec := s.waitStored(aud, device)
 	rec2 := s.waitStored(aud, device2)
+	s.call("GET", "/api/v1/recordings/"+rec.ID+"/media?rendition=proxy", aud, "") // made when first asked for
 	s.jobDone(token, rec.ID, "proxy")
 	s.roleToken(token, "off-redact", "officer")
 	sup := s.roleToken(token, "sup-redact-api", "supervisor")
