@@ -144,23 +144,33 @@ func toAskedJSON(a asked, rec evidence.Recording, j catalog.Job, derived []catal
 // queued; the same window again is the same clip (200 with its job,
 // instead of 202).
 func (s *Server) createClip(w http.ResponseWriter, r *http.Request) {
-	if !s.jobsReady(w) {
-		return
-	}
-	rec, ok := s.recording(w, r)
+	var p derive.ClipParams
+	rec, ok := s.readAsk(w, r, &p)
 	if !ok {
 		return
 	}
-	var p derive.ClipParams
-	if err := readJSON(w, r, &p); err != nil {
+	s.askFor(w, r, rec, askedClips, p, fmt.Sprintf("%.3f s to %.3f s of the recording's media time", p.FromSeconds, p.ToSeconds))
+}
+
+// readAsk is the start of an ask for a copy: jobs kept here, the recording
+// the user may read, and p read from the body and checked (400 otherwise).
+func (s *Server) readAsk(w http.ResponseWriter, r *http.Request, p interface{ Check() error }) (evidence.Recording, bool) {
+	if !s.jobsReady(w) {
+		return evidence.Recording{}, false
+	}
+	rec, ok := s.recording(w, r)
+	if !ok {
+		return rec, false
+	}
+	if err := readJSON(w, r, p); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return rec, false
 	}
 	if err := p.Check(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return rec, false
 	}
-	s.askFor(w, r, rec, askedClips, p, fmt.Sprintf("%.3f s to %.3f s of the recording's media time", p.FromSeconds, p.ToSeconds))
+	return rec, true
 }
 
 // askFor queues the job making a copy of rec: the ask in the custody
@@ -208,20 +218,9 @@ func (s *Server) askFor(w http.ResponseWriter, r *http.Request, rec evidence.Rec
 // of sound to mute, in media time; see derive.RedactionParams. As a clip's
 // ask: in the custody ledger first, the same parameters the same job.
 func (s *Server) createRedaction(w http.ResponseWriter, r *http.Request) {
-	if !s.jobsReady(w) {
-		return
-	}
-	rec, ok := s.recording(w, r)
-	if !ok {
-		return
-	}
 	var p derive.RedactionParams
-	if err := readJSON(w, r, &p); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if err := p.Check(); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	rec, ok := s.readAsk(w, r, &p)
+	if !ok {
 		return
 	}
 	keys := 0
