@@ -586,9 +586,10 @@ type sharedRecordingRow struct {
 func shareFileName(sh evidence.Share) string { return "case-" + sh.CaseID + "-" + sh.ID + ".zip" }
 
 // getShared: GET /api/v1/shared/{share}, the recipient with the share's
-// session: what is shared, the downloads left and the receipts so far.
+// session: what is shared, the downloads left and the receipts so far
+// (also once every download was used).
 func (s *Server) getShared(w http.ResponseWriter, r *http.Request) {
-	sh, r, ok := s.sharedShare(w, r, true, false)
+	sh, r, ok := s.sharedShare(w, r, true, true)
 	if !ok {
 		return
 	}
