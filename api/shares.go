@@ -433,9 +433,9 @@ func asRecipient(r *http.Request, shareID string) *http.Request {
 }
 
 // sharedShare loads the share a recipient's request names. An unknown
-// share is 404 (as is a malformed id); with session, the request must
-// carry the share's session cookie (401 otherwise); the share must be
-// usable (410 saying why), or with usedUp, only not revoked nor expired.
+// share is 404 (as is a malformed id); the share must be usable (410
+// saying why), or with usedUp, only not revoked nor expired; with session,
+// the request must then carry the share's session cookie (401 otherwise).
 func (s *Server) sharedShare(w http.ResponseWriter, r *http.Request, session, usedUp bool) (catalog.ShareRecord, *http.Request, bool) {
 	var sh catalog.ShareRecord
 	if !s.sharesReady(w) {
@@ -464,13 +464,6 @@ func (s *Server) sharedShare(w http.ResponseWriter, r *http.Request, session, us
 		return sh, r, false
 	}
 	r = asRecipient(r, sh.ID)
-	if session {
-		ck, err := r.Cookie(shareCookie)
-		if err != nil || sh.SessionHash == "" || subtle.ConstantTimeCompare([]byte(hashToken(ck.Value)), []byte(sh.SessionHash)) != 1 {
-			s.refuseRecipient(w, r, sh, http.StatusUnauthorized, "open this share with its one-time code first (its session ended if the code was renewed or the share revoked)")
-			return sh, r, false
-		}
-	}
 	now := time.Now()
 	why := sh.Usable(now)
 	if usedUp && !sh.Revoked() && now.Before(sh.ExpiresAt) {
@@ -479,6 +472,13 @@ func (s *Server) sharedShare(w http.ResponseWriter, r *http.Request, session, us
 	if why != "" {
 		s.refuseRecipient(w, r, sh, http.StatusGone, why)
 		return sh, r, false
+	}
+	if session {
+		ck, err := r.Cookie(shareCookie)
+		if err != nil || sh.SessionHash == "" || subtle.ConstantTimeCompare([]byte(hashToken(ck.Value)), []byte(sh.SessionHash)) != 1 {
+			s.refuseRecipient(w, r, sh, http.StatusUnauthorized, "open this share with its one-time code first (a new code ends the session it opened)")
+			return sh, r, false
+		}
 	}
 	return sh, r, true
 }
