@@ -23,6 +23,7 @@ const PASSWORD = env('BODYCAM_PASSWORD');
 const EXPECT = JSON.parse(env('BODYCAM_EXPECT'));
 const CHROMIUM = env('BODYCAM_CHROMIUM', '/usr/bin/chromium');
 const DEADLINE_MS = Number(env('BODYCAM_TIMEOUT_MS', '90000'));
+const SCREENSHOT = process.env.BODYCAM_SCREENSHOT; // a PNG of the page as seeded, to look at
 
 let passed = 0;
 function ok(cond, msg, detail) {
@@ -123,6 +124,8 @@ async function main() {
   const lines = csv.text.trim().split('\n');
   ok(csv.status === 200 && /attachment/.test(csv.cd) && lines.length === 3 && lines[1].startsWith(`north,${EXPECT.officers[0]},${EXPECT.cards.recordings},${EXPECT.cards.hours},`) &&
     lines[2].startsWith('total,'), "the officers' CSV holds the same numbers", csv);
+
+  if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
   // Today only: nothing was recorded today.
   await page.fill(tid('dash-from'), to);
