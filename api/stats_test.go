@@ -26,6 +26,7 @@ import (
 //	     overdue there (limit 48 h, 4 days in).
 //	o-b: rb1 2 h, stored 30 h after its end; a failed verification of it;
 //	     a refusal; an upload pending; case C-3 filed a day ago.
+//	anonymous: a refusal, in no unit.
 func statsFixture(t *testing.T) (srv string, from, to time.Time) {
 	t.Helper()
 	s, _ := rolesFixture(t, func(o *api.Options) {
@@ -76,6 +77,8 @@ func statsFixture(t *testing.T) (srv string, from, to time.Time) {
 		{At: now.Add(-3*d + 32*time.Hour), Actor: "device:cam-b", Action: evidence.ActionIngest, TargetKind: "recording", TargetID: "rb1"},
 		{At: now.Add(-d), Actor: "o-a", Action: evidence.ActionDenied, TargetKind: "request", TargetID: "GET /api/v1/nodes", Outcome: evidence.OutcomeDenied},
 		{At: now.Add(-d), Actor: "o-b", Action: evidence.ActionDenied, TargetKind: "request", TargetID: "GET /api/v1/nodes", Outcome: evidence.OutcomeDenied},
+		// A client with no valid credential: the totals of those who see every unit only.
+		{At: now.Add(-d), Actor: "anonymous", Action: evidence.ActionDenied, TargetKind: "request", TargetID: "GET /api/v1/stats", Outcome: evidence.OutcomeDenied},
 		{At: now.Add(-d), Actor: "aud", Action: evidence.ActionVerify, TargetKind: "recording", TargetID: "rb1", Outcome: evidence.OutcomeFailed},
 		{At: now.Add(-d), Actor: "aud", Action: evidence.ActionVerify, TargetKind: "recording", TargetID: "ra1"},
 	} {
@@ -193,11 +196,12 @@ func rowString(r statsRowT) string {
 }
 
 var (
-	wantOA    = "a/o-a rec=3 h=1.75 silent=1 live=1 silentdev=1 pending=0 stored=1/3 share=0.3333 important=1 refusals=1 verify=0 overdue=1"
-	wantOB    = "b/o-b rec=1 h=2 silent=0 live=0 silentdev=0 pending=1 stored=0/1 share=0 important=0 refusals=1 verify=1 overdue=0"
-	wantUnitA = "a/ rec=3 h=1.75 silent=1 live=1 silentdev=1 pending=0 stored=1/3 share=0.3333 important=1 refusals=1 verify=0 overdue=1"
-	wantUnitB = "b/ rec=1 h=2 silent=0 live=0 silentdev=0 pending=1 stored=0/1 share=0 important=0 refusals=1 verify=1 overdue=0"
-	wantTotal = "/ rec=4 h=3.75 silent=1 live=1 silentdev=1 pending=1 stored=1/4 share=0.25 important=1 refusals=2 verify=1 overdue=1"
+	wantOA     = "a/o-a rec=3 h=1.75 silent=1 live=1 silentdev=1 pending=0 stored=1/3 share=0.3333 important=1 refusals=1 verify=0 overdue=1"
+	wantOB     = "b/o-b rec=1 h=2 silent=0 live=0 silentdev=0 pending=1 stored=0/1 share=0 important=0 refusals=1 verify=1 overdue=0"
+	wantUnitA  = "a/ rec=3 h=1.75 silent=1 live=1 silentdev=1 pending=0 stored=1/3 share=0.3333 important=1 refusals=1 verify=0 overdue=1"
+	wantUnitB  = "b/ rec=1 h=2 silent=0 live=0 silentdev=0 pending=1 stored=0/1 share=0 important=0 refusals=1 verify=1 overdue=0"
+	wantNoUnit = "/ rec=0 h=0 silent=0 live=0 silentdev=0 pending=0 stored=0/0 share=null important=0 refusals=1 verify=0 overdue=0"
+	wantTotal  = "/ rec=4 h=3.75 silent=1 live=1 silentdev=1 pending=1 stored=1/4 share=0.25 important=1 refusals=3 verify=1 overdue=1"
 )
 
 // Every number of the dashboard on seeded data, as an auditor sees it.
@@ -210,7 +214,7 @@ func TestStatsNumbers(t *testing.T) {
 	if got := rowString(st.Totals); got != wantTotal {
 		t.Errorf("totals\n got %s\nwant %s", got, wantTotal)
 	}
-	if len(st.Units) != 2 || rowString(st.Units[0]) != wantUnitA || rowString(st.Units[1]) != wantUnitB {
+	if len(st.Units) != 3 || rowString(st.Units[0]) != wantNoUnit || rowString(st.Units[1]) != wantUnitA || rowString(st.Units[2]) != wantUnitB {
 		t.Errorf("units: %+v", st.Units)
 	}
 	if len(st.Officers) != 2 || rowString(st.Officers[0]) != wantOA || rowString(st.Officers[1]) != wantOB {
@@ -374,7 +378,7 @@ func TestStatsCSV(t *testing.T) {
 			"stored_within_24h", "stored_decided", "stored_within_24h_share", "important_in_no_case", "refusals", "verification_failures", "cases_overdue"},
 		{"a", "o-a", "3", "1.75", "1", "1", "1", "0", "1", "3", "0.3333", "1", "1", "0", "1"},
 		{"b", "o-b", "1", "2", "0", "0", "0", "1", "0", "1", "0", "0", "1", "1", "0"},
-		{"total", "", "4", "3.75", "1", "1", "1", "1", "1", "4", "0.25", "1", "2", "1", "1"},
+		{"total", "", "4", "3.75", "1", "1", "1", "1", "1", "4", "0.25", "1", "3", "1", "1"},
 	}
 	if fmt.Sprint(recs) != fmt.Sprint(want) {
 		t.Errorf("officers.csv\n got %v\nwant %v", recs, want)

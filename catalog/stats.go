@@ -89,7 +89,7 @@ type Stats struct {
 	// UploadsPending: uploads being received or finished now.
 	UploadsPending []StatsCount
 	// Refusals: refused requests in the period (ledger outcome denied), by
-	// actor; VerifyFailures: failed verifications of recordings in the
+	// actor (those of no user under officer ""); VerifyFailures: failed verifications of recordings in the
 	// period, by the recording's officer.
 	Refusals, VerifyFailures []StatsCount
 	Cases                    []StatsCases
@@ -216,10 +216,12 @@ func (c *Catalog) Stats(ctx context.Context, q StatsQuery) (Stats, error) {
 	}
 	a = &statsArgs{}
 	from, to = a.add(micros(q.From)), a.add(micros(q.To))
-	st.Refusals, err = counts("refusals", `SELECT e.actor, COALESCE(u.unit, ''), COUNT(*)
+	// An actor that is no user (an anonymous client, a device) is counted
+	// under officer "".
+	st.Refusals, err = counts("refusals", `SELECT CASE WHEN u.id IS NULL THEN '' ELSE e.actor END, COALESCE(u.unit, ''), COUNT(*)
 		FROM custody_events e LEFT JOIN users u ON u.id = e.actor
 		WHERE e.outcome = 'denied' AND e.at_us >= `+from+` AND e.at_us < `+to+a.scope(q, "e.actor")+`
-		GROUP BY e.actor, u.unit ORDER BY e.actor`, a.list)
+		GROUP BY 1, 2 ORDER BY 1, 2`, a.list)
 	if err != nil {
 		return Stats{}, err
 	}

@@ -118,7 +118,7 @@ func testStats(t *testing.T, c *catalog.Catalog) {
 	if want := []catalog.StatsCount{{"off-b", "b", 1}}; !reflect.DeepEqual(st.UploadsPending, want) {
 		t.Errorf("pending uploads %+v, want %+v", st.UploadsPending, want)
 	}
-	if want := []catalog.StatsCount{{"anonymous", "", 1}, {"off-a", "a", 1}}; !reflect.DeepEqual(st.Refusals, want) {
+	if want := []catalog.StatsCount{{"", "", 1}, {"off-a", "a", 1}}; !reflect.DeepEqual(st.Refusals, want) {
 		t.Errorf("refusals %+v, want %+v", st.Refusals, want)
 	}
 	if want := []catalog.StatsCount{{"off-b", "b", 1}}; !reflect.DeepEqual(st.VerifyFailures, want) {
