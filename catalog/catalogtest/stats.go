@@ -109,30 +109,32 @@ func testStats(t *testing.T, c *catalog.Catalog) {
 	if !reflect.DeepEqual(st.Days, wantDays) {
 		t.Errorf("days:\n got %+v\nwant %+v", st.Days, wantDays)
 	}
-	if want := []catalog.StatsDevice{{"cam-a", "off-a", "a"}}; !reflect.DeepEqual(st.Live, want) {
+	if want := []catalog.StatsDevice{{Device: "cam-a", Officer: "off-a", Unit: "a"}}; !reflect.DeepEqual(st.Live, want) {
 		t.Errorf("live %+v, want %+v", st.Live, want)
 	}
-	if want := []catalog.StatsDevice{{"cam-a", "off-a", "a"}}; !reflect.DeepEqual(st.Silent, want) {
+	if want := []catalog.StatsDevice{{Device: "cam-a", Officer: "off-a", Unit: "a"}}; !reflect.DeepEqual(st.Silent, want) {
 		t.Errorf("silent %+v, want %+v (rb0 is before the period)", st.Silent, want)
 	}
-	if want := []catalog.StatsCount{{"off-b", "b", 1}}; !reflect.DeepEqual(st.UploadsPending, want) {
+	if want := []catalog.StatsCount{{Officer: "off-b", Unit: "b", N: 1}}; !reflect.DeepEqual(st.UploadsPending, want) {
 		t.Errorf("pending uploads %+v, want %+v", st.UploadsPending, want)
 	}
-	if want := []catalog.StatsCount{{"", "", 1}, {"off-a", "a", 1}}; !reflect.DeepEqual(st.Refusals, want) {
+	if want := []catalog.StatsCount{{N: 1}, {Officer: "off-a", Unit: "a", N: 1}}; !reflect.DeepEqual(st.Refusals, want) {
 		t.Errorf("refusals %+v, want %+v", st.Refusals, want)
 	}
-	if want := []catalog.StatsCount{{"off-b", "b", 1}}; !reflect.DeepEqual(st.VerifyFailures, want) {
+	if want := []catalog.StatsCount{{Officer: "off-b", Unit: "b", N: 1}}; !reflect.DeepEqual(st.VerifyFailures, want) {
 		t.Errorf("verification failures %+v, want %+v", st.VerifyFailures, want)
 	}
-	wantCases := []catalog.StatsCases{{evidence.CaseFiled, "off-b", "b", 1}, {evidence.CaseInvestigating, "off-a", "a", 1}}
+	wantCases := []catalog.StatsCases{{State: evidence.CaseFiled, Officer: "off-b", Unit: "b", N: 1},
+		{State: evidence.CaseInvestigating, Officer: "off-a", Unit: "a", N: 1}}
 	if !reflect.DeepEqual(st.Cases, wantCases) {
 		t.Errorf("cases %+v, want %+v", st.Cases, wantCases)
 	}
-	wantOpen := []catalog.StatsOpenCase{{"C-a", evidence.CaseInvestigating, "off-a", "a", t0.Add(10 * time.Hour)}, {"C-b", evidence.CaseFiled, "off-b", "b", t0}}
+	wantOpen := []catalog.StatsOpenCase{{ID: "C-a", State: evidence.CaseInvestigating, Officer: "off-a", Unit: "a", Since: t0.Add(10 * time.Hour)},
+		{ID: "C-b", State: evidence.CaseFiled, Officer: "off-b", Unit: "b", Since: t0}}
 	if !reflect.DeepEqual(st.Open, wantOpen) {
 		t.Errorf("open cases %+v, want %+v", st.Open, wantOpen)
 	}
-	wantSteps := []catalog.StatsStep{{"C-a", evidence.CaseFiled, "off-a", "a", t0, t0.Add(10 * time.Hour)}}
+	wantSteps := []catalog.StatsStep{{CaseID: "C-a", State: evidence.CaseFiled, Officer: "off-a", Unit: "a", Entered: t0, Left: t0.Add(10 * time.Hour)}}
 	if !reflect.DeepEqual(st.Steps, wantSteps) {
 		t.Errorf("steps %+v, want %+v", st.Steps, wantSteps)
 	}
