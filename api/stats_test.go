@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -282,7 +284,8 @@ func must[T any](v T, err error) T {
 
 // Scope: a supervisor of a unit sees that unit's numbers only, and asking
 // for another unit or one of its officers is refused as missing; an
-// auditor sees every unit and may narrow; officers and admins are refused.
+// auditor, and a supervisor of no unit, see every unit and may narrow;
+// officers, admins and docks are refused.
 func TestStatsScope(t *testing.T) {
 	srv, from, to := statsFixture(t)
 	code, st, raw := getStats(t, srv, "s-a", from, to, "")
@@ -313,6 +316,21 @@ func TestStatsScope(t *testing.T) {
 	code, st, _ = getStats(t, srv, "aud", from, to, "&officer=o-a")
 	if code != 200 || rowString(st.Totals) != strings.Replace(wantOA, "a/o-a", "/", 1) {
 		t.Errorf("aud, officer o-a: %d %s", code, rowString(st.Totals))
+	}
+	// A supervisor of no unit (a duty supervisor) sees every unit, as an auditor.
+	sum := sha256.Sum256([]byte("tok-s-none"))
+	if err := lastFixture.cat.CreateUser(context.Background(), evidence.User{ID: "s-none", Role: evidence.RoleSupervisor, CertToken: "cert-s-none"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lastFixture.cat.CreateAPIToken(context.Background(), evidence.APIToken{ID: "s-none", TokenHash: hex.EncodeToString(sum[:]), UserID: "s-none", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	code, st, raw = getStats(t, srv, "s-none", from, to, "")
+	if code != 200 || st.Unit != "" || rowString(st.Totals) != wantTotal || len(st.Officers) != 2 {
+		t.Errorf("s-none: %d %s", code, raw)
+	}
+	if code, st, _ := getStats(t, srv, "s-none", from, to, "&unit=b"); code != 200 || rowString(st.Totals) != strings.Replace(wantUnitB, "b/", "/", 1) {
+		t.Errorf("s-none, unit b: %d %s", code, rowString(st.Totals))
 	}
 	for _, who := range []string{"o-a", "adm", "dk"} {
 		if code, _, _ := getStats(t, srv, who, from, to, ""); code != 403 {
