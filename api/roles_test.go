@@ -96,7 +96,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
 	}, quiet, nil)
-	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Shares: cat, Jobs: cat, Signer: keys, Store: store, Keys: keys,
+	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Shares: cat, Jobs: cat, Stats: cat, Signer: keys, Store: store, Keys: keys,
 		Retention:  &api.Retention{Policy: testPolicy, Minimum: evidence.MinRetention, Catalog: cat},
 		Links:      caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: quiet}),
 		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet}
@@ -218,6 +218,12 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/live/viewers", "", []int{401, 403, 403, 200, 200, 200, 200, 200, 401, 403}},
 		{"GET", "/api/v1/live/views", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/nodes", "", []int{401, 403, 403, 403, 403, 200, 200, 200, 401, 403}},
+		// The supervision dashboard: supervisors (their unit's: TestStatsScope)
+		// and auditors; a bad period is refused past the role.
+		{"GET", "/api/v1/stats?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/stats?from=2026-01-01T00:00:00Z", "", []int{401, 403, 403, 400, 400, 400, 403, 403, 401, 403}},
+		{"GET", "/api/v1/stats?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&unit=b", "", []int{401, 403, 403, hid, 200, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/stats.csv?table=units&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", "", []int{401, 403, 403, 200, 200, 200, 403, 403, 401, 403}},
 		{"GET", "/debug/pprof/", "", []int{401, 403, 403, 403, 403, 403, 200, 200, 401, 403}},
 		{"GET", "/api/v1/cases", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401, 403}},
 		{"POST", "/api/v1/cases", "{}", []int{401, 400, 400, 400, 400, 403, 403, 403, 401, 403}},

@@ -113,6 +113,11 @@ type Options struct {
 	// the categories endpoints answer 503).
 	Retention *Retention
 	Signer    catalog.Signer
+	// Stats: the supervision dashboard's numbers (nil: its endpoints
+	// answer 503); StepLimits: how long a case may stay in each step
+	// before it is overdue (nil: evidence.DefaultStepLimits).
+	Stats      StatsSource
+	StepLimits evidence.StepLimits
 	// Remux makes the playback copy of an uploaded video file (nil: such
 	// files are served by /original only).
 	Remux      Remuxer
@@ -246,6 +251,9 @@ func New(o Options) *Server {
 	route("DELETE /api/v1/live/{device}/whep/{session}", watchers(s.whepDelete))
 	route("GET /api/v1/live/viewers", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor, evidence.RoleAdmin)(s.listViewers))
 	route("GET /api/v1/live/views", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.listLiveViews))
+	// The supervision dashboard: supervisors (their unit's) and auditors.
+	route("GET /api/v1/stats", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.stats))
+	route("GET /api/v1/stats.csv", s.allow(evidence.RoleSupervisor, evidence.RoleAuditor)(s.statsCSV))
 	// For other nodes only (cluster.go): no sign-in, a node's word for its
 	// user instead; not in Routes (nor the API description).
 	for pattern, h := range map[string]http.HandlerFunc{internalOffer: s.internalOffer, internalHangup: s.internalHangup, internalViewers: s.internalViewers} {

@@ -97,11 +97,11 @@ func randomHex(n int) string {
 // shareJSON is a share as its case's users see it.
 type shareJSON struct {
 	evidence.Share
-	Link     string               `json:"link"`
-	Code     string               `json:"code,omitempty"` // once, when made or renewed
-	State    string               `json:"state"`          // active, revoked, expired, used up
-	Receipts []shareReceiptBrief  `json:"receipts"`
-	Opened   bool                 `json:"opened"`
+	Link     string              `json:"link"`
+	Code     string              `json:"code,omitempty"` // once, when made or renewed
+	State    string              `json:"state"`          // active, revoked, expired, used up
+	Receipts []shareReceiptBrief `json:"receipts"`
+	Opened   bool                `json:"opened"`
 }
 
 type shareReceiptBrief struct {
@@ -267,7 +267,9 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 
 // takeShareGrant is where a share, a copy leaving, would need an approved
 // copy request; sharing itself is recorded and limited, so it goes ahead.
-func (s *Server) takeShareGrant(w http.ResponseWriter, r *http.Request, c evidence.Case) bool { return true }
+func (s *Server) takeShareGrant(w http.ResponseWriter, r *http.Request, c evidence.Case) bool {
+	return true
+}
 
 func recipientText(rc evidence.Recipient) string {
 	t := rc.Name + " (" + rc.Organisation

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -188,4 +189,68 @@ func optTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// StepLimits is how long a case may stay in a step of its workflow before
+// the supervision dashboard calls it overdue. A state without a limit is
+// never overdue (by default the last two: a closed case waits for its
+// archiving as long as its retention says).
+type StepLimits map[CaseState]time.Duration
+
+// DefaultStepLimits: three days to start investigating a filed case, thirty
+// to investigate, fourteen to review, thirty to close a decided case.
+func DefaultStepLimits() StepLimits {
+	return StepLimits{CaseFiled: 72 * time.Hour, CaseInvestigating: 720 * time.Hour,
+		CaseUnderReview: 336 * time.Hour, CaseDecided: 720 * time.Hour}
+}
+
+// ParseStepLimits reads "filed=72h,investigating=720h": the states named
+// get those limits, the others keep the defaults; a limit of 0 removes
+// one. archived, the last state, takes none (a case never leaves it).
+func ParseStepLimits(s string) (StepLimits, error) {
+	limits := DefaultStepLimits()
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(part, "=")
+		state := CaseState(strings.TrimSpace(name))
+		if !ok || !state.Valid() {
+			return nil, fmt.Errorf("case step limit %q: want state=duration, with a state of %v", part, caseOrder[:len(caseOrder)-1])
+		}
+		if state == CaseArchived {
+			return nil, fmt.Errorf("case step limit %q: a case never leaves archived", part)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(value))
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("case step limit %q: want a duration such as 72h", part)
+		}
+		if d == 0 {
+			delete(limits, state)
+		} else {
+			limits[state] = d
+		}
+	}
+	return limits, nil
+}
+
+// States lists the states that have a limit, in workflow order.
+func (l StepLimits) States() []CaseState {
+	var out []CaseState
+	for _, s := range caseOrder {
+		if l[s] > 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// String is the limits as ParseStepLimits reads them, in workflow order.
+func (l StepLimits) String() string {
+	var parts []string
+	for _, s := range l.States() {
+		parts = append(parts, string(s)+"="+l[s].String())
+	}
+	return strings.Join(parts, ",")
 }

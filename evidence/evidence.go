@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -53,6 +54,25 @@ const (
 	// media); its gaps are explicit in the record.
 	StateInterrupted RecordingState = "interrupted"
 )
+
+// SilentEndPrefixes begin the end reasons of a recording that ended because
+// its recorder fell silent while recording (ingest's session.endReason): a
+// read timeout, a dropped connection, or the device connecting again after
+// a time without media. A recording the publisher stopped, or that the
+// server ended (shutdown, a node lost), did not. The supervision dashboard
+// counts them (catalog.Stats); the prefixes hold no quote, % or _.
+var SilentEndPrefixes = []string{"no data for ", "publisher disconnected", "the device connected again"}
+
+// EndedSilent reports whether a recording with this end reason ended
+// because its recorder fell silent.
+func EndedSilent(reason string) bool {
+	for _, p := range SilentEndPrefixes {
+		if strings.HasPrefix(reason, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // Valid reports whether s is one of the known states.
 func (s RecordingState) Valid() bool {

@@ -264,7 +264,8 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // endReason says why the recording ended, and whether the publisher ended
 // it itself (TEARDOWN, or its stream ended cleanly): then the recorder was
-// stopped, not lost.
+// stopped, not lost. The reasons of a recorder lost begin with one of
+// evidence.SilentEndPrefixes: the supervision dashboard counts them.
 func (ss *session) endReason(err error) (reason string, byPublisher bool) {
 	if by := ss.replaced.Load(); by != nil {
 		return fmt.Sprintf("the device connected again (from %s) after %v without media; this session was ended", *by, staleAfter), false

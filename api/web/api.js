@@ -114,6 +114,10 @@ export const api = {
   originalURL: (id) => '/api/v1/recordings/' + encodeURIComponent(id) + '/original',
   uploads: (params) => getJSON('/api/v1/uploads?' + new URLSearchParams(params)),
   whepURL: (device) => '/api/v1/live/' + encodeURIComponent(device) + '/whep',
+  // stats: the supervision dashboard over {from, to[, unit][, officer]};
+  // statsCSVURL: one of its tables as a CSV download.
+  stats: (params) => getJSON('/api/v1/stats?' + new URLSearchParams(params)),
+  statsCSVURL: (table, params) => '/api/v1/stats.csv?' + new URLSearchParams({ table, ...params }),
   cases: () => getJSON('/api/v1/cases'),
   caseGet: (id) => getJSON(caseURL(id)),
   createCase: (body) => postJSON('/api/v1/cases', body),

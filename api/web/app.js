@@ -1,5 +1,5 @@
 // The bodycam operations console: sign-in, then the live wall, recordings,
-// the viewing audit, cases and dock uploads. Plain ES modules, no build step; everything is
+// the viewing audit, cases, dock uploads and the supervision dashboard. Plain ES modules, no build step; everything is
 // served from the binary under the page's strict Content-Security-Policy.
 
 import { api, onUnauthorized } from './api.js';
@@ -9,6 +9,7 @@ import { initRecordings, setRecordingDevices, setRecordingCaps, refreshIfShown, 
 import { closeSync } from './sync.js';
 import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.js';
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
+import { initDashboard, setDashboardCaps, showDashboard } from './dashboard.js';
 import { initUploads, setUploadsCaps, setUploadDevices, startUploads, stopUploads, resetUploads } from './uploads.js';
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +28,7 @@ const CAN = {
   recordings: ['officer', 'supervisor', 'auditor'], // who reads footage
   bookmark: ['officer', 'supervisor'], // sets bookmarks (removes their own; a supervisor anyone's)
   uploads: ['supervisor', 'auditor', 'admin', 'dock'], // a dock its own, a supervisor its unit's
+  dashboard: ['supervisor', 'auditor'], // a supervisor their unit's
 };
 const capsOf = (role) => Object.fromEntries(Object.entries(CAN).map(([k, roles]) => [k, roles.includes(role)]));
 
@@ -69,13 +71,13 @@ function setMode(m) {
   (m === 'token' ? $('token') : ($('user').value ? $('password') : $('user'))).focus();
 }
 
-const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads'];
+const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads', 'dashboard'];
 
 function allowedViews() {
   // A dock (a workstation's account) sees its uploads and nothing else.
   if (who && who.role === 'dock') return ['uploads'];
   // Cases stays a tab for every role: an admin finds there why it is empty.
-  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'uploads' ? caps.uploads : v === 'live' ? caps.watch : caps.live || caps.views));
+  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'uploads' ? caps.uploads : v === 'dashboard' ? caps.dashboard : v === 'live' ? caps.watch : caps.live || caps.views));
 }
 
 // resetNote says when and by whom an admin last set the user's password
@@ -182,6 +184,7 @@ function showConsole(w) {
   setAuditCaps(caps);
   setCasesCaps(caps, who.role);
   setUploadsCaps({ recordings: caps.recordings, dock: who.role === 'dock' });
+  setDashboardCaps({ unit: who.role === 'supervisor' ? who.unit : '' });
   setRecordingCaps({ bookmark: caps.bookmark, removeAny: who.role === 'supervisor', user: who.user });
   if (caps.live) startLive();
   loadDevices();
@@ -221,6 +224,7 @@ function setView(name) {
   if (name === 'uploads') startUploads(); else stopUploads();
   if (name === 'recordings') refreshIfShown();
   if (name === 'cases') showCases();
+  if (name === 'dashboard') showDashboard();
 }
 
 async function signIn(ev) {
@@ -300,7 +304,7 @@ function keys(ev) {
     return;
   }
   if (typing) return;
-  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads' };
+  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads', 6: 'dashboard' };
   if (views[ev.key]) { setView(views[ev.key]); ev.preventDefault(); return; }
   if ((ev.key === 'm' || ev.key === 'M') && caps.watch) { $('mute-all').click(); ev.preventDefault(); }
 }
@@ -328,6 +332,10 @@ function init() {
     openRecording: (id) => { setView('recordings'); openRecording(id); },
   });
   $('uploads-filters').addEventListener('submit', (ev) => ev.preventDefault());
+  initDashboard({
+    form: $('dash-filters'), from: $('dash-from'), to: $('dash-to'), unit: $('dash-unit'), unitField: $('dash-unit-field'),
+    officer: $('dash-officer'), refresh: $('dash-refresh'), error: $('dash-error'), body: $('dash-body'),
+  });
   initAudit({
     device: $('audit-device'), refresh: $('audit-refresh'), viewers: $('viewers'), views: $('views'),
     viewersCount: $('viewers-count'), viewsCount: $('views-count'), error: $('audit-error'),

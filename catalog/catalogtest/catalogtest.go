@@ -27,6 +27,7 @@ func Run(t *testing.T, open Opener) {
 		fn   func(*testing.T, *catalog.Catalog)
 	}{
 		{"Devices", testDevices},
+		{"Stats", testStats},
 		{"DeviceIDRules", testDeviceIDRules},
 		{"RecordingLifecycle", testRecordingLifecycle},
 		{"Segments", testSegments},

@@ -67,11 +67,14 @@ type Config struct {
 	Categories         list
 	ImportantRetention period
 	RetentionMinimum   days
-	SigningKey         string
-	CredentialKey      string
-	LogLevel           string
-	LogFormat          string
-	ShutdownTimeout    time.Duration
+	// CaseStepLimits: how long a case may stay in each step before the
+	// supervision dashboard calls it overdue (evidence.ParseStepLimits).
+	CaseStepLimits  string
+	SigningKey      string
+	CredentialKey   string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
 
 	RTSPRequestTimeout    time.Duration
 	RTSPMaxPendingPerHost int
@@ -126,6 +129,7 @@ func defaults() Config {
 		RetentionEvery:     time.Hour,
 		ImportantRetention: period{Years: 2},
 		RetentionMinimum:   days(evidence.MinRetention),
+		CaseStepLimits:     evidence.DefaultStepLimits().String(),
 		LogLevel:           "info",
 		LogFormat:          "text",
 		ShutdownTimeout:    30 * time.Second,
@@ -198,6 +202,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetentionEvery, "retention-interval", c.RetentionEvery, "how often the retention job looks for footage due for deletion")
 	fs.Var(&c.Categories, "category", "a retention class NAME=PERIOD (PERIOD: 180d, 3y or permanent; at least 180d); give it again for more (comma-separated in the environment and the file); given at all, it replaces the default set: traffic_stop=180d, no_incident=180d, arrest=3y, complaint=permanent")
 	fs.Var(&c.ImportantRetention, "important-retention", "footage marked important is kept at least this long whatever its categories (e.g. 2y, permanent)")
+	fs.StringVar(&c.CaseStepLimits, "case-step-limits", c.CaseStepLimits, "how long a case may stay in a step of its workflow before the supervision dashboard shows it overdue, STATE=DURATION,... (states not named keep their default; 0 removes a limit)")
 	fs.Var(&c.RetentionMinimum, "retention-minimum", "FOR TESTS AND EVALUATION ONLY: the shortest retention period accepted; below 180d (the legal minimum of six months) footage may be deleted before the law allows")
 	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "Ed25519 private key file (PKCS#8 PEM); empty creates <data-dir>/keys/signing.key")
 	fs.StringVar(&c.CredentialKey, "credential-key", c.CredentialKey, "file with the key device secrets are derived from (hex); empty creates <data-dir>/keys/credential.key; share it between nodes")
@@ -550,6 +555,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.retentionPolicy(); err != nil {
 		return err
+	}
+	if _, err := evidence.ParseStepLimits(c.CaseStepLimits); err != nil {
+		return fmt.Errorf("case-step-limits: %v", err)
 	}
 	if c.RetentionEvery < time.Second {
 		return errors.New("retention-interval: at least 1s")

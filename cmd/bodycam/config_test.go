@@ -116,6 +116,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--retention-minimum", "0s"}, nil, "retention-minimum: must be positive"},
 		// A lowered minimum (tests) says so in the refusal.
 		{[]string{"--retention-minimum", "1h", "--category", "arrest=30m"}, nil, "category: arrest: 30m0s is below the minimum retention of 1h0m0s (--retention-minimum is 1h0m0s)"},
+		{[]string{"--case-step-limits", "filed=soon"}, nil, `case-step-limits: case step limit "filed=soon"`},
+		{nil, map[string]string{"BODYCAM_CASE_STEP_LIMITS": "archived=1h"}, "case-step-limits"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"stray"}, nil, "unexpected argument"},
 		{nil, map[string]string{"BODYCAM_SEGMENT_DURATION": "x"}, "BODYCAM_SEGMENT_DURATION"},

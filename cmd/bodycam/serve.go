@@ -240,10 +240,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	feed := outbox.NewJobFeed(outbox.JobFeedOptions{Catalog: cat, Rules: derive.Rules, Queued: runner.Wake, Lease: co, Holder: cfg.NodeID,
 		Log: log.With("component", "jobs"), Registry: reg})
-	policy, _ := cfg.retentionPolicy() // checked by Validate
+	policy, _ := cfg.retentionPolicy()                            // checked by Validate
+	stepLimits, _ := evidence.ParseStepLimits(cfg.CaseStepLimits) // checked by Validate
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
 		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat, Shares: cat, Jobs: cat, JobQueued: runner.Wake,
+		Stats: cat, StepLimits: stepLimits,
 		Retention: &api.Retention{Policy: policy, Minimum: time.Duration(cfg.RetentionMinimum), Catalog: cat},
 		Store:     store, Remux: remuxer(store), Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
