@@ -113,6 +113,9 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 	for _, k := range pubs {
 		keys = append(keys, export.PublicKey{ID: k.ID, Key: k.Key})
 	}
+	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+		return
+	}
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	name := "case-" + c.ID + ".zip"
 	if err := s.record(r, evidence.CustodyEvent{At: at, Action: evidence.ActionExport, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
