@@ -116,6 +116,11 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--retention-minimum", "0s"}, nil, "retention-minimum: must be positive"},
 		// A lowered minimum (tests) says so in the refusal.
 		{[]string{"--retention-minimum", "1h", "--category", "arrest=30m"}, nil, "category: arrest: 30m0s is below the minimum retention of 1h0m0s (--retention-minimum is 1h0m0s)"},
+		{[]string{"--copy-approval", "maybe"}, nil, `copy-approval: required or off, got "maybe"`},
+		{[]string{"--copy-approval-exempt", "supervisor"}, nil, `copy-approval-exempt: only auditor may be exempted, got "supervisor"`},
+		{nil, map[string]string{"BODYCAM_COPY_APPROVAL_EXEMPT": "auditor,officer"}, `copy-approval-exempt: only auditor`},
+		{[]string{"--copy-grant-ttl", "169h"}, nil, "copy-grant-ttl: more than 0 and at most 168h0m0s"},
+		{[]string{"--copy-grant-ttl", "0s"}, nil, "copy-grant-ttl"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"stray"}, nil, "unexpected argument"},
 		{nil, map[string]string{"BODYCAM_SEGMENT_DURATION": "x"}, "BODYCAM_SEGMENT_DURATION"},
