@@ -10,6 +10,7 @@ import { closeSync } from './sync.js';
 import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.js';
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
 import { initUploads, setUploadsCaps, setUploadDevices, startUploads, stopUploads, resetUploads } from './uploads.js';
+import { setCopyCaps, approvalsShown, initApprovals, showApprovals } from './copies.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -69,13 +70,14 @@ function setMode(m) {
   (m === 'token' ? $('token') : ($('user').value ? $('password') : $('user'))).focus();
 }
 
-const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads'];
+const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads', 'approvals'];
 
 function allowedViews() {
   // A dock (a workstation's account) sees its uploads and nothing else.
   if (who && who.role === 'dock') return ['uploads'];
   // Cases stays a tab for every role: an admin finds there why it is empty.
-  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'uploads' ? caps.uploads : v === 'live' ? caps.watch : caps.live || caps.views));
+  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'approvals' ? approvalsShown()
+    : v === 'uploads' ? caps.uploads : v === 'live' ? caps.watch : caps.live || caps.views));
 }
 
 // resetNote says when and by whom an admin last set the user's password
@@ -171,6 +173,7 @@ function showConsole(w) {
   $('password-view').hidden = true;
   $('console-view').hidden = false;
   setWho(w);
+  setCopyCaps(w);
   $('console-view').classList.toggle('no-sidebar', !caps.live);
   $('conn').hidden = !caps.live; // the live poll is what it reports on
   for (const el of document.querySelectorAll('[data-needs]')) el.hidden = !caps[el.dataset.needs];
@@ -221,6 +224,7 @@ function setView(name) {
   if (name === 'uploads') startUploads(); else stopUploads();
   if (name === 'recordings') refreshIfShown();
   if (name === 'cases') showCases();
+  if (name === 'approvals') showApprovals();
 }
 
 async function signIn(ev) {
@@ -300,7 +304,7 @@ function keys(ev) {
     return;
   }
   if (typing) return;
-  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads' };
+  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads', 6: 'approvals' };
   if (views[ev.key]) { setView(views[ev.key]); ev.preventDefault(); return; }
   if ((ev.key === 'm' || ev.key === 'M') && caps.watch) { $('mute-all').click(); ev.preventDefault(); }
 }
@@ -328,6 +332,7 @@ function init() {
     openRecording: (id) => { setView('recordings'); openRecording(id); },
   });
   $('uploads-filters').addEventListener('submit', (ev) => ev.preventDefault());
+  initApprovals({ list: $('approvals-list'), count: $('approvals-count'), error: $('approvals-error'), refresh: $('approvals-refresh') });
   initAudit({
     device: $('audit-device'), refresh: $('audit-refresh'), viewers: $('viewers'), views: $('views'),
     viewersCount: $('viewers-count'), viewsCount: $('views-count'), error: $('audit-error'),
