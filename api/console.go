@@ -21,6 +21,17 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/" {
 		name = "index.html"
 	}
+	serveWebFile(w, r, name)
+}
+
+// sharePage serves the page a share's recipient opens (/share/<id>): no
+// sign-in; it asks for the one-time code and talks to /api/v1/shared/<id>.
+// It is the same page for every id, known or not.
+func (s *Server) sharePage(w http.ResponseWriter, r *http.Request) {
+	serveWebFile(w, r, "share.html")
+}
+
+func serveWebFile(w http.ResponseWriter, r *http.Request, name string) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Frame-Options", "DENY")

@@ -25,80 +25,113 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	x, ok := s.prepareExport(w, r, c, nil, r.URL.Query().Get("copies"))
+	if !ok {
+		return
+	}
+	// A copy leaving the system: approval before copying (a grant of the
+	// case), once the export is known to be possible.
+	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+		return
+	}
+	x.name = "case-" + c.ID + ".zip"
+	s.writeExport(w, r, x, "")
+}
+
+// caseExport is a court export being made: what it holds, before it is
+// recorded and written.
+type caseExport struct {
+	data    export.CaseData
+	ids     []string // its recordings
+	ncopies int      // derived copies with them
+	name    string   // the zip's file name
+	// keep selects the custody events of the excerpt (nil: the case's
+	// record, caseFilter).
+	keep func(evidence.CustodyEvent) bool
+}
+
+// prepareExport gathers a court export of c: the recordings actively
+// linked to it (those shared says, nil: all of them) with the derived
+// copies copies chooses (export's ?copies=), their segments, gaps and
+// manifests, and every node's keys. It answers the request itself when the
+// export cannot be made (false).
+func (s *Server) prepareExport(w http.ResponseWriter, r *http.Request, c evidence.Case, shared []string, copies string) (*caseExport, bool) {
 	if s.o.Custody == nil || s.o.Signer == nil {
 		writeError(w, http.StatusServiceUnavailable, "exports need the custody ledger and a signing key, and this server has none")
-		return
+		return nil, false
 	}
 	ctx := r.Context()
 	steps, err := s.o.Cases.CaseTransitions(ctx, c.ID)
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
 	links, err := s.o.Cases.EvidenceLinks(ctx, c.ID, "")
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
-	chosen, err := parseCopies(r.URL.Query().Get("copies"))
+	if shared != nil {
+		links = slices.DeleteFunc(links, func(l evidence.EvidenceLink) bool { return !slices.Contains(shared, l.RecordingID) })
+	}
+	chosen, err := parseCopies(copies)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return nil, false
 	}
 	if chosen != nil && s.o.Jobs == nil {
 		writeError(w, http.StatusServiceUnavailable, "this server keeps no derived copies; export without copies")
-		return
+		return nil, false
 	}
+	x := &caseExport{}
 	var recs []export.RecordingData
-	var ids []string
 	for _, l := range links {
-		if !l.Active() || slices.Contains(ids, l.RecordingID) {
+		if !l.Active() || slices.Contains(x.ids, l.RecordingID) {
 			continue
 		}
 		rec, err := s.o.Catalog.Recording(ctx, l.RecordingID)
 		if err != nil {
 			s.internal(w, r, err)
-			return
+			return nil, false
 		}
 		if rec.ManifestKey == "" {
 			writeError(w, http.StatusConflict, "recording "+rec.ID+" has no signed manifest yet (it is still being recorded or stored); export when it is complete")
-			return
+			return nil, false
 		}
 		segs, err := s.o.Catalog.Segments(ctx, rec.ID)
 		if err != nil {
 			s.internal(w, r, err)
-			return
+			return nil, false
 		}
 		gaps, err := s.o.Catalog.Gaps(ctx, rec.ID)
 		if err != nil {
 			s.internal(w, r, err)
-			return
+			return nil, false
 		}
 		var copies []export.Copy
 		if chosen != nil {
 			derived, err := s.o.Jobs.Derived(ctx, rec.ID)
 			if err != nil {
 				s.internal(w, r, err)
-				return
+				return nil, false
 			}
 			copies = chosen.pick(derived)
 		}
 		recs = append(recs, export.RecordingData{Recording: rec, Segments: segs, Gaps: gaps, Copies: copies})
-		ids = append(ids, rec.ID)
+		x.ids = append(x.ids, rec.ID)
 	}
 	if missing := chosen.unmatched(); len(missing) > 0 {
 		writeError(w, http.StatusBadRequest, "no derived copy of a recording in this case was made by job "+strings.Join(missing, ", ")+
 			" (a clip, redacted copy or proxy of one of its recordings, made)")
-		return
+		return nil, false
 	}
-	ncopies := 0
 	for _, rd := range recs {
-		ncopies += len(rd.Copies)
+		x.ncopies += len(rd.Copies)
 	}
-	same, err := s.o.Catalog.SameEvents(ctx, ids)
+	same, err := s.o.Catalog.SameEvents(ctx, x.ids)
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
 	for i := range recs {
 		recs[i].SameEvent = same[recs[i].Recording.ID]
@@ -107,50 +140,66 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 	pubs, err := s.o.Keys.PublicKeys(ctx)
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
 	var keys []export.PublicKey
 	for _, k := range pubs {
 		keys = append(keys, export.PublicKey{ID: k.ID, Key: k.Key})
 	}
-	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
-		return
-	}
+	x.data = export.CaseData{Case: c, Transitions: steps, Links: links, Recordings: recs, Keys: keys, Signer: s.o.Signer}
+	return x, true
+}
+
+// writeExport records the export in the custody ledger (what, by whom,
+// with why appended to the detail), then writes the zip with the custody
+// excerpt that includes that event. It reports whether the whole zip went
+// out; when the ledger refuses, nothing does.
+func (s *Server) writeExport(w http.ResponseWriter, r *http.Request, x *caseExport, why string) bool {
+	c := x.data.Case
 	at := time.Now().UTC().Truncate(time.Microsecond)
-	name := "case-" + c.ID + ".zip"
 	if err := s.record(r, evidence.CustodyEvent{At: at, Action: evidence.ActionExport, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
-		Detail: fmt.Sprintf("court export %s: %d recording(s) %s%s", name, len(ids), strings.Join(ids, ", "), copiesText(recs, ncopies))}); err != nil {
+		Detail: fmt.Sprintf("court export %s: %d recording(s) %s%s%s", x.name, len(x.ids), strings.Join(x.ids, ", "),
+			copiesText(x.data.Recordings, x.ncopies), why)}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the export cannot be recorded in the custody ledger now; refused")
-		return
+		return false
 	}
 	failed := func(err error) {
 		s.o.Log.Error("case export failed", "case", c.ID, "user", userOf(r), "err", err)
 		s.record(r, evidence.CustodyEvent{Action: evidence.ActionExport, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
-			Detail: "court export " + name + " failed: " + err.Error(), Outcome: evidence.OutcomeFailed})
+			Detail: "court export " + x.name + " failed: " + err.Error(), Outcome: evidence.OutcomeFailed})
 	}
-	x, err := s.caseExcerpt(r, c.ID)
+	f, err := s.caseFilter(r, c.ID)
+	if err == nil && x.keep != nil {
+		f.Keep = x.keep
+		f.TargetIDs = x.ids
+	}
+	var excerpt evidence.Excerpt
+	if err == nil {
+		excerpt, err = s.o.Cases.CustodyExcerpt(r.Context(), f, s.o.Signer)
+	}
 	if err != nil {
 		failed(err)
 		s.internal(w, r, err)
-		return
+		return false
 	}
-	data := export.CaseData{Case: c, Transitions: steps, Links: links, Recordings: recs, Custody: x, Keys: keys,
-		ExportedBy: userOf(r), ExportedAt: at, Signer: s.o.Signer}
+	data := x.data
+	data.Custody, data.ExportedBy, data.ExportedAt = excerpt, userOf(r), at
 	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+x.name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
 	cw := &countingWriter{w: w}
-	if err := export.Write(ctx, cw, s.o.Store, data); err != nil {
+	if err := export.Write(r.Context(), cw, s.o.Store, data); err != nil {
 		failed(err)
 		if cw.n == 0 {
 			w.Header().Del("Content-Disposition")
 			s.internal(w, r, err)
-			return
+			return false
 		}
 		// Part of the zip is out: break the connection so that the client
 		// sees a failed download, not a short file.
 		panic(http.ErrAbortHandler)
 	}
+	return true
 }
 
 type countingWriter struct {

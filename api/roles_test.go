@@ -96,7 +96,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
 	}, quiet, nil)
-	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Jobs: cat, Copies: cat, Signer: keys, Store: store, Keys: keys,
+	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Shares: cat, Jobs: cat, Copies: cat, Signer: keys, Store: store, Keys: keys,
 		Retention:  &api.Retention{Policy: testPolicy, Minimum: evidence.MinRetention, Catalog: cat},
 		Links:      caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: quiet}),
 		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet}
@@ -233,6 +233,19 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/recordings/rec-a/audit?format=xml", "", []int{401, 400, 400, 400, 400, 400, 403, 403, 401, 403}},
 		{"GET", "/api/v1/users/o-a/audit?since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401, 403}},
 		{"GET", "/api/v1/cases/C-1/export", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		// Sharing: the case's readers list its shares; officers and
+		// supervisors who may change it share, revoke and renew codes.
+		{"POST", "/api/v1/cases/C-1/shares", "{}", []int{401, 400, hid, 400, hid, 403, 403, 403, 401, 403}},
+		{"GET", "/api/v1/cases/C-1/shares", "", []int{401, 200, hid, 200, hid, 200, 403, 403, 401, 403}},
+		{"POST", "/api/v1/cases/C-1/shares/nope/revoke", `{"reason":"r"}`, []int{401, 404, hid, 404, hid, 403, 403, 403, 401, 403}},
+		{"POST", "/api/v1/cases/C-1/shares/nope/code", "", []int{401, 404, hid, 404, hid, 403, 403, 403, 401, 403}},
+		// A share's recipient has no account: no user's credential opens a
+		// share (here: none, so 404 for all), nor does a share's cookie open
+		// anything else (TestShares).
+		{"POST", "/api/v1/shared/nope/open", `{"code":"x"}`, []int{404, 404, 404, 404, 404, 404, 404, 404, 404, 404}},
+		{"GET", "/api/v1/shared/nope", "", []int{404, 404, 404, 404, 404, 404, 404, 404, 404, 404}},
+		{"GET", "/api/v1/shared/nope/download", "", []int{404, 404, 404, 404, 404, 404, 404, 404, 404, 404}},
+		{"GET", "/api/v1/shared/nope/receipts/nope", "", []int{404, 404, 404, 404, 404, 404, 404, 404, 404, 404}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401, 403}},
 		// Approval before copying (off in this fixture: the requests are
 		// kept all the same). Officers, supervisors and auditors who may

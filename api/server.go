@@ -104,6 +104,7 @@ type Options struct {
 	Uploads    Uploads   // nil: dock upload not configured (its endpoints answer 503)
 	Bookmarks  Bookmarks // nil: no bookmarks (their endpoints answer 503)
 	Jobs       Jobs      // nil: no jobs (their endpoints, derived media's too, answer 503)
+	Shares     Shares    // nil: no sharing (its endpoints answer 503)
 	// Copies keeps copy requests (nil: their endpoints answer 503, and
 	// with approval required no copy goes out); CopyApproval is the rule
 	// (zero: off, copies go out as the roles allow). See copies.go.
@@ -273,6 +274,17 @@ func New(o Options) *Server {
 	route("GET /api/v1/copy-requests", copiers(s.listCopyRequests))
 	route("GET /api/v1/copy-requests/{id}", copiers(s.getCopyRequest))
 	route("POST /api/v1/copy-requests/{id}/decision", s.allow(evidence.RoleSupervisor)(s.decideCopyRequest))
+	route("POST /api/v1/cases/{id}/shares", caseWriters(s.createShare))
+	route("GET /api/v1/cases/{id}/shares", readers(s.listShares))
+	route("POST /api/v1/cases/{id}/shares/{share}/revoke", caseWriters(s.revokeShare))
+	route("POST /api/v1/cases/{id}/shares/{share}/code", caseWriters(s.renewShareCode))
+	// A share's recipient: no account, the share's code and then its
+	// session cookie (shares.go); the share's page is the console's.
+	route("POST /api/v1/shared/{share}/open", s.openShare)
+	route("GET /api/v1/shared/{share}", s.getShared)
+	route("GET /api/v1/shared/{share}/download", s.downloadShared)
+	route("GET /api/v1/shared/{share}/receipts/{receipt}", s.sharedReceipt)
+	mux.HandleFunc("GET /share/{share}", s.sharePage)
 	route("GET /api/v1/webhooks/dead-letters", s.admin(s.listDeadLetters))
 	route("POST /api/v1/webhooks/dead-letters/{id}/retry", s.admin(s.retryDeadLetter))
 	s.uploadRoutes(route)

@@ -61,6 +61,16 @@ func Category(e evidence.CustodyEvent) string {
 	case evidence.ActionIngest, evidence.ActionDerived, evidence.ActionRetention, evidence.ActionWebhook:
 		return System
 	}
+	// Sharing outside: making a share lets a copy leave; its recipient
+	// opens it and downloads.
+	switch e.Action {
+	case evidence.ActionShare:
+		return Exported
+	case evidence.ActionShareOpen:
+		return Watched
+	case evidence.ActionShareDownload:
+		return Downloaded
+	}
 	return Changed
 }
 

@@ -7,6 +7,7 @@ import { api } from './api.js';
 import { h, icon, badge, fmtTime, clear, toast } from './ui.js';
 import { openSync } from './sync.js';
 import { downloadLink } from './copies.js';
+import { sharesSection } from './shares.js';
 
 // The workflow, in order; no step can be skipped or undone.
 export const STATES = ['filed', 'investigating', 'under_review', 'decided', 'closed', 'archived'];
@@ -203,7 +204,8 @@ function renderDetail(c) {
         fact('Filed', `${fmtTime(c.created_at)}${c.created_by ? ` by ${c.created_by}` : ''}`),
         fact('Updated', fmtTime(c.updated_at))),
       workflowSection(c)),
-    evidenceSection(c));
+    evidenceSection(c),
+    sharesSection(c, { canShare: caps.changeCase }));
 }
 
 function fact(k, v) { return [h('dt', {}, k), h('dd', {}, v)]; }

@@ -76,6 +76,7 @@ func Run(t *testing.T, open Opener) {
 		{"JobsClaimRace", testJobsClaimRace},
 		{"RecordingCategories", testRecordingCategories},
 		{"RetentionDue", testRetentionDue},
+		{"Shares", testShares},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

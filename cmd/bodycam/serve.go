@@ -244,7 +244,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	copyRule, _ := cfg.copyApproval()  // checked by Validate
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
-		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat, Jobs: cat, JobQueued: runner.Wake,
+		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat, Shares: cat, Jobs: cat, JobQueued: runner.Wake,
 		Copies: cat, CopyApproval: copyRule,
 		Retention: &api.Retention{Policy: policy, Minimum: time.Duration(cfg.RetentionMinimum), Catalog: cat},
 		Store:     store, Remux: remuxer(store), Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
