@@ -29,6 +29,11 @@ func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// A copy leaving the system: approval before copying (a grant of the
+	// case), once the export is known to be possible.
+	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+		return
+	}
 	x.name = "case-" + c.ID + ".zip"
 	s.writeExport(w, r, x, "")
 }

@@ -213,6 +213,9 @@ func (s *Server) original(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := s.fileName(r.Context(), rec, sg)
+	if !s.takeGrant(w, r, evidence.CopyOfRecording, rec.ID) {
+		return
+	}
 	if !s.viewed(w, r, rec, evidence.ActionDownload, "original", "original file "+sg.Key+" ("+name+") download") {
 		return
 	}
@@ -246,6 +249,9 @@ func (s *Server) uploadMedia(w http.ResponseWriter, r *http.Request, rec evidenc
 	detail := "media " + action + " of uploaded file " + sg.Key
 	if kind == playRemux {
 		detail += " (remuxed to fragmented MP4 for playback)"
+	}
+	if action == evidence.ActionDownload && !s.takeGrant(w, r, evidence.CopyOfRecording, rec.ID) {
+		return
 	}
 	if !s.viewed(w, r, rec, action, "upload", detail) {
 		return

@@ -424,6 +424,10 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, rec evidence
 	}
 	action := evidence.ActionPlayback
 	if r.URL.Query().Get("download") != "" {
+		// A copy leaving the system: approval before copying.
+		if !s.takeGrant(w, r, evidence.CopyOfRecording, rec.ID) {
+			return
+		}
 		action = evidence.ActionDownload
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	}

@@ -96,7 +96,7 @@ func rolesFixture(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *
 	ledger := custody.New(func(ctx context.Context, e evidence.CustodyEvent) (evidence.CustodyEvent, error) {
 		return cat.AppendCustody(ctx, e, keys)
 	}, quiet, nil)
-	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Shares: cat, Jobs: cat, Stats: cat, Signer: keys, Store: store, Keys: keys,
+	o := api.Options{Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Bookmarks: cat, Shares: cat, Jobs: cat, Stats: cat, Copies: cat, Signer: keys, Store: store, Keys: keys,
 		Retention:  &api.Retention{Policy: testPolicy, Minimum: evidence.MinRetention, Catalog: cat},
 		Links:      caselink.New(caselink.Options{Catalog: cat, Holds: store, Custody: ledger, Log: quiet}),
 		AdminToken: token, Audit: denied, Registry: prometheus.NewRegistry(), Log: quiet}
@@ -253,6 +253,14 @@ func roleTable() []roleRow {
 		{"GET", "/api/v1/shared/nope/download", "", []int{404, 404, 404, 404, 404, 404, 404, 404, 404, 404}},
 		{"GET", "/api/v1/shared/nope/receipts/nope", "", []int{404, 404, 404, 404, 404, 404, 404, 404, 404, 404}},
 		{"POST", "/api/v1/custody/verify", "", []int{401, 403, 403, 403, 403, 200, 403, 403, 401, 403}},
+		// Approval before copying (off in this fixture: the requests are
+		// kept all the same). Officers, supervisors and auditors who may
+		// read the thing ask; supervisors decide.
+		{"POST", "/api/v1/copy-requests", `{"kind":"recording","id":"rec-a","reason":"court"}`, []int{401, 201, hid, 201, hid, 201, 403, 403, 401, 403}},
+		{"POST", "/api/v1/copy-requests", `{"kind":"case","id":"C-1","reason":"court"}`, []int{401, 201, hid, 201, hid, 201, 403, 403, 401, 403}},
+		{"GET", "/api/v1/copy-requests", "", []int{401, 200, 200, 200, 200, 200, 403, 403, 401, 403}},
+		{"GET", "/api/v1/copy-requests/nope", "", []int{401, hid, hid, hid, hid, hid, 403, 403, 401, 403}},
+		{"POST", "/api/v1/copy-requests/nope/decision", `{"approve":true}`, []int{401, 403, 403, hid, hid, 403, 403, 403, 401, 403}},
 		// No webhook is configured in this fixture: 503 past authorization.
 		{"GET", "/api/v1/webhooks/dead-letters", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401, 403}},
 		{"POST", "/api/v1/webhooks/dead-letters/1/retry", "", []int{401, 403, 403, 403, 403, 403, 503, 503, 401, 403}},

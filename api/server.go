@@ -105,6 +105,11 @@ type Options struct {
 	Bookmarks  Bookmarks // nil: no bookmarks (their endpoints answer 503)
 	Jobs       Jobs      // nil: no jobs (their endpoints, derived media's too, answer 503)
 	Shares     Shares    // nil: no sharing (its endpoints answer 503)
+	// Copies keeps copy requests (nil: their endpoints answer 503, and
+	// with approval required no copy goes out); CopyApproval is the rule
+	// (zero: off, copies go out as the roles allow). See copies.go.
+	Copies       CopyRequests
+	CopyApproval CopyApproval
 	// JobQueued is called when a job was queued through the API (the
 	// runner's Wake); nil: none.
 	JobQueued func()
@@ -272,6 +277,11 @@ func New(o Options) *Server {
 	route("GET /api/v1/users/{id}/audit", s.allow(evidence.RoleAuditor)(s.userReport))
 	route("POST /api/v1/custody/verify", s.allow(evidence.RoleAuditor)(s.verifyLedger))
 	route("GET /api/v1/cases/{id}/export", readers(s.exportCase))
+	copiers := s.allow(evidence.RoleOfficer, evidence.RoleSupervisor, evidence.RoleAuditor)
+	route("POST /api/v1/copy-requests", copiers(s.createCopyRequest))
+	route("GET /api/v1/copy-requests", copiers(s.listCopyRequests))
+	route("GET /api/v1/copy-requests/{id}", copiers(s.getCopyRequest))
+	route("POST /api/v1/copy-requests/{id}/decision", s.allow(evidence.RoleSupervisor)(s.decideCopyRequest))
 	route("POST /api/v1/cases/{id}/shares", caseWriters(s.createShare))
 	route("GET /api/v1/cases/{id}/shares", readers(s.listShares))
 	route("POST /api/v1/cases/{id}/shares/{share}/revoke", caseWriters(s.revokeShare))

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -222,6 +223,10 @@ type sessionJSON struct {
 	// or as a reset), so that the user sees it.
 	PasswordResetAt *time.Time `json:"password_reset_at,omitempty"`
 	PasswordResetBy string     `json:"password_reset_by,omitempty"`
+	// CopyApproval: whether this user's downloads and exports need a
+	// grant (approval before copying): "off", "required", or "exempt"
+	// (their role copies without one).
+	CopyApproval string `json:"copy_approval"`
 	// Credential: what this request signed in with: password (a console
 	// session), admin-token (the bootstrap token or a session it opened),
 	// api-token.
@@ -231,12 +236,18 @@ type sessionJSON struct {
 func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request) {
 	p := principalOf(r)
 	j := sessionJSON{User: p.ID, Role: p.Role, Name: p.Name, Unit: p.Unit, MustChangePassword: p.MustChangePassword,
-		PasswordResetAt: timePtr(p.PasswordResetAt), PasswordResetBy: p.PasswordResetBy, Credential: p.via}
+		PasswordResetAt: timePtr(p.PasswordResetAt), PasswordResetBy: p.PasswordResetBy, Credential: p.via, CopyApproval: "off"}
 	switch {
 	case p.via == "session" && p.bootstrap:
 		j.Credential = "admin-token"
 	case p.via == "session":
 		j.Credential = "password"
+	}
+	if pol := s.o.CopyApproval; pol.Required {
+		j.CopyApproval = "required"
+		if slices.Contains(pol.Exempt, p.Role) {
+			j.CopyApproval = "exempt"
+		}
 	}
 	writeJSON(w, http.StatusOK, j)
 }

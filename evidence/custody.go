@@ -72,6 +72,18 @@ const (
 	// ActionReport: an audit report made (target: the recording, case or
 	// user it is of; detail: format, the ledger state it is of, its SHA-256).
 	ActionReport = "report"
+	// Approval before copying (copies.go), target the recording or case
+	// copied (a case's events carry its case id), the detail naming the
+	// copy request:
+	// ActionCopyRequest a copy asked for (who, what, why, how many uses);
+	// ActionCopyApprove and ActionCopyRefuse a supervisor's decision
+	// (a refused decision, such as one's own request, is ActionCopyApprove
+	// with outcome denied); ActionCopyUse a grant used for a download or
+	// an export (outcome denied: a copy refused for want of a valid grant).
+	ActionCopyRequest = "copy_request"
+	ActionCopyApprove = "copy_approve"
+	ActionCopyRefuse  = "copy_refuse"
+	ActionCopyUse     = "copy_use"
 )
 
 // Outcomes of custody events.

@@ -36,6 +36,10 @@ const (
 	Checked    = "checked"    // verification, reports
 	Refused    = "refused"    // an attempt the server refused
 	System     = "system"     // done by the server itself (stored, derived, retention)
+	// Copies: approval before copying: a copy requested, granted or
+	// refused, a grant used (the download or export it allowed is its
+	// own event besides).
+	Copies = "copies"
 )
 
 // Category says what kind of act an event was.
@@ -52,6 +56,8 @@ func Category(e evidence.CustodyEvent) string {
 		return Exported
 	case evidence.ActionVerify, evidence.ActionReport:
 		return Checked
+	case evidence.ActionCopyRequest, evidence.ActionCopyApprove, evidence.ActionCopyRefuse, evidence.ActionCopyUse:
+		return Copies
 	case evidence.ActionIngest, evidence.ActionDerived, evidence.ActionRetention, evidence.ActionWebhook:
 		return System
 	}

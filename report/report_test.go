@@ -91,3 +91,17 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("%s", b)
 	}
 }
+
+// Approval before copying has its own category; a refused use is a
+// refusal.
+func TestCopyCategories(t *testing.T) {
+	for action, want := range map[string]string{evidence.ActionCopyRequest: Copies, evidence.ActionCopyApprove: Copies,
+		evidence.ActionCopyRefuse: Copies, evidence.ActionCopyUse: Copies} {
+		if got := Category(evidence.CustodyEvent{Action: action, Outcome: evidence.OutcomeOK}); got != want {
+			t.Errorf("%s: %s, want %s", action, got, want)
+		}
+	}
+	if got := Category(evidence.CustodyEvent{Action: evidence.ActionCopyUse, Outcome: evidence.OutcomeDenied}); got != Refused {
+		t.Errorf("refused use: %s", got)
+	}
+}

@@ -11,6 +11,7 @@ import { initCases, setCasesCaps, showCases, handleCasesEscape } from './cases.j
 import { initAudit, setAuditDevices, setAuditCaps, startAudit, stopAudit } from './audit.js';
 import { initDashboard, setDashboardCaps, showDashboard } from './dashboard.js';
 import { initUploads, setUploadsCaps, setUploadDevices, startUploads, stopUploads, resetUploads } from './uploads.js';
+import { setCopyCaps, approvalsShown, initApprovals, showApprovals } from './copies.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -71,13 +72,14 @@ function setMode(m) {
   (m === 'token' ? $('token') : ($('user').value ? $('password') : $('user'))).focus();
 }
 
-const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads', 'dashboard'];
+const VIEWS = ['live', 'recordings', 'audit', 'cases', 'uploads', 'dashboard', 'approvals'];
 
 function allowedViews() {
   // A dock (a workstation's account) sees its uploads and nothing else.
   if (who && who.role === 'dock') return ['uploads'];
   // Cases stays a tab for every role: an admin finds there why it is empty.
-  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'uploads' ? caps.uploads : v === 'dashboard' ? caps.dashboard : v === 'live' ? caps.watch : caps.live || caps.views));
+  return VIEWS.filter((v) => v === 'recordings' || v === 'cases' || (v === 'approvals' ? approvalsShown()
+    : v === 'uploads' ? caps.uploads : v === 'dashboard' ? caps.dashboard : v === 'live' ? caps.watch : caps.live || caps.views));
 }
 
 // resetNote says when and by whom an admin last set the user's password
@@ -173,6 +175,7 @@ function showConsole(w) {
   $('password-view').hidden = true;
   $('console-view').hidden = false;
   setWho(w);
+  setCopyCaps(w);
   $('console-view').classList.toggle('no-sidebar', !caps.live);
   $('conn').hidden = !caps.live; // the live poll is what it reports on
   for (const el of document.querySelectorAll('[data-needs]')) el.hidden = !caps[el.dataset.needs];
@@ -225,6 +228,7 @@ function setView(name) {
   if (name === 'recordings') refreshIfShown();
   if (name === 'cases') showCases();
   if (name === 'dashboard') showDashboard();
+  if (name === 'approvals') showApprovals();
 }
 
 async function signIn(ev) {
@@ -304,7 +308,7 @@ function keys(ev) {
     return;
   }
   if (typing) return;
-  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads', 6: 'dashboard' };
+  const views = { 1: 'live', 2: 'recordings', 3: 'audit', 4: 'cases', 5: 'uploads', 6: 'dashboard', 7: 'approvals' };
   if (views[ev.key]) { setView(views[ev.key]); ev.preventDefault(); return; }
   if ((ev.key === 'm' || ev.key === 'M') && caps.watch) { $('mute-all').click(); ev.preventDefault(); }
 }
@@ -336,6 +340,7 @@ function init() {
     form: $('dash-filters'), from: $('dash-from'), to: $('dash-to'), unit: $('dash-unit'), unitField: $('dash-unit-field'),
     officer: $('dash-officer'), refresh: $('dash-refresh'), error: $('dash-error'), body: $('dash-body'),
   });
+  initApprovals({ list: $('approvals-list'), count: $('approvals-count'), error: $('approvals-error'), refresh: $('approvals-refresh') });
   initAudit({
     device: $('audit-device'), refresh: $('audit-refresh'), viewers: $('viewers'), views: $('views'),
     viewersCount: $('viewers-count'), viewsCount: $('views-count'), error: $('audit-error'),

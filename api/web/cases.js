@@ -6,6 +6,7 @@
 import { api } from './api.js';
 import { h, icon, badge, fmtTime, clear, toast } from './ui.js';
 import { openSync } from './sync.js';
+import { downloadLink } from './copies.js';
 import { sharesSection } from './shares.js';
 
 // The workflow, in order; no step can be skipped or undone.
@@ -187,8 +188,8 @@ function renderDetail(c) {
           onclick: () => openSync(`case ${c.id}`, [...new Set((c.evidence || []).filter((l) => l.active).map((l) => l.recording_id))], { onOpenRecording }) },
         icon('play'), 'Play together')
         : null,
-      h('a', { class: 'btn', testid: 'case-export', href: exportURL, download: `case-${c.id}.zip`,
-        title: 'The court export: a zip checked offline with `bodycam verify` (recorded in the custody ledger)' }, icon('download'), 'Export'),
+      downloadLink('case', c.id, { testid: 'case-export', href: exportURL, download: `case-${c.id}.zip`,
+        title: 'The court export: a zip checked offline with `bodycam verify` (recorded in the custody ledger)' }, 'Export'),
       h('a', { class: 'btn', testid: 'case-audit', href: api.caseAuditURL(c.id), download: `audit-case-${c.id}.pdf`,
         title: 'The audit report: the case\'s custody history as a signed PDF (README, "Audit reports")' }, icon('list'), 'Audit report'),
       h('button', { type: 'button', class: 'btn', title: 'Reload the case', onclick: () => openCase(c.id, { quiet: true }) }, icon('refresh'), 'Reload'),

@@ -15,6 +15,7 @@
 import { api, ApiError } from './api.js';
 import { h, icon, badge, stateBadge, hashButton, fmtTime, fmtDuration, fmtBytes, fmtClock, clear, toast } from './ui.js';
 import { openSync } from './sync.js';
+import { downloadLink } from './copies.js';
 
 let els;
 let devices = [];
@@ -271,9 +272,9 @@ function renderDetail(rec) {
       verifyBtn,
       h('button', { type: 'button', class: 'btn', title: 'Reload the segments (a live recording grows)', onclick: () => openRecording(rec.id) }, icon('refresh'), 'Reload'),
       uploaded && rec.origin
-        ? h('a', { class: 'btn', href: api.originalURL(rec.id), download: rec.origin.file_name, testid: 'rec-original',
-          title: 'Download the file exactly as the recorder made it (the stored original)' }, icon('download'), 'Original')
-        : hasMedia ? h('a', { class: 'btn', href: media, download: `${rec.id}.mp4`, title: 'Download the recording as one MP4' }, icon('download'), 'MP4') : null,
+        ? downloadLink('recording', rec.id, { href: api.originalURL(rec.id), download: rec.origin.file_name, testid: 'rec-original',
+          title: 'Download the file exactly as the recorder made it (the stored original)' }, 'Original')
+        : hasMedia ? downloadLink('recording', rec.id, { href: media + '?download=1', download: `${rec.id}.mp4`, title: 'Download the recording as one MP4' }, 'MP4') : null,
       h('a', { class: 'btn', href: api.recordingAuditURL(rec.id), download: `audit-recording-${rec.id}.pdf`, testid: 'rec-audit',
         title: 'The audit report: the recording\'s custody history as a signed PDF (README, "Audit reports")' }, icon('list'), 'Audit report'),
       h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Close the recording', title: 'Close (Esc)', onclick: closeDetail }, icon('close'))));
@@ -572,7 +573,7 @@ function askedList(rec, player, { name, fetch, describe }) {
             player.src = c.made.url;
             player.play().catch(() => {});
           } }, 'Play here'), ' ',
-          h('a', { href: c.made.url + '?download=1', download: `${rec.id}-${name}.mp4` }, 'Download')]
+          downloadLink('recording', rec.id, { href: c.made.url + '?download=1', download: `${rec.id}-${name}.mp4`, class: 'btn btn-small' }, 'Download')]
         : badge(c.state, c.state === 'failed' ? 'error' : 'info', { testid: `${name}-state`, title: c.error || '' }),
       h('span', { class: 'muted small' }, ` · ${c.requested_by}, ${fmtTime(c.created_at)}`)))));
     if (items.some((c) => c.state === 'queued' || c.state === 'running')) timer = setTimeout(load, 3000);

@@ -69,6 +69,8 @@ func Run(t *testing.T, open Opener) {
 		{"SameEvent", testSameEvent},
 		{"UploadsOfRecordings", testUploadsOfRecordings},
 		{"Bookmarks", testBookmarks},
+		{"CopyRequests", testCopyRequests},
+		{"CopyGrantRace", testCopyGrantRace},
 		{"JobsEnqueue", testJobsEnqueue},
 		{"JobsLifecycle", testJobsLifecycle},
 		{"JobsTakeover", testJobsTakeover},

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/internal/connlimit"
@@ -101,6 +102,13 @@ type Config struct {
 	WebhookRetryFor   time.Duration
 	EventsKeep        days
 
+	// Approval before copying (api.CopyApproval): required or off; the
+	// roles exempt from it; how long a grant is valid unless its decision
+	// says.
+	CopyApproval       string
+	CopyApprovalExempt list
+	CopyGrantTTL       time.Duration
+
 	// Dock upload (package upload).
 	UploadMaxSize      size
 	UploadSpoolMax     size
@@ -136,6 +144,8 @@ func defaults() Config {
 		ShutdownDelay:      5 * time.Second,
 		WebhookRetryFor:    24 * time.Hour,
 		EventsKeep:         days(7 * 24 * time.Hour),
+		CopyApproval:       "required",
+		CopyGrantTTL:       api.DefaultGrantTTL,
 
 		UploadMaxSize:      size(64 << 30),
 		UploadSpoolMax:     size(256 << 30),
@@ -190,6 +200,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookSecretFile, "webhook-secret-file", c.WebhookSecretFile, "file holding the secret (16+ bytes, not readable by group or others) that signs webhook deliveries (HMAC-SHA256); required with --webhook-url")
 	fs.DurationVar(&c.WebhookRetryFor, "webhook-retry-for", c.WebhookRetryFor, "a webhook event not delivered this long after its first attempt becomes a dead letter (admins queue it again) and the webhook goes on")
 	fs.Var(&c.EventsKeep, "events-keep", "events for other systems stay in the catalog's outbox this long (e.g. 7d); a webhook or stream down longer misses the older ones")
+	fs.StringVar(&c.CopyApproval, "copy-approval", c.CopyApproval, "required: a download of media or a case export needs a copy request granted by a supervisor other than the requester (POST /api/v1/copy-requests); off: copies go out as the roles allow (watching is allowed by role either way)")
+	fs.Var(&c.CopyApprovalExempt, "copy-approval-exempt", "roles that download and export without a grant (only auditor may be given), each copy still a custody event; give it again for more (comma-separated in the environment and the file)")
+	fs.DurationVar(&c.CopyGrantTTL, "copy-grant-ttl", c.CopyGrantTTL, "how long a copy grant is valid unless its decision says (valid_for); at most 168h")
 	fs.Var(&c.UploadMaxSize, "upload-max-size", "largest file a dock may upload (e.g. 64GiB)")
 	fs.Var(&c.UploadSpoolMax, "upload-spool-max", "unfinished dock uploads may declare this many bytes together (their partial files are in <spool-dir>/_uploads); a creation past it gets 507")
 	fs.DurationVar(&c.UploadAbandonAfter, "upload-abandon-after", c.UploadAbandonAfter, "a partial dock upload that received no byte this long (or a refused one its dock did not delete) is deleted, with a custody event")
@@ -552,6 +565,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetentionMinimum <= 0 {
 		return errors.New("retention-minimum: must be positive")
+	}
+	if _, err := c.copyApproval(); err != nil {
+		return err
 	}
 	if _, err := c.retentionPolicy(); err != nil {
 		return err
@@ -966,4 +982,30 @@ func (s *size) Set(v string) error {
 	}
 	*s = size(n * mult)
 	return nil
+}
+
+// copyApproval is the rule of approval before copying the settings give.
+// Only auditors may be exempted: they read everything and change nothing,
+// and an oversight body may need copies without asking the supervisors it
+// oversees; officers and supervisors always ask.
+func (c Config) copyApproval() (api.CopyApproval, error) {
+	var a api.CopyApproval
+	switch c.CopyApproval {
+	case "required":
+		a.Required = true
+	case "off":
+	default:
+		return a, fmt.Errorf("copy-approval: required or off, got %q", c.CopyApproval)
+	}
+	for _, r := range c.CopyApprovalExempt {
+		if evidence.Role(r) != evidence.RoleAuditor {
+			return a, fmt.Errorf("copy-approval-exempt: only auditor may be exempted, got %q", r)
+		}
+		a.Exempt = append(a.Exempt, evidence.RoleAuditor)
+	}
+	if c.CopyGrantTTL <= 0 || c.CopyGrantTTL > evidence.MaxCopyGrant {
+		return a, fmt.Errorf("copy-grant-ttl: more than 0 and at most %s, got %s", evidence.MaxCopyGrant, c.CopyGrantTTL)
+	}
+	a.GrantTTL = c.CopyGrantTTL
+	return a, nil
 }

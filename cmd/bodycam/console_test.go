@@ -25,7 +25,9 @@ import (
 // publisher and expects the open view to say the stream ended.
 func TestConsole(t *testing.T) {
 	node, dir, chromium := browserEnv(t)
-	s := start(t, t.TempDir())
+	// The console's downloads are plain links here; its copy requests
+	// (approval before copying) are TestConsoleCopyApproval's.
+	s := start(t, t.TempDir(), "--copy-approval", "off")
 	token := s.token()
 	const device = "cam-console"
 	pw := s.register(token, device)

@@ -123,7 +123,9 @@ func hexSHA(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(
 // signing in sees its own uploads and no other view.
 func TestConsoleUploads(t *testing.T) {
 	node, dir, chromium := browserEnv(t)
-	s := start(t, t.TempDir())
+	// The console's downloads are plain links here; its copy requests
+	// (approval before copying) are TestConsoleCopyApproval's.
+	s := start(t, t.TempDir(), "--copy-approval", "off")
 	admin := s.token()
 	const device, device2 = "cam-upload-1", "cam-upload-2"
 	pw := s.register(admin, device)

@@ -283,7 +283,9 @@ func decodes(t *testing.T, file string) {
 // and with it exactly the files whose receipts verified.
 func TestDockEndToEnd(t *testing.T) {
 	dataDir := t.TempDir()
-	s := start(t, dataDir)
+	// The auditor downloads and exports without asking (an exempt role):
+	// approval before copying is TestCopyApprovalEndToEnd's.
+	s := start(t, dataDir, auditorsExempt...)
 	e := newDockEnv(t, s, "CAM1")
 	cam := filepath.Join(t.TempDir(), "cam1")
 	t0 := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
@@ -614,7 +616,7 @@ func (b *proxyBody) Read(buf []byte) (int, error) {
 // it again without the proxy: stored.
 func TestDockByteFlippedInTransit(t *testing.T) {
 	dataDir := t.TempDir()
-	s := start(t, dataDir)
+	s := start(t, dataDir, auditorsExempt...)
 	e := newDockEnv(t, s, "CAM3")
 	p := newDockProxy(t, s.url)
 	cam := filepath.Join(t.TempDir(), "cam3")

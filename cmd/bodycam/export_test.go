@@ -65,6 +65,7 @@ func TestCaseExportEndToEnd(t *testing.T) {
 	admin := s.token()
 	officer := s.roleToken(admin, "o-1", "officer")
 	auditor := s.roleToken(admin, "aud-1", "auditor")
+	supervisor := s.roleToken(admin, "s-1", "supervisor")
 	code, body := s.call("POST", "/api/v1/devices", admin, `{"id":"cam-x","name":"Chest cam","officer_id":"o-1"}`)
 	if code != 201 {
 		t.Fatalf("register: %d %s", code, body)
@@ -87,8 +88,12 @@ func TestCaseExportEndToEnd(t *testing.T) {
 		t.Fatalf("link: %d %s", code, body)
 	}
 
+	// Approval before copying (the default): the auditor asks, a
+	// supervisor grants, the export carries the grant.
+	grant := s.grantCopy(auditor, supervisor, `{"kind":"case","id":"C-1","reason":"court bundle for the hearing"}`)
 	req, _ := http.NewRequest("GET", s.url+"/api/v1/cases/C-1/export", nil)
 	req.Header.Set("Authorization", "Bearer "+auditor)
+	req.Header.Set("X-Bodycam-Grant", grant)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

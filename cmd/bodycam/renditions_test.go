@@ -31,7 +31,7 @@ import (
 // redacted copy and the clip, and bodycam verify checks their provenance.
 func TestProxyAndClip(t *testing.T) {
 	dataDir := t.TempDir()
-	s := start(t, dataDir, "--segment-duration", "1s")
+	s := start(t, dataDir, append([]string{"--segment-duration", "1s"}, auditorsExempt...)...)
 	token := s.token()
 	pw := s.register(token, "cam-r")
 	aud := s.roleToken(token, "aud-r", "auditor")

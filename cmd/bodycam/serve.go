@@ -242,10 +242,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log: log.With("component", "jobs"), Registry: reg})
 	policy, _ := cfg.retentionPolicy()                            // checked by Validate
 	stepLimits, _ := evidence.ParseStepLimits(cfg.CaseStepLimits) // checked by Validate
+	copyRule, _ := cfg.copyApproval()                             // checked by Validate
 	httpAPI := api.New(api.Options{
 		Catalog: cat, Users: cat, Cases: cat, Custody: ledger, Audit: ledger, Links: links, Signer: keys,
 		Cluster: node, Leases: co, Directory: co, Peers: peers, Webhooks: apiHooks, Uploads: uploads, Bookmarks: cat, Shares: cat, Jobs: cat, JobQueued: runner.Wake,
-		Stats: cat, StepLimits: stepLimits,
+		Stats: cat, StepLimits: stepLimits, Copies: cat, CopyApproval: copyRule,
 		Retention: &api.Retention{Policy: policy, Minimum: time.Duration(cfg.RetentionMinimum), Catalog: cat},
 		Store:     store, Remux: remuxer(store), Keys: keyring.WithCatalog(keys, cat), Live: rtsp, Relay: relay, AdminToken: token, RTSPPort: rtspPort, RTSPS: rtspTLS != nil,
 		TLS: httpTLS, Log: log.With("component", "api"), Registry: reg,
@@ -259,7 +260,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Registry: reg, Log: log.With("component", "api")})
 	log.Info("bodycam serving", "http", ln.Addr().String(), "https", httpTLS != nil, "storage", storeDesc,
 		"catalog", string(cat.Dialect()), "signing_key", keys.ID(), "data_dir", cfg.DataDir, "spool_dir", cfg.spoolDir(),
-		"transcoding", transcoding, "workers", cfg.Workers, "node", cfg.NodeID, "coordination", coDesc, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending)
+		"transcoding", transcoding, "workers", cfg.Workers, "node", cfg.NodeID, "coordination", coDesc, "file_limit", connlimit.FileLimit(), "http_max_conns", httpMaxConns, "rtsp_max_pending", rtspMaxPending,
+		"copy_approval", cfg.CopyApproval)
 	if wasOpen != 0 { // said once serving: a start that fails says one line, its reason
 		log.Warn("data directory was open to group or others; narrowed to its owner", "dir", cfg.DataDir, "was", wasOpen.String())
 	}
