@@ -170,6 +170,9 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 		Copies       string             `json:"copies"`
 		ExpiresIn    string             `json:"expires_in"`
 		MaxDownloads *int               `json:"max_downloads"`
+		// Grant: the granted copy request of the case a share takes a use
+		// of when copies need approval (as ?grant= or X-Bodycam-Grant).
+		Grant string `json:"grant"`
 	}
 	if err := readJSON(w, r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -241,7 +244,14 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if !s.takeShareGrant(w, r, c) {
+	// A share lets copies of the case leave: with approval before copying
+	// it takes a use of a granted copy request of the case, as its export
+	// does. The recipient's downloads are then the share's own (limited,
+	// receipted), not each approved again.
+	if req.Grant != "" && r.URL.Query().Get("grant") == "" && r.Header.Get(GrantHeader) == "" {
+		r.Header.Set(GrantHeader, req.Grant)
+	}
+	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
 		return
 	}
 	code := newShareCode()

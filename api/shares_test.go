@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/catalog"
 	"github.com/bodycam/bodycam/evidence"
 	"github.com/bodycam/bodycam/export"
@@ -380,4 +381,48 @@ func containsPrefix(list []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// With approval before copying, a share lets a copy leave: it takes a use of
+// a granted copy request of the case (by its maker, decided by another
+// supervisor); the recipient's downloads are the share's own.
+func TestShareNeedsApproval(t *testing.T) {
+	srv, _ := rolesFixture(t, func(o *api.Options) { o.CopyApproval = api.CopyApproval{Required: true} })
+	u := srv.URL
+	finishSigned(t, "rec-1")
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"rec-1"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	share := `{"recipient":{"name":"P","organisation":"DA"},"purpose":"charging decision"`
+	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares", "tok-o-a", share+`}`); code != 403 || !strings.Contains(out, "copy approval required") {
+		t.Fatalf("a share without a grant: %d %s, want 403", code, out)
+	}
+	code, out := call(t, u, "POST", "/api/v1/copy-requests", "tok-o-a", `{"kind":"case","id":"C-1","reason":"share with the DA","uses":1}`)
+	var req struct{ ID string }
+	if json.Unmarshal([]byte(out), &req); code != 201 || req.ID == "" {
+		t.Fatalf("copy request: %d %s", code, out)
+	}
+	if code, out := call(t, u, "POST", "/api/v1/copy-requests/"+req.ID+"/decision", "tok-s-a", `{"approve":true,"note":"ok"}`); code != 200 {
+		t.Fatalf("approve: %d %s", code, out)
+	}
+	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares", "tok-s-a", share+`,"grant":"`+req.ID+`"}`); code != 403 {
+		t.Fatalf("a share with another user's grant: %d %s, want 403", code, out)
+	}
+	sh := makeShare(t, u, "tok-o-a", share+`,"grant":"`+req.ID+`"}`)
+	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares", "tok-o-a", share+`,"grant":"`+req.ID+`"}`); code != 403 || !strings.Contains(out, "used") {
+		t.Fatalf("a second share on a grant of one use: %d %s, want 403", code, out)
+	}
+	if n := shareCount(t); n != 1 {
+		t.Fatalf("%d shares kept, want 1", n)
+	}
+	p := newRecipient(t, u)
+	if resp, body := p.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+sh.Code+`"}`); resp.StatusCode != 200 {
+		t.Fatalf("open: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := p.do("GET", "/api/v1/shared/"+sh.ID+"/download", ""); resp.StatusCode != 200 {
+		t.Fatalf("the recipient's download: %d %s", resp.StatusCode, body)
+	}
+	if !containsPrefix(caseEvents(t, u), "o-a copy_use grant "+req.ID) {
+		t.Fatalf("the share's use of the grant is not in the ledger:\n%s", strings.Join(caseEvents(t, u), "\n"))
+	}
 }

@@ -19,6 +19,16 @@ export function setCopyCaps(w) {
   role = w.role;
 }
 
+// copyMode is the server's rule: off, required or exempt (this user's
+// role copies without a grant).
+export function copyMode() { return mode; }
+
+// myGrants lists this user's granted, usable requests for kind id.
+export async function myGrants(kind, id) {
+  const body = await getJSON('/api/v1/copy-requests?' + new URLSearchParams({ state: 'granted' }));
+  return (body.items || []).filter((c) => c.requested_by === me && c.kind === kind && c.target_id === id);
+}
+
 // approvalsShown says whether the Approvals page is for this user.
 export function approvalsShown() { return role === 'supervisor' && mode !== 'off'; }
 
@@ -41,8 +51,7 @@ export function downloadLink(kind, id, attrs, label) {
   const grants = h('span', { class: 'copy-grants', testid: 'copy-grants' });
   const load = async () => {
     try {
-      const body = await copyAPI.list({ state: 'granted' });
-      clear(grants, (body.items || []).filter((c) => c.requested_by === me && c.kind === kind && c.target_id === id).map((c) =>
+      clear(grants, (await myGrants(kind, id)).map((c) =>
         h('a', { class: 'btn', ...attrs, href: withGrant(attrs.href, c.id), testid: 'copy-download',
           title: `Granted by ${c.decided_by} until ${fmtTime(c.expires_at)}; ${c.uses_left} of ${c.uses} use(s) left. Each download takes one.`,
           onclick: () => setTimeout(load, 1500) }, icon('download'), `${label} (${c.uses_left} left)`)));

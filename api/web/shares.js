@@ -5,6 +5,7 @@
 
 import { getJSON, postJSON } from './api.js';
 import { h, badge, fmtTime, clear, toast, copyText, shortHash } from './ui.js';
+import { copyMode, myGrants } from './copies.js';
 
 const sharesURL = (id) => '/api/v1/cases/' + encodeURIComponent(id) + '/shares';
 
@@ -116,6 +117,16 @@ function shareForm(c, done) {
   const picks = linked.map((id) => ({ id, box: h('input', { type: 'checkbox', checked: true, testid: 'share-recording', value: id }) }));
   const err = h('p', { class: 'form-error', testid: 'share-error', role: 'alert', hidden: true });
   const btn = h('button', { type: 'submit', class: 'btn btn-primary', testid: 'share-create' }, 'Share');
+  // With approval before copying, a share takes a use of one of the user's
+  // granted copy requests of the case ("Request a copy" by Export).
+  const needsGrant = copyMode() === 'required';
+  const grant = h('select', { testid: 'share-grant', 'aria-label': 'Copy approval' });
+  const grantField = needsGrant ? h('label', { class: 'field' }, h('span', {}, 'Copy approval'), grant) : null;
+  const loadGrants = () => myGrants('case', c.id).then((list) => {
+    clear(grant, list.length ? list.map((g) => h('option', { value: g.id }, `${g.id} · ${g.uses_left} use(s) left · until ${fmtTime(g.expires_at)}`))
+      : h('option', { value: '' }, 'none: request a copy of the case first'));
+  }, (e) => clear(grant, h('option', { value: '' }, `copy requests: ${e.message}`)));
+  if (needsGrant) loadGrants();
   return h('form', { class: 'share-form', testid: 'share-form', onsubmit: async (ev) => {
     ev.preventDefault();
     const recordings = picks.filter((p) => p.box.checked).map((p) => p.id);
@@ -124,12 +135,17 @@ function shareForm(c, done) {
       expires_in: `${Math.round(Number(days.value) * 24)}h`, max_downloads: Number(max.value) };
     if (email.value.trim()) body.recipient.email = email.value.trim();
     if (redacted.checked) body.copies = 'redaction';
+    if (needsGrant) {
+      if (!grant.value) { err.hidden = false; err.textContent = 'Sharing lets a copy leave: it needs your granted copy request of this case (Request a copy, by Export above).'; return; }
+      body.grant = grant.value;
+    }
     btn.disabled = true;
     err.hidden = true;
     try {
       done(await postJSON(sharesURL(c.id), body));
       toast(`Shared with ${body.recipient.name}`, 'ok');
       for (const el of [name, org, email, purpose]) el.value = '';
+      if (needsGrant) loadGrants();
     } catch (e) {
       err.hidden = false;
       err.textContent = `Not shared: ${e.message}`;
@@ -138,7 +154,7 @@ function shareForm(c, done) {
     }
   } },
   h('div', { class: 'share-fields' }, field('Recipient', name), field('Organisation', org), field('E-mail', email), field('Purpose', purpose),
-    field('Days valid', days), field('Downloads', max)),
+    field('Days valid', days), field('Downloads', max), grantField),
   h('fieldset', { class: 'share-picks' }, h('legend', {}, 'Recordings'),
     picks.map((p) => h('label', { class: 'mono small' }, p.box, ' ', p.id)),
     h('label', { class: 'small', title: 'Add the redacted copies made of these recordings to the export' }, redacted, ' with redacted copies')),

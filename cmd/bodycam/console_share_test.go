@@ -15,8 +15,10 @@ import (
 )
 
 // Sharing with a recipient outside in real browsers (test/browser/share.mjs,
-// Chromium driven by playwright-core): a supervisor shares one of a case's
-// two recordings (both published by the real ffmpeg) from the case page; a
+// Chromium driven by playwright-core), with approval before copying on (the
+// default): a supervisor asks for a copy of the case, another grants it,
+// and the first shares one of the case's two recordings (both published by
+// the real ffmpeg) from the case page with that grant; a
 // recipient in a fresh browser context, with no account, opens the link
 // with the one-time code (a wrong one refused), sees and downloads only
 // what was shared, and checks the signed receipt with openssl; the share's
@@ -58,7 +60,7 @@ func TestShareInBrowser(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "share.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "BODYCAM_URL="+s.url, "BODYCAM_USER="+user, "BODYCAM_PASSWORD="+password, "BODYCAM_CASE=C-SHARE",
-		"BODYCAM_SHARED="+recs[0], "BODYCAM_OTHER="+recs[1], "BODYCAM_CHROMIUM="+chromium, "BODYCAM_OUT="+out)
+		"BODYCAM_SHARED="+recs[0], "BODYCAM_OTHER="+recs[1], "BODYCAM_APPROVER_TOKEN="+sup, "BODYCAM_CHROMIUM="+chromium, "BODYCAM_OUT="+out)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -81,7 +83,7 @@ func TestShareInBrowser(t *testing.T) {
 	}
 	_, custody := s.call("GET", "/api/v1/cases/C-SHARE/custody", sup, "")
 	for _, want := range []string{`"action": "share"`, `"action": "share_open"`, `"outcome": "denied"`, `"action": "share_download"`, `"action": "share_revoke"`,
-		"sent to the wrong office", "A. Prosecutor"} {
+		"sent to the wrong office", "A. Prosecutor", `"action": "copy_use"`} {
 		if !strings.Contains(custody, want) {
 			t.Errorf("the case's custody record lacks %s", want)
 		}

@@ -29,6 +29,7 @@ const PASSWORD = env('BODYCAM_PASSWORD');
 const CASE = env('BODYCAM_CASE');
 const SHARED = env('BODYCAM_SHARED'); // the recording to share
 const OTHER = env('BODYCAM_OTHER'); // linked to the case, not shared
+const APPROVER = env('BODYCAM_APPROVER_TOKEN'); // another supervisor's API token
 const CHROMIUM = env('BODYCAM_CHROMIUM', '/usr/bin/chromium');
 const OUT = env('BODYCAM_OUT', join(here, 'out'));
 const DEADLINE_MS = Number(env('BODYCAM_TIMEOUT_MS', '150000'));
@@ -82,6 +83,19 @@ async function main() {
   await sup.fill(tid('password'), PASSWORD);
   await sup.click(tid('signin'));
   await sup.locator(tid('console')).waitFor({ state: 'visible' });
+  // Sharing lets a copy leave: the supervisor asks for a copy of the case
+  // (two uses: two shares), another supervisor grants it.
+  const asked = await sup.evaluate(async (kase) => {
+    const res = await fetch('/api/v1/copy-requests', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-Bodycam-Console': '1' },
+      body: JSON.stringify({ kind: 'case', id: kase, reason: 'share with the DA and the defence', uses: 2 }) });
+    return { status: res.status, body: await res.json() };
+  }, CASE);
+  ok(asked.status === 201, 'the supervisor asks for a copy of the case', asked);
+  const grant = asked.body.id;
+  const decided = await fetch(`${URL_}/api/v1/copy-requests/${encodeURIComponent(grant)}/decision`, { method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${APPROVER}` }, body: JSON.stringify({ approve: true, note: 'for the DA' }) });
+  ok(decided.status === 200, 'another supervisor grants it', decided.status);
   await sup.click(tid('tab-cases'));
   await sup.locator(tid('case-item', `[data-case="${CASE}"]`)).locator('button').first().click();
   const form = sup.locator(tid('share-form'));
@@ -92,6 +106,8 @@ async function main() {
   await form.locator(tid('share-purpose')).fill('charging decision');
   await form.locator(tid('share-max')).fill('2');
   await form.locator(tid('share-recording', `[value="${OTHER}"]`)).uncheck();
+  await form.locator(tid('share-grant', ` option[value="${grant}"]`)).waitFor({ state: 'attached' });
+  await form.locator(tid('share-grant')).selectOption(grant);
   await form.locator(tid('share-create')).click();
   const made = sup.locator(tid('share-made'));
   await made.waitFor({ state: 'visible' });
@@ -180,12 +196,12 @@ async function main() {
 
   // A share that expires in seconds (made through the API from the
   // supervisor's session): opened before, refused after.
-  const exp = await sup.evaluate(async ({ kase, recording }) => {
+  const exp = await sup.evaluate(async ({ kase, recording, grant }) => {
     const res = await fetch(`/api/v1/cases/${encodeURIComponent(kase)}/shares`, { method: 'POST', credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', 'X-Bodycam-Console': '1' },
-      body: JSON.stringify({ recipient: { name: 'D. Counsel', organisation: 'Public Defender' }, purpose: 'disclosure', recordings: [recording], expires_in: '10s' }) });
+      body: JSON.stringify({ recipient: { name: 'D. Counsel', organisation: 'Public Defender' }, purpose: 'disclosure', recordings: [recording], expires_in: '10s', grant }) });
     return { status: res.status, body: await res.json() };
-  }, { kase: CASE, recording: SHARED });
+  }, { kase: CASE, recording: SHARED, grant });
   ok(exp.status === 201, 'a share expiring in 10 s is made', exp);
   const rctx2 = await browser.newContext({ acceptDownloads: true });
   const rec2 = await rctx2.newPage();
