@@ -655,6 +655,12 @@ func (h *hashingWriter) Write(p []byte) (int, error) {
 // it starts; when the whole zip went out, a signed receipt of its bytes is
 // kept, at the address the X-Bodycam-Receipt header gave.
 func (s *Server) downloadShared(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		// A HEAD would take a download and send nothing.
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "a share's download is GET only: each one is counted")
+		return
+	}
 	sh, r, ok := s.sharedShare(w, r, true, false)
 	if !ok {
 		return

@@ -193,6 +193,9 @@ func TestShares(t *testing.T) {
 		}
 	}
 
+	if resp, _ := p.do("HEAD", seen.Download, ""); resp.StatusCode != 405 {
+		t.Fatalf("HEAD of the download: %d, want 405 (it would take a download)", resp.StatusCode)
+	}
 	// Downloads: the court export of rec-1 only, with a signed receipt.
 	trusted := export.Options{TrustedKey: lastFixture.keys.Public()[0].Key}
 	for n := 1; n <= 2; n++ {
