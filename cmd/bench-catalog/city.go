@@ -28,6 +28,7 @@ import (
 // cityConfig is the shape of the synthetic city.
 type cityConfig struct {
 	Devices    int           // recording devices (one officer each)
+	Units      int           // the officers' units (users.unit), officer d in unit d%Units+1
 	PerDay     int           // recordings per device per day
 	Segment    time.Duration // media segment length
 	Recording  time.Duration // recording length (a whole number of segments)
@@ -48,6 +49,8 @@ func (c cityConfig) validate() error {
 	switch {
 	case c.Devices < 1:
 		return fmt.Errorf("devices: want at least 1")
+	case c.Units < 1:
+		return fmt.Errorf("units: want at least 1")
 	case c.PerDay < 1:
 		return fmt.Errorf("per-day: want at least 1")
 	case c.Segment <= 0 || c.Recording < c.Segment:
@@ -105,16 +108,22 @@ type city struct {
 	chead       string
 	checkpoints int64
 	cases       []string
+	unitCases   map[string]int // cases by their unit
 	links       int64
+	last        time.Time // the city's now: when its latest segment written ends
 }
 
 func newCity(cfg cityConfig, key ed25519.PrivateKey, keyID string) *city {
 	return &city{cfg: cfg, key: key, keyID: keyID, segs: int(cfg.Recording / cfg.Segment),
-		dev: make([]devState, cfg.Devices), chead: evidence.GenesisHash}
+		dev: make([]devState, cfg.Devices), chead: evidence.GenesisHash, unitCases: map[string]int{}}
 }
 
 func deviceID(d int) string  { return fmt.Sprintf("cam-%05d", d) }
 func officerID(d int) string { return fmt.Sprintf("officer-%05d", d) }
+
+// unitOf is officer d's unit, so that a unit's dashboard reads a share of
+// the city rather than all of it.
+func (c cityConfig) unitOf(d int) string { return fmt.Sprintf("unit-%d", d%c.Units+1) }
 
 func mix(a, b uint64) uint64 {
 	x := a*0x9E3779B97F4A7C15 ^ (b + 0x632BE59BD9B4E019)
@@ -169,6 +178,9 @@ func (c *city) segment(d, i int) []any {
 	h := evidence.ChainHash(l)
 	ds.chainSeq, ds.head = l.ChainSeq, h
 	ds.n++
+	if end := start.Add(dur); end.After(c.last) {
+		c.last = end
+	}
 	c.rows++
 	if i > 0 {
 		c.media++
@@ -278,7 +290,8 @@ func (c *city) closeSlot() []op {
 			id := fmt.Sprintf("case-%04d-%05d", day, d)
 			at := c.day(c.slot).Add(23 * time.Hour)
 			c.cases = append(c.cases, id)
-			cases = append(cases, []any{id, "incident " + id, "investigating", officerID(d), "unit-1", officerID(d),
+			c.unitCases[c.cfg.unitOf(d)]++
+			cases = append(cases, []any{id, "incident " + id, "investigating", officerID(d), c.cfg.unitOf(d), officerID(d),
 				at.UnixMicro(), at.UnixMicro()})
 			members = append(members, []any{id, officerID(d)})
 			add(evidence.CustodyEvent{At: at, Actor: officerID(d), Role: "officer", Action: evidence.ActionCaseCreate,

@@ -117,7 +117,7 @@ func setupFleet(ctx context.Context, conn *pgx.Conn, c cityConfig, appendDevices
 	var devices, users [][]any
 	for d := range c.Devices {
 		devices = append(devices, []any{deviceID(d), "chest camera " + deviceID(d), officerID(d), "bench", "bench", created})
-		users = append(users, []any{officerID(d), "Officer " + officerID(d), "officer", "unit-1", fmt.Sprintf("cert-%05d", d), created})
+		users = append(users, []any{officerID(d), "Officer " + officerID(d), "officer", c.unitOf(d), fmt.Sprintf("cert-%05d", d), created})
 	}
 	for d := range appendDevices {
 		devices = append(devices, []any{appendDeviceID(d), "append test " + appendDeviceID(d), "", "bench", "bench", created})

@@ -5,7 +5,8 @@
 // million segment rows by default), and at each step reports the sustained
 // rate of Catalog.AppendSegment from many devices at once, the p99 of the
 // reads the API makes most (a device's recordings in a time window, one
-// recording with its segments, a case's custody excerpt) and the disk
+// recording with its segments, a case's custody excerpt), of the
+// supervision dashboard (Catalog.Stats over 7 and 30 days) and the disk
 // bytes per hour of footage. See docs/benchmarks.md ("Catalog at a city's
 // scale") and docs/architecture.md (Catalog).
 package main
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&o.adminURL, "admin-url", defAdmin, "PostgreSQL URL allowed to create and drop databases (default $BODYCAM_TEST_POSTGRES_URL, else the local server)")
 	steps := flag.String("steps", "1M,2M,5M,10M", "segment rows at which to measure, comma-separated (k and M suffixes)")
 	flag.IntVar(&o.city.Devices, "devices", 100, "devices in the synthetic city (its per-device history deepens as rows grow)")
+	flag.IntVar(&o.city.Units, "units", 10, "units the city's officers belong to (the dashboard reads one of them)")
 	flag.IntVar(&o.city.PerDay, "per-day", 8, "recordings per device per day")
 	flag.DurationVar(&o.city.Segment, "segment", 4*time.Second, "segment length")
 	flag.DurationVar(&o.city.Recording, "recording", 30*time.Minute, "recording length")
@@ -110,6 +112,7 @@ type stepResult struct {
 	vacuum       time.Duration
 	app          appendResult
 	q            queryResult
+	dash         dashboardResult
 	size         sizes
 	footageHours float64
 	load         string
@@ -159,8 +162,8 @@ func run(ctx context.Context, o options) error {
 	}
 	c := newCity(o.city, priv, signer.ID())
 	rng := rand.New(rand.NewPCG(o.seed, 2))
-	fmt.Fprintf(os.Stderr, "database %s; city: %d devices, %d recordings of %v a day, %v segments; append test: %d devices for %v\n",
-		db.name, o.city.Devices, o.city.PerDay, o.city.Recording, o.city.Segment, o.appendDevices, o.appendFor)
+	fmt.Fprintf(os.Stderr, "database %s; city: %d devices in %d units, %d recordings of %v a day, %v segments; append test: %d devices for %v\n",
+		db.name, o.city.Devices, o.city.Units, o.city.PerDay, o.city.Recording, o.city.Segment, o.appendDevices, o.appendFor)
 
 	var results []stepResult
 	var appended, appendedMedia int64
@@ -191,6 +194,9 @@ func run(ctx context.Context, o options) error {
 		if r.q, err = queries(ctx, cat, c, o.queries, rng, signer, key); err != nil {
 			return err
 		}
+		if r.dash, err = dashboard(ctx, cat, c, o.queries); err != nil {
+			return err
+		}
 		if r.size, err = measureSizes(ctx, conn); err != nil {
 			return err
 		}
@@ -198,8 +204,9 @@ func run(ctx context.Context, o options) error {
 		r.footageHours = float64(c.media+appendedMedia) * o.city.Segment.Hours()
 		r.load = loadAvg()
 		results = append(results, r)
-		fmt.Fprintf(os.Stderr, "step %d: %d rows; list p99 %v, recording+segments p99 %v, case excerpt p99 %v; %.0f bytes per hour of footage; load %s\n",
-			i+1, r.rows, r.q.list.p99, r.q.recording.p99, r.q.excerpt.p99, float64(r.size.total)/r.footageHours, r.load)
+		fmt.Fprintf(os.Stderr, "step %d: %d rows; list p99 %v, recording+segments p99 %v, case excerpt p99 %v; dashboard p99 %v (7 d), %v (30 d), %v (a unit, 30 d); %.0f bytes per hour of footage; load %s\n",
+			i+1, r.rows, r.q.list.p99, r.q.recording.p99, r.q.excerpt.p99, r.dash.week.p99, r.dash.month.p99, r.dash.unit.p99,
+			float64(r.size.total)/r.footageHours, r.load)
 	}
 	report(os.Stdout, o, c, results)
 	return nil

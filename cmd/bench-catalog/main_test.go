@@ -16,8 +16,8 @@ import (
 
 // The synthetic city is a valid catalog: every device's chain recomputes
 // link by link, the custody ledger verifies whole, the counts and windows
-// read back as generated, and appends through the Catalog continue it, in
-// steps that stop in the middle of a slot.
+// read back as generated (the dashboard's too), and appends through the
+// Catalog continue it, in steps that stop in the middle of a slot.
 func TestCityIsValid(t *testing.T) {
 	ctx := context.Background()
 	url := testsvc.Postgres(t)
@@ -31,7 +31,7 @@ func TestCityIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	cfg := cityConfig{Devices: 7, PerDay: 3, Segment: 4 * time.Second, Recording: 40 * time.Second, CaseEvery: 2,
+	cfg := cityConfig{Devices: 7, Units: 3, PerDay: 3, Segment: 4 * time.Second, Recording: 40 * time.Second, CaseEvery: 2,
 		Start: time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC), Chunk: 13}
 	if cfg.HasCount, err = columnExists(ctx, conn, "recordings", "segment_count"); err != nil || !cfg.HasCount {
 		t.Fatalf("segment_count: %v, %v", cfg.HasCount, err)
@@ -58,9 +58,10 @@ func TestCityIsValid(t *testing.T) {
 	l := &loader{conn}
 	rng := rand.New(rand.NewPCG(1, 2))
 	perSlot := int64(cfg.Devices * (c.segs + 1))
-	// Three days and a bit, stopping mid-slot (and mid-row of devices) on
-	// the way: the catalog must be whole at every stop.
-	for step, target := range []int64{perSlot/2 + 3, 4 * perSlot, 9*perSlot + 5, 10 * perSlot} {
+	// Nine days, stopping mid-slot (and mid-row of devices) on the way: the
+	// catalog must be whole at every stop. The last stop's 7 days leave
+	// out the first two.
+	for step, target := range []int64{perSlot/2 + 3, 4 * perSlot, 9*perSlot + 5, 10 * perSlot, 27 * perSlot} {
 		if err := l.fill(ctx, c, target); err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +73,13 @@ func TestCityIsValid(t *testing.T) {
 		}
 		if _, err := queries(ctx, cat, c, 20, rng, signer, key); err != nil {
 			t.Fatalf("step %d: %v", step+1, err)
+		}
+		dash, err := dashboard(ctx, cat, c, 3)
+		if err != nil {
+			t.Fatalf("step %d: %v", step+1, err)
+		}
+		if dash.unitRecs == 0 || dash.unitRecs >= dash.monthRecs {
+			t.Fatalf("step %d: the unit's dashboard counted %d recordings of the city's %d", step+1, dash.unitRecs, dash.monthRecs)
 		}
 		checkChains(t, cat, cfg.Devices, appenders)
 		if n, err := cat.VerifyLedger(ctx, key); err != nil || n < c.cseq {
@@ -89,7 +97,7 @@ func TestCityIsValid(t *testing.T) {
 		(SELECT COUNT(*) FROM recordings WHERE state = 'live')`).Scan(&wrong, &live); err != nil {
 		t.Fatal(err)
 	}
-	if wrong != 0 || live != 0 { // 10 whole slots: nothing left open
+	if wrong != 0 || live != 0 { // 27 whole slots: nothing left open
 		t.Fatalf("%d recordings with a wrong count, %d live", wrong, live)
 	}
 	for _, id := range c.cases {
@@ -100,6 +108,23 @@ func TestCityIsValid(t *testing.T) {
 		if err := evidence.VerifyExcerpt(x, key); err != nil || len(x.Events) < 2*cfg.PerDay+1 {
 			t.Fatalf("case %s: %d events: %v", id, len(x.Events), err)
 		}
+	}
+	dash, err := dashboard(ctx, cat, c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if days := 27 / cfg.PerDay; dash.days != days || dash.weekRecs != 7*cfg.PerDay*cfg.Devices || dash.monthRecs != days*cfg.PerDay*cfg.Devices {
+		t.Fatalf("%d days: %d recordings in 7 days, %d in 30", dash.days, dash.weekRecs, dash.monthRecs)
+	}
+	// The dashboard's check counts what the city made, not what the
+	// catalog holds: a recording more in the week is found.
+	started := c.last.Add(-time.Hour)
+	if _, err := conn.Exec(ctx, `INSERT INTO recordings (id, device_id, officer_id, case_id, state, started_us, ended_us, codecs, remote_addr, node_id, fence)
+		VALUES ('extra', $1, $2, '', 'complete', $3, $4, '', '', 'bench', $3)`, deviceID(0), officerID(0), started.UnixMicro(), c.last.UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dashboard(ctx, cat, c, 1); err == nil {
+		t.Fatal("a recording the city did not make was not noticed")
 	}
 }
 

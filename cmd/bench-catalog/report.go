@@ -37,6 +37,16 @@ func report(w io.Writer, o options, c *city, rs []stepResult) {
 			ms(r.q.excerpt.p50), ms(r.q.excerpt.p99), mib(r.size.total),
 			human(float64(r.size.total)/r.footageHours), r.load)
 	}
+	fmt.Fprintf(w, "\nsupervision dashboard (Catalog.Stats as GET /api/v1/stats calls it; whole UTC days up to the city's now; %s: one of %d units):\n\n",
+		o.city.unitOf(0), o.city.Units)
+	fmt.Fprintln(w, "| segment rows | days of footage | recordings counted: 7 d / 30 d / unit 30 d | city 7 d p50 / p99 ms | city 30 d p50 / p99 ms | unit 30 d p50 / p99 ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, r := range rs {
+		d := r.dash
+		fmt.Fprintf(w, "| %s | %d | %d / %d / %d | %s / %s | %s / %s | %s / %s |\n", human(float64(r.rows)), d.days,
+			d.weekRecs, d.monthRecs, d.unitRecs, ms(d.week.p50), ms(d.week.p99), ms(d.month.p50), ms(d.month.p99),
+			ms(d.unit.p50), ms(d.unit.p99))
+	}
 	if len(rs) < 2 {
 		return
 	}
@@ -48,6 +58,9 @@ func report(w io.Writer, o options, c *city, rs []stepResult) {
 		ratio(float64(a.q.list.p99), float64(b.q.list.p99)), ratio(float64(a.q.recording.p99), float64(b.q.recording.p99)),
 		ratio(float64(a.q.excerpt.p99), float64(b.q.excerpt.p99)),
 		ratio(float64(a.size.total)/a.footageHours, float64(b.size.total)/b.footageHours))
+	fmt.Fprintf(w, "dashboard p99 %s (7 d), %s (30 d), %s (a unit, 30 d)\n",
+		ratio(float64(a.dash.week.p99), float64(b.dash.week.p99)), ratio(float64(a.dash.month.p99), float64(b.dash.month.p99)),
+		ratio(float64(a.dash.unit.p99), float64(b.dash.unit.p99)))
 	fmt.Fprintf(w, "reads return %.1f recordings per list, %.0f segments per recording, %.1f custody events per case\n",
 		b.q.listed, b.q.segments, b.q.excerptEvents)
 	fmt.Fprintf(w, "per step: fill time, vacuum (analyze) time:")
