@@ -143,19 +143,24 @@ func (c *Catalog) Stats(ctx context.Context, q StatsQuery) (Stats, error) {
 	day := a.add(int64(dayMicros))
 	grace := a.add(int64(24 * 3600 * 1_000_000))
 	scope := a.scope(q, "r.officer_id")
-	err := c.scanAll(ctx, "recording stats", `SELECT x.officer_id, COALESCE(u.unit, ''), x.day, COUNT(*),
-		SUM(CASE WHEN x.end_us > x.started_us THEN x.end_us - x.started_us ELSE 0 END),
-		SUM(x.silent), SUM(x.unfiled),
-		SUM(CASE WHEN x.stored_us IS NOT NULL OR (x.ended_us IS NOT NULL AND x.ended_us + `+grace+` <= `+nowArg+`) THEN 1 ELSE 0 END),
-		SUM(CASE WHEN x.stored_us IS NOT NULL AND x.ended_us IS NOT NULL AND x.stored_us <= x.ended_us + `+grace+` THEN 1 ELSE 0 END)
-		FROM (SELECT r.officer_id, r.started_us, r.ended_us, r.started_us / `+day+` AS day,
+	// The recordings' own facts are worked out once each (MATERIALIZED:
+	// otherwise the engine inlines the CTE and runs the ledger's subquery
+	// for every use of stored_us), then summed per officer and day.
+	err := c.scanAll(ctx, "recording stats", `WITH x AS MATERIALIZED (
+		SELECT r.officer_id, r.started_us, r.ended_us, r.started_us / `+day+` AS day,
 			COALESCE(r.ended_us, `+nowArg+`) AS end_us,
 			CASE WHEN `+silentCond("r.end_reason")+` THEN 1 ELSE 0 END AS silent,
 			CASE WHEN EXISTS (SELECT 1 FROM uploads up WHERE up.recording_id = r.id AND up.state = 'stored' AND up.important)
 				AND NOT EXISTS (SELECT 1 FROM evidence_links l WHERE l.recording_id = r.id AND l.unlinked_us IS NULL) THEN 1 ELSE 0 END AS unfiled,
 			(SELECT MIN(e.at_us) FROM custody_events e WHERE e.target_id = r.id AND e.action = 'ingest'
 				AND e.target_kind = 'recording' AND e.outcome = 'ok') AS stored_us
-			FROM recordings r WHERE r.started_us >= `+from+` AND r.started_us < `+to+scope+`) x
+			FROM recordings r WHERE r.started_us >= `+from+` AND r.started_us < `+to+scope+`)
+		SELECT x.officer_id, COALESCE(u.unit, ''), x.day, COUNT(*),
+		SUM(CASE WHEN x.end_us > x.started_us THEN x.end_us - x.started_us ELSE 0 END),
+		SUM(x.silent), SUM(x.unfiled),
+		SUM(CASE WHEN x.stored_us IS NOT NULL OR (x.ended_us IS NOT NULL AND x.ended_us + `+grace+` <= `+nowArg+`) THEN 1 ELSE 0 END),
+		SUM(CASE WHEN x.stored_us IS NOT NULL AND x.ended_us IS NOT NULL AND x.stored_us <= x.ended_us + `+grace+` THEN 1 ELSE 0 END)
+		FROM x
 		LEFT JOIN users u ON u.id = x.officer_id
 		GROUP BY x.officer_id, u.unit, x.day ORDER BY x.day, x.officer_id`, a.list, func(row scanner) error {
 		var d StatsDay
