@@ -180,6 +180,7 @@ function showConsole(w) {
   $('conn').hidden = !caps.live; // the live poll is what it reports on
   for (const el of document.querySelectorAll('[data-needs]')) el.hidden = !caps[el.dataset.needs];
   for (const b of document.querySelectorAll('.tab')) b.hidden = !allowedViews().includes(b.dataset.view);
+  $('key-approvals').hidden = !allowedViews().includes('approvals');
   const note = $('live-note');
   note.hidden = caps.watch;
   note.textContent = caps.watch ? '' : `Your role (${who.role}) sees who is live but does not watch: live viewing takes a supervisor or auditor account.`;

@@ -33,6 +33,8 @@ const APPROVER = env('BODYCAM_APPROVER_TOKEN'); // another supervisor's API toke
 const CHROMIUM = env('BODYCAM_CHROMIUM', '/usr/bin/chromium');
 const OUT = env('BODYCAM_OUT', join(here, 'out'));
 const DEADLINE_MS = Number(env('BODYCAM_TIMEOUT_MS', '150000'));
+const SHOTS = process.env.BODYCAM_SCREENSHOTS; // a directory: pictures of the pages, to look at
+const shot = async (page, name) => { if (SHOTS) await page.screenshot({ path: join(SHOTS, name), fullPage: true }); };
 
 let passed = 0;
 function ok(cond, msg, detail) {
@@ -117,6 +119,7 @@ async function main() {
   const shareID = link.split('/').pop();
   const row = sup.locator(tid('case-share', `[data-share="${shareID}"]`));
   await row.waitFor({ state: 'visible' });
+  await shot(sup, 'share-made.png');
   ok(await row.getAttribute('data-state') === 'active', 'the case lists the share as active');
 
   // The recipient: another browser, a fresh context (no cookie, no account).
@@ -159,6 +162,7 @@ async function main() {
   const sha = createHash('sha256').update(zip).digest('hex');
   const receipt = rec.locator(tid('share-receipt', '[data-download="1"]'));
   await receipt.waitFor({ state: 'visible', timeout: 30000 });
+  await shot(rec, 'share-recipient.png');
   ok(await receipt.getAttribute('data-sha256') === sha, 'the receipt names the SHA-256 of the bytes downloaded', { receipt: await receipt.getAttribute('data-sha256'), file: sha });
   const body = await saved(rec, () => receipt.locator(tid('share-receipt-json')).click(), 'receipt.json');
   await saved(rec, () => receipt.locator(tid('share-receipt-sig')).click(), 'receipt.json.sig');
