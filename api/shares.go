@@ -412,6 +412,13 @@ func (s *Server) renewShareCode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "share "+sh.ID+": "+why+"; make a new share")
 		return
 	}
+	// Whoever holds the new code downloads what the share holds: with
+	// approval before copying, a new code by anyone but the share's maker
+	// (whose grant made it) is a copy leaving, and takes a use of their own
+	// granted copy request of the case (?grant= or X-Bodycam-Grant).
+	if sh.CreatedBy != userOf(r) && !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+		return
+	}
 	code := newShareCode()
 	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionShare, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
 		Detail: fmt.Sprintf("share %s for %s: a new one-time code issued; the old code and session end", sh.ID, recipientText(sh.Recipient))}); err != nil {

@@ -1,0 +1,60 @@
+package api_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/bodycam/bodycam/api"
+)
+
+// grantedShare links rec-1 to C-1 in a fixture with approval required, has
+// o-a ask for a copy of the case (granted by s-a) and share it with a
+// recipient: the share made.
+func grantedShare(t *testing.T, u string) madeShare {
+	t.Helper()
+	finishSigned(t, "rec-1")
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"rec-1"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	code, out := call(t, u, "POST", "/api/v1/copy-requests", "tok-o-a", `{"kind":"case","id":"C-1","reason":"share with the DA","uses":1}`)
+	var req struct{ ID string }
+	if json.Unmarshal([]byte(out), &req); code != 201 || req.ID == "" {
+		t.Fatalf("copy request: %d %s", code, out)
+	}
+	if code, out := call(t, u, "POST", "/api/v1/copy-requests/"+req.ID+"/decision", "tok-s-a", `{"approve":true}`); code != 200 {
+		t.Fatalf("approve: %d %s", code, out)
+	}
+	return makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"charging decision","max_downloads":5,"grant":"`+req.ID+`"}`)
+}
+
+// Hole: with approval before copying, another user who may change the case
+// (here supervisor s-a, who holds no grant) issued a new one-time code of
+// o-a's share, opened it with that code and downloaded the case's court
+// export: a copy left without any grant of theirs (and the ledger says the
+// recipient downloaded it). A new code by anyone but the share's maker is
+// a copy leaving: it takes a grant of the case, as making a share does.
+func TestShareNewCodeByAnotherNeedsGrant(t *testing.T) {
+	srv, _ := rolesFixture(t, func(o *api.Options) { o.CopyApproval = api.CopyApproval{Required: true} })
+	u := srv.URL
+	sh := grantedShare(t, u)
+	code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares/"+sh.ID+"/code", "tok-s-a", "")
+	if code == 200 {
+		var renewed madeShare
+		json.Unmarshal([]byte(out), &renewed)
+		p := newRecipient(t, u)
+		if resp, _ := p.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+renewed.Code+`"}`); resp.StatusCode == 200 {
+			if resp, _ := p.do("GET", "/api/v1/shared/"+sh.ID+"/download", ""); resp.StatusCode == 200 {
+				t.Fatalf("s-a, without a grant, took a new code of o-a's share and downloaded the case's export")
+			}
+		}
+		t.Fatalf("a new code by s-a without a grant: %d %s, want 403", code, out)
+	}
+	if code != 403 || !strings.Contains(out, "copy approval required") {
+		t.Fatalf("a new code by s-a without a grant: %d %s, want 403 copy approval required", code, out)
+	}
+	// The share's maker still renews the code of the share their grant made.
+	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares/"+sh.ID+"/code", "tok-o-a", ""); code != 200 || !strings.Contains(out, `"code"`) {
+		t.Fatalf("a new code by the maker: %d %s, want 200", code, out)
+	}
+}
