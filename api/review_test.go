@@ -1,11 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bodycam/bodycam/api"
+	"github.com/bodycam/bodycam/catalog"
 )
 
 // grantedShare links rec-1 to C-1 in a fixture with approval required, has
@@ -56,5 +59,64 @@ func TestShareNewCodeByAnotherNeedsGrant(t *testing.T) {
 	// The share's maker still renews the code of the share their grant made.
 	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares/"+sh.ID+"/code", "tok-o-a", ""); code != 200 || !strings.Contains(out, `"code"`) {
 		t.Fatalf("a new code by the maker: %d %s, want 200", code, out)
+	}
+}
+
+// raceShares is the catalog's shares, with a hook run just before a
+// download is counted (a renewal landing meanwhile).
+type raceShares struct {
+	*catalog.Catalog
+	before func()
+}
+
+func (r *raceShares) TakeShareDownload(ctx context.Context, id, session string, at time.Time) (int, error) {
+	if r.before != nil {
+		r.before()
+		r.before = nil
+	}
+	return r.Catalog.TakeShareDownload(ctx, id, session, at)
+}
+
+// Hole (TOCTOU): a download's session was checked when the request began,
+// and counted later only if "a session exists": a session ended meanwhile
+// (a new code issued and opened by the recipient, after the old cookie
+// leaked) still took a download. The count must be taken for the session
+// the request carries.
+func TestShareDownloadSessionEndedMeanwhile(t *testing.T) {
+	rs := &raceShares{}
+	srv, _ := rolesFixture(t, func(o *api.Options) {
+		rs.Catalog = o.Shares.(*catalog.Catalog)
+		o.Shares = rs
+	})
+	u := srv.URL
+	finishSigned(t, "rec-1")
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"rec-1"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	sh := makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"p","max_downloads":5}`)
+	old := newRecipient(t, u)
+	if resp, body := old.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+sh.Code+`"}`); resp.StatusCode != 200 {
+		t.Fatalf("open: %d %s", resp.StatusCode, body)
+	}
+	// While the old session's download is being prepared, the sender issues
+	// a new code and the recipient opens the share with it.
+	fresh := newRecipient(t, u)
+	rs.before = func() {
+		code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares/"+sh.ID+"/code", "tok-o-a", "")
+		var renewed madeShare
+		if json.Unmarshal([]byte(out), &renewed); code != 200 {
+			t.Errorf("new code: %d %s", code, out)
+			return
+		}
+		if resp, body := fresh.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+renewed.Code+`"}`); resp.StatusCode != 200 {
+			t.Errorf("open with the new code: %d %s", resp.StatusCode, body)
+		}
+	}
+	if resp, _ := old.do("GET", "/api/v1/shared/"+sh.ID+"/download", ""); resp.StatusCode == 200 {
+		t.Fatalf("a session ended by a new code still downloaded the share")
+	}
+	rec, err := rs.Catalog.Share(context.Background(), sh.ID)
+	if err != nil || rec.Downloads != 0 {
+		t.Fatalf("downloads counted: %d %v, want 0", rec.Downloads, err)
 	}
 }

@@ -30,7 +30,7 @@ type Shares interface {
 	NewShareCode(ctx context.Context, id, codeHash string) error
 	UseShareCode(ctx context.Context, id, codeHash, sessionHash string, at time.Time) error
 	FailShareCode(ctx context.Context, id string, max int, at time.Time) (int, bool, error)
-	TakeShareDownload(ctx context.Context, id string, at time.Time) (int, error)
+	TakeShareDownload(ctx context.Context, id, sessionHash string, at time.Time) (int, error)
 	AddShareReceipt(ctx context.Context, r catalog.ShareReceiptRecord) error
 	ShareReceipts(ctx context.Context, shareID string) ([]catalog.ShareReceiptRecord, error)
 }
@@ -688,7 +688,9 @@ func (s *Server) downloadShared(w http.ResponseWriter, r *http.Request) {
 	shared := x.ids
 	x.name = shareFileName(sh.Share)
 	x.keep = func(e evidence.CustodyEvent) bool { return inShareRecord(e, c.ID, sh.ID, shared, x.data.Links) }
-	n, err := s.o.Shares.TakeShareDownload(r.Context(), sh.ID, time.Now())
+	// Counted for the session this request carries (sharedShare checked
+	// it): one ended meanwhile by a new code or a revocation takes none.
+	n, err := s.o.Shares.TakeShareDownload(r.Context(), sh.ID, sh.SessionHash, time.Now())
 	if errors.Is(err, catalog.ErrConflict) {
 		if now, err := s.o.Shares.Share(r.Context(), sh.ID); err == nil {
 			sh = now

@@ -42,7 +42,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 		t.Fatalf("Share = %+v, %v", got, err)
 	}
 	now := t0.Add(time.Minute)
-	if _, err := c.TakeShareDownload(ctx, "sh-1", now); !errors.Is(err, catalog.ErrConflict) {
+	if _, err := c.TakeShareDownload(ctx, "sh-1", "sess-1", now); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("a download before the code was used: %v, want ErrConflict", err)
 	}
 	if err := c.UseShareCode(ctx, "sh-1", "wrong", "sess", now); !errors.Is(err, catalog.ErrConflict) {
@@ -65,7 +65,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := c.TakeShareDownload(ctx, "sh-1", now)
+			n, err := c.TakeShareDownload(ctx, "sh-1", "sess-1", now)
 			if err == nil {
 				mu.Lock()
 				took = append(took, n)
@@ -107,7 +107,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if err := c.UseShareCode(ctx, "sh-2", "code-2", "sess", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.TakeShareDownload(ctx, "sh-2", s2.ExpiresAt); !errors.Is(err, catalog.ErrConflict) {
+	if _, err := c.TakeShareDownload(ctx, "sh-2", "sess", s2.ExpiresAt); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("a download once expired: %v, want ErrConflict", err)
 	}
 	if err := c.NewShareCode(ctx, "sh-2", "code-3"); err != nil {
@@ -116,7 +116,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if got, _ := c.Share(ctx, "sh-2"); got.SessionHash != "" || !got.CodeUsedAt.IsZero() || got.CodeHash != "code-3" {
 		t.Fatalf("a new code keeps the old session: %+v", got)
 	}
-	if _, err := c.TakeShareDownload(ctx, "sh-2", now); !errors.Is(err, catalog.ErrConflict) {
+	if _, err := c.TakeShareDownload(ctx, "sh-2", "sess", now); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("a download with the session a new code ended: %v, want ErrConflict", err)
 	}
 	for i := 1; i <= evidence.ShareMaxFailedCodes; i++ {
@@ -141,7 +141,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if err := c.RevokeShare(ctx, "sh-1", "o-1", "sent by mistake", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.TakeShareDownload(ctx, "sh-9", now); !errors.Is(err, catalog.ErrNotFound) {
+	if _, err := c.TakeShareDownload(ctx, "sh-9", "sess", now); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("no share: %v, want ErrNotFound", err)
 	}
 	list, err := c.Shares(ctx, "C-1")
