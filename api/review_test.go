@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +121,80 @@ func TestShareDownloadSessionEndedMeanwhile(t *testing.T) {
 	rec, err := rs.Catalog.Share(context.Background(), sh.ID)
 	if err != nil || rec.Downloads != 0 {
 		t.Fatalf("downloads counted: %d %v, want 0", rec.Downloads, err)
+	}
+}
+
+// askGranted has who ask for a copy of kind id with reason, approved by
+// decider: the grant's id.
+func askGranted(t *testing.T, u, who, decider, kind, id, reason, note string) string {
+	t.Helper()
+	code, out := call(t, u, "POST", "/api/v1/copy-requests", who, `{"kind":"`+kind+`","id":"`+id+`","reason":"`+reason+`","uses":1}`)
+	var req struct{ ID string }
+	if json.Unmarshal([]byte(out), &req); code != 201 || req.ID == "" {
+		t.Fatalf("copy request: %d %s", code, out)
+	}
+	if code, out := call(t, u, "POST", "/api/v1/copy-requests/"+req.ID+"/decision", decider, `{"approve":true,"note":"`+note+`"}`); code != 200 {
+		t.Fatalf("approve: %d %s", code, out)
+	}
+	return req.ID
+}
+
+// Hole: a share's custody excerpt leaves out other exports and other
+// shares (they tell whom copies went to), but kept the copy requests,
+// decisions and uses behind them: a recipient read why and for whom every
+// other copy of the case was asked for and granted (reasons, notes, that
+// other shares were made). A share's excerpt keeps of them only its own
+// grant's use.
+func TestShareExcerptLeavesOtherCopiesOut(t *testing.T) {
+	srv, _ := rolesFixture(t, func(o *api.Options) { o.CopyApproval = api.CopyApproval{Required: true} })
+	u := srv.URL
+	finishSigned(t, "rec-1")
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"rec-1"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	// Another copy: the case exported for the defence, and the recording
+	// downloaded for an expert.
+	g := askGranted(t, u, "tok-o-a", "tok-s-a", "case", "C-1", "disclosure to defence counsel Smith", "fine for Smith")
+	if code, _ := fetch(t, u+"/api/v1/cases/C-1/export?grant="+g, "o-a"); code != 200 {
+		t.Fatalf("export: %d", code)
+	}
+	g = askGranted(t, u, "tok-o-a", "tok-s-a", "recording", "rec-1", "for the defence expert Jones", "Jones only")
+	if code, _ := fetch(t, u+"/api/v1/recordings/rec-1/media?download=1&grant="+g, "o-a"); code != 200 {
+		t.Fatalf("download: %d", code)
+	}
+	// Another share, for the defence.
+	g = askGranted(t, u, "tok-o-a", "tok-s-a", "case", "C-1", "share with the defence", "defence share ok")
+	makeShare(t, u, "tok-o-a", `{"recipient":{"name":"D. Counsel","organisation":"Public Defender"},"purpose":"disclosure","grant":"`+g+`"}`)
+	// The share for the prosecutor.
+	g = askGranted(t, u, "tok-o-a", "tok-s-a", "case", "C-1", "share with the DA", "ok")
+	sh := makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"charging decision","grant":"`+g+`"}`)
+	p := newRecipient(t, u)
+	if resp, body := p.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+sh.Code+`"}`); resp.StatusCode != 200 {
+		t.Fatalf("open: %d %s", resp.StatusCode, body)
+	}
+	resp, zipBytes := p.do("GET", "/api/v1/shared/"+sh.ID+"/download", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("download: %d %s", resp.StatusCode, zipBytes)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(zipBytes), int64(len(zipBytes)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownUse := false
+	for _, zf := range zr.File {
+		rc, _ := zf.Open()
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		for _, secret := range []string{"Smith", "Jones", "defence", "/api/v1/cases/C-1/export", "download=1"} {
+			if bytes.Contains(b, []byte(secret)) {
+				t.Errorf("the share's zip (%s) tells of another copy: %q", zf.Name, secret)
+			}
+		}
+		if zf.Name == "custody.json" && bytes.Contains(b, []byte("copy request "+g+": grant used")) {
+			ownUse = true
+		}
+	}
+	if !ownUse {
+		t.Errorf("the share's zip does not hold the use of its own grant %s", g)
 	}
 }

@@ -251,7 +251,7 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	if req.Grant != "" && r.URL.Query().Get("grant") == "" && r.Header.Get(GrantHeader) == "" {
 		r.Header.Set(GrantHeader, req.Grant)
 	}
-	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+	if !s.takeGrantFor(w, r, evidence.CopyOfCase, c.ID, "share "+sh.ID) {
 		return
 	}
 	code := newShareCode()
@@ -416,7 +416,7 @@ func (s *Server) renewShareCode(w http.ResponseWriter, r *http.Request) {
 	// approval before copying, a new code by anyone but the share's maker
 	// (whose grant made it) is a copy leaving, and takes a use of their own
 	// granted copy request of the case (?grant= or X-Bodycam-Grant).
-	if sh.CreatedBy != userOf(r) && !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+	if sh.CreatedBy != userOf(r) && !s.takeGrantFor(w, r, evidence.CopyOfCase, c.ID, "share "+sh.ID) {
 		return
 	}
 	code := newShareCode()
@@ -746,7 +746,10 @@ func (s *Server) downloadShared(w http.ResponseWriter, r *http.Request) {
 
 // inShareRecord is the custody excerpt a share's export carries: the case's
 // record as a court export's (caseFilter), less what was not shared: events
-// about the case's other recordings, and other shares' events.
+// about the case's other recordings, other exports, other shares' events,
+// and the copy requests, decisions and uses behind other copies (their
+// reasons and notes tell whom those went to); of those only the use of the
+// grant that made this share, or gave it a new code, is kept.
 func inShareRecord(e evidence.CustodyEvent, caseID, shareID string, shared []string, links []evidence.EvidenceLink) bool {
 	if !evidence.InCaseRecord(e, caseID, links) {
 		return false
@@ -760,6 +763,10 @@ func inShareRecord(e evidence.CustodyEvent, caseID, shareID string, shared []str
 	case evidence.ActionExport:
 		// Other exports name other recordings, and whom they went to.
 		return e.Actor == evidence.ShareActor(shareID)
+	case evidence.ActionCopyRequest, evidence.ActionCopyApprove, evidence.ActionCopyRefuse:
+		return false
+	case evidence.ActionCopyUse:
+		return e.TargetKind == "case" && e.Outcome == evidence.OutcomeOK && strings.HasSuffix(e.Detail, " (share "+shareID+")")
 	}
 	return true
 }
