@@ -198,3 +198,56 @@ func TestShareExcerptLeavesOtherCopiesOut(t *testing.T) {
 		t.Errorf("the share's zip does not hold the use of its own grant %s", g)
 	}
 }
+
+// raceOpen is the catalog's shares, with a hook run just before a code is
+// spent (another browser spending it first).
+type raceOpen struct {
+	*catalog.Catalog
+	before func()
+}
+
+func (r *raceOpen) UseShareCode(ctx context.Context, id, codeHash, sessionHash string, at time.Time) error {
+	if f := r.before; f != nil {
+		r.before = nil
+		f()
+	}
+	return r.Catalog.UseShareCode(ctx, id, codeHash, sessionHash, at)
+}
+
+// Hole (ledger): opening a share was recorded as done ("opened with its
+// one-time code", ok) before the code was spent; when another browser
+// spent it meanwhile, the loser was refused but the ledger kept two
+// openings and no refusal. The refusal is recorded too.
+func TestShareOpenRaceRecorded(t *testing.T) {
+	ro := &raceOpen{}
+	srv, _ := rolesFixture(t, func(o *api.Options) {
+		ro.Catalog = o.Shares.(*catalog.Catalog)
+		o.Shares = ro
+	})
+	u := srv.URL
+	finishSigned(t, "rec-1")
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"rec-1"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	sh := makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"p"}`)
+	ro.before = func() {
+		if resp, body := newRecipient(t, u).do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+sh.Code+`"}`); resp.StatusCode != 200 {
+			t.Errorf("the first browser: %d %s", resp.StatusCode, body)
+		}
+	}
+	if resp, _ := newRecipient(t, u).do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+sh.Code+`"}`); resp.StatusCode != 403 {
+		t.Fatalf("the second browser: %d, want 403", resp.StatusCode)
+	}
+	var opened, refused int
+	for _, e := range caseEvents(t, u) {
+		if strings.Contains(e, " share_open ") && strings.HasSuffix(e, " ok") {
+			opened++
+		}
+		if strings.Contains(e, " share_open ") && strings.HasSuffix(e, " denied") {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Fatalf("share_open: %d ok, %d denied; want the loser's refusal recorded:\n%s", opened, refused, strings.Join(caseEvents(t, u), "\n"))
+	}
+}

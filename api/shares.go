@@ -561,10 +561,13 @@ func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.o.Shares.UseShareCode(r.Context(), sh.ID, sh.CodeHash, hashToken(token), now); err != nil {
+		// Recorded as opened above, it was not: the ledger says so.
 		if errors.Is(err, catalog.ErrConflict) {
+			event("not opened after all: its code was used, changed or ended meanwhile", evidence.OutcomeDenied)
 			s.refuseRecipient(w, r, sh, http.StatusForbidden, "this code was used already (it opens the share once); ask the sender for a new code")
 			return
 		}
+		event("not opened after all: the catalog failed", evidence.OutcomeFailed)
 		s.internal(w, r, err)
 		return
 	}
