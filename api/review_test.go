@@ -251,3 +251,38 @@ func TestShareOpenRaceRecorded(t *testing.T) {
 		t.Fatalf("share_open: %d ok, %d denied; want the loser's refusal recorded:\n%s", opened, refused, strings.Join(caseEvents(t, u), "\n"))
 	}
 }
+
+// Hole: a recording shared and then unlinked from the case (footage linked
+// by mistake) is no longer in the share's download, but the recipient's
+// page still listed it (its id, device and times). What the recipient sees
+// is what the download holds.
+func TestSharedUnlinkedRecordingNotListed(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	u := srv.URL
+	finishSigned(t, "rec-1")
+	finishSigned(t, "rec-2")
+	var link2 string
+	for _, id := range []string{"rec-1", "rec-2"} {
+		code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"`+id+`"}`)
+		var l struct{ ID string }
+		if json.Unmarshal([]byte(body), &l); code != 201 {
+			t.Fatalf("link %s: %d %s", id, code, body)
+		}
+		link2 = l.ID
+	}
+	sh := makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"p"}`)
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence/"+link2+"/unlink", "tok-s-a", `{"reason":"another incident, linked by mistake"}`); code != 200 {
+		t.Fatalf("unlink: %d %s", code, body)
+	}
+	p := newRecipient(t, u)
+	resp, body := p.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":"`+sh.Code+`"}`)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "rec-1") {
+		t.Fatalf("open: %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(string(body), "rec-2") {
+		t.Fatalf("the recipient's page lists rec-2, unlinked from the case since: %s", body)
+	}
+	if resp, body := p.do("GET", "/api/v1/shared/"+sh.ID, ""); resp.StatusCode != 200 || strings.Contains(string(body), "rec-2") {
+		t.Fatalf("the share, after rec-2 was unlinked: %d %s", resp.StatusCode, body)
+	}
+}

@@ -632,7 +632,17 @@ func (s *Server) answerShared(w http.ResponseWriter, r *http.Request, sh catalog
 	out := sharedJSON{ID: sh.ID, CaseID: c.ID, CaseTitle: c.Title, Recipient: sh.Recipient, Purpose: sh.Purpose, SharedBy: sh.CreatedBy,
 		SharedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt, MaxDownloads: sh.MaxDownloads, Downloads: sh.Downloads, FileName: shareFileName(sh.Share),
 		Download: sharePath + sh.ID + "/download", Copies: sh.Copies, Recordings: []sharedRecordingRow{}, Receipts: j.Receipts, KeysURL: "/api/v1/keys"}
+	// The shared recordings the download holds: those still actively
+	// linked to the case (one unlinked since is no longer shared).
+	links, err := s.o.Cases.EvidenceLinks(r.Context(), c.ID, "")
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	for _, id := range sh.Recordings {
+		if !slices.ContainsFunc(links, func(l evidence.EvidenceLink) bool { return l.RecordingID == id && l.Active() }) {
+			continue
+		}
 		rec, err := s.o.Catalog.Recording(r.Context(), id)
 		if err != nil {
 			s.internal(w, r, err)
