@@ -4,6 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strings"
@@ -284,5 +286,37 @@ func TestSharedUnlinkedRecordingNotListed(t *testing.T) {
 	}
 	if resp, body := p.do("GET", "/api/v1/shared/"+sh.ID, ""); resp.StatusCode != 200 || strings.Contains(string(body), "rec-2") {
 		t.Fatalf("the share, after rec-2 was unlinked: %d %s", resp.StatusCode, body)
+	}
+}
+
+// Hole: a share's one-time code (60 bits) was kept as an unkeyed, unsalted
+// SHA-256 of the code: whoever reads the catalog (a database dump, a
+// backup) could guess codes offline, one pass for every share at once,
+// and open a share not yet opened to download its evidence. The bootstrap
+// admin token's print is keyed for this reason; a code's hash is too, and
+// salted with its share.
+func TestShareCodeHashNotGuessableOffline(t *testing.T) {
+	srv, _ := rolesFixture(t)
+	u := srv.URL
+	finishSigned(t, "rec-1")
+	if code, body := call(t, u, "POST", "/api/v1/cases/C-1/evidence", "tok-o-a", `{"recording_id":"rec-1"}`); code != 201 {
+		t.Fatalf("link: %d %s", code, body)
+	}
+	sh := makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"p"}`)
+	rec, err := lastFixture.cat.Share(context.Background(), sh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typed := strings.ReplaceAll(sh.Code, "-", "")
+	for _, guess := range []string{"share-code:" + typed, typed, sh.Code, "share-code:" + sh.ID + typed} {
+		sum := sha256.Sum256([]byte(guess))
+		if rec.CodeHash == hex.EncodeToString(sum[:]) {
+			t.Fatalf("the kept code hash is SHA-256(%q): a catalog dump checks guesses offline", guess)
+		}
+	}
+	// The code still opens the share, typed as people type it.
+	p := newRecipient(t, u)
+	if resp, body := p.do("POST", "/api/v1/shared/"+sh.ID+"/open", `{"code":" `+strings.ToLower(typed)+`"}`); resp.StatusCode != 200 {
+		t.Fatalf("open: %d %s", resp.StatusCode, body)
 	}
 }

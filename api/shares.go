@@ -76,16 +76,22 @@ func newShareCode() string {
 	return out.String()
 }
 
-// shareCodeHash hashes a code as typed: case, spaces and dashes do not
-// matter.
-func shareCodeHash(code string) string {
+// shareCodeHash is what the catalog keeps of share id's code, as typed:
+// case, spaces and dashes do not matter. Keyed with the credential key (as
+// the bootstrap admin token's print is) and salted with the share, so that
+// a catalog dump allows no offline guessing of the 60 bits, let alone of
+// every share's at once.
+func (s *Server) shareCodeHash(id, code string) string {
 	code = strings.ToUpper(strings.Map(func(r rune) rune {
 		if r == '-' || r == ' ' {
 			return -1
 		}
 		return r
 	}, code))
-	return hashToken("share-code:" + code)
+	if s.o.Keys == nil { // only servers that register no devices either (tests of other parts)
+		return "sha256:" + hashToken("bodycam-share-code-v1\x00"+id+"\x00"+code)
+	}
+	return "hmac:" + s.o.Keys.DeviceSecret("\x00share-code", id+"\x00"+code)
 }
 
 func randomHex(n int) string {
@@ -261,7 +267,7 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the share cannot be recorded in the custody ledger now; not made")
 		return
 	}
-	if err := s.o.Shares.CreateShare(r.Context(), sh, shareCodeHash(code)); err != nil {
+	if err := s.o.Shares.CreateShare(r.Context(), sh, s.shareCodeHash(sh.ID, code)); err != nil {
 		s.record(r, evidence.CustodyEvent{Action: evidence.ActionShare, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
 			Detail: "share " + sh.ID + " not kept: the catalog failed", Outcome: evidence.OutcomeFailed})
 		s.internal(w, r, err)
@@ -425,7 +431,7 @@ func (s *Server) renewShareCode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the new code cannot be recorded in the custody ledger now; not issued")
 		return
 	}
-	if err := s.o.Shares.NewShareCode(r.Context(), sh.ID, shareCodeHash(code)); err != nil {
+	if err := s.o.Shares.NewShareCode(r.Context(), sh.ID, s.shareCodeHash(sh.ID, code)); err != nil {
 		if errors.Is(err, catalog.ErrConflict) {
 			writeError(w, http.StatusConflict, "share "+sh.ID+" is revoked")
 			return
@@ -533,7 +539,7 @@ func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 		return s.record(r, evidence.CustodyEvent{Action: evidence.ActionShareOpen, TargetKind: "case", TargetID: sh.CaseID, CaseID: sh.CaseID,
 			Detail: "share " + sh.ID + " for " + recipientText(sh.Recipient) + ": " + detail, Outcome: outcome})
 	}
-	right := subtle.ConstantTimeCompare([]byte(shareCodeHash(req.Code)), []byte(sh.CodeHash)) == 1
+	right := subtle.ConstantTimeCompare([]byte(s.shareCodeHash(sh.ID, req.Code)), []byte(sh.CodeHash)) == 1
 	if !right {
 		n, revoked, err := s.o.Shares.FailShareCode(r.Context(), sh.ID, evidence.ShareMaxFailedCodes, now)
 		if err != nil {

@@ -12,9 +12,10 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 )
 
-// ShareRecord is a share as kept: the share, and the SHA-256 (hex) of its
-// current one-time code and of the recipient's session ("" before the code
-// was used). The API compares them; the catalog never sees a code.
+// ShareRecord is a share as kept: the share, and the keyed hash of its
+// current one-time code and the SHA-256 (hex) of the recipient's session
+// ("" before the code was used). The API makes and compares them; the
+// catalog never sees a code.
 type ShareRecord struct {
 	evidence.Share
 	CodeHash    string
