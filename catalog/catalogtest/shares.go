@@ -57,6 +57,9 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if got, _ := c.Share(ctx, "sh-1"); got.SessionHash != "sess-1" || !got.CodeUsedAt.Equal(now) {
 		t.Fatalf("after the code: %+v", got)
 	}
+	if _, err := c.TakeShareDownload(ctx, "sh-1", "sess-2", now); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("a download by another session than the share's: %v, want ErrConflict", err)
+	}
 	// Ten downloads at once for a limit of three: three get a number.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
