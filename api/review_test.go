@@ -14,6 +14,7 @@ import (
 
 	"github.com/bodycam/bodycam/api"
 	"github.com/bodycam/bodycam/catalog"
+	"github.com/bodycam/bodycam/evidence"
 )
 
 // grantedShare links rec-1 to C-1 in a fixture with approval required, has
@@ -64,6 +65,23 @@ func TestShareNewCodeByAnotherNeedsGrant(t *testing.T) {
 	// The share's maker still renews the code of the share their grant made.
 	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares/"+sh.ID+"/code", "tok-o-a", ""); code != 200 || !strings.Contains(out, `"code"`) {
 		t.Fatalf("a new code by the maker: %d %s, want 200", code, out)
+	}
+	// s-a with a grant of the case of their own (decided by a duty
+	// supervisor) may; the use is in the ledger, naming the share.
+	ctx := context.Background()
+	if err := lastFixture.cat.CreateUser(ctx, evidence.User{ID: "s-duty", Role: evidence.RoleSupervisor, CertToken: "cert-s-duty"}); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("tok-s-duty"))
+	if err := lastFixture.cat.CreateAPIToken(ctx, evidence.APIToken{ID: "s-duty", TokenHash: hex.EncodeToString(sum[:]), UserID: "s-duty", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	g := askGranted(t, u, "tok-s-a", "tok-s-duty", "case", "C-1", "the DA lost the code", "ok")
+	if code, out := call(t, u, "POST", "/api/v1/cases/C-1/shares/"+sh.ID+"/code?grant="+g, "tok-s-a", ""); code != 200 || !strings.Contains(out, `"code"`) {
+		t.Fatalf("a new code by s-a with a grant: %d %s, want 200", code, out)
+	}
+	if !containsPrefix(caseEvents(t, u), "s-a copy_use copy request "+g+": grant used (0 of 1 uses left): POST /api/v1/cases/C-1/shares/"+sh.ID+"/code?grant="+g+" (share "+sh.ID+")") {
+		t.Fatalf("no use of s-a's grant for the new code:\n%s", strings.Join(caseEvents(t, u), "\n"))
 	}
 }
 
