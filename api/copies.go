@@ -394,6 +394,12 @@ func (s *Server) decideCopyRequest(w http.ResponseWriter, r *http.Request) {
 // request is known to be otherwise servable, just before the copy's own
 // custody event: each call with a grant takes a use.
 func (s *Server) takeGrant(w http.ResponseWriter, r *http.Request, kind, id string) bool {
+	return s.takeGrantFor(w, r, kind, id, "")
+}
+
+// takeGrantFor is takeGrant for a copy that for names (a share: "share
+// <id>"), said in its custody events after the request line.
+func (s *Server) takeGrantFor(w http.ResponseWriter, r *http.Request, kind, id, forWhat string) bool {
 	pol := s.o.CopyApproval
 	p := principalOf(r)
 	if !pol.Required || slices.Contains(pol.Exempt, p.Role) {
@@ -402,6 +408,9 @@ func (s *Server) takeGrant(w http.ResponseWriter, r *http.Request, kind, id stri
 	what := r.Method + " " + r.URL.Path
 	if q := r.URL.RawQuery; q != "" {
 		what += "?" + q
+	}
+	if forWhat != "" {
+		what += " (" + forWhat + ")"
 	}
 	target := evidence.CopyRequest{Kind: kind, TargetID: id}
 	refuse := func(grant, why string) bool {

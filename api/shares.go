@@ -30,7 +30,7 @@ type Shares interface {
 	NewShareCode(ctx context.Context, id, codeHash string) error
 	UseShareCode(ctx context.Context, id, codeHash, sessionHash string, at time.Time) error
 	FailShareCode(ctx context.Context, id string, max int, at time.Time) (int, bool, error)
-	TakeShareDownload(ctx context.Context, id string, at time.Time) (int, error)
+	TakeShareDownload(ctx context.Context, id, sessionHash string, at time.Time) (int, error)
 	AddShareReceipt(ctx context.Context, r catalog.ShareReceiptRecord) error
 	ShareReceipts(ctx context.Context, shareID string) ([]catalog.ShareReceiptRecord, error)
 }
@@ -76,16 +76,22 @@ func newShareCode() string {
 	return out.String()
 }
 
-// shareCodeHash hashes a code as typed: case, spaces and dashes do not
-// matter.
-func shareCodeHash(code string) string {
+// shareCodeHash is what the catalog keeps of share id's code, as typed:
+// case, spaces and dashes do not matter. Keyed with the credential key (as
+// the bootstrap admin token's print is) and salted with the share, so that
+// a catalog dump allows no offline guessing of the 60 bits, let alone of
+// every share's at once.
+func (s *Server) shareCodeHash(id, code string) string {
 	code = strings.ToUpper(strings.Map(func(r rune) rune {
 		if r == '-' || r == ' ' {
 			return -1
 		}
 		return r
 	}, code))
-	return hashToken("share-code:" + code)
+	if s.o.Keys == nil { // only servers that register no devices either (tests of other parts)
+		return "sha256:" + hashToken("bodycam-share-code-v1\x00"+id+"\x00"+code)
+	}
+	return "hmac:" + s.o.Keys.DeviceSecret("\x00share-code", id+"\x00"+code)
 }
 
 func randomHex(n int) string {
@@ -251,7 +257,7 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	if req.Grant != "" && r.URL.Query().Get("grant") == "" && r.Header.Get(GrantHeader) == "" {
 		r.Header.Set(GrantHeader, req.Grant)
 	}
-	if !s.takeGrant(w, r, evidence.CopyOfCase, c.ID) {
+	if !s.takeGrantFor(w, r, evidence.CopyOfCase, c.ID, "share "+sh.ID) {
 		return
 	}
 	code := newShareCode()
@@ -261,7 +267,7 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the share cannot be recorded in the custody ledger now; not made")
 		return
 	}
-	if err := s.o.Shares.CreateShare(r.Context(), sh, shareCodeHash(code)); err != nil {
+	if err := s.o.Shares.CreateShare(r.Context(), sh, s.shareCodeHash(sh.ID, code)); err != nil {
 		s.record(r, evidence.CustodyEvent{Action: evidence.ActionShare, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
 			Detail: "share " + sh.ID + " not kept: the catalog failed", Outcome: evidence.OutcomeFailed})
 		s.internal(w, r, err)
@@ -412,13 +418,20 @@ func (s *Server) renewShareCode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "share "+sh.ID+": "+why+"; make a new share")
 		return
 	}
+	// Whoever holds the new code downloads what the share holds: with
+	// approval before copying, a new code by anyone but the share's maker
+	// (whose grant made it) is a copy leaving, and takes a use of their own
+	// granted copy request of the case (?grant= or X-Bodycam-Grant).
+	if sh.CreatedBy != userOf(r) && !s.takeGrantFor(w, r, evidence.CopyOfCase, c.ID, "share "+sh.ID) {
+		return
+	}
 	code := newShareCode()
 	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionShare, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
 		Detail: fmt.Sprintf("share %s for %s: a new one-time code issued; the old code and session end", sh.ID, recipientText(sh.Recipient))}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the new code cannot be recorded in the custody ledger now; not issued")
 		return
 	}
-	if err := s.o.Shares.NewShareCode(r.Context(), sh.ID, shareCodeHash(code)); err != nil {
+	if err := s.o.Shares.NewShareCode(r.Context(), sh.ID, s.shareCodeHash(sh.ID, code)); err != nil {
 		if errors.Is(err, catalog.ErrConflict) {
 			writeError(w, http.StatusConflict, "share "+sh.ID+" is revoked")
 			return
@@ -526,7 +539,7 @@ func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 		return s.record(r, evidence.CustodyEvent{Action: evidence.ActionShareOpen, TargetKind: "case", TargetID: sh.CaseID, CaseID: sh.CaseID,
 			Detail: "share " + sh.ID + " for " + recipientText(sh.Recipient) + ": " + detail, Outcome: outcome})
 	}
-	right := subtle.ConstantTimeCompare([]byte(shareCodeHash(req.Code)), []byte(sh.CodeHash)) == 1
+	right := subtle.ConstantTimeCompare([]byte(s.shareCodeHash(sh.ID, req.Code)), []byte(sh.CodeHash)) == 1
 	if !right {
 		n, revoked, err := s.o.Shares.FailShareCode(r.Context(), sh.ID, evidence.ShareMaxFailedCodes, now)
 		if err != nil {
@@ -554,10 +567,13 @@ func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.o.Shares.UseShareCode(r.Context(), sh.ID, sh.CodeHash, hashToken(token), now); err != nil {
+		// Recorded as opened above, it was not: the ledger says so.
 		if errors.Is(err, catalog.ErrConflict) {
+			event("not opened after all: its code was used, changed or ended meanwhile", evidence.OutcomeDenied)
 			s.refuseRecipient(w, r, sh, http.StatusForbidden, "this code was used already (it opens the share once); ask the sender for a new code")
 			return
 		}
+		event("not opened after all: the catalog failed", evidence.OutcomeFailed)
 		s.internal(w, r, err)
 		return
 	}
@@ -622,7 +638,17 @@ func (s *Server) answerShared(w http.ResponseWriter, r *http.Request, sh catalog
 	out := sharedJSON{ID: sh.ID, CaseID: c.ID, CaseTitle: c.Title, Recipient: sh.Recipient, Purpose: sh.Purpose, SharedBy: sh.CreatedBy,
 		SharedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt, MaxDownloads: sh.MaxDownloads, Downloads: sh.Downloads, FileName: shareFileName(sh.Share),
 		Download: sharePath + sh.ID + "/download", Copies: sh.Copies, Recordings: []sharedRecordingRow{}, Receipts: j.Receipts, KeysURL: "/api/v1/keys"}
+	// The shared recordings the download holds: those still actively
+	// linked to the case (one unlinked since is no longer shared).
+	links, err := s.o.Cases.EvidenceLinks(r.Context(), c.ID, "")
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	for _, id := range sh.Recordings {
+		if !slices.ContainsFunc(links, func(l evidence.EvidenceLink) bool { return l.RecordingID == id && l.Active() }) {
+			continue
+		}
 		rec, err := s.o.Catalog.Recording(r.Context(), id)
 		if err != nil {
 			s.internal(w, r, err)
@@ -681,7 +707,9 @@ func (s *Server) downloadShared(w http.ResponseWriter, r *http.Request) {
 	shared := x.ids
 	x.name = shareFileName(sh.Share)
 	x.keep = func(e evidence.CustodyEvent) bool { return inShareRecord(e, c.ID, sh.ID, shared, x.data.Links) }
-	n, err := s.o.Shares.TakeShareDownload(r.Context(), sh.ID, time.Now())
+	// Counted for the session this request carries (sharedShare checked
+	// it): one ended meanwhile by a new code or a revocation takes none.
+	n, err := s.o.Shares.TakeShareDownload(r.Context(), sh.ID, sh.SessionHash, time.Now())
 	if errors.Is(err, catalog.ErrConflict) {
 		if now, err := s.o.Shares.Share(r.Context(), sh.ID); err == nil {
 			sh = now
@@ -737,7 +765,10 @@ func (s *Server) downloadShared(w http.ResponseWriter, r *http.Request) {
 
 // inShareRecord is the custody excerpt a share's export carries: the case's
 // record as a court export's (caseFilter), less what was not shared: events
-// about the case's other recordings, and other shares' events.
+// about the case's other recordings, other exports, other shares' events,
+// and the copy requests, decisions and uses behind other copies (their
+// reasons and notes tell whom those went to); of those only the use of the
+// grant that made this share, or gave it a new code, is kept.
 func inShareRecord(e evidence.CustodyEvent, caseID, shareID string, shared []string, links []evidence.EvidenceLink) bool {
 	if !evidence.InCaseRecord(e, caseID, links) {
 		return false
@@ -751,6 +782,10 @@ func inShareRecord(e evidence.CustodyEvent, caseID, shareID string, shared []str
 	case evidence.ActionExport:
 		// Other exports name other recordings, and whom they went to.
 		return e.Actor == evidence.ShareActor(shareID)
+	case evidence.ActionCopyRequest, evidence.ActionCopyApprove, evidence.ActionCopyRefuse:
+		return false
+	case evidence.ActionCopyUse:
+		return e.TargetKind == "case" && e.Outcome == evidence.OutcomeOK && strings.HasSuffix(e.Detail, " (share "+shareID+")")
 	}
 	return true
 }

@@ -12,9 +12,10 @@ import (
 	"github.com/bodycam/bodycam/evidence"
 )
 
-// ShareRecord is a share as kept: the share, and the SHA-256 (hex) of its
-// current one-time code and of the recipient's session ("" before the code
-// was used). The API compares them; the catalog never sees a code.
+// ShareRecord is a share as kept: the share, and the keyed hash of its
+// current one-time code and the SHA-256 (hex) of the recipient's session
+// ("" before the code was used). The API makes and compares them; the
+// catalog never sees a code.
 type ShareRecord struct {
 	evidence.Share
 	CodeHash    string
@@ -148,17 +149,19 @@ func (c *Catalog) FailShareCode(ctx context.Context, id string, max int, at time
 	return n, err == nil, err
 }
 
-// TakeShareDownload counts one download of a share, if it may still be
-// used at at (not revoked, not expired, downloads left), and returns its
-// number (1 for the first). Otherwise ErrConflict: concurrent downloads
-// never take more than the limit.
-func (c *Catalog) TakeShareDownload(ctx context.Context, id string, at time.Time) (int, error) {
+// TakeShareDownload counts one download of a share by the session whose
+// hash is given, if it may still be used at at (not revoked, not expired,
+// downloads left, that session still the share's), and returns its number
+// (1 for the first). Otherwise ErrConflict: concurrent downloads never take
+// more than the limit, and a session ended meanwhile (a new code, a
+// revocation) takes none.
+func (c *Catalog) TakeShareDownload(ctx context.Context, id, sessionHash string, at time.Time) (int, error) {
 	var n int
 	err := func() error {
 		defer c.writing()()
 		return c.db.QueryRowContext(ctx, c.q(`UPDATE shares SET downloads = downloads + 1
-			WHERE id = $1 AND downloads < max_downloads AND revoked_us = 0 AND expires_us > $2 AND session_hash <> ''
-			RETURNING downloads`), id, micros(at)).Scan(&n)
+			WHERE id = $1 AND downloads < max_downloads AND revoked_us = 0 AND expires_us > $2 AND session_hash <> '' AND session_hash = $3
+			RETURNING downloads`), id, micros(at), sessionHash).Scan(&n)
 	}()
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := c.Share(ctx, id); err != nil {

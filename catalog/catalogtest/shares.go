@@ -42,7 +42,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 		t.Fatalf("Share = %+v, %v", got, err)
 	}
 	now := t0.Add(time.Minute)
-	if _, err := c.TakeShareDownload(ctx, "sh-1", now); !errors.Is(err, catalog.ErrConflict) {
+	if _, err := c.TakeShareDownload(ctx, "sh-1", "sess-1", now); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("a download before the code was used: %v, want ErrConflict", err)
 	}
 	if err := c.UseShareCode(ctx, "sh-1", "wrong", "sess", now); !errors.Is(err, catalog.ErrConflict) {
@@ -57,6 +57,9 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if got, _ := c.Share(ctx, "sh-1"); got.SessionHash != "sess-1" || !got.CodeUsedAt.Equal(now) {
 		t.Fatalf("after the code: %+v", got)
 	}
+	if _, err := c.TakeShareDownload(ctx, "sh-1", "sess-2", now); !errors.Is(err, catalog.ErrConflict) {
+		t.Fatalf("a download by another session than the share's: %v, want ErrConflict", err)
+	}
 	// Ten downloads at once for a limit of three: three get a number.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -65,7 +68,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := c.TakeShareDownload(ctx, "sh-1", now)
+			n, err := c.TakeShareDownload(ctx, "sh-1", "sess-1", now)
 			if err == nil {
 				mu.Lock()
 				took = append(took, n)
@@ -107,7 +110,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if err := c.UseShareCode(ctx, "sh-2", "code-2", "sess", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.TakeShareDownload(ctx, "sh-2", s2.ExpiresAt); !errors.Is(err, catalog.ErrConflict) {
+	if _, err := c.TakeShareDownload(ctx, "sh-2", "sess", s2.ExpiresAt); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("a download once expired: %v, want ErrConflict", err)
 	}
 	if err := c.NewShareCode(ctx, "sh-2", "code-3"); err != nil {
@@ -116,7 +119,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if got, _ := c.Share(ctx, "sh-2"); got.SessionHash != "" || !got.CodeUsedAt.IsZero() || got.CodeHash != "code-3" {
 		t.Fatalf("a new code keeps the old session: %+v", got)
 	}
-	if _, err := c.TakeShareDownload(ctx, "sh-2", now); !errors.Is(err, catalog.ErrConflict) {
+	if _, err := c.TakeShareDownload(ctx, "sh-2", "sess", now); !errors.Is(err, catalog.ErrConflict) {
 		t.Fatalf("a download with the session a new code ended: %v, want ErrConflict", err)
 	}
 	for i := 1; i <= evidence.ShareMaxFailedCodes; i++ {
@@ -141,7 +144,7 @@ func testShares(t *testing.T, c *catalog.Catalog) {
 	if err := c.RevokeShare(ctx, "sh-1", "o-1", "sent by mistake", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.TakeShareDownload(ctx, "sh-9", now); !errors.Is(err, catalog.ErrNotFound) {
+	if _, err := c.TakeShareDownload(ctx, "sh-9", "sess", now); !errors.Is(err, catalog.ErrNotFound) {
 		t.Fatalf("no share: %v, want ErrNotFound", err)
 	}
 	list, err := c.Shares(ctx, "C-1")
