@@ -37,7 +37,7 @@ func grantedShare(t *testing.T, u string) madeShare {
 	return makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"charging decision","max_downloads":5,"grant":"`+req.ID+`"}`)
 }
 
-// Hole: with approval before copying, another user who may change the case
+// Found in review: with approval before copying, another user who may change the case
 // (here supervisor s-a, who holds no grant) issued a new one-time code of
 // o-a's share, opened it with that code and downloaded the case's court
 // export: a copy left without any grant of theirs (and the ledger says the
@@ -100,7 +100,7 @@ func (r *raceShares) TakeShareDownload(ctx context.Context, id, session string, 
 	return r.Catalog.TakeShareDownload(ctx, id, session, at)
 }
 
-// Hole (TOCTOU): a download's session was checked when the request began,
+// Found in review (TOCTOU): a download's session was checked when the request began,
 // and counted later only if "a session exists": a session ended meanwhile
 // (a new code issued and opened by the recipient, after the old cookie
 // leaked) still took a download. The count must be taken for the session
@@ -159,7 +159,7 @@ func askGranted(t *testing.T, u, who, decider, kind, id, reason, note string) st
 	return req.ID
 }
 
-// Hole: a share's custody excerpt leaves out other exports and other
+// Found in review: a share's custody excerpt leaves out other exports and other
 // shares (they tell whom copies went to), but kept the copy requests,
 // decisions and uses behind them: a recipient read why and for whom every
 // other copy of the case was asked for and granted (reasons, notes, that
@@ -234,7 +234,7 @@ func (r *raceOpen) UseShareCode(ctx context.Context, id, codeHash, sessionHash s
 	return r.Catalog.UseShareCode(ctx, id, codeHash, sessionHash, at)
 }
 
-// Hole (ledger): opening a share was recorded as done ("opened with its
+// Found in review (ledger): opening a share was recorded as done ("opened with its
 // one-time code", ok) before the code was spent; when another browser
 // spent it meanwhile, the loser was refused but the ledger kept two
 // openings and no refusal. The refusal is recorded too.
@@ -272,7 +272,7 @@ func TestShareOpenRaceRecorded(t *testing.T) {
 	}
 }
 
-// Hole: a recording shared and then unlinked from the case (footage linked
+// Found in review: a recording shared and then unlinked from the case (footage linked
 // by mistake) is no longer in the share's download, but the recipient's
 // page still listed it (its id, device and times). What the recipient sees
 // is what the download holds.
@@ -307,7 +307,7 @@ func TestSharedUnlinkedRecordingNotListed(t *testing.T) {
 	}
 }
 
-// Hole: a share's one-time code (60 bits) was kept as an unkeyed, unsalted
+// Found in review: a share's one-time code (60 bits) was kept as an unkeyed, unsalted
 // SHA-256 of the code: whoever reads the catalog (a database dump, a
 // backup) could guess codes offline, one pass for every share at once,
 // and open a share not yet opened to download its evidence. The bootstrap
