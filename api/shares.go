@@ -281,12 +281,6 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, j)
 }
 
-// takeShareGrant is where a share, a copy leaving, would need an approved
-// copy request; sharing itself is recorded and limited, so it goes ahead.
-func (s *Server) takeShareGrant(w http.ResponseWriter, r *http.Request, c evidence.Case) bool {
-	return true
-}
-
 func recipientText(rc evidence.Recipient) string {
 	t := rc.Name + " (" + rc.Organisation
 	if rc.Email != "" {
@@ -517,7 +511,8 @@ func (s *Server) refuseRecipient(w http.ResponseWriter, r *http.Request, sh cata
 
 // openShare: POST /api/v1/shared/{share}/open {"code"}: the one-time code
 // opens the share in this browser (an HttpOnly cookie for the share's own
-// path). A wrong code is counted; the fifth revokes the share.
+// path). A wrong code is counted; the fifth revokes the share. Once the
+// code is spent, every code is refused uncounted until a new one is issued.
 func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 	sh, r, ok := s.sharedShare(w, r, false, false)
 	if !ok {
@@ -539,6 +534,15 @@ func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 		return s.record(r, evidence.CustodyEvent{Action: evidence.ActionShareOpen, TargetKind: "case", TargetID: sh.CaseID, CaseID: sh.CaseID,
 			Detail: "share " + sh.ID + " for " + recipientText(sh.Recipient) + ": " + detail, Outcome: outcome})
 	}
+	// Once its code is spent, no code opens the share until a new one is
+	// issued: a code given then, right or wrong, is refused and not
+	// counted, so that nobody holding only the link can have an open share
+	// revoked by wrong codes.
+	if !sh.CodeUsedAt.IsZero() {
+		event("a code given once the share's code was used", evidence.OutcomeDenied)
+		s.refuseRecipient(w, r, sh, http.StatusForbidden, "this share's code was used already (it opens the share once); ask the sender for a new code")
+		return
+	}
 	right := subtle.ConstantTimeCompare([]byte(s.shareCodeHash(sh.ID, req.Code)), []byte(sh.CodeHash)) == 1
 	if !right {
 		n, revoked, err := s.o.Shares.FailShareCode(r.Context(), sh.ID, evidence.ShareMaxFailedCodes, now)
@@ -554,11 +558,6 @@ func (s *Server) openShare(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.refuseRecipient(w, r, sh, http.StatusForbidden, fmt.Sprintf("wrong code (%d of %d tries; then the share is revoked)", n, evidence.ShareMaxFailedCodes))
-		return
-	}
-	if !sh.CodeUsedAt.IsZero() {
-		event("its code given again, used already", evidence.OutcomeDenied)
-		s.refuseRecipient(w, r, sh, http.StatusForbidden, "this code was used already (it opens the share once); ask the sender for a new code")
 		return
 	}
 	token := "bsh_" + randomHex(32)

@@ -260,7 +260,7 @@ func TestShares(t *testing.T) {
 		"o-a share share " + sh.ID + " made for A. Prosecutor (District Attorney, ap@da.example): recordings rec-1;",
 		"share:" + sh.ID + " share_open share " + sh.ID + " for A. Prosecutor (District Attorney, ap@da.example): a wrong code (1 of 5) denied",
 		"share:" + sh.ID + " share_open share " + sh.ID + " for A. Prosecutor (District Attorney, ap@da.example): opened with its one-time code ok",
-		"share:" + sh.ID + " share_open share " + sh.ID + " for A. Prosecutor (District Attorney, ap@da.example): its code given again, used already denied",
+		"share:" + sh.ID + " share_open share " + sh.ID + " for A. Prosecutor (District Attorney, ap@da.example): a code given once the share's code was used denied",
 		"share:" + sh.ID + " export court export case-C-1-" + sh.ID + ".zip: 1 recording(s) rec-1; for share " + sh.ID + ", download 1 of 2",
 		"share:" + sh.ID + " share_download share " + sh.ID + " for A. Prosecutor (District Attorney, ap@da.example): download 2 of 2, case-C-1-" + sh.ID + ".zip (",
 	} {
@@ -306,9 +306,6 @@ func TestShares(t *testing.T) {
 	if resp, _ := p3.do("POST", "/api/v1/shared/"+sh3.ID+"/open", `{"code":"`+sh3.Code+`"}`); resp.StatusCode != 403 {
 		t.Fatalf("the old code: %d, want 403", resp.StatusCode)
 	}
-	if resp, _ := p3.do("POST", "/api/v1/shared/"+sh3.ID+"/open", `{"code":"`+renewed.Code+`"}`); resp.StatusCode != 200 {
-		t.Fatalf("the new code: %d, want 200", resp.StatusCode)
-	}
 	// Five wrong codes (the old one was the first) revoke it.
 	for i := 2; i <= evidence.ShareMaxFailedCodes; i++ {
 		resp, body := newRecipient(t, u).do("POST", "/api/v1/shared/"+sh3.ID+"/open", `{"code":"BBBB-BBBB-BBB`+string(rune('A'+i))+`"}`)
@@ -320,8 +317,26 @@ func TestShares(t *testing.T) {
 			t.Fatalf("wrong code %d: %d %s, want %d", i, resp.StatusCode, body, want)
 		}
 	}
-	if resp, _ := p3.do("GET", "/api/v1/shared/"+sh3.ID, ""); resp.StatusCode != 410 {
-		t.Fatalf("a share revoked for wrong codes still opens: %d", resp.StatusCode)
+	if resp, _ := p3.do("POST", "/api/v1/shared/"+sh3.ID+"/open", `{"code":"`+renewed.Code+`"}`); resp.StatusCode != 410 {
+		t.Fatalf("the right code of a share revoked for wrong codes: %d, want 410", resp.StatusCode)
+	}
+	// Once a share is open, codes are refused and not counted: nobody with
+	// only the link revokes it.
+	sh5 := makeShare(t, u, "tok-o-a", `{"recipient":{"name":"P","organisation":"DA"},"purpose":"p","recordings":["rec-2"]}`)
+	p5 := newRecipient(t, u)
+	if resp, _ := p5.do("POST", "/api/v1/shared/"+sh5.ID+"/open", `{"code":"`+sh5.Code+`"}`); resp.StatusCode != 200 {
+		t.Fatal("open share 5")
+	}
+	for i := 0; i < 2*evidence.ShareMaxFailedCodes; i++ {
+		if resp, body := newRecipient(t, u).do("POST", "/api/v1/shared/"+sh5.ID+"/open", `{"code":"CCCC-CCCC-CCCC"}`); resp.StatusCode != 403 || !strings.Contains(string(body), "used already") {
+			t.Fatalf("a wrong code for an open share: %d %s, want 403", resp.StatusCode, body)
+		}
+	}
+	if resp, _ := p5.do("GET", "/api/v1/shared/"+sh5.ID, ""); resp.StatusCode != 200 {
+		t.Fatalf("the open share after wrong codes: %d, want 200 (not revoked)", resp.StatusCode)
+	}
+	if got, _ := lastFixture.cat.Share(context.Background(), sh5.ID); got.FailedCodes != 0 || got.Revoked() {
+		t.Fatalf("wrong codes for an open share were counted: %+v", got)
 	}
 	if !containsPrefix(caseEvents(t, u), "server share_revoke share "+sh3.ID+" for P (DA) revoked by the server: 5 wrong codes") &&
 		!containsPrefix(caseEvents(t, u), "share:"+sh3.ID+" share_revoke share "+sh3.ID+" for P (DA) revoked by the server: 5 wrong codes") {

@@ -47,7 +47,17 @@ function shareRow(c, s, { canShare, reload, showMade }) {
     actions.append(
       h('button', { type: 'button', class: 'btn btn-sm', testid: 'share-new-code', title: 'A new one-time code; the old one and the open session end',
         onclick: async () => {
-          try { showMade(await postJSON(sharesURL(c.id) + '/' + encodeURIComponent(s.id) + '/code')); reload(); } catch (e) { toast(e.message, 'error'); }
+          // A new code by another than the share's maker takes a use of
+          // their own grant of the case (the server ignores it for the maker).
+          let path = sharesURL(c.id) + '/' + encodeURIComponent(s.id) + '/code';
+          try {
+            if (copyMode() === 'required') {
+              const [g] = await myGrants('case', c.id);
+              if (g) path += '?grant=' + encodeURIComponent(g.id);
+            }
+            showMade(await postJSON(path));
+            reload();
+          } catch (e) { toast(e.message, 'error'); }
         } }, 'New code'),
       h('button', { type: 'button', class: 'btn btn-sm btn-danger', testid: 'share-revoke', onclick: () => askRevoke(c, s, actions, reload) }, 'Revoke'));
   }
