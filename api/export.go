@@ -21,6 +21,12 @@ import (
 // custody ledger before any evidence goes out (no record, no export), and
 // the excerpt in the zip includes that event.
 func (s *Server) exportCase(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		// A HEAD would build the zip and record an export that never left.
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "a case export is GET only: each one is recorded")
+		return
+	}
 	c, ok := s.loadCase(w, r, false)
 	if !ok {
 		return

@@ -35,6 +35,9 @@ func TestCaseExportAPI(t *testing.T) {
 			t.Errorf("export as %q: %d %s, want %d", who, resp.StatusCode, body, want)
 		}
 	}
+	if code, _ := call(t, srv.URL, "HEAD", "/api/v1/cases/C-1/export", "tok-aud", ""); code != 405 {
+		t.Errorf("HEAD of the export: %d, want 405 (it would record an export that never left)", code)
+	}
 	// A case without footage exports (and verifies) as such.
 	resp, body := get("aud")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/zip" ||
