@@ -136,19 +136,8 @@ func (s *Server) removeBookmark(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req struct {
-		Reason string `json:"reason"`
-	}
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, "reason: say why the bookmark is removed")
-		return
-	}
-	if err := validText("reason", req.Reason, 500); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	reason, ok := readReason(w, r, "the bookmark is removed")
+	if !ok {
 		return
 	}
 	id := r.PathValue("bookmark")
@@ -171,12 +160,12 @@ func (s *Server) removeBookmark(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionBookmarkRemoved, TargetKind: "recording", TargetID: rec.ID,
-		Detail: fmt.Sprintf("bookmark %s (at %s, by %s) removed: %s", id, b.At.Format(time.RFC3339Nano), b.CreatedBy, oneLineNote(req.Reason))}); err != nil {
+		Detail: fmt.Sprintf("bookmark %s (at %s, by %s) removed: %s", id, b.At.Format(time.RFC3339Nano), b.CreatedBy, oneLineNote(reason))}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the removal cannot be recorded in the custody ledger now; not removed")
 		return
 	}
 	now := time.Now().UTC()
-	if err := s.o.Bookmarks.RemoveBookmark(r.Context(), id, p.ID, req.Reason, now); err != nil {
+	if err := s.o.Bookmarks.RemoveBookmark(r.Context(), id, p.ID, reason, now); err != nil {
 		if errors.Is(err, catalog.ErrConflict) {
 			writeError(w, http.StatusConflict, "bookmark "+id+" was removed already")
 			return
@@ -184,8 +173,29 @@ func (s *Server) removeBookmark(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	b.RemovedBy, b.RemovedAt, b.RemovedReason = p.ID, now, req.Reason
+	b.RemovedBy, b.RemovedAt, b.RemovedReason = p.ID, now, reason
 	writeJSON(w, http.StatusOK, toBookmarkJSON(rec, b))
+}
+
+// readReason reads a body {"reason"}: required (why says what it must
+// explain), text of at most 500 bytes. It answers 400 itself (false).
+func readReason(w http.ResponseWriter, r *http.Request, why string) (string, bool) {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeError(w, http.StatusBadRequest, "reason: say why "+why)
+		return "", false
+	}
+	if err := validText("reason", req.Reason, 500); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return req.Reason, true
 }
 
 // oneLineNote is a note as a custody event's detail carries it: on one

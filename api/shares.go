@@ -354,19 +354,8 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req struct {
-		Reason string `json:"reason"`
-	}
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, "reason: say why the share is revoked")
-		return
-	}
-	if err := validText("reason", req.Reason, 500); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	reason, ok := readReason(w, r, "the share is revoked")
+	if !ok {
 		return
 	}
 	if sh.Revoked() {
@@ -374,12 +363,12 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.record(r, evidence.CustodyEvent{Action: evidence.ActionShareRevoke, TargetKind: "case", TargetID: c.ID, CaseID: c.ID,
-		Detail: fmt.Sprintf("share %s for %s revoked: %s", sh.ID, recipientText(sh.Recipient), oneLineNote(req.Reason))}); err != nil {
+		Detail: fmt.Sprintf("share %s for %s revoked: %s", sh.ID, recipientText(sh.Recipient), oneLineNote(reason))}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the revocation cannot be recorded in the custody ledger now; not revoked")
 		return
 	}
 	now := time.Now().UTC()
-	if err := s.o.Shares.RevokeShare(r.Context(), sh.ID, userOf(r), req.Reason, now); err != nil {
+	if err := s.o.Shares.RevokeShare(r.Context(), sh.ID, userOf(r), reason, now); err != nil {
 		if errors.Is(err, catalog.ErrConflict) {
 			writeError(w, http.StatusConflict, "share "+sh.ID+" was revoked already")
 			return
