@@ -11,12 +11,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { ARGS, checks, deadline, env as envOf, signIn, tid, watch } from './harness.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) { console.error(`usage: ${name} is required (see cmd/bodycam/console_dashboard_test.go)`); process.exit(2); }
-  return v;
-};
+const env = (name, fallback) => envOf(name, fallback, 'cmd/bodycam/console_dashboard_test.go');
 const URL_ = env('BODYCAM_URL');
 const USER = env('BODYCAM_USER'); // a supervisor of a unit
 const PASSWORD = env('BODYCAM_PASSWORD');
@@ -25,18 +22,8 @@ const CHROMIUM = env('BODYCAM_CHROMIUM', '/usr/bin/chromium');
 const DEADLINE_MS = Number(env('BODYCAM_TIMEOUT_MS', '90000'));
 const SCREENSHOT = process.env.BODYCAM_SCREENSHOT; // a PNG of the page as seeded, to look at
 
-let passed = 0;
-function ok(cond, msg, detail) {
-  if (!cond) throw new Error(`FAIL: ${msg}${detail !== undefined ? `\n  got: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}` : ''}`);
-  passed++;
-  console.log(`ok ${passed} - ${msg}`);
-}
-const tid = (id, extra = '') => `[data-testid="${id}"]${extra}`;
-
-const watchdog = setTimeout(() => {
-  console.error(`FAIL: the browser test did not finish within ${DEADLINE_MS} ms`);
-  process.exit(1);
-}, DEADLINE_MS);
+const { ok, passed } = checks();
+const watchdog = deadline(DEADLINE_MS);
 
 const profile = mkdtempSync(join(tmpdir(), 'bodycam-chromium-'));
 let context;
@@ -46,25 +33,12 @@ async function main() {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+    args: ARGS,
     viewport: { width: 1440, height: 1000 },
   });
   const page = context.pages()[0] || await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('console', (msg) => {
-    const text = msg.text();
-    if (/Content.Security.Policy|Refused to/i.test(text)) problems.push(`CSP: ${text}`);
-    else if (msg.type() === 'error' && !/Failed to load resource/.test(text)) problems.push(`console error: ${text}`);
-  });
-  await page.goto(URL_);
-  await page.locator(tid('signin')).waitFor({ state: 'visible' });
-  await page.click(tid('mode-account'));
-  await page.fill(tid('user'), USER);
-  await page.fill(tid('password'), PASSWORD);
-  await page.click(tid('signin'));
-  await page.locator(tid('console')).waitFor({ state: 'visible' });
+  watch(page, problems);
+  await signIn(page, URL_, USER, PASSWORD);
 
   await page.click(tid('tab-dashboard'));
   await page.locator(tid('stat-cards')).waitFor({ state: 'visible' });
@@ -138,7 +112,7 @@ async function main() {
 
 try {
   await main();
-  console.log(`# ${passed} passed`);
+  console.log(`# ${passed()} passed`);
 } catch (err) {
   console.error(err.message || err);
   process.exitCode = 1;

@@ -16,13 +16,10 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ARGS, checks, deadline, env as envOf, signIn, tid, watch as watchPage } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) { console.error(`usage: ${name} is required (see cmd/bodycam/console_share_test.go)`); process.exit(2); }
-  return v;
-};
+const env = (name, fallback) => envOf(name, fallback, 'cmd/bodycam/console_share_test.go');
 const URL_ = env('BODYCAM_URL');
 const USER = env('BODYCAM_USER'); // a supervisor who may change the case
 const PASSWORD = env('BODYCAM_PASSWORD');
@@ -36,35 +33,15 @@ const DEADLINE_MS = Number(env('BODYCAM_TIMEOUT_MS', '150000'));
 const SHOTS = process.env.BODYCAM_SCREENSHOTS; // a directory: pictures of the pages, to look at
 const shot = async (page, name) => { if (SHOTS) await page.screenshot({ path: join(SHOTS, name), fullPage: true }); };
 
-let passed = 0;
-function ok(cond, msg, detail) {
-  if (!cond) throw new Error(`FAIL: ${msg}${detail !== undefined ? `\n  got: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}` : ''}`);
-  passed++;
-  console.log(`ok ${passed} - ${msg}`);
-}
-const tid = (id, extra = '') => `[data-testid="${id}"]${extra}`;
-
-const watchdog = setTimeout(() => {
-  console.error(`FAIL: the browser test did not finish within ${DEADLINE_MS} ms`);
-  process.exit(1);
-}, DEADLINE_MS);
+const { ok, passed } = checks();
+const watchdog = deadline(DEADLINE_MS);
 
 const profile = mkdtempSync(join(tmpdir(), 'bodycam-chromium-'));
 mkdirSync(OUT, { recursive: true });
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
 let context, browser;
 const problems = [];
 
-function watch(page, who) {
-  page.setDefaultTimeout(15000);
-  page.on('pageerror', (err) => problems.push(`${who}: page error: ${err.message}`));
-  page.on('console', (msg) => {
-    const text = msg.text();
-    if (/Content.Security.Policy|Refused to/i.test(text)) problems.push(`${who}: CSP: ${text}`);
-    else if (msg.type() === 'error' && !/Failed to load resource/.test(text)) problems.push(`${who}: console error: ${text}`);
-  });
-}
+const watch = (page, who) => watchPage(page, problems, who);
 
 // saved waits for the download a click starts and returns its bytes.
 async function saved(page, click, name) {
@@ -79,12 +56,7 @@ async function main() {
   context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1440, height: 1000 } });
   const sup = context.pages()[0] || await context.newPage();
   watch(sup, 'supervisor');
-  await sup.goto(URL_);
-  await sup.click(tid('mode-account'));
-  await sup.fill(tid('user'), USER);
-  await sup.fill(tid('password'), PASSWORD);
-  await sup.click(tid('signin'));
-  await sup.locator(tid('console')).waitFor({ state: 'visible' });
+  await signIn(sup, URL_, USER, PASSWORD);
   // Sharing lets a copy leave: the supervisor asks for a copy of the case
   // (two uses: two shares), another supervisor grants it.
   const asked = await sup.evaluate(async (kase) => {
@@ -225,7 +197,7 @@ async function main() {
   ok(expiredDL === 410, 'the download of an expired share is refused (410)', expiredDL);
 
   ok(problems.length === 0, 'no CSP violations or script errors in the pages', problems);
-  console.log(`# passed ${passed} checks`);
+  console.log(`# passed ${passed()} checks`);
 }
 
 let code = 0;
